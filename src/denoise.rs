@@ -1,0 +1,1 @@
+//! The offline denoising pipeline used by `mfr-eeg denoise`.

@@ -1,0 +1,1 @@
+//! Data generation, metrics, baselines and the benchmark harness.

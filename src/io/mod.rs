@@ -1,0 +1,1 @@
+//! Reading and writing recordings (EDF/EDF+/BDF, WAV) and preprocessing.

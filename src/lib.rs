@@ -1,0 +1,23 @@
+//! mfr-eeg: EEG artifact removal with TopK sparse autoencoders trained with Mutual Feature
+//! Regularization (Marks et al. 2024).
+//!
+//! - [`core`]: the `no_std`, allocation-free inference core (SAE forward, TopK, streaming).
+//! - [`model`]: the one model format (safetensors + metadata), zero-copy views.
+//! - `io` (std): EDF/EDF+/BDF and WAV, resampling and filters.
+//! - `eval` (std): synthetic and semi-synthetic data, metrics, baselines, the bench harness.
+//! - `train` (feature `train`): burn-based training with MFR, checkpoints and export.
+#![cfg_attr(not(feature = "std"), no_std)]
+#![deny(missing_docs)]
+
+pub mod core;
+pub mod model;
+pub mod rng;
+
+#[cfg(feature = "std")]
+pub mod denoise;
+#[cfg(feature = "std")]
+pub mod eval;
+#[cfg(feature = "std")]
+pub mod io;
+#[cfg(feature = "train")]
+pub mod train;

@@ -1,0 +1,1 @@
+//! The model format: safetensors tensors plus string metadata.

@@ -1,0 +1,1 @@
+//! Training of MFR-regularised TopK SAEs on burn.

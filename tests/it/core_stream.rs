@@ -1,0 +1,1 @@
+//! Integration tests: core_stream.
