@@ -1,1 +1,4 @@
 //! Reading and writing recordings (EDF/EDF+/BDF, WAV) and preprocessing.
+
+pub mod edf;
+pub mod wav;
