@@ -1,1 +1,3 @@
 //! Reading and writing recordings (EDF/EDF+/BDF, WAV) and preprocessing.
+pub mod filter;
+pub mod resample;
