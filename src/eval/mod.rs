@@ -1,1 +1,71 @@
 //! Data generation, metrics, baselines and the benchmark harness.
+//!
+//! - [`welch`]: Welch power spectral density (Hann, 50 % overlap), used by RRMSE_s.
+//! - [`metrics`]: RRMSE_t, RRMSE_s, CC, SNR and SNR improvement (EEGdenoiseNet definitions).
+//! - [`data`]: the seeded semi-synthetic generator (real EEG + physiological model, six
+//!   artifact families), the EEGdenoiseNet mixing protocol and leak-free splits.
+//! - [`npy`] and [`eegdenoisenet`]: loading EEGdenoiseNet's own `.npy` epoch files.
+
+pub mod baselines;
+pub mod data;
+pub mod eegdenoisenet;
+pub mod metrics;
+pub mod npy;
+pub mod welch;
+
+use std::path::PathBuf;
+
+/// Errors of the evaluation layer; each names what was wrong and where.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EvalError {
+    /// Two signals that must have equal length do not.
+    #[error("length mismatch: expected {expected} samples, got {got}")]
+    LengthMismatch {
+        /// Length required.
+        expected: usize,
+        /// Length given.
+        got: usize,
+    },
+    /// A signal is shorter than the operation needs.
+    #[error("signal too short: need at least {needed} samples, got {got}")]
+    TooShort {
+        /// Minimum length.
+        needed: usize,
+        /// Length given.
+        got: usize,
+    },
+    /// A reference signal has zero energy, so a relative metric is undefined.
+    #[error("{what} has zero energy; the relative metric is undefined")]
+    ZeroEnergy {
+        /// Which signal.
+        what: &'static str,
+    },
+    /// A signal holds NaN or infinity.
+    #[error("{what} contains a non-finite sample at index {index}")]
+    NonFinite {
+        /// Which signal.
+        what: &'static str,
+        /// First offending index.
+        index: usize,
+    },
+    /// An invalid parameter.
+    #[error("invalid parameter: {0}")]
+    Invalid(String),
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A file's content is malformed.
+    #[error("{path}: {problem}")]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: String,
+    },
+}

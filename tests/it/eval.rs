@@ -1,1 +1,217 @@
-//! Integration tests: eval.
+//! Integration tests: eval (data protocol, splits, determinism, EEGdenoiseNet loader).
+
+use mfr_eeg::eval::data::{
+    ArtifactKind, ArtifactSource, Recording, SelectionRule, SnrPlan, artifact, make_windows,
+    mix_at_snr, model_segment, model_segments, recording_segments, split_segments,
+};
+use mfr_eeg::eval::eegdenoisenet::{EegDenoiseNet, split_bank};
+use mfr_eeg::eval::metrics::{rms, snr_db};
+use mfr_eeg::eval::npy::{NpyDtype, write_npy};
+use mfr_eeg::rng::Rng;
+
+#[test]
+fn mixing_hits_the_requested_snr() {
+    let mut rng = Rng::new(11);
+    for (i, kind) in ArtifactKind::ALL.into_iter().enumerate() {
+        let clean = model_segment(1, i as u64, 512, 256.0);
+        let a = artifact(kind, &mut rng, 512, 256.0);
+        for snr in kind.test_snr_levels_db() {
+            let (noisy, lambda) = mix_at_snr(&clean, &a, snr).unwrap();
+            // In f64 the definition holds to rounding (1e-9 dB).
+            let exact = 10.0 * (rms(&clean) / (lambda * rms(&a))).log10();
+            assert!((exact - snr).abs() < 1e-9, "{kind:?} {snr}: {exact}");
+            // Measured from the stored f32 noisy signal: within 1e-6 dB (f32 rounding of the
+            // sum perturbs the residual by ~1e-7 relative, i.e. ~4e-7 dB).
+            let resid: Vec<f32> = noisy.iter().zip(&clean).map(|(n, c)| n - c).collect();
+            let got = snr_db(&clean, &resid).unwrap();
+            assert!((got - snr).abs() < 1e-6, "{kind:?} {snr}: measured {got}");
+        }
+    }
+}
+
+#[test]
+fn windows_are_zscored_by_the_noisy_std_and_deterministic() {
+    let segs = model_segments(5, 4, 512, 256.0, 0);
+    let plan = SnrPlan::Levels(ArtifactKind::Emg.test_snr_levels_db().to_vec());
+    let w1 = make_windows(
+        &segs,
+        ArtifactKind::Emg,
+        ArtifactSource::Generated,
+        &plan,
+        512,
+        256.0,
+        9,
+    )
+    .unwrap();
+    let w2 = make_windows(
+        &segs,
+        ArtifactKind::Emg,
+        ArtifactSource::Generated,
+        &plan,
+        512,
+        256.0,
+        9,
+    )
+    .unwrap();
+    let w3 = make_windows(
+        &segs,
+        ArtifactKind::Emg,
+        ArtifactSource::Generated,
+        &plan,
+        512,
+        256.0,
+        10,
+    )
+    .unwrap();
+    assert_eq!(w1.len(), 40);
+    assert_eq!(w1, w2, "same seed must give identical windows");
+    assert_ne!(
+        w1[0].noisy, w3[0].noisy,
+        "a different seed must change the artifacts"
+    );
+    for w in &w1 {
+        let n = w.noisy.len() as f64;
+        let m = w.noisy.iter().map(|&v| v as f64).sum::<f64>() / n;
+        let sd = (w.noisy.iter().map(|&v| (v as f64 - m).powi(2)).sum::<f64>() / n).sqrt();
+        assert!((sd - 1.0).abs() < 1e-5, "noisy std {sd}"); // f32 storage
+        let resid: Vec<f32> = w.noisy.iter().zip(&w.clean).map(|(a, b)| a - b).collect();
+        // Scaling both by the same std leaves the SNR unchanged (f32 rounding: 1e-5 dB).
+        assert!((snr_db(&w.clean, &resid).unwrap() - w.snr_db).abs() < 1e-5);
+    }
+    // The physiological model itself is deterministic by (seed, index).
+    assert_eq!(
+        model_segment(3, 7, 256, 256.0),
+        model_segment(3, 7, 256, 256.0)
+    );
+    assert_ne!(
+        model_segment(3, 7, 256, 256.0),
+        model_segment(4, 7, 256, 256.0)
+    );
+}
+
+#[test]
+fn splits_never_share_a_group() {
+    let mut segs = model_segments(1, 30, 64, 256.0, 0);
+    // Several segments per group, as a recording's channels share a time span.
+    for (i, s) in segs.iter_mut().enumerate() {
+        s.group = (i / 3) as u64;
+    }
+    let sp = split_segments(segs, (0.7, 0.15), 42);
+    let groups = |v: &[mfr_eeg::eval::data::Segment]| {
+        v.iter()
+            .map(|s| s.group)
+            .collect::<std::collections::HashSet<_>>()
+    };
+    let (a, b, c) = (groups(&sp.train), groups(&sp.val), groups(&sp.test));
+    assert!(a.is_disjoint(&b) && a.is_disjoint(&c) && b.is_disjoint(&c));
+    assert_eq!(a.len() + b.len() + c.len(), 10);
+    assert_eq!(sp.train.len() + sp.val.len() + sp.test.len(), 30);
+    assert_eq!((a.len(), b.len(), c.len()), (7, 2, 1));
+    // Deterministic by seed.
+    let again = split_segments(model_segments(1, 30, 64, 256.0, 0), (0.7, 0.15), 42);
+    let again2 = split_segments(model_segments(1, 30, 64, 256.0, 0), (0.7, 0.15), 42);
+    assert_eq!(again.test, again2.test);
+}
+
+#[test]
+fn selection_rule_rejects_a_segment_with_a_big_blink() {
+    let fs = 160.0;
+    let n = (fs * 40.0) as usize;
+    let channels: Vec<Vec<f32>> = (0..3).map(|c| model_segment(8, c, n, fs)).collect();
+    let mut rec = Recording {
+        name: "synthetic".into(),
+        sample_rate_hz: fs,
+        labels: vec!["Fp1.".into(), "Cz..".into(), "Oz..".into()],
+        channels,
+    };
+    // A 300 uV blink-like bump at 11.0 s on Fp1 only.
+    for (i, x) in rec.channels[0].iter_mut().enumerate() {
+        let t = i as f64 / fs - 11.0;
+        *x += (300.0 * (-(t / 0.15).powi(2)).exp()) as f32;
+    }
+    let (segs, rep) =
+        recording_segments(&rec, 256.0, 512, 60.0, SelectionRule::default(), 100).unwrap();
+    // 40 s minus the 1 s edges -> 19 segments of 2 s per channel.
+    assert_eq!(rep.kept + rep.rejected, 57);
+    // The blink sits in segment (11 - 1) / 2 = 5 of Fp1: it must be gone.
+    assert!(
+        !segs
+            .iter()
+            .any(|s| s.origin.starts_with("synthetic:Fp1.@11.0s"))
+    );
+    assert!(
+        segs.iter()
+            .any(|s| s.origin.starts_with("synthetic:Cz..@11.0s"))
+    );
+    assert!(rep.kept >= 45, "too many clean segments rejected: {rep:?}");
+    assert!(
+        segs.iter()
+            .all(|s| s.samples.len() == 512 && s.group >= 100 && s.group < 119)
+    );
+}
+
+#[test]
+fn eegdenoisenet_loader_reads_the_published_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let sine = |n: usize, f: f64, fs: f64, a: f64| {
+        (0..n).map(move |i| a * (std::f64::consts::TAU * f * i as f64 / fs).sin())
+    };
+    let eeg: Vec<f64> = (0..5)
+        .flat_map(|r| sine(512, 10.0, 256.0, 1.0 + r as f64))
+        .collect();
+    let eog: Vec<f64> = (0..4).flat_map(|_| sine(512, 1.0, 256.0, 50.0)).collect();
+    // EMG at 512 Hz: 64 Hz survives the move to 256 Hz, 200 Hz must be removed.
+    let emg: Vec<f64> = (0..6)
+        .flat_map(|_| {
+            sine(1024, 64.0, 512.0, 2.0)
+                .zip(sine(1024, 200.0, 512.0, 1.0))
+                .map(|(a, b)| a + b)
+        })
+        .collect();
+    write_npy(
+        &dir.path().join("EEG_all_epochs.npy"),
+        &[5, 512],
+        &eeg,
+        NpyDtype::F64,
+    )
+    .unwrap();
+    write_npy(
+        &dir.path().join("EOG_all_epochs.npy"),
+        &[4, 512],
+        &eog,
+        NpyDtype::F64,
+    )
+    .unwrap();
+    write_npy(
+        &dir.path().join("EMG_all_epochs.npy"),
+        &[6, 1024],
+        &emg,
+        NpyDtype::F64,
+    )
+    .unwrap();
+    let d = EegDenoiseNet::load(dir.path()).unwrap();
+    assert_eq!((d.eeg.len(), d.eog.len(), d.emg.len()), (5, 4, 6));
+    assert!(d.emg.iter().all(|e| e.len() == 512));
+    let want: Vec<f32> = sine(512, 64.0, 256.0, 2.0).map(|v| v as f32).collect();
+    let err = d.emg[0]
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    // Whole periods: spectral resampling is exact up to rounding (f32 storage, 1e-4).
+    assert!(err < 1e-4, "EMG resampling error {err}");
+    let segs = d.clean_segments(0);
+    assert!((rms(&segs[2].samples) - 3.0 / 2f64.sqrt()).abs() < 1e-5);
+    let [tr, va, te] = split_bank(&d.emg, (0.5, 0.25), 1);
+    assert_eq!((tr.len(), va.len(), te.len()), (3, 2, 1));
+    // A wrong shape names the file and the problem.
+    write_npy(
+        &dir.path().join("EOG_all_epochs.npy"),
+        &[4, 256],
+        &eog[..1024],
+        NpyDtype::F32,
+    )
+    .unwrap();
+    let e = EegDenoiseNet::load(dir.path()).unwrap_err().to_string();
+    assert!(e.contains("EOG_all_epochs.npy") && e.contains("512"), "{e}");
+}
