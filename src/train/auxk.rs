@@ -80,7 +80,7 @@ pub fn auxk_per_sae(
     let act = if signed {
         fwd.pre.clone()
     } else {
-        fwd.pre.clone().relu()
+        burn::tensor::activation::relu(fwd.pre.clone())
     };
     let e_hat = act.mul(mask).matmul(fwd.dec.clone());
     let [_, _, di] = fwd.x_hat.dims();

@@ -13,9 +13,11 @@
 pub mod auxk;
 pub mod backend;
 pub mod checkpoint;
+pub mod cli;
 pub mod config;
 pub mod data;
 pub mod data_file;
+pub mod export;
 pub mod hungarian;
 pub mod loss;
 pub mod optim;

@@ -199,7 +199,7 @@ impl SaeStack {
         let act = if signed {
             pre.clone()
         } else {
-            pre.clone().relu()
+            burn::tensor::activation::relu(pre.clone())
         };
         let z = act.mul(mask.clone());
         let dec = self.decoder();

@@ -180,7 +180,7 @@ impl Trainer {
         }
         let weight = cfg.mfr_alpha * cfg.mfr_weight_at(self.step);
         let (mut mmcs, mut penalty) = (None, None);
-        if weight > 0.0 && self.pairs.len() > 0 {
+        if weight > 0.0 && !self.pairs.is_empty() {
             let dn = normalize_rows(fwd.dec.clone());
             let matching = self.matching(dn.clone().without_autodiff());
             let m = mfr::matched_mmcs(dn, &self.pairs, &matching);
@@ -327,10 +327,9 @@ impl Trainer {
             val.len().min(max)
         };
         let n = self.cfg.n_saes;
-        let (mut se, mut ss, mut sum, mut count) = (vec![0f64; n], 0f64, vec![0f64; 0], 0usize);
         let d = self.cfg.d_in;
-        sum.resize(d, 0.0);
-        let mut sq = vec![0f64; d];
+        let (mut se, mut ss, mut count) = (vec![0f64; n], 0f64, 0usize);
+        let (mut sum, mut sq) = (vec![0f64; d], vec![0f64; d]);
         let (mut xi, mut ti) = (Vec::new(), Vec::new());
         let bs = self.cfg.batch_size.max(1);
         for start in (0..n_rows).step_by(bs) {
@@ -527,10 +526,11 @@ pub fn train_with(
         trainer.apply(&c);
         steps_run += 1;
         bar.set_position(trainer.step as u64);
-        if let Some((path, every)) = &opts.checkpoint {
-            if *every > 0 && (trainer.step % every == 0 || trainer.step == cfg.steps) {
-                checkpoint::write(path, &trainer.state(sampler.position()))?;
-            }
+        if let Some((path, every)) = &opts.checkpoint
+            && *every > 0
+            && (trainer.step % every == 0 || trainer.step == cfg.steps)
+        {
+            checkpoint::write(path, &trainer.state(sampler.position()))?;
         }
     }
     bar.finish_and_clear();

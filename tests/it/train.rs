@@ -379,3 +379,81 @@ fn resume_rejects_a_different_configuration() {
     let err = train_with(&other, &mut &data, &mut &data, &device, opts).unwrap_err();
     assert!(err.to_string().contains("different configuration"), "{err}");
 }
+
+/// The exported model, run by the no_std core, reproduces burn's forward (on flex and wgpu).
+fn core_matches_burn(backend: BackendKind, activation: ActivationKind) {
+    use mfr_eeg::train::export::{ExportInfo, export_sae};
+    let cfg = small_cfg(MmcsKind::Max, activation);
+    let device = backend
+        .device()
+        .unwrap_or_else(|e| panic!("backend {backend} is required: {e}"));
+    let mut tr = Trainer::new(&cfg, &[0.1; 16], &device).unwrap();
+    for s in 0..3 {
+        let x = random_rows(8, 16, 200 + s);
+        let c = tr.compute(&x, &x);
+        tr.apply(&c);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.safetensors");
+    let saes = tr.stack.to_host();
+    let info = ExportInfo {
+        hop: 8,
+        sample_rate_hz: 128.0,
+        channel_type: "EEG".into(),
+        normalisation: mfr_eeg::core::Normalisation::None,
+        provenance: "parity test".into(),
+    };
+    export_sae(&path, &cfg, &saes[1], &info).unwrap();
+    assert!(
+        mfr_eeg::train::export::config_path(&path).exists(),
+        "config JSON beside the model"
+    );
+    let model = mfr_eeg::model::Model::load(&path).unwrap();
+    let sae = model.view().sae();
+    let x = random_rows(8, 16, 999);
+    let fwd = tr.stack.forward(
+        burn::tensor::Tensor::<2>::from_data(
+            burn::tensor::TensorData::new(x.clone(), [8, 16]),
+            tr.device(),
+        ),
+        cfg.k,
+        cfg.activation,
+    );
+    let x_hat = fwd.x_hat.try_into_vec_as::<f32>().unwrap();
+    let mask = fwd.mask.try_into_vec_as::<f32>().unwrap();
+    let mut out = vec![0f32; 16];
+    let mut scratch = vec![0f32; sae.scratch_len()];
+    let mut topk = vec![0usize; cfg.k];
+    for (b, row) in x.chunks_exact(16).enumerate() {
+        sae.forward_into(row, &mut out, &mut scratch, &mut topk)
+            .unwrap();
+        // SAE 1 of the stack: offset N index 1.
+        let burn_row = &x_hat[(8 + b) * 16..(8 + b + 1) * 16];
+        for (o, r) in out.iter().zip(burn_row) {
+            // Same f32 weights, dot products of length 16/32 in a different order: ~1e-6.
+            assert!((o - r).abs() <= 1e-5, "{backend}: core {o} vs burn {r}");
+        }
+        let mut core_sel = topk.clone();
+        core_sel.sort_unstable();
+        let burn_sel: Vec<usize> = (0..32).filter(|&j| mask[(8 + b) * 32 + j] > 0.0).collect();
+        assert_eq!(
+            core_sel, burn_sel,
+            "{backend}: TopK indices differ in window {b}"
+        );
+    }
+}
+
+#[test]
+fn core_matches_burn_flex_relu() {
+    core_matches_burn(BackendKind::Flex, ActivationKind::TopkRelu);
+}
+
+#[test]
+fn core_matches_burn_flex_signed() {
+    core_matches_burn(BackendKind::Flex, ActivationKind::TopkSigned);
+}
+
+#[test]
+fn core_matches_burn_wgpu() {
+    core_matches_burn(BackendKind::Wgpu, ActivationKind::TopkRelu);
+}
