@@ -7,8 +7,10 @@
 //! - [`npy`] and [`eegdenoisenet`]: loading EEGdenoiseNet's own `.npy` epoch files.
 
 pub mod baselines;
+// TEMP pub mod corpus;
 pub mod data;
 pub mod eegdenoisenet;
+pub mod harness;
 pub mod metrics;
 pub mod npy;
 pub mod welch;

@@ -215,3 +215,27 @@ fn eegdenoisenet_loader_reads_the_published_layout() {
     let e = EegDenoiseNet::load(dir.path()).unwrap_err().to_string();
     assert!(e.contains("EOG_all_epochs.npy") && e.contains("512"), "{e}");
 }
+
+#[test]
+fn shipped_recording_yields_clean_segments_by_the_rule() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/eegmmidb_S001R02_64ch_160Hz_61s.edf");
+    let rec = Recording::from_edf(&path).unwrap();
+    assert_eq!((rec.channels.len(), rec.sample_rate_hz), (64, 160.0));
+    assert!(rec.channels.iter().all(|c| c.len() == 160 * 61));
+    let (segs, rep) = recording_segments(&rec, 256.0, 512, 60.0, SelectionRule::default(), 0).unwrap();
+    // 61 s minus 1 s edges = 59 s -> 29 segments of 2 s on each of 64 channels.
+    assert_eq!(rep.kept + rep.rejected, 29 * 64);
+    // The rule is robust (median + 3 MAD): it removes a minority, not most of the data.
+    assert!(rep.rejected > 0 && rep.kept > 29 * 64 * 6 / 10, "{rep:?}");
+    // Conditioning removed the 60 Hz mains peak: averaged over kept segments, the 60 Hz bin
+    // holds less than its neighbours at 56 and 64 Hz (in the raw file it stands above both).
+    let w = mfr_eeg::eval::welch::Welch::new(256).unwrap();
+    let mut p = vec![0.0; 129];
+    for s in &segs {
+        w.psd(&s.samples, 256.0).unwrap().iter().zip(p.iter_mut()).for_each(|(a, b)| *b += a);
+    }
+    assert!(p[60] < 0.5 * (p[56] + p[64]), "60 Hz {} vs {} {}", p[60], p[56], p[64]);
+    let raw = &rec.channels[0];
+    let praw = mfr_eeg::eval::welch::welch_psd(raw, 160.0, 160).unwrap();
+    assert!(praw[60] > praw[56] && praw[60] > praw[64], "raw file has no 60 Hz peak?");
+}
