@@ -1,1 +1,20 @@
-//! The `no_std`, allocation-free inference core.
+//! The `no_std`, allocation-free inference core: the TopK SAE forward (f32 and int8) over
+//! borrowed weights ([`Sae`]), TopK selection ([`topk_into`]), and the streaming overlap-add
+//! denoiser ([`Streamer`], [`StreamView`], [`denoise_offline_into`]). It uses `::core` and
+//! `libm` only; every hot-path function writes into caller buffers.
+
+mod error;
+mod sae;
+mod stream;
+mod topk;
+
+pub use error::{CoreError, TENSOR_NAMES};
+pub use sae::{
+    Activation, F32Weights, Int8Weights, Normalisation, Sae, SaeConfig, Weights, ZSCORE_EPS,
+    zscore_stats,
+};
+pub use stream::{
+    FaultCounts, SAMPLE_LIMIT, StreamView, Streamer, denoise_offline_into, offline_pad,
+    offline_work_len, ola_window_into, reflect_index,
+};
+pub use topk::topk_into;

@@ -1,1 +1,25 @@
-//! The model format: safetensors tensors plus string metadata.
+//! The one model format: a safetensors file with tensors `W_enc [d_in, d_sae]`,
+//! `W_dec [d_sae, d_in]`, `b_enc [d_sae]`, `b_dec [d_in]` (f32 little endian; version 2 also
+//! allows int8 `W_enc`/`W_dec` with f32 `W_enc_scale`/`W_dec_scale [d_sae]`) and string
+//! metadata in `__metadata__`: `format_version, d_in, d_sae, k, hop, activation, normalisation,
+//! sample_rate_hz, channel_type, provenance`.
+//!
+//! [`ModelView`] parses and validates a file's bytes without allocating (`no_std`, usable from
+//! firmware with `include_bytes!`); with `std`, [`Model`] owns loaded bytes, [`write_model`]
+//! writes files atomically, and [`quantize`] turns an f32 model into an int8 one. Files load in
+//! Python with `safetensors.numpy.load_file` alone.
+
+mod view;
+
+pub use view::{FORMAT_VERSION_F32, FORMAT_VERSION_INT8, META_KEYS, ModelView, ViewMeta};
+
+#[cfg(feature = "std")]
+mod file;
+#[cfg(feature = "std")]
+pub mod quantize;
+
+#[cfg(feature = "std")]
+pub use file::{
+    Model, ModelFileError, ModelMeta, ModelTensors, QuantizedTensors, identity_model, write_model,
+    write_model_int8,
+};

@@ -1,1 +1,277 @@
-//! Integration tests: core_stream.
+//! Integration tests: core_stream — streaming equals offline bit for bit, identity
+//! reproduction, the zero-allocation proof, fault handling.
+
+use crate::core_forward::random_model;
+use mfr_eeg::core::{
+    Activation, FaultCounts, Normalisation, Sae, StreamView, Streamer, denoise_offline_into,
+    offline_pad, offline_work_len, reflect_index,
+};
+use mfr_eeg::model::{Model, identity_model};
+use mfr_eeg::rng::Rng;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+/// Counts allocations per thread, so tests running in parallel do not disturb each other.
+struct CountingAlloc;
+
+thread_local! {
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAlloc = CountingAlloc;
+
+/// Allocations made by this thread while running `f`.
+fn allocations_during(f: impl FnOnce()) -> u64 {
+    let before = ALLOCATIONS.with(Cell::get);
+    f();
+    ALLOCATIONS.with(Cell::get) - before
+}
+
+fn signal(seed: u64, n: usize) -> Vec<f32> {
+    let mut r = Rng::new(seed);
+    let mut phase = 0.0f64;
+    (0..n)
+        .map(|_| {
+            phase += 0.21;
+            (20.0 * phase.sin() + 5.0 * r.normal() + 3.0) as f32
+        })
+        .collect()
+}
+
+/// Streams `x` (one channel) in random chunk sizes through a fresh view.
+fn stream_in_chunks(sae: Sae<'_>, hop: usize, x: &[f32], seed: u64) -> (Vec<f32>, FaultCounts) {
+    let mut buf = vec![0.0; StreamView::buffer_len(&sae, 1)];
+    let mut topk = vec![0; sae.k()];
+    let mut s = StreamView::new(sae, hop, 1, &mut buf, &mut topk).unwrap();
+    let mut out = vec![0.0; x.len()];
+    let mut r = Rng::new(seed);
+    let mut at = 0;
+    while at < x.len() {
+        let n = (r.below(3 * sae.d_in() as u64) as usize).min(x.len() - at); // includes 0
+        s.push_interleaved(&x[at..at + n], &mut out[at..at + n])
+            .unwrap();
+        at += n;
+    }
+    (out, s.faults())
+}
+
+/// The padded stream the offline function is defined by.
+fn reflect_padded(x: &[f32], d_in: usize) -> Vec<f32> {
+    let p = offline_pad(d_in) as isize;
+    (-p..x.len() as isize + p)
+        .map(|t| x[reflect_index(t, x.len())])
+        .collect()
+}
+
+fn offline(sae: &Sae<'_>, hop: usize, x: &[f32]) -> Vec<f32> {
+    let mut out = vec![0.0; x.len()];
+    let mut work = vec![0.0; offline_work_len(sae)];
+    let mut topk = vec![0; sae.k()];
+    denoise_offline_into(sae, hop, x, &mut out, &mut work, &mut topk).unwrap();
+    out
+}
+
+#[test]
+fn streaming_equals_offline_bit_for_bit_for_random_chunks() {
+    let d_in = 16;
+    for (case, (act, norm)) in [
+        (Activation::TopkRelu, Normalisation::WindowZscore),
+        (Activation::TopkSigned, Normalisation::None),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (model, _) = random_model(5 + case as u64, d_in, 24, 4, act, norm);
+        let sae = model.view().sae();
+        // Hops that divide d_in, one that does not, and the extremes.
+        for hop in [8, 4, 5, 1, 16] {
+            for (i, n) in [1usize, 2, 7, 15, 16, 17, 100, 333].into_iter().enumerate() {
+                let x = signal(n as u64 * 31 + hop as u64, n);
+                let want = offline(&sae, hop, &x);
+                let padded = reflect_padded(&x, d_in);
+                let (streamed, _) = stream_in_chunks(sae, hop, &padded, i as u64 * 7 + hop as u64);
+                let lead = offline_pad(d_in) + (d_in - 1); // padding + latency
+                let got = &streamed[lead..lead + n];
+                let same = got
+                    .iter()
+                    .zip(&want)
+                    .all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(
+                    same,
+                    "hop {hop}, n {n}, {act:?}/{norm:?}: streamed != offline"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn owned_streamer_equals_view_multichannel() {
+    const D: usize = 16;
+    const S: usize = 24;
+    const K: usize = 4;
+    const C: usize = 3;
+    let (model, _) = random_model(
+        8,
+        D,
+        S,
+        K,
+        Activation::TopkRelu,
+        Normalisation::WindowZscore,
+    );
+    let sae = model.view().sae();
+    let hop = 6;
+    let frames = 250;
+    let chans: Vec<Vec<f32>> = (0..C).map(|c| signal(100 + c as u64, frames)).collect();
+    let interleaved: Vec<f32> = (0..frames)
+        .flat_map(|f| chans.iter().map(move |ch| ch[f]))
+        .collect();
+    let mut owned: Streamer<'_, D, S, K, C> = Streamer::new(sae, hop).unwrap();
+    let mut out_owned = vec![0.0; interleaved.len()];
+    let mut r = Rng::new(3);
+    let mut at = 0;
+    while at < frames {
+        let n = (r.below(20) as usize).min(frames - at);
+        owned
+            .push_interleaved(
+                &interleaved[at * C..(at + n) * C],
+                &mut out_owned[at * C..(at + n) * C],
+            )
+            .unwrap();
+        at += n;
+    }
+    // Each channel of the multichannel stream equals that channel streamed alone.
+    for (c, ch) in chans.iter().enumerate() {
+        let (alone, _) = stream_in_chunks(sae, hop, ch, 77);
+        for f in 0..frames {
+            assert_eq!(
+                out_owned[f * C + c].to_bits(),
+                alone[f].to_bits(),
+                "channel {c} frame {f}"
+            );
+        }
+    }
+    assert_eq!(owned.latency(), D - 1);
+}
+
+#[test]
+fn identity_model_reproduces_input_streaming_and_offline() {
+    for (d_in, hop) in [(16, 8), (16, 5), (12, 12), (9, 1)] {
+        let (meta, t) = identity_model(d_in, hop, 256.0);
+        let model = Model::from_tensors(&meta, &t).unwrap();
+        let sae = model.view().sae();
+        let x = signal(d_in as u64 + hop as u64, 300);
+        // f32 rounding: each output is a sum of <= d_in/hop + 1 terms w'_m * x with the w'
+        // summing to 1 within a few ulps, so the error is <= ~1e-6 of |x|. A wrong weight,
+        // latency or alignment would be off by O(|x|).
+        let tol = |v: f32| 2e-6 * v.abs().max(1.0);
+        let off = offline(&sae, hop, &x);
+        for (i, (&a, &b)) in off.iter().zip(&x).enumerate() {
+            assert!(
+                (a - b).abs() <= tol(b),
+                "offline d_in {d_in} hop {hop} i {i}: {a} vs {b}"
+            );
+        }
+        let (streamed, _) = stream_in_chunks(sae, hop, &x, 1);
+        let latency = d_in - 1;
+        assert!(
+            streamed[..latency].iter().all(|&v| v == 0.0),
+            "warm-up outputs are zero"
+        );
+        // After the latency, every sample whose windows all lie inside the stream: n >= d_in - hop.
+        for n in (d_in - hop)..(x.len() - latency) {
+            let (a, b) = (streamed[n + latency], x[n]);
+            assert!(
+                (a - b).abs() <= tol(b),
+                "stream d_in {d_in} hop {hop} n {n}: {a} vs {b}"
+            );
+        }
+    }
+}
+
+#[test]
+fn streaming_loop_allocates_nothing() {
+    let (model, _) = random_model(
+        21,
+        32,
+        64,
+        5,
+        Activation::TopkSigned,
+        Normalisation::WindowZscore,
+    );
+    let sae = model.view().sae();
+    let x = signal(4, 4 * 500);
+    let mut out = vec![0.0; x.len()];
+    let mut buf = vec![0.0; StreamView::buffer_len(&sae, 4)];
+    let mut topk = vec![0; sae.k()];
+    let mut owned: Box<Streamer<'_, 32, 64, 5, 4>> = Box::new(Streamer::new(sae, 16).unwrap());
+    let mut work = vec![0.0; offline_work_len(&sae)];
+    let mut out1 = vec![0.0; 500];
+    let n = allocations_during(|| {
+        let mut view = StreamView::new(sae, 16, 4, &mut buf, &mut topk).unwrap();
+        for (i, o) in x.chunks(4 * 8).zip(out.chunks_mut(4 * 8)) {
+            view.push_interleaved(i, o).unwrap();
+        }
+        for (i, o) in x.chunks(4 * 3).zip(out.chunks_mut(4 * 3)) {
+            owned.push_interleaved(i, o).unwrap();
+        }
+        let mut topk1 = [0usize; 5];
+        denoise_offline_into(&sae, 16, &x[..500], &mut out1, &mut work, &mut topk1).unwrap();
+    });
+    assert_eq!(n, 0, "the streaming and offline loops must not allocate");
+    // The counter itself works (so the 0 above is a measurement, not a dead counter).
+    let m = allocations_during(|| drop(std::hint::black_box(vec![1u8; 10])));
+    assert_eq!(m, 1);
+    assert!(out.iter().all(|v| v.is_finite()) && out[500..].iter().any(|&v| v != 0.0));
+}
+
+#[test]
+fn non_finite_inputs_are_repaired_and_counted() {
+    let (model, _) = random_model(
+        2,
+        16,
+        24,
+        4,
+        Activation::TopkRelu,
+        Normalisation::WindowZscore,
+    );
+    let sae = model.view().sae();
+    let mut x = signal(9, 200);
+    x[50] = f32::NAN;
+    x[51] = f32::INFINITY;
+    x[120] = -1e30;
+    let (out, faults) = stream_in_chunks(sae, 8, &x, 4);
+    assert!(out.iter().all(|v| v.is_finite()));
+    assert_eq!(faults.input_samples, 3);
+    // Repaired samples are zeros, so the result equals streaming the zeroed signal.
+    let mut z = x.clone();
+    for i in [50, 51, 120] {
+        z[i] = 0.0;
+    }
+    let (out_z, faults_z) = stream_in_chunks(sae, 8, &z, 4);
+    assert_eq!(faults_z.input_samples, 0);
+    assert!(
+        out.iter()
+            .zip(&out_z)
+            .all(|(a, b)| a.to_bits() == b.to_bits())
+    );
+}

@@ -1,1 +1,407 @@
-//! Integration tests: model_file.
+//! Integration tests: model_file — round trips, atomic writes, and every malformed case.
+
+use crate::core_forward::{meta, random_tensors};
+use mfr_eeg::core::{Activation, CoreError, Normalisation};
+use mfr_eeg::model::{Model, ModelFileError, ModelView, identity_model, write_model};
+use mfr_eeg::rng::Rng;
+use serde_json::{Value, json};
+
+fn valid_meta() -> mfr_eeg::model::ModelMeta {
+    let mut m = meta(
+        7,
+        13,
+        3,
+        Activation::TopkSigned,
+        Normalisation::WindowZscore,
+    );
+    m.provenance = "trained on \"synthetic\" data\nline 2, µV, tab\there".into();
+    m
+}
+
+#[test]
+fn round_trip_through_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.safetensors");
+    let m = valid_meta();
+    let t = random_tensors(3, 7, 13);
+    write_model(&path, &m, &t).unwrap();
+    let loaded = Model::load(&path).unwrap();
+    assert_eq!(
+        loaded.meta(),
+        m,
+        "metadata incl. escaped provenance survives"
+    );
+    assert_eq!(loaded.tensors(), t, "tensors survive bit for bit");
+    let v = loaded.view();
+    assert_eq!(
+        (v.meta().d_in, v.meta().d_sae, v.meta().k, v.meta().hop),
+        (7, 13, 3, 4)
+    );
+    assert_eq!(v.meta().format_version, 1);
+    assert!(!v.meta().int8);
+    // Only the model is left in the directory: no temporary files.
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("m.safetensors")]);
+}
+
+#[test]
+fn view_works_on_unaligned_bytes() {
+    let m = Model::from_tensors(&valid_meta(), &random_tensors(4, 7, 13)).unwrap();
+    let mut shifted = vec![0u8; m.bytes().len() + 1];
+    shifted[1..].copy_from_slice(m.bytes());
+    let v = ModelView::parse(&shifted[1..]).unwrap();
+    let (mut a, mut b) = (vec![0.0; 7], vec![0.0; 7]);
+    let mut s = vec![0.0; v.sae().scratch_len()];
+    let mut idx = vec![0; 3];
+    let x = [1.0, -2.0, 3.0, 0.5, 0.0, 4.0, -1.0];
+    v.sae()
+        .denoise_window_into(&x, &mut a, &mut s, &mut idx)
+        .unwrap();
+    m.view()
+        .sae()
+        .denoise_window_into(&x, &mut b, &mut s, &mut idx)
+        .unwrap();
+    assert_eq!(a, b);
+}
+
+#[test]
+fn failed_write_leaves_existing_file_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.safetensors");
+    let (im, it) = identity_model(4, 2, 128.0);
+    write_model(&path, &im, &it).unwrap();
+    let before = std::fs::read(&path).unwrap();
+    let mut bad = it.clone();
+    bad.w_dec[3] = f32::NAN;
+    let e = write_model(&path, &im, &bad).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            ModelFileError::Invalid {
+                source: CoreError::NonFiniteWeight {
+                    tensor: "W_dec",
+                    index: 3
+                },
+                ..
+            }
+        ),
+        "{e}"
+    );
+    let mut short = it.clone();
+    short.b_enc.pop();
+    assert!(matches!(
+        write_model(&path, &im, &short),
+        Err(ModelFileError::Write { .. })
+    ));
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "no temporary left behind"
+    );
+}
+
+#[test]
+fn load_errors_name_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.safetensors");
+    let e = Model::load(&missing).unwrap_err();
+    assert!(
+        matches!(e, ModelFileError::Io { .. }) && e.to_string().contains("nope.safetensors"),
+        "{e}"
+    );
+    let junk = dir.path().join("junk.safetensors");
+    std::fs::write(&junk, b"\x05\x00\x00\x00\x00\x00\x00\x00{\"a\"").unwrap();
+    let e = Model::load(&junk).unwrap_err();
+    assert!(
+        e.to_string().contains("junk.safetensors") && e.to_string().contains("invalid model"),
+        "{e}"
+    );
+}
+
+/// A hand-built file: JSON header (from a serde_json value) + data bytes.
+fn file(header: &Value, data: &[u8]) -> Vec<u8> {
+    let h = serde_json::to_vec(header).unwrap();
+    let mut out = (h.len() as u64).to_le_bytes().to_vec();
+    out.extend(h);
+    out.extend(data);
+    out
+}
+
+/// A valid d_in 2, d_sae 3, k 2 f32 model as (header, data) to be corrupted by each case.
+fn base() -> (Value, Vec<u8>) {
+    let f = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    let mut data = f(&[0.5; 6]); // W_enc [2,3]: 0..24
+    data.extend(f(&[0.25; 6])); // W_dec [3,2]: 24..48
+    data.extend(f(&[0.0; 3])); // b_enc: 48..60
+    data.extend(f(&[0.0; 2])); // b_dec: 60..68
+    let header = json!({
+        "__metadata__": {"format_version": "1", "d_in": "2", "d_sae": "3", "k": "2", "hop": "1",
+            "activation": "topk_relu", "normalisation": "none", "sample_rate_hz": "128",
+            "channel_type": "EEG", "provenance": "test"},
+        "W_enc": {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 24]},
+        "W_dec": {"dtype": "F32", "shape": [3, 2], "data_offsets": [24, 48]},
+        "b_enc": {"dtype": "F32", "shape": [3], "data_offsets": [48, 60]},
+        "b_dec": {"dtype": "F32", "shape": [2], "data_offsets": [60, 68]},
+    });
+    (header, data)
+}
+
+fn parse_err(h: &Value, d: &[u8]) -> CoreError {
+    match ModelView::parse(&file(h, d)) {
+        Ok(_) => panic!("accepted a malformed model: {h}"),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn base_case_is_valid() {
+    let (h, d) = base();
+    let bytes = file(&h, &d);
+    let v = ModelView::parse(&bytes).unwrap();
+    assert_eq!(v.meta().k, 2);
+    assert_eq!(v.meta().channel_type, "EEG");
+}
+
+#[test]
+fn every_malformed_case_gives_its_error() {
+    let set = |path: &[&str], v: Value| {
+        let (mut h, d) = base();
+        let mut node = &mut h;
+        for p in &path[..path.len() - 1] {
+            node = node.get_mut(*p).unwrap();
+        }
+        node[path[path.len() - 1]] = v;
+        (h, d)
+    };
+    type Case = (&'static str, (Value, Vec<u8>), CoreError);
+    let cases: Vec<Case> = vec![
+        (
+            "wrong W_enc shape",
+            set(&["W_enc", "shape"], json!([3, 2])),
+            CoreError::ShapeMismatch {
+                tensor: "W_enc",
+                expected: [2, 3],
+                got: [3, 2],
+            },
+        ),
+        (
+            "rank-3 b_dec",
+            set(&["b_dec", "shape"], json!([2, 1, 1])),
+            CoreError::ShapeMismatch {
+                tensor: "b_dec",
+                expected: [2, 0],
+                got: [usize::MAX, 3],
+            },
+        ),
+        (
+            "k > d_sae",
+            set(&["__metadata__", "k"], json!("4")),
+            CoreError::InvalidK { k: 4, d_sae: 3 },
+        ),
+        (
+            "k == 0",
+            set(&["__metadata__", "k"], json!("0")),
+            CoreError::InvalidK { k: 0, d_sae: 3 },
+        ),
+        (
+            "hop 0",
+            set(&["__metadata__", "hop"], json!("0")),
+            CoreError::InvalidHop { hop: 0, d_in: 2 },
+        ),
+        (
+            "hop > d_in",
+            set(&["__metadata__", "hop"], json!("3")),
+            CoreError::InvalidHop { hop: 3, d_in: 2 },
+        ),
+        (
+            "unknown version",
+            set(&["__metadata__", "format_version"], json!("3")),
+            CoreError::UnsupportedVersion { found: 3 },
+        ),
+        (
+            "unknown activation",
+            set(&["__metadata__", "activation"], json!("relu")),
+            CoreError::UnknownActivation,
+        ),
+        (
+            "unknown normalisation",
+            set(&["__metadata__", "normalisation"], json!("batchnorm")),
+            CoreError::UnknownNormalisation,
+        ),
+        (
+            "non-integer d_in",
+            set(&["__metadata__", "d_in"], json!("2.0")),
+            CoreError::BadMetadata { key: "d_in" },
+        ),
+        (
+            "bad sample rate",
+            set(&["__metadata__", "sample_rate_hz"], json!("-1")),
+            CoreError::BadMetadata {
+                key: "sample_rate_hz",
+            },
+        ),
+        (
+            "F16 dtype",
+            set(&["b_enc", "dtype"], json!("F16")),
+            CoreError::UnsupportedDtype { tensor: "b_enc" },
+        ),
+        (
+            "I8 in a version-1 file",
+            set(&["W_enc", "dtype"], json!("I8")),
+            CoreError::UnsupportedDtype { tensor: "W_enc" },
+        ),
+        (
+            "size/offset mismatch",
+            set(&["b_enc", "data_offsets"], json!([48, 64])),
+            CoreError::BadOffsets { tensor: "b_enc" },
+        ),
+        (
+            "end before begin",
+            set(&["b_enc", "data_offsets"], json!([60, 48])),
+            CoreError::BadOffsets { tensor: "b_enc" },
+        ),
+        (
+            "overlapping",
+            set(&["W_dec", "data_offsets"], json!([0, 24])),
+            CoreError::OverlappingTensors {
+                a: "W_enc",
+                b: "W_dec",
+            },
+        ),
+        (
+            "misaligned",
+            set(&["b_dec", "data_offsets"], json!([58, 66])),
+            CoreError::MisalignedTensor { tensor: "b_dec" },
+        ),
+        (
+            "beyond the data",
+            set(&["b_dec", "data_offsets"], json!([64, 72])),
+            CoreError::Truncated { needed: 0, got: 0 },
+        ), // needed/got checked below
+    ];
+    for (name, (h, d), want) in cases {
+        let got = parse_err(&h, &d);
+        if let CoreError::Truncated { .. } = want {
+            assert!(
+                matches!(got, CoreError::Truncated { .. }),
+                "{name}: {got:?}"
+            );
+        } else {
+            assert_eq!(got, want, "{name}");
+        }
+        assert!(!got.to_string().is_empty());
+    }
+
+    let (mut h, d) = base();
+    h.as_object_mut().unwrap().remove("b_dec");
+    assert_eq!(
+        parse_err(&h, &d[..60]),
+        CoreError::MissingTensor { tensor: "b_dec" }
+    );
+    let (mut h, d) = base();
+    h["__metadata__"]
+        .as_object_mut()
+        .unwrap()
+        .remove("activation");
+    assert_eq!(
+        parse_err(&h, &d),
+        CoreError::MissingMetadata { key: "activation" }
+    );
+    let (mut h, d) = base();
+    h["W_extra"] = json!({"dtype": "F32", "shape": [1], "data_offsets": [68, 72]});
+    assert!(matches!(
+        parse_err(&h, &[d, vec![0; 4]].concat()),
+        CoreError::UnknownTensor { .. }
+    ));
+    let (h, mut d) = base();
+    d.extend([0u8; 4]);
+    assert_eq!(
+        parse_err(&h, &d),
+        CoreError::UncoveredData {
+            data_len: 72,
+            covered: 68
+        }
+    );
+    let (h, mut d) = base();
+    d[24..28].copy_from_slice(&f32::INFINITY.to_le_bytes());
+    assert_eq!(
+        parse_err(&h, &d),
+        CoreError::NonFiniteWeight {
+            tensor: "W_dec",
+            index: 0
+        }
+    );
+    let (h, mut d) = base();
+    d[64..68].copy_from_slice(&f32::NAN.to_le_bytes());
+    assert_eq!(
+        parse_err(&h, &d),
+        CoreError::NonFiniteWeight {
+            tensor: "b_dec",
+            index: 1
+        }
+    );
+    // A duplicated key (serde_json cannot produce one, so splice the text).
+    let (h, d) = base();
+    let text =
+        serde_json::to_string(&h)
+            .unwrap()
+            .replacen("{\"W_dec\"", "{\"W_dec\":{},\"W_dec\"", 1);
+    let mut bytes = (text.len() as u64).to_le_bytes().to_vec();
+    bytes.extend(text.as_bytes());
+    bytes.extend(&d);
+    assert!(ModelView::parse(&bytes).is_err());
+    // Broken JSON.
+    let mut bytes = 3u64.to_le_bytes().to_vec();
+    bytes.extend(b"{\"a");
+    assert!(matches!(
+        ModelView::parse(&bytes),
+        Err(CoreError::HeaderSyntax { .. })
+    ));
+    // Header length larger than the file, and a huge header length.
+    let mut bytes = 1000u64.to_le_bytes().to_vec();
+    bytes.extend(b"{}");
+    assert_eq!(
+        ModelView::parse(&bytes).unwrap_err(),
+        CoreError::Truncated {
+            needed: 1008,
+            got: 10
+        }
+    );
+    assert!(matches!(
+        ModelView::parse(&u64::MAX.to_le_bytes()),
+        Err(CoreError::HeaderTooLarge { .. })
+    ));
+    assert_eq!(
+        ModelView::parse(&[1, 2, 3]).unwrap_err(),
+        CoreError::Truncated { needed: 8, got: 3 }
+    );
+}
+
+#[test]
+fn every_truncation_and_random_corruption_is_an_error_not_a_panic() {
+    let m = Model::from_tensors(&valid_meta(), &random_tensors(6, 7, 13)).unwrap();
+    let bytes = m.bytes();
+    for len in 0..bytes.len() {
+        assert!(
+            ModelView::parse(&bytes[..len]).is_err(),
+            "prefix of {len} bytes accepted"
+        );
+    }
+    // Random byte flips: any result is fine except a panic (and a flip in the header that
+    // still parses must still give a self-consistent model).
+    let mut r = Rng::new(1);
+    for _ in 0..3000 {
+        let mut b = bytes.to_vec();
+        for _ in 0..1 + r.below(4) {
+            let i = r.below(b.len() as u64) as usize;
+            b[i] ^= 1 << r.below(8);
+        }
+        if let Ok(v) = ModelView::parse(&b) {
+            assert!(v.meta().k <= v.meta().d_sae);
+        }
+    }
+}
