@@ -6,8 +6,8 @@
 
 use super::EvalError;
 use super::data::{
-    ArtifactKind, ArtifactSource, Recording, SelectionReport, SelectionRule, SnrPlan, Splits, Window, make_windows,
-    model_segments, recording_segments, split_segments,
+    ArtifactKind, ArtifactSource, Recording, SelectionReport, SelectionRule, SnrPlan, Splits,
+    Window, make_windows, model_segments, recording_segments, split_segments,
 };
 use super::eegdenoisenet::{EegDenoiseNet, split_bank};
 use crate::core::zscore_stats;
@@ -34,7 +34,14 @@ impl CorpusConfig {
     /// The default corpus at `fs`: 2 s segments, 600 model segments, 60 Hz mains (the
     /// shipped recording is from the US), seed 2026, 70/15/15 split.
     pub fn at_rate(fs: f64) -> Self {
-        Self { fs, seg_len: (2.0 * fs).round() as usize, n_model_segments: 600, line_hz: 60.0, seed: 2026, fractions: (0.7, 0.15) }
+        Self {
+            fs,
+            seg_len: (2.0 * fs).round() as usize,
+            n_model_segments: 600,
+            line_hz: 60.0,
+            seed: 2026,
+            fractions: (0.7, 0.15),
+        }
     }
 }
 
@@ -85,30 +92,59 @@ impl Corpus {
         let mut selection = Vec::new();
         for (r, rec) in recordings.iter().enumerate() {
             // Group ids: recording r owns [r << 32, (r + 1) << 32); model segments sit above.
-            let (s, rep) = recording_segments(rec, config.fs, config.seg_len, config.line_hz, SelectionRule::default(), (r as u64) << 32)?;
+            let (s, rep) = recording_segments(
+                rec,
+                config.fs,
+                config.seg_len,
+                config.line_hz,
+                SelectionRule::default(),
+                (r as u64) << 32,
+            )?;
             segs.extend(s);
             selection.push((rec.name.clone(), rep));
         }
-        segs.extend(model_segments(config.seed, config.n_model_segments, config.seg_len, config.fs, u64::MAX / 2));
+        segs.extend(model_segments(
+            config.seed,
+            config.n_model_segments,
+            config.seg_len,
+            config.fs,
+            u64::MAX / 2,
+        ));
         if segs.is_empty() {
-            return Err(EvalError::Invalid("no clean segments: give a recording or model segments".into()));
+            return Err(EvalError::Invalid(
+                "no clean segments: give a recording or model segments".into(),
+            ));
         }
         let splits = split_segments(segs, config.fractions, config.seed);
-        Ok(Self { config, splits, selection, banks: None })
+        Ok(Self {
+            config,
+            splits,
+            selection,
+            banks: None,
+        })
     }
 
     /// The corpus of EEGdenoiseNet's own files: their clean EEG epochs, and their EOG/EMG
     /// epochs as artifact banks split with the same fractions (no epoch in two splits).
     pub fn from_eegdenoisenet(config: CorpusConfig, d: &EegDenoiseNet) -> Result<Self, EvalError> {
-        if (config.fs - super::eegdenoisenet::FS).abs() > 1e-9 || config.seg_len != super::eegdenoisenet::EPOCH_LEN {
-            return Err(EvalError::Invalid("EEGdenoiseNet data is 2 s epochs at 256 Hz".into()));
+        if (config.fs - super::eegdenoisenet::FS).abs() > 1e-9
+            || config.seg_len != super::eegdenoisenet::EPOCH_LEN
+        {
+            return Err(EvalError::Invalid(
+                "EEGdenoiseNet data is 2 s epochs at 256 Hz".into(),
+            ));
         }
         let splits = split_segments(d.clean_segments(0), config.fractions, config.seed);
         let banks = ArtifactBanks {
             eog: split_bank(&d.eog, config.fractions, config.seed),
             emg: split_bank(&d.emg, config.fractions, config.seed ^ 1),
         };
-        Ok(Self { config, splits, selection: Vec::new(), banks: Some(banks) })
+        Ok(Self {
+            config,
+            splits,
+            selection: Vec::new(),
+            banks: Some(banks),
+        })
     }
 
     /// Segments of one split.
@@ -130,11 +166,25 @@ impl Corpus {
 
     /// Test-protocol windows: every segment of `split` at each of the kind's 10 fixed SNR
     /// levels, `win_len` samples (the whole 2 s segment when equal to `seg_len`).
-    pub fn level_windows(&self, split: Split, kind: ArtifactKind, win_len: usize, max_segments: usize) -> Result<Vec<Window>, EvalError> {
+    pub fn level_windows(
+        &self,
+        split: Split,
+        kind: ArtifactKind,
+        win_len: usize,
+        max_segments: usize,
+    ) -> Result<Vec<Window>, EvalError> {
         let segs = self.segments(split);
         let segs = &segs[..segs.len().min(max_segments)];
         let plan = SnrPlan::Levels(kind.test_snr_levels_db().to_vec());
-        make_windows(segs, kind, self.source(split, kind), &plan, win_len, self.config.fs, self.config.seed ^ (0x7E57 + split.index() as u64))
+        make_windows(
+            segs,
+            kind,
+            self.source(split, kind),
+            &plan,
+            win_len,
+            self.config.fs,
+            self.config.seed ^ (0x7E57 + split.index() as u64),
+        )
     }
 
     /// Training pairs for a denoiser of width `d_in`: `per_segment` random crops per segment
@@ -159,11 +209,29 @@ impl Corpus {
         for (s, seg) in self.segments(split).iter().enumerate() {
             for j in 0..per_segment {
                 let mut u = rng.uniform(0.0, total);
-                let kind = mix.iter().find(|m| { u -= m.1; u < 0.0 }).map_or(mix[0].0, |m| m.0);
+                let kind = mix
+                    .iter()
+                    .find(|m| {
+                        u -= m.1;
+                        u < 0.0
+                    })
+                    .map_or(mix[0].0, |m| m.0);
                 let (lo, hi) = kind.snr_range_db();
-                let plan = SnrPlan::Uniform { lo, hi, per_segment: 1 };
+                let plan = SnrPlan::Uniform {
+                    lo,
+                    hi,
+                    per_segment: 1,
+                };
                 let wseed = rng.next_u64() ^ ((s as u64) << 20) ^ j as u64;
-                let w = make_windows(std::slice::from_ref(seg), kind, self.source(split, kind), &plan, d_in, self.config.fs, wseed)?;
+                let w = make_windows(
+                    std::slice::from_ref(seg),
+                    kind,
+                    self.source(split, kind),
+                    &plan,
+                    d_in,
+                    self.config.fs,
+                    wseed,
+                )?;
                 windows.extend(w);
             }
         }

@@ -39,10 +39,15 @@ impl Recording {
     /// Reads every ordinary (non-annotation) signal of an EDF/EDF+/BDF file that has the
     /// file's most common sample rate (other rates are skipped: one recording, one rate).
     pub fn from_edf(path: &std::path::Path) -> Result<Self, EvalError> {
-        let fail = |e: crate::io::edf::EdfError| EvalError::Format { path: path.to_path_buf(), problem: e.to_string() };
+        let fail = |e: crate::io::edf::EdfError| EvalError::Format {
+            path: path.to_path_buf(),
+            problem: e.to_string(),
+        };
         let mut r = crate::io::edf::EdfReader::open(path).map_err(fail)?;
         let h = r.header().clone();
-        let ordinary: Vec<usize> = (0..h.signals().len()).filter(|&c| !h.signals()[c].is_annotation()).collect();
+        let ordinary: Vec<usize> = (0..h.signals().len())
+            .filter(|&c| !h.signals()[c].is_annotation())
+            .collect();
         let mut rates: Vec<(u64, usize)> = Vec::new();
         for &c in &ordinary {
             let key = (h.sample_rate(c) * 1000.0).round() as u64;
@@ -52,14 +57,26 @@ impl Recording {
             }
         }
         let Some(&(rate_key, _)) = rates.iter().max_by_key(|r| r.1) else {
-            return Err(EvalError::Format { path: path.to_path_buf(), problem: "no ordinary signals".into() });
+            return Err(EvalError::Format {
+                path: path.to_path_buf(),
+                problem: "no ordinary signals".into(),
+            });
         };
-        let chans: Vec<usize> = ordinary.into_iter().filter(|&c| (h.sample_rate(c) * 1000.0).round() as u64 == rate_key).collect();
+        let chans: Vec<usize> = ordinary
+            .into_iter()
+            .filter(|&c| (h.sample_rate(c) * 1000.0).round() as u64 == rate_key)
+            .collect();
         let channels = r.read_channels_physical(&chans).map_err(fail)?;
         Ok(Self {
-            name: path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned()),
+            name: path.file_name().map_or_else(
+                || path.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            ),
             sample_rate_hz: rate_key as f64 / 1000.0,
-            labels: chans.iter().map(|&c| h.signals()[c].label.clone()).collect(),
+            labels: chans
+                .iter()
+                .map(|&c| h.signals()[c].label.clone())
+                .collect(),
             channels,
         })
     }
@@ -77,7 +94,19 @@ pub struct Segment {
 }
 
 /// Artifact families.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum ArtifactKind {
     /// Ocular: blinks and saccades (plus slow eye movement).

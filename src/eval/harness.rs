@@ -96,7 +96,11 @@ struct Acc {
 
 /// Runs every method on every window and aggregates. Windows of several kinds and SNR levels
 /// may be mixed; levels are grouped by exact value.
-pub fn evaluate(methods: &mut [Box<dyn Method + '_>], windows: &[Window], fs: f64) -> Result<Evaluation, EvalError> {
+pub fn evaluate(
+    methods: &mut [Box<dyn Method + '_>],
+    windows: &[Window],
+    fs: f64,
+) -> Result<Evaluation, EvalError> {
     let Some(first) = windows.first() else {
         return Err(EvalError::Invalid("no test windows".into()));
     };
@@ -109,17 +113,28 @@ pub fn evaluate(methods: &mut [Box<dyn Method + '_>], windows: &[Window], fs: f6
     let mut example_snr: BTreeMap<ArtifactKind, f64> = BTreeMap::new();
     for w in windows {
         let levels = w.kind.test_snr_levels_db();
-        example_snr.entry(w.kind).or_insert(levels[levels.len() / 2]);
+        example_snr
+            .entry(w.kind)
+            .or_insert(levels[levels.len() / 2]);
     }
-    let add_psd = |ev: &mut Evaluation, kind: ArtifactKind, series: &str, x: &[f32]| -> Result<(), EvalError> {
+    let add_psd = |ev: &mut Evaluation,
+                   kind: ArtifactKind,
+                   series: &str,
+                   x: &[f32]|
+     -> Result<(), EvalError> {
         let p = welch.psd(x, fs)?;
-        let e = ev.psds.entry((kind.name().to_string(), series.to_string())).or_insert_with(|| vec![0.0; p.len()]);
+        let e = ev
+            .psds
+            .entry((kind.name().to_string(), series.to_string()))
+            .or_insert_with(|| vec![0.0; p.len()]);
         e.iter_mut().zip(&p).for_each(|(a, b)| *a += b);
         Ok(())
     };
     for w in windows {
         let key_snr = (w.snr_db * 1e6).round() as i64;
-        let take_example = example_snr.get(&w.kind).is_some_and(|&s| (s - w.snr_db).abs() < 1e-9)
+        let take_example = example_snr
+            .get(&w.kind)
+            .is_some_and(|&s| (s - w.snr_db).abs() < 1e-9)
             && !ev.examples.contains_key(w.kind.name());
         let mut example = Vec::new();
         if take_example {
@@ -134,7 +149,10 @@ pub fn evaluate(methods: &mut [Box<dyn Method + '_>], windows: &[Window], fs: f6
             let wm = WindowMetrics::compute(&welch, &w.noisy, &y, &w.clean, fs)?;
             let a = acc.entry((i, w.kind, key_snr)).or_default();
             a.n += 1;
-            for (s, v) in a.m.iter_mut().zip([wm.rrmse_t, wm.rrmse_s, wm.cc, wm.snr_imp_db]) {
+            for (s, v) in
+                a.m.iter_mut()
+                    .zip([wm.rrmse_t, wm.rrmse_s, wm.cc, wm.snr_imp_db])
+            {
                 *s += v;
             }
             add_psd(&mut ev, w.kind, &names[i], &y)?;
@@ -179,7 +197,11 @@ pub fn mean_std(v: &[f64]) -> (f64, f64) {
         return (f64::NAN, f64::NAN);
     }
     let m = v.iter().sum::<f64>() / v.len() as f64;
-    let s = if v.len() > 1 { (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len() - 1) as f64).sqrt() } else { 0.0 };
+    let s = if v.len() > 1 {
+        (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len() - 1) as f64).sqrt()
+    } else {
+        0.0
+    };
     (m, s)
 }
 
@@ -221,11 +243,14 @@ pub struct ArmSummary {
 pub fn summarise_arms(results: &[SeedResult]) -> Vec<ArmSummary> {
     let mut by: BTreeMap<i64, Vec<&SeedResult>> = BTreeMap::new();
     for r in results {
-        by.entry((r.alpha * 1e12).round() as i64).or_default().push(r);
+        by.entry((r.alpha * 1e12).round() as i64)
+            .or_default()
+            .push(r);
     }
     by.values()
         .map(|v| {
-            let col = |f: fn(&SeedResult) -> f64| mean_std(&v.iter().map(|r| f(r)).collect::<Vec<_>>());
+            let col =
+                |f: fn(&SeedResult) -> f64| mean_std(&v.iter().map(|r| f(r)).collect::<Vec<_>>());
             ArmSummary {
                 alpha: v[0].alpha,
                 n_seeds: v.len(),
@@ -282,6 +307,11 @@ pub struct Report {
     pub quality: Vec<QualityRow>,
     /// Method that the acceptance check is about.
     pub candidate: Option<String>,
+    /// Quality of models at other sample rates (e.g. the tiny 128 Hz model), with their
+    /// baselines on windows at that rate.
+    pub other_rates: Vec<(f64, Vec<QualityRow>)>,
+    /// Budget of the MFR comparison, in words.
+    pub mfr_budget: String,
     /// MFR vs no-MFR seed results.
     pub mfr_seeds: Vec<SeedResult>,
     /// Their summary by alpha.
@@ -296,15 +326,76 @@ pub struct Report {
     pub notes: Vec<String>,
 }
 
+/// Writes one per-SNR-level table (RRMSE_t / CC) per artifact kind; returns the method
+/// names in first-seen order.
+fn level_tables(s: &mut String, rows: &[QualityRow], suffix: &str) -> Vec<String> {
+    let mut kinds: Vec<ArtifactKind> = rows.iter().map(|r| r.kind).collect();
+    kinds.sort();
+    kinds.dedup();
+    let mut methods: Vec<String> = Vec::new();
+    for r in rows {
+        if !methods.contains(&r.method) {
+            methods.push(r.method.clone());
+        }
+    }
+    for kind in &kinds {
+        let _ = writeln!(
+            s,
+            "\n### {} per SNR level{suffix} (RRMSE_t / CC)\n",
+            kind.name().to_uppercase()
+        );
+        let _ = write!(s, "| SNR (dB) |");
+        for m in &methods {
+            let _ = write!(s, " {m} |");
+        }
+        let _ = write!(s, "\n|---|");
+        for _ in &methods {
+            let _ = write!(s, "---|");
+        }
+        let _ = writeln!(s);
+        let mut levels: Vec<f64> = rows
+            .iter()
+            .filter(|r| r.kind == *kind)
+            .filter_map(|r| r.snr_db)
+            .collect();
+        levels.sort_by(f64::total_cmp);
+        levels.dedup();
+        for l in levels {
+            let _ = write!(s, "| {l:.2} |");
+            for m in &methods {
+                match rows
+                    .iter()
+                    .find(|r| r.kind == *kind && r.snr_db == Some(l) && &r.method == m)
+                {
+                    Some(r) => {
+                        let _ = write!(s, " {:.3} / {:.3} |", r.rrmse_t, r.cc);
+                    }
+                    None => {
+                        let _ = write!(s, " - |");
+                    }
+                }
+            }
+            let _ = writeln!(s);
+        }
+    }
+    methods
+}
+
 /// For each (kind, level): does `candidate` beat every other non-reference method on both
 /// RRMSE_t (lower) and CC (higher)? Returns (kind, snr, rrmse ok, cc ok).
-pub fn acceptance(rows: &[QualityRow], candidate: &str, baselines: &[&str]) -> Vec<(ArtifactKind, f64, bool, bool)> {
+pub fn acceptance(
+    rows: &[QualityRow],
+    candidate: &str,
+    baselines: &[&str],
+) -> Vec<(ArtifactKind, f64, bool, bool)> {
     let mut out = Vec::new();
     for r in rows.iter().filter(|r| r.method == candidate) {
         let Some(snr) = r.snr_db else { continue };
         let others: Vec<&QualityRow> = rows
             .iter()
-            .filter(|o| baselines.contains(&o.method.as_str()) && o.kind == r.kind && o.snr_db == Some(snr))
+            .filter(|o| {
+                baselines.contains(&o.method.as_str()) && o.kind == r.kind && o.snr_db == Some(snr)
+            })
             .collect();
         let ok_t = others.iter().all(|o| r.rrmse_t < o.rrmse_t);
         let ok_c = others.iter().all(|o| r.cc > o.cc);
@@ -322,93 +413,172 @@ impl Report {
     pub fn to_markdown(&self) -> String {
         let mut s = String::new();
         let _ = writeln!(s, "# mfr-eeg benchmark report\n");
-        let _ = writeln!(s, "Command: `{}`{}\n", self.command, if self.quick { " (quick mode: small sizes, numbers are noisy)" } else { "" });
+        let _ = writeln!(
+            s,
+            "Command: `{}`{}\n",
+            self.command,
+            if self.quick {
+                " (quick mode: small sizes, numbers are noisy)"
+            } else {
+                ""
+            }
+        );
         let _ = writeln!(s, "Data: {}\n", self.data);
-        let tw: Vec<String> = self.test_windows.iter().map(|(k, n)| format!("{k}: {n}")).collect();
-        let _ = writeln!(s, "Test windows ({} Hz, 2 s, z-scored by the noisy window's std): {}\n", self.fs, tw.join(", "));
-        let _ = writeln!(s, "Metrics as EEGdenoiseNet: RRMSE_t, RRMSE_s (Welch PSD, Hann, 50 % overlap, 1 s segments), CC, SNR improvement in its 10·log10(RMS ratio) convention.\n");
+        let tw: Vec<String> = self
+            .test_windows
+            .iter()
+            .map(|(k, n)| format!("{k}: {n}"))
+            .collect();
+        let _ = writeln!(
+            s,
+            "Test windows ({} Hz, 2 s, z-scored by the noisy window's std): {}\n",
+            self.fs,
+            tw.join(", ")
+        );
+        let _ = writeln!(
+            s,
+            "Metrics as EEGdenoiseNet: RRMSE_t, RRMSE_s (Welch PSD, Hann, 50 % overlap, 1 s segments), CC, SNR improvement in its 10·log10(RMS ratio) convention.\n"
+        );
         let _ = writeln!(s, "## Quality, averaged over the 10 SNR levels\n");
-        let _ = writeln!(s, "| artifact | method | RRMSE_t | RRMSE_s | CC | SNR gain (dB) |\n|---|---|---|---|---|---|");
-        let mut avg: Vec<&QualityRow> = self.quality.iter().filter(|r| r.snr_db.is_none()).collect();
+        let _ = writeln!(
+            s,
+            "| artifact | method | RRMSE_t | RRMSE_s | CC | SNR gain (dB) |\n|---|---|---|---|---|---|"
+        );
+        let mut avg: Vec<&QualityRow> =
+            self.quality.iter().filter(|r| r.snr_db.is_none()).collect();
         avg.sort_by_key(|r| r.kind as u8);
         for r in avg {
-            let _ = writeln!(s, "| {} | {} | {:.3} | {:.3} | {:.3} | {:.2} |", r.kind.name(), r.method, r.rrmse_t, r.rrmse_s, r.cc, r.snr_imp_db);
+            let _ = writeln!(
+                s,
+                "| {} | {} | {:.3} | {:.3} | {:.3} | {:.2} |",
+                r.kind.name(),
+                r.method,
+                r.rrmse_t,
+                r.rrmse_s,
+                r.cc,
+                r.snr_imp_db
+            );
         }
-        let kinds: Vec<ArtifactKind> = {
-            let mut k: Vec<ArtifactKind> = self.quality.iter().map(|r| r.kind).collect();
-            k.sort_by_key(|k| *k as u8);
-            k.dedup();
-            k
-        };
-        let methods: Vec<String> = {
-            let mut m: Vec<String> = Vec::new();
-            for r in &self.quality {
-                if !m.contains(&r.method) {
-                    m.push(r.method.clone());
-                }
+        let methods = level_tables(&mut s, &self.quality, "");
+        for (fs, rows) in &self.other_rates {
+            let _ = writeln!(
+                s,
+                "\n## At {fs} Hz (models for that rate, baselines on the same {fs} Hz windows)\n"
+            );
+            let _ = writeln!(
+                s,
+                "| artifact | method | RRMSE_t | RRMSE_s | CC | SNR gain (dB) |\n|---|---|---|---|---|---|"
+            );
+            for r in rows.iter().filter(|r| r.snr_db.is_none()) {
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {:.3} | {:.3} | {:.3} | {:.2} |",
+                    r.kind.name(),
+                    r.method,
+                    r.rrmse_t,
+                    r.rrmse_s,
+                    r.cc,
+                    r.snr_imp_db
+                );
             }
-            m
-        };
-        for kind in &kinds {
-            let _ = writeln!(s, "\n## {} per SNR level (RRMSE_t / CC)\n", kind.name().to_uppercase());
-            let _ = write!(s, "| SNR (dB) |");
-            for m in &methods {
-                let _ = write!(s, " {m} |");
-            }
-            let _ = write!(s, "\n|---|");
-            for _ in &methods {
-                let _ = write!(s, "---|");
-            }
-            let _ = writeln!(s);
-            let mut levels: Vec<f64> = self.quality.iter().filter(|r| r.kind == *kind).filter_map(|r| r.snr_db).collect();
-            levels.sort_by(f64::total_cmp);
-            levels.dedup();
-            for l in levels {
-                let _ = write!(s, "| {l:.2} |");
-                for m in &methods {
-                    match self.quality.iter().find(|r| r.kind == *kind && r.snr_db == Some(l) && &r.method == m) {
-                        Some(r) => {
-                            let _ = write!(s, " {:.3} / {:.3} |", r.rrmse_t, r.cc);
-                        }
-                        None => {
-                            let _ = write!(s, " - |");
-                        }
-                    }
-                }
-                let _ = writeln!(s);
-            }
+            level_tables(&mut s, rows, &format!(" at {fs} Hz"));
         }
         if let Some(c) = &self.candidate {
-            let base: Vec<&str> = methods.iter().filter(|m| m.starts_with("band-pass") || m.starts_with("wavelet")).map(String::as_str).collect();
+            let base: Vec<&str> = methods
+                .iter()
+                .filter(|m| m.starts_with("band-pass") || m.starts_with("wavelet"))
+                .map(String::as_str)
+                .collect();
             let acc = acceptance(&self.quality, c, &base);
-            let eo: Vec<_> = acc.iter().filter(|a| matches!(a.0, ArtifactKind::Eog | ArtifactKind::Emg)).collect();
+            let eo: Vec<_> = acc
+                .iter()
+                .filter(|a| matches!(a.0, ArtifactKind::Eog | ArtifactKind::Emg))
+                .collect();
             let pass = eo.iter().filter(|a| a.2 && a.3).count();
-            let _ = writeln!(s, "\n## Acceptance\n\n`{c}` beats band-pass and wavelet on both RRMSE_t and CC at {pass} of {} (EOG/EMG x SNR) test points.", eo.len());
-            let fails: Vec<String> = eo.iter().filter(|a| !(a.2 && a.3)).map(|a| format!("{} {:.2} dB ({}{})", a.0.name(), a.1, if a.2 { "" } else { "RRMSE_t " }, if a.3 { "" } else { "CC" })).collect();
+            let _ = writeln!(
+                s,
+                "\n## Acceptance\n\n`{c}` beats band-pass and wavelet on both RRMSE_t and CC at {pass} of {} (EOG/EMG x SNR) test points.",
+                eo.len()
+            );
+            let fails: Vec<String> = eo
+                .iter()
+                .filter(|a| !(a.2 && a.3))
+                .map(|a| {
+                    format!(
+                        "{} {:.2} dB ({}{})",
+                        a.0.name(),
+                        a.1,
+                        if a.2 { "" } else { "RRMSE_t " },
+                        if a.3 { "" } else { "CC" }
+                    )
+                })
+                .collect();
             if !fails.is_empty() {
                 let _ = writeln!(s, "Not beaten at: {}.", fails.join(", "));
             }
         }
         if !self.mfr_arms.is_empty() {
-            let _ = writeln!(s, "\n## MFR vs no MFR (same budget and tuning; mean ± std over seeds)\n");
-            let _ = writeln!(s, "| alpha | seeds | val loss | test RRMSE_t (EOG+EMG) | test CC (EOG+EMG) |\n|---|---|---|---|---|");
+            let _ = writeln!(
+                s,
+                "\n## MFR vs no MFR (same budget and tuning; mean ± std over seeds)\n\nBudget: {}\n",
+                self.mfr_budget
+            );
+            let _ = writeln!(
+                s,
+                "| alpha | seeds | val loss | test RRMSE_t (EOG+EMG) | test CC (EOG+EMG) |\n|---|---|---|---|---|"
+            );
             for a in &self.mfr_arms {
-                let _ = writeln!(s, "| {} | {} | {} | {} | {} |", a.alpha, a.n_seeds, pm(a.val_loss, 4), pm(a.test_rrmse_t, 4), pm(a.test_cc, 4));
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {} | {} |",
+                    a.alpha,
+                    a.n_seeds,
+                    pm(a.val_loss, 4),
+                    pm(a.test_rrmse_t, 4),
+                    pm(a.test_cc, 4)
+                );
             }
-            let (t, w): (f64, f64) = self.mfr_seeds.iter().fold((0.0, 0.0), |a, r| (a.0 + r.train_seconds, a.1 + r.windows_per_s));
+            let (t, w): (f64, f64) = self.mfr_seeds.iter().fold((0.0, 0.0), |a, r| {
+                (a.0 + r.train_seconds, a.1 + r.windows_per_s)
+            });
             let n = self.mfr_seeds.len().max(1) as f64;
-            let _ = writeln!(s, "\nTraining throughput: {:.0} windows/s on average ({:.1} s per run).", w / n, t / n);
+            let _ = writeln!(
+                s,
+                "\nTraining throughput: {:.0} windows/s on average ({:.1} s per run).",
+                w / n,
+                t / n
+            );
         }
         if !self.speed.is_empty() {
-            let _ = writeln!(s, "\n## Core speed (single thread, offline path)\n\n| model | channels | signal (s) | windows/s | x real time |\n|---|---|---|---|---|");
+            let _ = writeln!(
+                s,
+                "\n## Core speed (single thread, offline path)\n\n| model | channels | signal (s) | windows/s | x real time |\n|---|---|---|---|---|"
+            );
             for r in &self.speed {
-                let _ = writeln!(s, "| {} | {} | {:.0} | {:.0} | {:.1} |", r.model, r.channels, r.seconds, r.windows_per_s, r.x_realtime);
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {:.0} | {:.0} | {:.1} |",
+                    r.model, r.channels, r.seconds, r.windows_per_s, r.x_realtime
+                );
             }
         }
         if !self.models.is_empty() {
-            let _ = writeln!(s, "\n## Models\n\n| file | bytes | d_in | d_sae | k | hop | rate (Hz) |\n|---|---|---|---|---|---|---|");
+            let _ = writeln!(
+                s,
+                "\n## Models\n\n| file | bytes | d_in | d_sae | k | hop | rate (Hz) |\n|---|---|---|---|---|---|---|"
+            );
             for m in &self.models {
-                let _ = writeln!(s, "| {} | {} | {} | {} | {} | {} | {} |", m.path, m.bytes, m.shape[0], m.shape[1], m.shape[2], m.shape[3], m.sample_rate_hz);
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {} | {} | {} | {} |",
+                    m.path,
+                    m.bytes,
+                    m.shape[0],
+                    m.shape[1],
+                    m.shape[2],
+                    m.shape[3],
+                    m.sample_rate_hz
+                );
             }
         }
         if !self.figures.is_empty() {
@@ -428,8 +598,12 @@ impl Report {
 
     /// Writes `report.md` and `report.json` into `dir` (created if missing), atomically.
     pub fn write(&self, dir: &Path) -> Result<(), EvalError> {
-        std::fs::create_dir_all(dir).map_err(|source| EvalError::Io { path: dir.into(), source })?;
-        let json = serde_json::to_string_pretty(self).map_err(|e| EvalError::Invalid(format!("report JSON: {e}")))?;
+        std::fs::create_dir_all(dir).map_err(|source| EvalError::Io {
+            path: dir.into(),
+            source,
+        })?;
+        let json = serde_json::to_string_pretty(self)
+            .map_err(|e| EvalError::Invalid(format!("report JSON: {e}")))?;
         write_atomic(&dir.join("report.json"), json.as_bytes())?;
         write_atomic(&dir.join("report.md"), self.to_markdown().as_bytes())
     }
@@ -452,7 +626,13 @@ pub fn register_font() -> bool {
         for p in FONT_PATHS {
             if let Ok(b) = std::fs::read(p) {
                 let b: &'static [u8] = Box::leak(b.into_boxed_slice());
-                if plotters::style::register_font("sans-serif", plotters::style::FontStyle::Normal, b).is_ok() {
+                if plotters::style::register_font(
+                    "sans-serif",
+                    plotters::style::FontStyle::Normal,
+                    b,
+                )
+                .is_ok()
+                {
                     return true;
                 }
             }
@@ -474,7 +654,14 @@ const PALETTE: [plotters::style::RGBColor; 8] = [
 
 type Series = (String, Vec<(f64, f64)>);
 
-fn line_chart(path: &Path, title: &str, xdesc: &str, ydesc: &str, series: &[Series], log_y: bool) -> Result<(), EvalError> {
+fn line_chart(
+    path: &Path,
+    title: &str,
+    xdesc: &str,
+    ydesc: &str,
+    series: &[Series],
+    log_y: bool,
+) -> Result<(), EvalError> {
     use plotters::prelude::*;
     let perr = |e: String| EvalError::Invalid(format!("{}: plotting failed: {e}", path.display()));
     let pts = series.iter().flat_map(|s| s.1.iter());
@@ -500,19 +687,33 @@ fn line_chart(path: &Path, title: &str, xdesc: &str, ydesc: &str, series: &[Seri
         let root = BitMapBackend::new(&tmp, (900, 520)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| perr(e.to_string()))?;
         let mut b = ChartBuilder::on(&root);
-        b.caption(title, ("sans-serif", 22)).margin(12).x_label_area_size(42).y_label_area_size(70);
+        b.caption(title, ("sans-serif", 22))
+            .margin(12)
+            .x_label_area_size(42)
+            .y_label_area_size(70);
         macro_rules! draw {
             ($chart:expr) => {{
                 let mut chart = $chart.map_err(|e| perr(e.to_string()))?;
-                chart.configure_mesh().x_desc(xdesc).y_desc(ydesc).draw().map_err(|e| perr(e.to_string()))?;
+                chart
+                    .configure_mesh()
+                    .x_desc(xdesc)
+                    .y_desc(ydesc)
+                    .draw()
+                    .map_err(|e| perr(e.to_string()))?;
                 for (i, (name, p)) in series.iter().enumerate() {
                     let c = PALETTE[i % PALETTE.len()];
-                    let p: Vec<(f64, f64)> = p.iter().copied().filter(|&(_, y)| !log_y || y > 0.0).collect();
+                    let p: Vec<(f64, f64)> = p
+                        .iter()
+                        .copied()
+                        .filter(|&(_, y)| !log_y || y > 0.0)
+                        .collect();
                     chart
                         .draw_series(LineSeries::new(p, c.stroke_width(2)))
                         .map_err(|e| perr(e.to_string()))?
                         .label(name.as_str())
-                        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+                        .legend(move |(x, y)| {
+                            PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2))
+                        });
                 }
                 chart
                     .configure_series_labels()
@@ -530,7 +731,10 @@ fn line_chart(path: &Path, title: &str, xdesc: &str, ydesc: &str, series: &[Seri
         }
         root.present().map_err(|e| perr(e.to_string()))?;
     }
-    std::fs::rename(&tmp, path).map_err(|source| EvalError::Io { path: path.into(), source })
+    std::fs::rename(&tmp, path).map_err(|source| EvalError::Io {
+        path: path.into(),
+        source,
+    })
 }
 
 /// Writes the figures for an evaluation into `dir`; returns their file names. Skips (returns
@@ -539,7 +743,10 @@ pub fn write_figures(dir: &Path, ev: &Evaluation, fs: f64) -> Result<Vec<String>
     if !register_font() {
         return Ok(Vec::new());
     }
-    std::fs::create_dir_all(dir).map_err(|source| EvalError::Io { path: dir.into(), source })?;
+    std::fs::create_dir_all(dir).map_err(|source| EvalError::Io {
+        path: dir.into(),
+        source,
+    })?;
     let mut files = Vec::new();
     let mut kinds: Vec<ArtifactKind> = ev.rows.iter().map(|r| r.kind).collect();
     kinds.sort_by_key(|k| *k as u8);
@@ -559,14 +766,24 @@ pub fn write_figures(dir: &Path, ev: &Evaluation, fs: f64) -> Result<Vec<String>
                         .rows
                         .iter()
                         .filter(|r| &r.method == m && r.kind == *kind)
-                        .filter_map(|r| r.snr_db.map(|s| (s, if metric == "cc" { r.cc } else { r.rrmse_t })))
+                        .filter_map(|r| {
+                            r.snr_db
+                                .map(|s| (s, if metric == "cc" { r.cc } else { r.rrmse_t }))
+                        })
                         .collect();
                     p.sort_by(|a, b| a.0.total_cmp(&b.0));
                     (m.clone(), p)
                 })
                 .collect();
             let name = format!("{metric}_vs_snr_{}.png", kind.name());
-            line_chart(&dir.join(&name), &format!("{label} vs SNR, {} artifacts", kind.name().to_uppercase()), "SNR (dB)", label, &series, false)?;
+            line_chart(
+                &dir.join(&name),
+                &format!("{label} vs SNR, {} artifacts", kind.name().to_uppercase()),
+                "SNR (dB)",
+                label,
+                &series,
+                false,
+            )?;
             files.push(name);
         }
         let psd: Vec<Series> = ev
@@ -575,19 +792,50 @@ pub fn write_figures(dir: &Path, ev: &Evaluation, fs: f64) -> Result<Vec<String>
             .filter(|((k, _), _)| k == kind.name())
             .map(|((_, s), p)| {
                 let n = (p.len() - 1) * 2;
-                (s.clone(), p.iter().enumerate().map(|(i, &v)| (i as f64 * fs / n as f64, v)).collect())
+                (
+                    s.clone(),
+                    p.iter()
+                        .enumerate()
+                        .map(|(i, &v)| (i as f64 * fs / n as f64, v))
+                        .collect(),
+                )
             })
             .collect();
         let name = format!("psd_{}.png", kind.name());
-        line_chart(&dir.join(&name), &format!("Mean Welch PSD, {} test windows", kind.name().to_uppercase()), "frequency (Hz)", "PSD (1/Hz, z-units)", &psd, true)?;
+        line_chart(
+            &dir.join(&name),
+            &format!(
+                "Mean Welch PSD, {} test windows",
+                kind.name().to_uppercase()
+            ),
+            "frequency (Hz)",
+            "PSD (1/Hz, z-units)",
+            &psd,
+            true,
+        )?;
         files.push(name);
         if let Some(ex) = ev.examples.get(kind.name()) {
             let series: Vec<Series> = ex
                 .iter()
-                .map(|(n, y)| (n.clone(), y.iter().enumerate().map(|(i, &v)| (i as f64 / fs, v as f64)).collect()))
+                .map(|(n, y)| {
+                    (
+                        n.clone(),
+                        y.iter()
+                            .enumerate()
+                            .map(|(i, &v)| (i as f64 / fs, v as f64))
+                            .collect(),
+                    )
+                })
                 .collect();
             let name = format!("example_{}.png", kind.name());
-            line_chart(&dir.join(&name), &format!("Example {} window before/after", kind.name().to_uppercase()), "time (s)", "amplitude (z)", &series, false)?;
+            line_chart(
+                &dir.join(&name),
+                &format!("Example {} window before/after", kind.name().to_uppercase()),
+                "time (s)",
+                "amplitude (z)",
+                &series,
+                false,
+            )?;
             files.push(name);
         }
     }
@@ -597,4 +845,97 @@ pub fn write_figures(dir: &Path, ev: &Evaluation, fs: f64) -> Result<Vec<String>
 /// The output directory default of `mfr-eeg bench`.
 pub fn default_report_dir() -> PathBuf {
     PathBuf::from("bench-report")
+}
+
+/// A shipped or freshly trained SAE run through the core's offline path
+/// ([`crate::core::denoise_offline_into`]: reflection-padded edges, overlap-add at the
+/// model's hop, the model's own window normalisation), exactly what `mfr-eeg denoise` does.
+pub struct SaeMethod {
+    name: String,
+    model: crate::model::Model,
+    hop: usize,
+    work: Vec<f32>,
+    topk: Vec<usize>,
+}
+
+impl SaeMethod {
+    /// Wraps a loaded model under a display name.
+    pub fn new(name: impl Into<String>, model: crate::model::Model) -> Self {
+        let sae = model.view().sae();
+        let (work, topk) = (
+            vec![0.0; crate::core::offline_work_len(&sae)],
+            vec![0; sae.k()],
+        );
+        let hop = model.meta().hop;
+        Self {
+            name: name.into(),
+            model,
+            hop,
+            work,
+            topk,
+        }
+    }
+
+    /// The model.
+    pub fn model(&self) -> &crate::model::Model {
+        &self.model
+    }
+}
+
+impl Method for SaeMethod {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+    fn denoise(&mut self, x: &[f32]) -> Result<Vec<f32>, EvalError> {
+        let mut out = vec![0.0; x.len()];
+        let view = self.model.view();
+        crate::core::denoise_offline_into(
+            &view.sae(),
+            self.hop,
+            x,
+            &mut out,
+            &mut self.work,
+            &mut self.topk,
+        )
+        .map_err(|e| EvalError::Invalid(format!("SAE {}: {e}", self.name)))?;
+        Ok(out)
+    }
+}
+
+/// Core speed: denoises `channels` channels of `seconds` of a test-like signal at the model's
+/// rate with the offline path on this thread, and reports windows/s and x real time.
+pub fn measure_speed(
+    name: &str,
+    model: &crate::model::Model,
+    channels: usize,
+    seconds: f64,
+) -> Result<SpeedRow, EvalError> {
+    let meta = model.meta();
+    let fs = meta.sample_rate_hz as f64;
+    let n = (seconds * fs).round() as usize;
+    let sig: Vec<f32> = super::data::model_segment(77, 0, n, fs)
+        .iter()
+        .map(|v| v / 20.0)
+        .collect();
+    let copy = crate::model::Model::from_bytes(model.bytes().to_vec())
+        .map_err(|e| EvalError::Invalid(format!("model {name}: {e}")))?;
+    let mut m = SaeMethod::new(name, copy);
+    let t0 = std::time::Instant::now();
+    let mut checksum = 0.0f64;
+    for _ in 0..channels {
+        let y = m.denoise(&sig)?;
+        checksum += y[n / 2] as f64;
+    }
+    let dt = t0.elapsed().as_secs_f64().max(1e-9);
+    // Windows per channel in the offline path: padded length / hop.
+    let pad = crate::core::offline_pad(meta.d_in);
+    let windows = ((n + 2 * pad) / meta.hop) * channels;
+    std::hint::black_box(checksum);
+    Ok(SpeedRow {
+        model: name.into(),
+        channels,
+        seconds,
+        windows_per_s: windows as f64 / dt,
+        x_realtime: seconds / dt,
+    })
 }
