@@ -688,20 +688,30 @@ fn bad_inputs_give_their_specific_error_and_no_output() {
             |e| matches!(fmt(e), Some(FormatError::PhysicalRangeEmpty { channel, value: 500.0 }) if channel.index == 1 && channel.label == "EOG left"),
         ),
         (
+            "scale overflows to infinity (NaN samples)",
+            with(&|b| {
+                let (at, w) = sig_field(ns, 3, 0);
+                set_field(b, at, w, b"-1e308");
+                let (at, w) = sig_field(ns, 4, 0);
+                set_field(b, at, w, b"1e308");
+            }),
+            |e| matches!(fmt(e), Some(FormatError::BadScale { channel, .. }) if channel.label == "Fp1"),
+        ),
+        (
+            "physical max beyond f32",
+            field(4, 1, b"1e39"),
+            |e| matches!(fmt(e), Some(FormatError::BadScale { channel, .. }) if channel.index == 1),
+        ),
+        (
             "digital min == max",
             field(6, 2, b"0"),
             |e| matches!(fmt(e), Some(FormatError::DigitalRange { channel, min: 0, max: 0 }) if channel.label == "Status"),
         ),
-        ("digital min > max", field(5, 0, b"32767"), |e| {
-            matches!(
-                fmt(e),
-                Some(FormatError::DigitalRange {
-                    min: 32767,
-                    max: 32767,
-                    ..
-                })
-            )
-        }),
+        (
+            "digital min > max",
+            field(5, 1, b"3000"),
+            |e| matches!(fmt(e), Some(FormatError::DigitalRange { min: 3000, max: 2047, channel }) if channel.index == 1),
+        ),
         ("digital max beyond 16 bits", field(6, 0, b"40000"), |e| {
             matches!(
                 fmt(e),
