@@ -48,13 +48,7 @@ fn small_spec(format: Format, reserved: &str, records: i64, duration: f64) -> He
         sig("Status", "Boolean", (0.0, 255.0), (0, 255), 5),
     ];
     if reserved.contains('+') {
-        let mut a = sig(
-            format.annotation_label(),
-            "",
-            (-1.0, 1.0),
-            (-32768, 32767),
-            40,
-        );
+        let mut a = sig(format.annotation_label(), "", (-1.0, 1.0), (lo, hi), 40);
         a.transducer.clear();
         a.prefiltering.clear();
         signals.push(a);
@@ -694,20 +688,30 @@ fn bad_inputs_give_their_specific_error_and_no_output() {
             |e| matches!(fmt(e), Some(FormatError::PhysicalRangeEmpty { channel, value: 500.0 }) if channel.index == 1 && channel.label == "EOG left"),
         ),
         (
+            "scale overflows to infinity (NaN samples)",
+            with(&|b| {
+                let (at, w) = sig_field(ns, 3, 0);
+                set_field(b, at, w, b"-1e308");
+                let (at, w) = sig_field(ns, 4, 0);
+                set_field(b, at, w, b"1e308");
+            }),
+            |e| matches!(fmt(e), Some(FormatError::BadScale { channel, .. }) if channel.label == "Fp1"),
+        ),
+        (
+            "physical max beyond f32",
+            field(4, 1, b"1e39"),
+            |e| matches!(fmt(e), Some(FormatError::BadScale { channel, .. }) if channel.index == 1),
+        ),
+        (
             "digital min == max",
             field(6, 2, b"0"),
             |e| matches!(fmt(e), Some(FormatError::DigitalRange { channel, min: 0, max: 0 }) if channel.label == "Status"),
         ),
-        ("digital min > max", field(5, 0, b"32767"), |e| {
-            matches!(
-                fmt(e),
-                Some(FormatError::DigitalRange {
-                    min: 32767,
-                    max: 32767,
-                    ..
-                })
-            )
-        }),
+        (
+            "digital min > max",
+            field(5, 1, b"3000"),
+            |e| matches!(fmt(e), Some(FormatError::DigitalRange { min: 3000, max: 2047, channel }) if channel.index == 1),
+        ),
         ("digital max beyond 16 bits", field(6, 0, b"40000"), |e| {
             matches!(
                 fmt(e),
@@ -1152,4 +1156,48 @@ fn fuzz_mutated_files_never_panic() {
     }
     // The budget exercised both paths (a mutator that broke everything would test little).
     assert!(ok > 100 && err > 100, "ok {ok}, err {err}");
+}
+
+/// The generated files are valid for an independent strict reader: EDFlib (via pyedflib
+/// 0.1.42) opened the EDF+C, BDF+C and plain EDF files written by `generated_bytes` and
+/// read these values (it refuses EDF+D/BDF+D files altogether, so those are checked
+/// against their TAL bytes instead).
+#[test]
+fn generated_files_read_as_edflib_reads_them() {
+    let dir = tempfile::tempdir().unwrap();
+    for (format, reserved, fp1_d2) in [
+        (Format::Edf, "EDF+C", -12043),
+        (Format::Bdf, "BDF+C", -3_082_908),
+        (Format::Edf, "", -12043),
+    ] {
+        let p = dir.path().join("g.edf");
+        std::fs::write(&p, generated_bytes(format, reserved)).unwrap();
+        let mut r = EdfReader::open(&p).unwrap();
+        assert_eq!(r.num_records(), 4);
+        let h = r.header().clone();
+        let rates: Vec<f64> = (0..3).map(|c| h.sample_rate(c)).collect();
+        assert_eq!(rates, [100.0, 50.0, 10.0]);
+        let rec = r.read_record().unwrap().unwrap();
+        assert_eq!(
+            rec.digital(0)[..3],
+            [
+                h.signals()[0].digital_min,
+                h.signals()[0].digital_max,
+                fp1_d2
+            ]
+        );
+        assert_eq!(rec.digital(1)[..3], [-2048, 2047, 1838]);
+        assert_eq!(rec.digital(2)[..3], [0, 255, 255]);
+        // EDFlib: -448.96214896 (f64); ours is f32 (error < 3e-5 at this magnitude).
+        assert!((rec.physical(1)[2] as f64 - -448.96214896).abs() < 1e-4);
+        let a = read_annotations(&p).unwrap();
+        if reserved.is_empty() {
+            assert!(a.is_empty());
+        } else {
+            assert_eq!(
+                (a.len(), a[0].onset, a[0].duration, a[0].text.as_str()),
+                (1, 0.75, Some(0.1), "Blink")
+            );
+        }
+    }
 }

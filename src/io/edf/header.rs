@@ -577,8 +577,9 @@ fn check_clock(field: &'static str, text: &str, ranges: [(u8, u8); 3]) -> Result
 /// header size = 256 * (signals + 1) and the bytes are all there; start date/time are
 /// dd.mm.yy / hh.mm.ss; record count >= -1; record duration > 0 (0 only when every signal is
 /// an annotation signal, as EDF+ allows) and finite; per signal: physical min != max, digital
-/// min < max and within the 16/24-bit range, samples per record >= 1; EDF+/BDF+ files have an
-/// annotation signal.
+/// min < max and within the 16/24-bit range, a finite normal gain and physical values within
+/// f32 (so conversion never produces NaN or infinity), samples per record >= 1; EDF+/BDF+
+/// files have an annotation signal.
 pub fn parse_header(bytes: &[u8]) -> Result<Header, EdfError> {
     parse_header_inner(bytes).map_err(EdfError::from)
 }
@@ -757,6 +758,26 @@ fn parse_header_inner(bytes: &[u8]) -> Result<Header, FormatError> {
                 channel: ch().unwrap(),
                 min: dmin,
                 max: dmax,
+            });
+        }
+        let gain = (pmax - pmin) / (dmax - dmin) as f64;
+        let scale_problem = if !gain.is_finite() {
+            Some("the gain overflows")
+        } else if !gain.is_normal() {
+            Some("the gain underflows to zero or a subnormal number")
+        } else if pmin.abs() > f32::MAX as f64 || pmax.abs() > f32::MAX as f64 {
+            Some("physical values beyond the f32 range")
+        } else {
+            None
+        };
+        if let Some(problem) = scale_problem {
+            return Err(FormatError::BadScale {
+                channel: ch().unwrap(),
+                physical_min: pmin,
+                physical_max: pmax,
+                digital_min: dmin,
+                digital_max: dmax,
+                problem,
             });
         }
         if spr < 1 {
