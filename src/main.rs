@@ -27,6 +27,8 @@ enum Command {
     Inspect(cli::inspect::InspectArgs),
     /// Draw one channel's raw and denoised traces and their spectra to a PNG.
     Plot(cli::plot::PlotArgs),
+    /// Quantise an f32 model to int8 (per-latent scales) after checking its quality loss.
+    Quantize(mfr_eeg::model::quantize::QuantizeArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -34,6 +36,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Denoise(a) => cli::denoise::run(a),
         Command::Inspect(a) => cli::inspect::run(a),
         Command::Plot(a) => cli::plot::run(a),
+        Command::Quantize(a) => Ok(mfr_eeg::model::quantize::run(a)?),
     }
 }
 
