@@ -404,7 +404,15 @@ pub fn denoise_file(
     let selected =
         select_channels(&header, opts.channels.as_deref()).map_err(|e| e.in_file(input))?;
     let sigs = header.signals();
-    for &ch in &selected {
+    for (k, &ch) in selected.iter().enumerate() {
+        // Checked here so the mistake costs nothing (the writer would refuse it at the end).
+        if selected[..k].contains(&ch) {
+            return Err(DenoiseError::Channel {
+                file: input.to_path_buf(),
+                channel: sigs[ch].label.trim().to_string(),
+                problem: "is selected twice by --channels".into(),
+            });
+        }
         if sigs[ch].is_annotation() {
             return Err(DenoiseError::Channel {
                 file: input.to_path_buf(),
@@ -572,4 +580,90 @@ pub fn denoise_file(
         model_rate_hz,
         notes,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::identity_model;
+
+    #[test]
+    fn prefilter_adapts_to_each_rate() {
+        let opts = DenoiseOptions {
+            notch_hz: Some(60.0),
+            bandpass_hz: Some((1.0, 100.0)),
+            ..DenoiseOptions::default()
+        };
+        // 500 Hz: notch (1 section) + band-pass of order 4 (4 sections), no notes.
+        let p = Prefilter::design(&opts, 500.0).unwrap();
+        assert_eq!(p.filter.sections().len(), 5);
+        assert!(p.notes.is_empty());
+        // 160 Hz: 100 Hz is above Nyquist, so a 1 Hz high-pass (2 sections) + the notch.
+        let p = Prefilter::design(&opts, 160.0).unwrap();
+        assert_eq!(p.filter.sections().len(), 3);
+        assert_eq!(p.notes.len(), 1);
+        assert!(p.notes[0].contains("high-pass"), "{:?}", p.notes);
+        // 100 Hz: the 60 Hz notch cannot exist; skipped and said so.
+        let p = Prefilter::design(&opts, 100.0).unwrap();
+        assert_eq!(p.filter.sections().len(), 2);
+        assert_eq!(p.notes.len(), 2);
+        assert!(p.notes[0].contains("notch skipped"), "{:?}", p.notes);
+    }
+
+    #[test]
+    fn microvolt_factors() {
+        assert_eq!(microvolt_factor(" uV "), Some(1.0));
+        assert_eq!(microvolt_factor("µV"), Some(1.0));
+        assert_eq!(microvolt_factor("mV"), Some(1e3));
+        assert_eq!(microvolt_factor("V"), Some(1e6));
+        assert_eq!(microvolt_factor("nV"), Some(1e-3));
+        assert_eq!(microvolt_factor("degC"), None);
+    }
+
+    #[test]
+    fn identity_denoiser_returns_the_signal_at_any_rate_and_unit() {
+        let (meta, t) = identity_model(64, 16, 256.0);
+        let model = Model::from_tensors(&meta, &t).unwrap();
+        let view = model.view();
+        let d = Denoiser {
+            sae: view.sae(),
+            hop: 16,
+            rate_hz: 256.0,
+        };
+        let mut scratch = Scratch::default();
+        let signal = |fs: f64, n: usize| -> Vec<f32> {
+            (0..n)
+                .map(|i| {
+                    let t = i as f64 / fs;
+                    (0.02 + 0.05 * (2.0 * std::f64::consts::PI * 7.0 * t).sin()) as f32
+                })
+                .collect()
+        };
+        // Same rate, millivolts (scaled by 1000 on the way in and back): equal to f32
+        // rounding of the two scalings and the overlap-add weights (1e-6 relative).
+        let x = signal(256.0, 1000);
+        let mut y = x.clone();
+        let (f, r) = d
+            .denoise_in_place(&mut y, 256.0, 1e3, &Filter::default(), &mut scratch)
+            .unwrap();
+        assert_eq!((f, r), (FaultCounts::default(), None));
+        for (a, b) in x.iter().zip(&y) {
+            assert!((a - b).abs() < 1e-6 * 0.07, "{a} vs {b}");
+        }
+        // 200 Hz: resampled to 256 and back, same length; a 7 Hz tone is deep in the pass
+        // band (ripple 2e-4), so within 1e-3 of its 0.07 peak away from the edges.
+        let x = signal(200.0, 999);
+        let mut y = x.clone();
+        let (_, r) = d
+            .denoise_in_place(&mut y, 200.0, 1.0, &Filter::default(), &mut scratch)
+            .unwrap();
+        assert_eq!(r, Some(256.0));
+        assert_eq!(y.len(), 999);
+        let err = x[50..949]
+            .iter()
+            .zip(&y[50..949])
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(err < 1e-3 * 0.07, "resampled identity error {err}");
+    }
 }

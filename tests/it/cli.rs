@@ -289,11 +289,11 @@ fn prefilters_remove_line_noise_and_drift_before_denoising() {
     // rectangular window would leak the large low-frequency EEG into the 60 Hz estimate).
     let power = |v: &[f32], f: f64| {
         let (mut s, mut c) = (0.0, 0.0);
-        for i in 1600..8000 {
-            let w = 0.5 - 0.5 * (2.0 * std::f64::consts::PI * (i - 1600) as f64 / 6400.0).cos();
-            let t = 2.0 * std::f64::consts::PI * f * i as f64 / 160.0;
-            s += w * f64::from(v[i]) * t.sin();
-            c += w * f64::from(v[i]) * t.cos();
+        for (j, &vi) in v[1600..8000].iter().enumerate() {
+            let w = 0.5 - 0.5 * (2.0 * std::f64::consts::PI * j as f64 / 6400.0).cos();
+            let t = 2.0 * std::f64::consts::PI * f * (j + 1600) as f64 / 160.0;
+            s += w * f64::from(vi) * t.sin();
+            c += w * f64::from(vi) * t.cos();
         }
         s * s + c * c
     };
@@ -497,6 +497,22 @@ fn bad_paths_and_labels_exit_1_and_the_input_is_never_touched() {
     ]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("Xyz9"), "{}", stderr(&o));
+    // The same channel twice (two spellings): refused before any work.
+    let o = run(&[
+        &"denoise",
+        &input,
+        &out,
+        &"--model",
+        &model,
+        &"--channels",
+        &"Fp1,fp1.",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("Fp1.") && stderr(&o).contains("twice"),
+        "{}",
+        stderr(&o)
+    );
     // Missing model file.
     let o = run(&[
         &"denoise",
