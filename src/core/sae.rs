@@ -471,17 +471,30 @@ impl<'a> Sae<'a> {
         while j0 < d_sae {
             let width = I8_BLOCK.min(d_sae - j0);
             let mut acc = [0i32; I8_BLOCK];
-            let acc = &mut acc[..width];
             for (i, &qf) in q.iter().enumerate() {
-                let qi = qf as i32;
+                // Both factors are i16 values widened to i32 (|q| <= qmax <= 32767, |w| <=
+                // 128), which compilers map to 16-bit multiplies (pmullw/pmulhw, SMLABB); the
+                // sum cannot overflow by construction of qmax.
+                let qi = qf as i16 as i32;
                 let start = i * d_sae + j0;
-                if let Some(row) = w.w_enc.get(start..start + width) {
+                let full = w
+                    .w_enc
+                    .get(start..start + I8_BLOCK)
+                    .filter(|_| width == I8_BLOCK);
+                if let Some(Ok(row)) = full.map(<&[u8; I8_BLOCK]>::try_from) {
+                    // Fixed trip count: fully vectorised.
+                    let q16 = qf as i16;
+                    for jj in 0..I8_BLOCK {
+                        let p = i32::from(q16) * i32::from(row[jj] as i8 as i16);
+                        acc[jj] = acc[jj].wrapping_add(p);
+                    }
+                } else if let Some(row) = w.w_enc.get(start..start + width) {
                     for (a, &b) in acc.iter_mut().zip(row) {
-                        // |qi| <= qmax and |b| <= 128, so no overflow by construction of qmax.
-                        *a = a.wrapping_add(qi.wrapping_mul(b as i8 as i32));
+                        *a = a.wrapping_add(qi.wrapping_mul(i32::from(b as i8 as i16)));
                     }
                 }
             }
+            let acc = &acc[..width];
             for (jj, &a) in acc.iter().enumerate() {
                 let j = j0 + jj;
                 if let Some(p) = pre.get_mut(j) {

@@ -275,3 +275,65 @@ fn non_finite_inputs_are_repaired_and_counted() {
             .all(|(a, b)| a.to_bits() == b.to_bits())
     );
 }
+
+/// Fuzz-style property check with a fixed budget: random models (f32/int8, both modes, both
+/// normalisations), random lengths and chunking, and inputs salted with NaN, infinities, huge
+/// values and denormals. The core must neither panic nor emit a non-finite sample, and must
+/// count every bad input sample it repaired.
+#[test]
+fn never_panics_and_output_is_finite_for_hostile_input() {
+    use mfr_eeg::model::quantize::quantize_tensors;
+    let mut r = Rng::new(0xF022);
+    for case in 0..150 {
+        let d_in = 2 + r.below(20) as usize;
+        let d_sae = 1 + r.below(30) as usize;
+        let k = 1 + r.below(d_sae as u64) as usize;
+        let hop = 1 + r.below(d_in as u64) as usize;
+        let act = if r.below(2) == 0 {
+            Activation::TopkRelu
+        } else {
+            Activation::TopkSigned
+        };
+        let norm = if r.below(2) == 0 {
+            Normalisation::None
+        } else {
+            Normalisation::WindowZscore
+        };
+        let mut meta = crate::core_forward::meta(d_in, d_sae, k, act, norm);
+        meta.hop = hop;
+        let t = crate::core_forward::random_tensors(case, d_in, d_sae);
+        let model = if r.below(2) == 0 {
+            Model::from_tensors(&meta, &t).unwrap()
+        } else {
+            Model::from_int8(&meta, &quantize_tensors(&meta, &t)).unwrap()
+        };
+        let sae = model.view().sae();
+        let n = r.below(400) as usize;
+        let mut bad = 0u64;
+        let x: Vec<f32> = (0..n)
+            .map(|_| match r.below(20) {
+                0 => {
+                    bad += 1;
+                    [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 3e38, -1e20][r.below(5) as usize]
+                }
+                1 => f32::MIN_POSITIVE / 8.0,
+                2 => 1e14, // large but inside SAMPLE_LIMIT
+                _ => (r.normal() * 50.0) as f32,
+            })
+            .collect();
+        let (out, faults) = stream_in_chunks(sae, hop, &x, case);
+        assert!(
+            out.iter().all(|v| v.is_finite()),
+            "case {case}: non-finite streamed output"
+        );
+        assert_eq!(
+            faults.input_samples, bad,
+            "case {case}: every bad sample is counted"
+        );
+        let off = offline(&sae, hop, &x);
+        assert!(
+            off.iter().all(|v| v.is_finite()),
+            "case {case}: non-finite offline output"
+        );
+    }
+}

@@ -405,3 +405,118 @@ fn every_truncation_and_random_corruption_is_an_error_not_a_panic() {
         }
     }
 }
+
+#[test]
+fn int8_round_trip_version_2_and_v1_still_loads() {
+    use mfr_eeg::model::quantize::quantize_tensors;
+    use mfr_eeg::model::write_model_int8;
+    let dir = tempfile::tempdir().unwrap();
+    let m = valid_meta();
+    let t = random_tensors(9, 7, 13);
+    let q = quantize_tensors(&m, &t);
+    let p8 = dir.path().join("q.safetensors");
+    write_model_int8(&p8, &m, &q).unwrap();
+    let l = Model::load(&p8).unwrap();
+    assert!(l.is_int8());
+    assert_eq!(l.view().meta().format_version, 2);
+    assert_eq!(l.quantized().unwrap(), q);
+    assert_eq!(l.meta(), m);
+    // Dequantised weights are within half a quantisation step of the originals.
+    let d = l.tensors();
+    for (n, (&a, &b)) in d.w_enc.iter().zip(&t.w_enc).enumerate() {
+        assert!(
+            (a - b).abs() <= 0.5 * q.w_enc_scale[n % 13] * 1.0001,
+            "W_enc[{n}]"
+        );
+    }
+    // A version-1 f32 file still loads next to it.
+    let p1 = dir.path().join("f.safetensors");
+    write_model(&p1, &m, &t).unwrap();
+    assert_eq!(Model::load(&p1).unwrap().view().meta().format_version, 1);
+}
+
+#[test]
+fn malformed_int8_files() {
+    use mfr_eeg::model::quantize::quantize_tensors;
+    let m = valid_meta();
+    let q = quantize_tensors(&m, &random_tensors(9, 7, 13));
+    let good = Model::from_int8(&m, &q).unwrap();
+    let bytes = good.bytes().to_vec();
+    let hlen = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: Value = serde_json::from_slice(&bytes[8..8 + hlen]).unwrap();
+    let data = &bytes[8 + hlen..];
+    // Missing scale: drop its bytes and shift the offsets of the tensors after it.
+    let mut h = header.clone();
+    let so = h["W_dec_scale"]["data_offsets"].clone();
+    h.as_object_mut().unwrap().remove("W_dec_scale");
+    let (s0, s1) = (so[0].as_u64().unwrap(), so[1].as_u64().unwrap());
+    for (name, info) in h.as_object_mut().unwrap().iter_mut() {
+        if name != "__metadata__" {
+            for o in info["data_offsets"].as_array_mut().unwrap() {
+                let v = o.as_u64().unwrap();
+                if v >= s1 {
+                    *o = json!(v - (s1 - s0));
+                }
+            }
+        }
+    }
+    let cut = [&data[..s0 as usize], &data[s1 as usize..]].concat();
+    assert_eq!(
+        parse_err(&h, &cut),
+        CoreError::MissingTensor {
+            tensor: "W_dec_scale"
+        }
+    );
+    // Non-finite scale.
+    let mut d = data.to_vec();
+    d[s0 as usize..s0 as usize + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+    assert_eq!(
+        parse_err(&header, &d),
+        CoreError::NonFiniteWeight {
+            tensor: "W_dec_scale",
+            index: 0
+        }
+    );
+    // Mixed dtypes: W_dec F32 in an int8 file.
+    let mut h = header.clone();
+    h["W_dec"]["dtype"] = json!("F32");
+    assert_eq!(
+        parse_err(&h, data),
+        CoreError::UnsupportedDtype { tensor: "W_dec" }
+    );
+    // Scale tensors in an f32 file are rejected.
+    let (mut h, d) = base();
+    h["__metadata__"]["format_version"] = json!("2");
+    h["W_enc_scale"] = json!({"dtype": "F32", "shape": [3], "data_offsets": [68, 80]});
+    assert!(matches!(
+        parse_err(&h, &[d, vec![0; 12]].concat()),
+        CoreError::UnknownTensor { .. }
+    ));
+}
+
+#[test]
+fn quantize_command_on_identity_model() {
+    use mfr_eeg::model::quantize::{QuantizeError, quantize_file};
+    let dir = tempfile::tempdir().unwrap();
+    let (m, t) = identity_model(64, 32, 128.0);
+    let src = dir.path().join("id.safetensors");
+    let dst = dir.path().join("id8.safetensors");
+    write_model(&src, &m, &t).unwrap();
+    let r = quantize_file(&src, &dst, 3, 60, false).unwrap();
+    assert!(r.windows > 0);
+    // The identity's +-1 weights are exact in int8; only the 16-bit activation codes differ,
+    // so the int8 copy must match f32 quality to far better than the 2 % the command allows.
+    assert!(
+        r.rrmse_loss().abs() < 1e-3 && r.cc_loss().abs() < 1e-3,
+        "{r}"
+    );
+    assert!(r.output_deviation < 1e-3, "{r}");
+    assert!(r.bytes_int8 * 3 < r.bytes_f32, "{r}");
+    let q = Model::load(&dst).unwrap();
+    assert!(q.is_int8());
+    // Quantising an int8 model is refused.
+    assert!(matches!(
+        quantize_file(&dst, &dir.path().join("x"), 3, 60, false),
+        Err(QuantizeError::AlreadyInt8 { .. })
+    ));
+}
