@@ -254,21 +254,51 @@ pub struct Denoiser<'m> {
     pub rate_hz: f64,
 }
 
+/// Everything that depends only on a channel's rate, built once per distinct rate: the
+/// prefilter and, when the rate differs from the model's, the two resamplers (filters with
+/// large rational factors take milliseconds to build).
+#[derive(Debug, Clone)]
+pub struct RatePlan {
+    /// The channel rate in Hz.
+    pub fs_hz: f64,
+    /// Zero-phase prefilter (empty: none).
+    pub prefilter: Filter,
+    /// Channel rate -> model rate and back, when they differ.
+    pub resample: Option<(Resampler, Resampler)>,
+}
+
 impl<'m> Denoiser<'m> {
+    /// The plan for channels at `fs_hz` with the given prefilter.
+    pub fn plan(&self, fs_hz: f64, prefilter: Filter) -> Result<RatePlan, ResampleError> {
+        let same_rate = (fs_hz - self.rate_hz).abs() <= 1e-9 * self.rate_hz;
+        let resample = if same_rate {
+            None
+        } else {
+            Some((
+                Resampler::from_rates(fs_hz, self.rate_hz)?,
+                Resampler::from_rates(self.rate_hz, fs_hz)?,
+            ))
+        };
+        Ok(RatePlan {
+            fs_hz,
+            prefilter,
+            resample,
+        })
+    }
+
     /// Denoises one whole channel in place: prefilter (zero-phase), scale to microvolts
-    /// (`to_uv`), resample to the model rate when `fs_hz` differs, denoise offline, resample
+    /// (`to_uv`), resample to the model rate when the plan says so, denoise offline, resample
     /// back to exactly `x.len()` samples, undo the scale. Returns the core's fault counts and
     /// the rate the channel was resampled to, if it was.
     pub fn denoise_in_place(
         &self,
         x: &mut [f32],
-        fs_hz: f64,
+        plan: &RatePlan,
         to_uv: f64,
-        prefilter: &Filter,
         scratch: &mut Scratch,
     ) -> Result<(FaultCounts, Option<f64>), SignalError> {
         let sae = &self.sae;
-        prefilter.filtfilt(x);
+        plan.prefilter.filtfilt(x);
         if to_uv != 1.0 {
             for v in x.iter_mut() {
                 *v = (f64::from(*v) * to_uv) as f32;
@@ -276,36 +306,36 @@ impl<'m> Denoiser<'m> {
         }
         scratch.work.resize(offline_work_len(sae), 0.0);
         scratch.topk.resize(sae.k(), 0);
-        let same_rate = (fs_hz - self.rate_hz).abs() <= 1e-9 * self.rate_hz;
-        let (faults, resampled) = if same_rate {
-            scratch.denoised.resize(x.len(), 0.0);
-            let f = denoise_offline_into(
-                sae,
-                self.hop,
-                x,
-                &mut scratch.denoised,
-                &mut scratch.work,
-                &mut scratch.topk,
-            )?;
-            x.copy_from_slice(&scratch.denoised);
-            (f, None)
-        } else {
-            let there = Resampler::from_rates(fs_hz, self.rate_hz)?;
-            let back = Resampler::from_rates(self.rate_hz, fs_hz)?;
-            scratch.resampled.resize(there.output_len(x.len()), 0.0);
-            there.process_into(x, &mut scratch.resampled);
-            scratch.denoised.resize(scratch.resampled.len(), 0.0);
-            let f = denoise_offline_into(
-                sae,
-                self.hop,
-                &scratch.resampled,
-                &mut scratch.denoised,
-                &mut scratch.work,
-                &mut scratch.topk,
-            )?;
-            // Back to exactly the original sample count, whatever the rounding on the way.
-            back.process_into(&scratch.denoised, x);
-            (f, Some(self.rate_hz))
+        let (faults, resampled) = match &plan.resample {
+            None => {
+                scratch.denoised.resize(x.len(), 0.0);
+                let f = denoise_offline_into(
+                    sae,
+                    self.hop,
+                    x,
+                    &mut scratch.denoised,
+                    &mut scratch.work,
+                    &mut scratch.topk,
+                )?;
+                x.copy_from_slice(&scratch.denoised);
+                (f, None)
+            }
+            Some((there, back)) => {
+                scratch.resampled.resize(there.output_len(x.len()), 0.0);
+                there.process_into(x, &mut scratch.resampled);
+                scratch.denoised.resize(scratch.resampled.len(), 0.0);
+                let f = denoise_offline_into(
+                    sae,
+                    self.hop,
+                    &scratch.resampled,
+                    &mut scratch.denoised,
+                    &mut scratch.work,
+                    &mut scratch.topk,
+                )?;
+                // Back to exactly the original sample count, whatever the rounding on the way.
+                back.process_into(&scratch.denoised, x);
+                (f, Some(self.rate_hz))
+            }
         };
         if to_uv != 1.0 {
             for v in x.iter_mut() {
@@ -436,18 +466,24 @@ pub fn denoise_file(
     }
 
     let mut notes = Vec::new();
-    // One prefilter design per distinct rate.
-    let mut designs: Vec<(f64, Prefilter)> = Vec::new();
+    // One prefilter design and resampler pair per distinct rate.
+    let mut plans: Vec<RatePlan> = Vec::new();
     for &ch in &selected {
         let fs = header.sample_rate(ch);
-        if !designs.iter().any(|(r, _)| *r == fs) {
-            let p = Prefilter::design(opts, fs).map_err(|e| DenoiseError::Channel {
+        if !plans.iter().any(|p| p.fs_hz == fs) {
+            let channel_error = |problem: String| DenoiseError::Channel {
                 file: input.to_path_buf(),
                 channel: sigs[ch].label.trim().to_string(),
-                problem: format!("cannot design the prefilter at {fs} Hz: {e}"),
+                problem,
+            };
+            let p = Prefilter::design(opts, fs).map_err(|e| {
+                channel_error(format!("cannot design the prefilter at {fs} Hz: {e}"))
             })?;
             notes.extend(p.notes.iter().cloned());
-            designs.push((fs, p));
+            let plan = denoiser
+                .plan(fs, p.filter)
+                .map_err(|e| channel_error(e.to_string()))?;
+            plans.push(plan);
         }
     }
     let mut unit_factor = Vec::with_capacity(selected.len());
@@ -506,18 +542,16 @@ pub fn denoise_file(
                     }
                     let ch = selected[k];
                     let fs = header.sample_rate(ch);
-                    let pre = &designs
+                    let plan = plans
                         .iter()
-                        .find(|(r, _)| *r == fs)
-                        .expect("a prefilter was designed for every selected rate")
-                        .1;
+                        .find(|p| p.fs_hz == fs)
+                        .expect("a plan was made for every selected rate");
                     let x = slots[k]
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
                         .take()
                         .expect("each channel is taken once");
-                    let r =
-                        denoiser.denoise_in_place(x, fs, unit_factor[k], &pre.filter, &mut scratch);
+                    let r = denoiser.denoise_in_place(x, plan, unit_factor[k], &mut scratch);
                     *results[k].lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
                     let d = done.fetch_add(1, Ordering::Relaxed) + 1;
                     progress(Progress::Channel { done: d, total });
@@ -643,8 +677,10 @@ mod tests {
         // rounding of the two scalings and the overlap-add weights (1e-6 relative).
         let x = signal(256.0, 1000);
         let mut y = x.clone();
+        let plan = d.plan(256.0, Filter::default()).unwrap();
+        assert!(plan.resample.is_none());
         let (f, r) = d
-            .denoise_in_place(&mut y, 256.0, 1e3, &Filter::default(), &mut scratch)
+            .denoise_in_place(&mut y, &plan, 1e3, &mut scratch)
             .unwrap();
         assert_eq!((f, r), (FaultCounts::default(), None));
         for (a, b) in x.iter().zip(&y) {
@@ -654,8 +690,9 @@ mod tests {
         // band (ripple 2e-4), so within 1e-3 of its 0.07 peak away from the edges.
         let x = signal(200.0, 999);
         let mut y = x.clone();
+        let plan = d.plan(200.0, Filter::default()).unwrap();
         let (_, r) = d
-            .denoise_in_place(&mut y, 200.0, 1.0, &Filter::default(), &mut scratch)
+            .denoise_in_place(&mut y, &plan, 1.0, &mut scratch)
             .unwrap();
         assert_eq!(r, Some(256.0));
         assert_eq!(y.len(), 999);
