@@ -980,6 +980,11 @@ fn channel_selection() {
     let e = select_channels(&h, Some(&names(&["Fp1", "Xyz"]))).unwrap_err();
     assert!(matches!(&e, EdfError::UnknownChannel { label, .. } if label == "Xyz"));
     assert!(e.to_string().contains("Fp1."), "lists the labels: {e}");
+    let e = select_channels(&h, Some(&names(&["Fp1", "FP1."]))).unwrap_err();
+    assert!(
+        matches!(&e, EdfError::InvalidRequest { channel, .. } if channel.index == 21),
+        "{e:?}"
+    );
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("g.edf");
     let g = write_generated(
