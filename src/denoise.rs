@@ -254,21 +254,51 @@ pub struct Denoiser<'m> {
     pub rate_hz: f64,
 }
 
+/// Everything that depends only on a channel's rate, built once per distinct rate: the
+/// prefilter and, when the rate differs from the model's, the two resamplers (filters with
+/// large rational factors take milliseconds to build).
+#[derive(Debug, Clone)]
+pub struct RatePlan {
+    /// The channel rate in Hz.
+    pub fs_hz: f64,
+    /// Zero-phase prefilter (empty: none).
+    pub prefilter: Filter,
+    /// Channel rate -> model rate and back, when they differ.
+    pub resample: Option<(Resampler, Resampler)>,
+}
+
 impl<'m> Denoiser<'m> {
+    /// The plan for channels at `fs_hz` with the given prefilter.
+    pub fn plan(&self, fs_hz: f64, prefilter: Filter) -> Result<RatePlan, ResampleError> {
+        let same_rate = (fs_hz - self.rate_hz).abs() <= 1e-9 * self.rate_hz;
+        let resample = if same_rate {
+            None
+        } else {
+            Some((
+                Resampler::from_rates(fs_hz, self.rate_hz)?,
+                Resampler::from_rates(self.rate_hz, fs_hz)?,
+            ))
+        };
+        Ok(RatePlan {
+            fs_hz,
+            prefilter,
+            resample,
+        })
+    }
+
     /// Denoises one whole channel in place: prefilter (zero-phase), scale to microvolts
-    /// (`to_uv`), resample to the model rate when `fs_hz` differs, denoise offline, resample
+    /// (`to_uv`), resample to the model rate when the plan says so, denoise offline, resample
     /// back to exactly `x.len()` samples, undo the scale. Returns the core's fault counts and
     /// the rate the channel was resampled to, if it was.
     pub fn denoise_in_place(
         &self,
         x: &mut [f32],
-        fs_hz: f64,
+        plan: &RatePlan,
         to_uv: f64,
-        prefilter: &Filter,
         scratch: &mut Scratch,
     ) -> Result<(FaultCounts, Option<f64>), SignalError> {
         let sae = &self.sae;
-        prefilter.filtfilt(x);
+        plan.prefilter.filtfilt(x);
         if to_uv != 1.0 {
             for v in x.iter_mut() {
                 *v = (f64::from(*v) * to_uv) as f32;
@@ -276,36 +306,36 @@ impl<'m> Denoiser<'m> {
         }
         scratch.work.resize(offline_work_len(sae), 0.0);
         scratch.topk.resize(sae.k(), 0);
-        let same_rate = (fs_hz - self.rate_hz).abs() <= 1e-9 * self.rate_hz;
-        let (faults, resampled) = if same_rate {
-            scratch.denoised.resize(x.len(), 0.0);
-            let f = denoise_offline_into(
-                sae,
-                self.hop,
-                x,
-                &mut scratch.denoised,
-                &mut scratch.work,
-                &mut scratch.topk,
-            )?;
-            x.copy_from_slice(&scratch.denoised);
-            (f, None)
-        } else {
-            let there = Resampler::from_rates(fs_hz, self.rate_hz)?;
-            let back = Resampler::from_rates(self.rate_hz, fs_hz)?;
-            scratch.resampled.resize(there.output_len(x.len()), 0.0);
-            there.process_into(x, &mut scratch.resampled);
-            scratch.denoised.resize(scratch.resampled.len(), 0.0);
-            let f = denoise_offline_into(
-                sae,
-                self.hop,
-                &scratch.resampled,
-                &mut scratch.denoised,
-                &mut scratch.work,
-                &mut scratch.topk,
-            )?;
-            // Back to exactly the original sample count, whatever the rounding on the way.
-            back.process_into(&scratch.denoised, x);
-            (f, Some(self.rate_hz))
+        let (faults, resampled) = match &plan.resample {
+            None => {
+                scratch.denoised.resize(x.len(), 0.0);
+                let f = denoise_offline_into(
+                    sae,
+                    self.hop,
+                    x,
+                    &mut scratch.denoised,
+                    &mut scratch.work,
+                    &mut scratch.topk,
+                )?;
+                x.copy_from_slice(&scratch.denoised);
+                (f, None)
+            }
+            Some((there, back)) => {
+                scratch.resampled.resize(there.output_len(x.len()), 0.0);
+                there.process_into(x, &mut scratch.resampled);
+                scratch.denoised.resize(scratch.resampled.len(), 0.0);
+                let f = denoise_offline_into(
+                    sae,
+                    self.hop,
+                    &scratch.resampled,
+                    &mut scratch.denoised,
+                    &mut scratch.work,
+                    &mut scratch.topk,
+                )?;
+                // Back to exactly the original sample count, whatever the rounding on the way.
+                back.process_into(&scratch.denoised, x);
+                (f, Some(self.rate_hz))
+            }
         };
         if to_uv != 1.0 {
             for v in x.iter_mut() {
@@ -404,7 +434,15 @@ pub fn denoise_file(
     let selected =
         select_channels(&header, opts.channels.as_deref()).map_err(|e| e.in_file(input))?;
     let sigs = header.signals();
-    for &ch in &selected {
+    for (k, &ch) in selected.iter().enumerate() {
+        // Checked here so the mistake costs nothing (the writer would refuse it at the end).
+        if selected[..k].contains(&ch) {
+            return Err(DenoiseError::Channel {
+                file: input.to_path_buf(),
+                channel: sigs[ch].label.trim().to_string(),
+                problem: "is selected twice by --channels".into(),
+            });
+        }
         if sigs[ch].is_annotation() {
             return Err(DenoiseError::Channel {
                 file: input.to_path_buf(),
@@ -428,18 +466,24 @@ pub fn denoise_file(
     }
 
     let mut notes = Vec::new();
-    // One prefilter design per distinct rate.
-    let mut designs: Vec<(f64, Prefilter)> = Vec::new();
+    // One prefilter design and resampler pair per distinct rate.
+    let mut plans: Vec<RatePlan> = Vec::new();
     for &ch in &selected {
         let fs = header.sample_rate(ch);
-        if !designs.iter().any(|(r, _)| *r == fs) {
-            let p = Prefilter::design(opts, fs).map_err(|e| DenoiseError::Channel {
+        if !plans.iter().any(|p| p.fs_hz == fs) {
+            let channel_error = |problem: String| DenoiseError::Channel {
                 file: input.to_path_buf(),
                 channel: sigs[ch].label.trim().to_string(),
-                problem: format!("cannot design the prefilter at {fs} Hz: {e}"),
+                problem,
+            };
+            let p = Prefilter::design(opts, fs).map_err(|e| {
+                channel_error(format!("cannot design the prefilter at {fs} Hz: {e}"))
             })?;
             notes.extend(p.notes.iter().cloned());
-            designs.push((fs, p));
+            let plan = denoiser
+                .plan(fs, p.filter)
+                .map_err(|e| channel_error(e.to_string()))?;
+            plans.push(plan);
         }
     }
     let mut unit_factor = Vec::with_capacity(selected.len());
@@ -498,18 +542,16 @@ pub fn denoise_file(
                     }
                     let ch = selected[k];
                     let fs = header.sample_rate(ch);
-                    let pre = &designs
+                    let plan = plans
                         .iter()
-                        .find(|(r, _)| *r == fs)
-                        .expect("a prefilter was designed for every selected rate")
-                        .1;
+                        .find(|p| p.fs_hz == fs)
+                        .expect("a plan was made for every selected rate");
                     let x = slots[k]
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
                         .take()
                         .expect("each channel is taken once");
-                    let r =
-                        denoiser.denoise_in_place(x, fs, unit_factor[k], &pre.filter, &mut scratch);
+                    let r = denoiser.denoise_in_place(x, plan, unit_factor[k], &mut scratch);
                     *results[k].lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
                     let d = done.fetch_add(1, Ordering::Relaxed) + 1;
                     progress(Progress::Channel { done: d, total });
@@ -572,4 +614,93 @@ pub fn denoise_file(
         model_rate_hz,
         notes,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::identity_model;
+
+    #[test]
+    fn prefilter_adapts_to_each_rate() {
+        let opts = DenoiseOptions {
+            notch_hz: Some(60.0),
+            bandpass_hz: Some((1.0, 100.0)),
+            ..DenoiseOptions::default()
+        };
+        // 500 Hz: notch (1 section) + band-pass of order 4 (4 sections), no notes.
+        let p = Prefilter::design(&opts, 500.0).unwrap();
+        assert_eq!(p.filter.sections().len(), 5);
+        assert!(p.notes.is_empty());
+        // 160 Hz: 100 Hz is above Nyquist, so a 1 Hz high-pass (2 sections) + the notch.
+        let p = Prefilter::design(&opts, 160.0).unwrap();
+        assert_eq!(p.filter.sections().len(), 3);
+        assert_eq!(p.notes.len(), 1);
+        assert!(p.notes[0].contains("high-pass"), "{:?}", p.notes);
+        // 100 Hz: the 60 Hz notch cannot exist; skipped and said so.
+        let p = Prefilter::design(&opts, 100.0).unwrap();
+        assert_eq!(p.filter.sections().len(), 2);
+        assert_eq!(p.notes.len(), 2);
+        assert!(p.notes[0].contains("notch skipped"), "{:?}", p.notes);
+    }
+
+    #[test]
+    fn microvolt_factors() {
+        assert_eq!(microvolt_factor(" uV "), Some(1.0));
+        assert_eq!(microvolt_factor("µV"), Some(1.0));
+        assert_eq!(microvolt_factor("mV"), Some(1e3));
+        assert_eq!(microvolt_factor("V"), Some(1e6));
+        assert_eq!(microvolt_factor("nV"), Some(1e-3));
+        assert_eq!(microvolt_factor("degC"), None);
+    }
+
+    #[test]
+    fn identity_denoiser_returns_the_signal_at_any_rate_and_unit() {
+        let (meta, t) = identity_model(64, 16, 256.0);
+        let model = Model::from_tensors(&meta, &t).unwrap();
+        let view = model.view();
+        let d = Denoiser {
+            sae: view.sae(),
+            hop: 16,
+            rate_hz: 256.0,
+        };
+        let mut scratch = Scratch::default();
+        let signal = |fs: f64, n: usize| -> Vec<f32> {
+            (0..n)
+                .map(|i| {
+                    let t = i as f64 / fs;
+                    (0.02 + 0.05 * (2.0 * std::f64::consts::PI * 7.0 * t).sin()) as f32
+                })
+                .collect()
+        };
+        // Same rate, millivolts (scaled by 1000 on the way in and back): equal to f32
+        // rounding of the two scalings and the overlap-add weights (1e-6 relative).
+        let x = signal(256.0, 1000);
+        let mut y = x.clone();
+        let plan = d.plan(256.0, Filter::default()).unwrap();
+        assert!(plan.resample.is_none());
+        let (f, r) = d
+            .denoise_in_place(&mut y, &plan, 1e3, &mut scratch)
+            .unwrap();
+        assert_eq!((f, r), (FaultCounts::default(), None));
+        for (a, b) in x.iter().zip(&y) {
+            assert!((a - b).abs() < 1e-6 * 0.07, "{a} vs {b}");
+        }
+        // 200 Hz: resampled to 256 and back, same length; a 7 Hz tone is deep in the pass
+        // band (ripple 2e-4), so within 1e-3 of its 0.07 peak away from the edges.
+        let x = signal(200.0, 999);
+        let mut y = x.clone();
+        let plan = d.plan(200.0, Filter::default()).unwrap();
+        let (_, r) = d
+            .denoise_in_place(&mut y, &plan, 1.0, &mut scratch)
+            .unwrap();
+        assert_eq!(r, Some(256.0));
+        assert_eq!(y.len(), 999);
+        let err = x[50..949]
+            .iter()
+            .zip(&y[50..949])
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(err < 1e-3 * 0.07, "resampled identity error {err}");
+    }
 }

@@ -125,24 +125,34 @@ struct Cost {
 }
 
 /// Cycle costs per operation on a Cortex-M4F at 0 flash wait states (ART/cache on), from the
-/// ARM Cortex-M4 TRM instruction timings; see README.md for the derivation and caveats.
+/// ARM Cortex-M4 TRM instruction timings for the loops this core compiles to; see README.md
+/// for the derivation. An estimate (about +-50 %), not a measurement.
+pub const CYCLES_F32_MAC: f64 = 6.0;
+/// int8 encoder MAC: LDRSB (or LDR + SXTB16 for 4 weights) + SMLABB into a register block.
+pub const CYCLES_I8_ENC_MAC: f64 = 2.5;
+/// int8 decoder MAC: LDRSB + VMOV + VCVT + VFMA + output load/store.
+pub const CYCLES_I8_DEC_MAC: f64 = 6.0;
+/// One top-k comparison (VLDR + VCMP + branch).
+pub const CYCLES_TOPK_COMPARE: f64 = 4.0;
+/// Per window sample: z-score (2 passes, VDIV 14 cycles, map back), OLA, buffer shifts.
+pub const CYCLES_PER_SAMPLE: f64 = 40.0;
+
 fn cost(sae: &Sae<'_>) -> Cost {
     let (d_in, d_sae, k) = (sae.d_in() as u64, sae.d_sae() as u64, sae.k() as u64);
     let enc_macs = d_in * d_sae;
     let dec_macs = k * d_in; // upper bound: topk_relu skips latents clipped to 0
     let topk_compares = d_sae;
-    // z-score (2 passes + divide + map back ~ 30 cycles), bias, OLA, buffer shifts (~10).
     let per_sample_ops = d_in;
     let (enc_c, dec_c) = if sae.is_int8() {
-        (1.5, 3.0)
+        (CYCLES_I8_ENC_MAC, CYCLES_I8_DEC_MAC)
     } else {
-        (4.0, 4.0)
+        (CYCLES_F32_MAC, CYCLES_F32_MAC)
     };
     let cycles = enc_macs as f64 * enc_c
         + dec_macs as f64 * dec_c
-        + topk_compares as f64 * 4.0
-        + k as f64 * k as f64 * 2.0 // insertions into the sorted top-k list
-        + per_sample_ops as f64 * 40.0;
+        + topk_compares as f64 * CYCLES_TOPK_COMPARE
+        + (k * k) as f64 * 2.0 // insertions into the sorted top-k list (worst case)
+        + per_sample_ops as f64 * CYCLES_PER_SAMPLE;
     Cost {
         enc_macs,
         dec_macs,

@@ -87,10 +87,14 @@ pub fn run(a: DenoiseArgs) -> anyhow::Result<()> {
         ProgressBar::hidden()
     };
     bar.set_style(
-        ProgressStyle::with_template("{msg:>10} [{bar:40}] {pos}/{len} channels {elapsed}")
-            .expect("static template is valid")
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{spinner} {msg:>10} [{bar:40}] {pos}/{len} channels {elapsed}",
+        )
+        .expect("static template is valid")
+        .progress_chars("=> "),
     );
+    // Ticks while one long channel is in work, so the bar never looks stuck.
+    bar.enable_steady_tick(std::time::Duration::from_millis(150));
     let progress = |p: Progress| match p {
         Progress::Reading { channels } => {
             bar.set_length(channels as u64);

@@ -46,15 +46,8 @@ pub fn run(a: InspectArgs) -> anyhow::Result<()> {
     println!("annotations   {annotations}");
     println!();
     println!(
-        "{:>3}  {:<16} {:>9} {:>5} {:>24} {:>18}  {:<4} {}",
-        "#",
-        "label",
-        "rate Hz",
-        "unit",
-        "physical min..max",
-        "digital min..max",
-        "EEG",
-        "prefilter"
+        "{:>3}  {:<16} {:>9} {:>5} {:>24} {:>18}  {:<4} prefilter",
+        "#", "label", "rate Hz", "unit", "physical min..max", "digital min..max", "EEG"
     );
     for (i, s) in signals.iter().enumerate() {
         if s.is_annotation() {

@@ -90,10 +90,10 @@ pub fn run(a: PlotArgs) -> anyhow::Result<()> {
     if !(a.from.is_finite() && a.from >= 0.0) {
         return Err(UsageError(format!("--from {} must be >= 0 seconds", a.from)).into());
     }
-    if let Some(to) = a.to {
-        if !(to.is_finite() && to > a.from) {
-            return Err(UsageError(format!("--to {to} must be after --from {}", a.from)).into());
-        }
+    if let Some(to) = a.to
+        && !(to.is_finite() && to > a.from)
+    {
+        return Err(UsageError(format!("--to {to} must be after --from {}", a.from)).into());
     }
     check_output_is_not_input(&a.input, &a.output)?;
     check_output_is_not_input(&a.denoised, &a.output)?;

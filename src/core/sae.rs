@@ -331,6 +331,36 @@ impl<'a> Sae<'a> {
         Ok(())
     }
 
+    /// The sparse code of an already-normalised window: `z` (`[d_sae]`) gets the activated
+    /// values of the k kept latents and 0 elsewhere; `topk` gets their indices (largest
+    /// pre-activation first). For parity tests against training code. Scratch as
+    /// [`Sae::forward_into`].
+    pub fn encode_into(
+        &self,
+        x: &[f32],
+        z: &mut [f32],
+        scratch: &mut [f32],
+        topk: &mut [usize],
+    ) -> Result<(), CoreError> {
+        check_len("x", self.config.d_in, x.len())?;
+        check_len("z", self.config.d_sae, z.len())?;
+        check_len("scratch", self.scratch_len(), scratch.len())?;
+        check_len("topk", self.config.k, topk.len())?;
+        let (q, pre) = scratch.split_at_mut(self.config.d_in);
+        match self.weights {
+            Weights::F32(w) => self.encode_f32(&w, x, pre),
+            Weights::Int8(w) => self.encode_i8(&w, x, q, pre),
+        }
+        let kept = topk_into(pre, topk);
+        z.fill(0.0);
+        for &j in &topk[..kept.min(topk.len())] {
+            if let (Some(zj), Some(&p)) = (z.get_mut(j), pre.get(j)) {
+                *zj = self.config.activation.apply(p);
+            }
+        }
+        Ok(())
+    }
+
     /// One window through the model including its normalisation: for `window_zscore` the
     /// window is z-scored with [`zscore_stats`], passed through the SAE, and mapped back with
     /// the same mean and scale. Shapes as [`Sae::forward_into`].

@@ -107,6 +107,8 @@ pub enum QuantizeError {
 pub struct QuantizeReport {
     /// Test windows evaluated.
     pub windows: usize,
+    /// Mean RRMSE_t of the noisy input itself (what "no denoising" scores).
+    pub rrmse_t_input: f64,
     /// Mean RRMSE_t (denoised vs clean) of the f32 model.
     pub rrmse_t_f32: f64,
     /// Mean RRMSE_t of the int8 model.
@@ -145,6 +147,7 @@ impl fmt::Display for QuantizeReport {
             "windows: {} (synthetic test split, mixed artifacts)",
             self.windows
         )?;
+        writeln!(f, "RRMSE_t of the noisy input: {:.4}", self.rrmse_t_input)?;
         writeln!(
             f,
             "RRMSE_t: f32 {:.4}  int8 {:.4}  ({:+.2} %)",
@@ -200,12 +203,13 @@ pub fn evaluate(
     let mut scratch = vec![0.0; a.scratch_len()];
     let mut topk = vec![0; a.k()];
     let (mut ya, mut yb) = (vec![0.0f32; meta.d_in], vec![0.0f32; meta.d_in]);
-    let (mut ra, mut rb, mut ca, mut cb) = (0.0, 0.0, 0.0, 0.0);
+    let (mut ra, mut rb, mut ca, mut cb, mut rin) = (0.0, 0.0, 0.0, 0.0, 0.0);
     let (mut dev2, mut ref2) = (0.0f64, 0.0f64);
     for w in &windows {
         // Lengths match the models by construction, so these cannot fail.
         let _ = a.denoise_window_into(&w.noisy, &mut ya, &mut scratch, &mut topk);
         let _ = b.denoise_window_into(&w.noisy, &mut yb, &mut scratch, &mut topk);
+        rin += rrmse_t(&w.noisy, &w.clean)?;
         ra += rrmse_t(&ya, &w.clean)?;
         rb += rrmse_t(&yb, &w.clean)?;
         ca += cc(&ya, &w.clean)?;
@@ -218,6 +222,7 @@ pub fn evaluate(
     let n = windows.len().max(1) as f64;
     Ok(QuantizeReport {
         windows: windows.len(),
+        rrmse_t_input: rin / n,
         rrmse_t_f32: ra / n,
         rrmse_t_int8: rb / n,
         cc_f32: ca / n,

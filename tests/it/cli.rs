@@ -157,9 +157,16 @@ fn pipeline_summary_counts_channels_samples_and_time() {
     );
 }
 
-/// A two-channel EDF+C file: "EEG A" at `rate_a` and "EEG B" at `rate_b` (1 s records),
+/// A two-channel EDF file: "EEG A" with `rate_a` and "EEG B" with `rate_b` samples per
+/// `record_s`-second record,
 /// band-limited sines (3, 10, 21 Hz) with a DC offset, plus its expected physical values.
-fn mixed_rate_file(path: &Path, rate_a: usize, rate_b: usize, seconds: usize) -> [Vec<f32>; 2] {
+fn mixed_rate_file(
+    path: &Path,
+    rate_a: usize,
+    rate_b: usize,
+    seconds: usize,
+    record_s: f64,
+) -> [Vec<f32>; 2] {
     let sig = |label: &str, spr: usize| SignalHeader {
         label: label.into(),
         transducer: "AgAgCl electrode".into(),
@@ -180,14 +187,14 @@ fn mixed_rate_file(path: &Path, rate_a: usize, rate_b: usize, seconds: usize) ->
         start_time: "10.00.00".into(),
         reserved: String::new(),
         num_records: seconds as i64,
-        record_duration: 1.0,
+        record_duration: record_s,
         signals: vec![sig("EEG A", rate_a), sig("EEG B", rate_b)],
     };
     let header = Header::from_spec(&spec).unwrap();
-    let tone = |fs: usize| -> Vec<f32> {
-        (0..fs * seconds)
+    let tone = |spr: usize| -> Vec<f32> {
+        (0..spr * seconds)
             .map(|i| {
-                let t = i as f64 / fs as f64;
+                let t = i as f64 * record_s / spr as f64;
                 let w = 2.0 * std::f64::consts::PI;
                 (15.0
                     + 40.0 * (w * 10.0 * t).sin()
@@ -226,7 +233,7 @@ fn mixed_rate_file(path: &Path, rate_a: usize, rate_b: usize, seconds: usize) ->
 fn a_channel_at_another_rate_is_resampled_and_back() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("mixed.edf");
-    let [a, b] = mixed_rate_file(&input, 256, 128, 20);
+    let [a, b] = mixed_rate_file(&input, 256, 128, 20, 1.0);
     let model = identity_file(dir.path(), 256, 256.0);
     let out = dir.path().join("out.edf");
     let o = run(&[&"denoise", &input, &out, &"--model", &model]);
@@ -255,6 +262,37 @@ fn a_channel_at_another_rate_is_resampled_and_back() {
     assert!(interior < 0.05, "B interior error {interior} uV");
     let all = err(0..b.len());
     assert!(all < 0.5, "B edge error {all} uV");
+}
+
+#[test]
+fn fractional_record_duration_is_resampled_by_a_rational_approximation() {
+    // 256 samples per 0.998977 s record = 256.262 Hz (records like this exist in the wild);
+    // the model runs at 256 Hz, so both channels go through a ratio near 976/977 and back.
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("frac.edf");
+    let [a, _] = mixed_rate_file(&input, 256, 256, 12, 0.998977);
+    let model = identity_file(dir.path(), 256, 256.0);
+    let out = dir.path().join("out.edf");
+    let o = run(&[&"denoise", &input, &out, &"--model", &model]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("2 resampled to 256 Hz"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let got = EdfReader::open(&out)
+        .unwrap()
+        .read_channels_physical(&[0])
+        .unwrap()
+        .remove(0);
+    assert_eq!(got.len(), a.len());
+    // Same budget as the integer-ratio case above: pass-band ripple plus quantisation.
+    let interior = got[256..a.len() - 256]
+        .iter()
+        .zip(&a[256..a.len() - 256])
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max);
+    assert!(interior < 0.05, "interior error {interior} uV");
 }
 
 #[test]
@@ -289,11 +327,11 @@ fn prefilters_remove_line_noise_and_drift_before_denoising() {
     // rectangular window would leak the large low-frequency EEG into the 60 Hz estimate).
     let power = |v: &[f32], f: f64| {
         let (mut s, mut c) = (0.0, 0.0);
-        for i in 1600..8000 {
-            let w = 0.5 - 0.5 * (2.0 * std::f64::consts::PI * (i - 1600) as f64 / 6400.0).cos();
-            let t = 2.0 * std::f64::consts::PI * f * i as f64 / 160.0;
-            s += w * f64::from(v[i]) * t.sin();
-            c += w * f64::from(v[i]) * t.cos();
+        for (j, &vi) in v[1600..8000].iter().enumerate() {
+            let w = 0.5 - 0.5 * (2.0 * std::f64::consts::PI * j as f64 / 6400.0).cos();
+            let t = 2.0 * std::f64::consts::PI * f * (j + 1600) as f64 / 160.0;
+            s += w * f64::from(vi) * t.sin();
+            c += w * f64::from(vi) * t.cos();
         }
         s * s + c * c
     };
@@ -497,6 +535,22 @@ fn bad_paths_and_labels_exit_1_and_the_input_is_never_touched() {
     ]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("Xyz9"), "{}", stderr(&o));
+    // The same channel twice (two spellings): refused before any work.
+    let o = run(&[
+        &"denoise",
+        &input,
+        &out,
+        &"--model",
+        &model,
+        &"--channels",
+        &"Fp1,fp1.",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("Fp1.") && stderr(&o).contains("twice"),
+        "{}",
+        stderr(&o)
+    );
     // Missing model file.
     let o = run(&[
         &"denoise",

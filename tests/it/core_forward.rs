@@ -397,3 +397,30 @@ fn int8_output_stays_close_to_f32() {
     );
     eprintln!("int8 vs f32: deviation {rel:.4} on equal top-k, {swapped}/{trials} swapped");
 }
+
+#[test]
+fn encode_into_gives_the_dense_code_the_decoder_uses() {
+    let (d_in, d_sae, k) = (7, 13, 3);
+    for act in [Activation::TopkRelu, Activation::TopkSigned] {
+        let (m, t) = random_model(41, d_in, d_sae, k, act, Normalisation::None);
+        let sae = m.view().sae();
+        let (mut z, mut s, mut idx) = (vec![9.0; d_sae], vec![0.0; sae.scratch_len()], vec![0; k]);
+        let mut out = vec![0.0; d_in];
+        let mut r = Rng::new(2);
+        for _ in 0..50 {
+            let x: Vec<f32> = (0..d_in).map(|_| r.normal() as f32).collect();
+            sae.encode_into(&x, &mut z, &mut s, &mut idx).unwrap();
+            assert!(z.iter().filter(|&&v| v != 0.0).count() <= k);
+            // Decoding z densely in f64 reproduces forward_into within f32 rounding (1e-5
+            // relative; a wrong latent would be off by O(1)).
+            sae.forward_into(&x, &mut out, &mut s, &mut idx).unwrap();
+            for (i, &o) in out.iter().enumerate() {
+                let want: f64 = f64::from(t.b_dec[i])
+                    + (0..d_sae)
+                        .map(|j| f64::from(z[j]) * f64::from(t.w_dec[j * d_in + i]))
+                        .sum::<f64>();
+                assert!((f64::from(o) - want).abs() <= 1e-5 * want.abs().max(1.0));
+            }
+        }
+    }
+}

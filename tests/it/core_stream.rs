@@ -337,3 +337,54 @@ fn never_panics_and_output_is_finite_for_hostile_input() {
         );
     }
 }
+
+#[test]
+fn streamer_misuse_is_an_error_not_a_panic() {
+    use mfr_eeg::core::CoreError;
+    let (model, _) = random_model(3, 16, 24, 4, Activation::TopkRelu, Normalisation::None);
+    let sae = model.view().sae();
+    // Compile-time sizes that do not match the model.
+    let e = Streamer::<'_, 16, 25, 4, 1>::new(sae, 8).err().unwrap();
+    assert_eq!(
+        e,
+        CoreError::ModelMismatch {
+            what: "d_sae",
+            expected: 25,
+            got: 24
+        }
+    );
+    assert_eq!(
+        Streamer::<'_, 16, 24, 4, 1>::new(sae, 17).err().unwrap(),
+        CoreError::InvalidHop { hop: 17, d_in: 16 }
+    );
+    let mut buf = vec![0.0; StreamView::buffer_len(&sae, 2)];
+    let mut idx = vec![0; 4];
+    assert_eq!(
+        StreamView::new(sae, 8, 0, &mut buf, &mut idx)
+            .err()
+            .unwrap(),
+        CoreError::NoChannels
+    );
+    assert!(matches!(
+        StreamView::new(sae, 8, 3, &mut buf, &mut idx),
+        Err(CoreError::BufferLength { .. })
+    ));
+    let mut v = StreamView::new(sae, 8, 2, &mut buf, &mut idx).unwrap();
+    let mut out = [0.0; 4];
+    // Half a frame, and an output of the wrong length.
+    assert!(matches!(
+        v.push_interleaved(&[1.0; 3], &mut out[..3]),
+        Err(CoreError::BufferLength { .. })
+    ));
+    assert!(matches!(
+        v.push_interleaved(&[1.0; 4], &mut out[..2]),
+        Err(CoreError::BufferLength { .. })
+    ));
+    assert!(v.push_interleaved(&[1.0; 4], &mut out).is_ok());
+    let mut o = vec![0.0; 3];
+    let mut w = vec![0.0; offline_work_len(&sae) - 1];
+    assert!(matches!(
+        denoise_offline_into(&sae, 8, &[0.0; 3], &mut o, &mut w, &mut idx),
+        Err(CoreError::BufferLength { .. })
+    ));
+}

@@ -980,6 +980,11 @@ fn channel_selection() {
     let e = select_channels(&h, Some(&names(&["Fp1", "Xyz"]))).unwrap_err();
     assert!(matches!(&e, EdfError::UnknownChannel { label, .. } if label == "Xyz"));
     assert!(e.to_string().contains("Fp1."), "lists the labels: {e}");
+    let e = select_channels(&h, Some(&names(&["Fp1", "FP1."]))).unwrap_err();
+    assert!(
+        matches!(&e, EdfError::InvalidRequest { channel, .. } if channel.index == 21),
+        "{e:?}"
+    );
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("g.edf");
     let g = write_generated(
@@ -1051,7 +1056,9 @@ fn streaming_reader_reuses_one_record_buffer() {
 }
 
 /// Fuzz: mutate valid files (flipped bytes, truncation, header fields replaced with
-/// random text) for a fixed, seeded budget; no panic may escape the parser or the reader.
+/// random text, TAL delimiters scribbled into records) for a fixed, seeded budget; no panic
+/// may escape the parser, the reader or the rewriter, and every accepted file rewrites
+/// byte for byte.
 #[test]
 fn fuzz_mutated_files_never_panic() {
     let seeds = [
@@ -1087,7 +1094,12 @@ fn fuzz_mutated_files_never_panic() {
         b"BDF+C",
     ];
     let (mut ok, mut err) = (0, 0);
-    for it in 0..3000 {
+    // Fixed default budget; set MFR_EEG_FUZZ_ITERS for a longer campaign.
+    let iters: usize = std::env::var("MFR_EEG_FUZZ_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3000);
+    for it in 0..iters {
         let mut b = seeds[it % seeds.len()].clone();
         let ns = if it % 3 == 2 { 3 } else { 4 };
         for _ in 0..1 + rng.below(4) {
@@ -1137,6 +1149,16 @@ fn fuzz_mutated_files_never_panic() {
                         let _ = rec.start_time();
                         let _ = rec.tals();
                     }
+                    // Property: whatever the reader accepts, a rewrite without
+                    // replacements reproduces byte for byte (a -1 count is filled in).
+                    let out = dir.path().join("copy.edf");
+                    rewrite(&path, &out, &[]).expect("accepted file must rewrite");
+                    let copy = std::fs::read(&out).unwrap();
+                    if r.header().declared_records() >= 0 {
+                        assert!(copy == b, "rewrite changed an accepted file");
+                    } else {
+                        assert_eq!((copy.len(), &copy[244..]), (b.len(), &b[244..]));
+                    }
                     ok
                 }
                 Err(e) => {
@@ -1149,7 +1171,7 @@ fn fuzz_mutated_files_never_panic() {
             Ok(true) => ok += 1,
             Ok(false) => err += 1,
             Err(_) => panic!(
-                "iteration {it}: a panic escaped the EDF reader on {} bytes",
+                "iteration {it}: a panic escaped the EDF reader or rewriter on {} bytes (message above)",
                 b.len()
             ),
         }

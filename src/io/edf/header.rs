@@ -903,6 +903,26 @@ mod tests {
     }
 
     #[test]
+    fn zero_duration_only_for_annotation_only_edf_plus() {
+        let mut sp = spec();
+        sp.record_duration = 0.0;
+        sp.signals[0].label = "EDF Annotations".into();
+        sp.reserved = "EDF+C".into();
+        assert!(
+            Header::from_spec(&sp).is_ok(),
+            "EDF+ allows 0 s records holding annotations alone"
+        );
+        sp.reserved.clear();
+        assert!(Header::from_spec(&sp).is_err(), "plain EDF does not");
+        sp.reserved = "EDF+C".into();
+        sp.signals.push(spec().signals[0].clone());
+        assert!(
+            Header::from_spec(&sp).is_err(),
+            "nor EDF+ with ordinary signals"
+        );
+    }
+
+    #[test]
     fn with_num_records_changes_only_that_field() {
         let h = Header::from_spec(&spec()).unwrap();
         let h2 = h.with_num_records(-1).unwrap();
