@@ -29,6 +29,8 @@ enum Command {
     Plot(cli::plot::PlotArgs),
     /// Quantise an f32 model to int8 (per-latent scales) after checking its quality loss.
     Quantize(mfr_eeg::model::quantize::QuantizeArgs),
+    /// Benchmark quality vs band-pass and wavelet, MFR vs no MFR, speed and model sizes.
+    Bench(mfr_eeg::eval::bench::BenchArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -37,6 +39,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Inspect(a) => cli::inspect::run(a),
         Command::Plot(a) => cli::plot::run(a),
         Command::Quantize(a) => Ok(mfr_eeg::model::quantize::run(a)?),
+        Command::Bench(a) => Ok(mfr_eeg::eval::bench::run(a)?),
     }
 }
 
