@@ -19,5 +19,7 @@ pub mod denoise;
 pub mod eval;
 #[cfg(feature = "std")]
 pub mod io;
+#[cfg(feature = "std")]
+pub mod plot;
 #[cfg(feature = "train")]
 pub mod train;

@@ -1,1 +1,66 @@
-fn main(){}
+//! `mfr-eeg`: the command-line interface. Deliberately thin: it parses arguments (clap), calls
+//! library code, prints results and maps errors to exit codes (0 ok, 2 usage error, 1 data
+//! error). Each subcommand's arguments and `run` live with their area.
+//!
+//! Adding a subcommand: one variant in [`Command`] holding the area's `clap::Args` struct and
+//! one arm in [`run`] calling the area's `run(args)` (any error type converts into anyhow).
+
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// EEG artifact removal with sparse autoencoders.
+#[derive(Debug, Parser)]
+#[command(name = "mfr-eeg", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Denoise the EEG channels of an EDF/EDF+/BDF file into a new file.
+    Denoise(cli::denoise::DenoiseArgs),
+    /// Print a recording's header, channels, rates, duration and annotation count.
+    Inspect(cli::inspect::InspectArgs),
+    /// Draw one channel's raw and denoised traces and their spectra to a PNG.
+    Plot(cli::plot::PlotArgs),
+    /// Quantise an f32 model to int8 (per-latent scales) after checking its quality loss.
+    Quantize(mfr_eeg::model::quantize::QuantizeArgs),
+    /// Benchmark quality vs band-pass and wavelet, MFR vs no MFR, speed and model sizes.
+    Bench(mfr_eeg::eval::bench::BenchArgs),
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Denoise(a) => cli::denoise::run(a),
+        Command::Inspect(a) => cli::inspect::run(a),
+        Command::Plot(a) => cli::plot::run(a),
+        Command::Quantize(a) => Ok(mfr_eeg::model::quantize::run(a)?),
+        Command::Bench(a) => Ok(mfr_eeg::eval::bench::run(a)?),
+    }
+}
+
+fn main() -> ExitCode {
+    let parsed = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            // --help and --version also arrive here; they are not errors.
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(cli::EXIT_USAGE)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    match run(parsed) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mfr-eeg: error: {e:#}");
+            ExitCode::from(cli::exit_code(&e))
+        }
+    }
+}

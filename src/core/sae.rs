@@ -331,6 +331,36 @@ impl<'a> Sae<'a> {
         Ok(())
     }
 
+    /// The sparse code of an already-normalised window: `z` (`[d_sae]`) gets the activated
+    /// values of the k kept latents and 0 elsewhere; `topk` gets their indices (largest
+    /// pre-activation first). For parity tests against training code. Scratch as
+    /// [`Sae::forward_into`].
+    pub fn encode_into(
+        &self,
+        x: &[f32],
+        z: &mut [f32],
+        scratch: &mut [f32],
+        topk: &mut [usize],
+    ) -> Result<(), CoreError> {
+        check_len("x", self.config.d_in, x.len())?;
+        check_len("z", self.config.d_sae, z.len())?;
+        check_len("scratch", self.scratch_len(), scratch.len())?;
+        check_len("topk", self.config.k, topk.len())?;
+        let (q, pre) = scratch.split_at_mut(self.config.d_in);
+        match self.weights {
+            Weights::F32(w) => self.encode_f32(&w, x, pre),
+            Weights::Int8(w) => self.encode_i8(&w, x, q, pre),
+        }
+        let kept = topk_into(pre, topk);
+        z.fill(0.0);
+        for &j in &topk[..kept.min(topk.len())] {
+            if let (Some(zj), Some(&p)) = (z.get_mut(j), pre.get(j)) {
+                *zj = self.config.activation.apply(p);
+            }
+        }
+        Ok(())
+    }
+
     /// One window through the model including its normalisation: for `window_zscore` the
     /// window is z-scored with [`zscore_stats`], passed through the SAE, and mapped back with
     /// the same mean and scale. Shapes as [`Sae::forward_into`].
@@ -471,17 +501,30 @@ impl<'a> Sae<'a> {
         while j0 < d_sae {
             let width = I8_BLOCK.min(d_sae - j0);
             let mut acc = [0i32; I8_BLOCK];
-            let acc = &mut acc[..width];
             for (i, &qf) in q.iter().enumerate() {
-                let qi = qf as i32;
+                // Both factors are i16 values widened to i32 (|q| <= qmax <= 32767, |w| <=
+                // 128), which compilers map to 16-bit multiplies (pmullw/pmulhw, SMLABB); the
+                // sum cannot overflow by construction of qmax.
+                let qi = qf as i16 as i32;
                 let start = i * d_sae + j0;
-                if let Some(row) = w.w_enc.get(start..start + width) {
+                let full = w
+                    .w_enc
+                    .get(start..start + I8_BLOCK)
+                    .filter(|_| width == I8_BLOCK);
+                if let Some(Ok(row)) = full.map(<&[u8; I8_BLOCK]>::try_from) {
+                    // Fixed trip count: fully vectorised.
+                    let q16 = qf as i16;
+                    for jj in 0..I8_BLOCK {
+                        let p = i32::from(q16) * i32::from(row[jj] as i8 as i16);
+                        acc[jj] = acc[jj].wrapping_add(p);
+                    }
+                } else if let Some(row) = w.w_enc.get(start..start + width) {
                     for (a, &b) in acc.iter_mut().zip(row) {
-                        // |qi| <= qmax and |b| <= 128, so no overflow by construction of qmax.
-                        *a = a.wrapping_add(qi.wrapping_mul(b as i8 as i32));
+                        *a = a.wrapping_add(qi.wrapping_mul(i32::from(b as i8 as i16)));
                     }
                 }
             }
+            let acc = &acc[..width];
             for (jj, &a) in acc.iter().enumerate() {
                 let j = j0 + jj;
                 if let Some(p) = pre.get_mut(j) {

@@ -344,8 +344,13 @@ pub struct StreamView<'b, 'm> {
 
 impl<'b, 'm> StreamView<'b, 'm> {
     /// f32 buffer length needed for `channels` channels: `(2 * channels + 3) * d_in + d_sae`.
+    /// Saturates instead of overflowing, so an absurd channel count fails the length check.
     pub const fn buffer_len(sae: &Sae<'_>, channels: usize) -> usize {
-        (2 * channels + 3) * sae.d_in() + sae.d_sae()
+        channels
+            .saturating_mul(2)
+            .saturating_add(3)
+            .saturating_mul(sae.d_in())
+            .saturating_add(sae.d_sae())
     }
 
     /// A fresh streamer over `buf` (length [`StreamView::buffer_len`]) and `topk` (length k).

@@ -35,6 +35,53 @@ pub struct Recording {
     pub channels: Vec<Vec<f32>>,
 }
 
+impl Recording {
+    /// Reads every ordinary (non-annotation) signal of an EDF/EDF+/BDF file that has the
+    /// file's most common sample rate (other rates are skipped: one recording, one rate).
+    pub fn from_edf(path: &std::path::Path) -> Result<Self, EvalError> {
+        let fail = |e: crate::io::edf::EdfError| EvalError::Format {
+            path: path.to_path_buf(),
+            problem: e.to_string(),
+        };
+        let mut r = crate::io::edf::EdfReader::open(path).map_err(fail)?;
+        let h = r.header().clone();
+        let ordinary: Vec<usize> = (0..h.signals().len())
+            .filter(|&c| !h.signals()[c].is_annotation())
+            .collect();
+        let mut rates: Vec<(u64, usize)> = Vec::new();
+        for &c in &ordinary {
+            let key = (h.sample_rate(c) * 1000.0).round() as u64;
+            match rates.iter_mut().find(|r| r.0 == key) {
+                Some(r) => r.1 += 1,
+                None => rates.push((key, 1)),
+            }
+        }
+        let Some(&(rate_key, _)) = rates.iter().max_by_key(|r| r.1) else {
+            return Err(EvalError::Format {
+                path: path.to_path_buf(),
+                problem: "no ordinary signals".into(),
+            });
+        };
+        let chans: Vec<usize> = ordinary
+            .into_iter()
+            .filter(|&c| (h.sample_rate(c) * 1000.0).round() as u64 == rate_key)
+            .collect();
+        let channels = r.read_channels_physical(&chans).map_err(fail)?;
+        Ok(Self {
+            name: path.file_name().map_or_else(
+                || path.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            ),
+            sample_rate_hz: rate_key as f64 / 1000.0,
+            labels: chans
+                .iter()
+                .map(|&c| h.signals()[c].label.clone())
+                .collect(),
+            channels,
+        })
+    }
+}
+
 /// One clean source segment.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Segment {
@@ -47,8 +94,20 @@ pub struct Segment {
 }
 
 /// Artifact families.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[cfg_attr(feature = "std", derive(clap::ValueEnum))]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum ArtifactKind {
     /// Ocular: blinks and saccades (plus slow eye movement).
     Eog,
@@ -223,7 +282,10 @@ pub fn condition_channel(
 /// low-frequency power (1-4 Hz, where eye movements live) and high-frequency power (30-80 Hz,
 /// muscle). A segment is kept only if every feature is at most `median + k * 1.4826 * MAD` of
 /// that feature over the channel's segments (a robust z-score below `k`), and its
-/// peak-to-peak amplitude is below `max_ptp` (physical units).
+/// peak-to-peak amplitude is below `max_ptp` (physical units). Default k = 3, max_ptp =
+/// 500 uV: the common 100-200 uV caps would reject most of an eyes-closed recording whose
+/// alpha alone reaches 200-300 uV peak to peak (measured on the shipped EEGMMIDB file: a
+/// 200 uV cap kept 27 % of segments, the robust rule alone 93 %).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SelectionRule {
     /// Robust z-score threshold.
@@ -236,7 +298,7 @@ impl Default for SelectionRule {
     fn default() -> Self {
         Self {
             k: 3.0,
-            max_ptp: 200.0,
+            max_ptp: 500.0,
         }
     }
 }

@@ -7,8 +7,11 @@
 //! - [`npy`] and [`eegdenoisenet`]: loading EEGdenoiseNet's own `.npy` epoch files.
 
 pub mod baselines;
+pub mod bench;
+pub mod corpus;
 pub mod data;
 pub mod eegdenoisenet;
+pub mod harness;
 pub mod metrics;
 pub mod npy;
 pub mod welch;
@@ -60,6 +63,12 @@ pub enum EvalError {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// Training failed (the trainer's message).
+    #[error("training failed: {0}")]
+    Train(String),
+    /// A model file could not be read, built or written.
+    #[error("model: {0}")]
+    Model(String),
     /// A file's content is malformed.
     #[error("{path}: {problem}")]
     Format {

@@ -271,3 +271,156 @@ fn wrong_buffer_lengths_are_errors_not_panics() {
         }
     ));
 }
+
+/// f64 reference of the int8 forward: dequantised weights, and the activation codes the core
+/// uses (x - b_dec quantised per window to |q| <= 32767).
+#[allow(clippy::needless_range_loop)]
+fn reference_int8(
+    q: &mfr_eeg::model::QuantizedTensors,
+    d_in: usize,
+    d_sae: usize,
+    k: usize,
+    act: Activation,
+    x: &[f64],
+) -> Vec<f64> {
+    let xc: Vec<f64> = (0..d_in).map(|i| x[i] - f64::from(q.b_dec[i])).collect();
+    let amax = xc.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    let qmax = 32767.0;
+    let codes: Vec<f64> = xc.iter().map(|v| (v * qmax / amax).round()).collect();
+    let mut pre = vec![0.0f64; d_sae];
+    for j in 0..d_sae {
+        let acc: f64 = (0..d_in)
+            .map(|i| codes[i] * f64::from(q.w_enc[i * d_sae + j]))
+            .sum();
+        pre[j] = f64::from(q.b_enc[j]) + amax / qmax * f64::from(q.w_enc_scale[j]) * acc;
+    }
+    let mut order: Vec<usize> = (0..d_sae).collect();
+    order.sort_by(|&a, &b| pre[b].partial_cmp(&pre[a]).unwrap().then(a.cmp(&b)));
+    let mut out: Vec<f64> = q.b_dec.iter().map(|&b| f64::from(b)).collect();
+    for &j in &order[..k] {
+        let z = match act {
+            Activation::TopkRelu => pre[j].max(0.0),
+            Activation::TopkSigned => pre[j],
+        };
+        for i in 0..d_in {
+            out[i] += z * f64::from(q.w_dec_scale[j]) * f64::from(q.w_dec[j * d_in + i]);
+        }
+    }
+    out
+}
+
+#[test]
+fn int8_forward_matches_f64_reference() {
+    use mfr_eeg::model::quantize::quantize_tensors;
+    for act in [Activation::TopkRelu, Activation::TopkSigned] {
+        let (d_in, d_sae, k) = (7, 13, 3);
+        let m = meta(d_in, d_sae, k, act, Normalisation::None);
+        let q = quantize_tensors(&m, &random_tensors(31, d_in, d_sae));
+        let model = Model::from_int8(&m, &q).unwrap();
+        let sae = model.view().sae();
+        assert!(sae.is_int8());
+        let (mut out, mut s, mut idx) =
+            (vec![0.0f32; d_in], vec![0.0; sae.scratch_len()], vec![0; k]);
+        let mut r = Rng::new(4);
+        for trial in 0..200 {
+            let scale = 10f64.powf(r.uniform(-1.0, 2.0));
+            let x32: Vec<f32> = (0..d_in).map(|_| (r.normal() * scale) as f32).collect();
+            let x: Vec<f64> = x32.iter().map(|&v| f64::from(v)).collect();
+            sae.forward_into(&x32, &mut out, &mut s, &mut idx).unwrap();
+            let want = reference_int8(&q, d_in, d_sae, k, act, &x);
+            let err = out
+                .iter()
+                .zip(&want)
+                .fold(0.0f64, |m, (&a, &b)| m.max((f64::from(a) - b).abs()));
+            // 1e-4 of the scale: f32 rounding is ~1e-6; the f32 and f64 code computations may
+            // round one code differently at a .5 tie, moving a pre-activation by ~1/32767 of
+            // the input scale. A wrong scale, sign or index is off by O(1).
+            let sig = max_abs(&want).max(max_abs(&x));
+            assert!(
+                err <= 1e-4 * sig,
+                "{act:?} trial {trial}: err {err:e} scale {sig:e}"
+            );
+        }
+    }
+}
+
+#[test]
+fn int8_output_stays_close_to_f32() {
+    use mfr_eeg::model::quantize::quantize_tensors;
+    let (d_in, d_sae, k) = (64, 128, 8);
+    let m = meta(
+        d_in,
+        d_sae,
+        k,
+        Activation::TopkRelu,
+        Normalisation::WindowZscore,
+    );
+    let t = random_tensors(12, d_in, d_sae);
+    let f = Model::from_tensors(&m, &t).unwrap();
+    let q = Model::from_int8(&m, &quantize_tensors(&m, &t)).unwrap();
+    let (a, b) = (f.view().sae(), q.view().sae());
+    let (mut ya, mut yb) = (vec![0.0f32; d_in], vec![0.0f32; d_in]);
+    let (mut s, mut ia, mut ib) = (vec![0.0; a.scratch_len()], vec![0; k], vec![0; k]);
+    let mut r = Rng::new(8);
+    let (mut dev, mut refe, mut swapped) = (0.0f64, 0.0f64, 0);
+    let trials = 300;
+    for _ in 0..trials {
+        let x: Vec<f32> = (0..d_in).map(|_| (30.0 * r.normal()) as f32).collect();
+        a.denoise_window_into(&x, &mut ya, &mut s, &mut ia).unwrap();
+        b.denoise_window_into(&x, &mut yb, &mut s, &mut ib).unwrap();
+        let (mut sa, mut sb) = (ia.clone(), ib.clone());
+        sa.sort_unstable();
+        sb.sort_unstable();
+        if sa != sb {
+            swapped += 1; // a near-tie at the k-th latent resolved differently
+            continue;
+        }
+        let mean = x.iter().sum::<f32>() / d_in as f32;
+        for (p, q) in ya.iter().zip(&yb) {
+            dev += f64::from(p - q).powi(2);
+            refe += f64::from(p - mean).powi(2);
+        }
+    }
+    let rel = (dev / refe).sqrt();
+    // Same kept latents: only weight rounding differs. Each int8 weight is off by <= half a
+    // step (max|w|/254, ~0.4 % of a typical weight), so the output deviates ~1 %; 3 % is far
+    // below what a wrong scale or layout gives (O(100 %)).
+    assert!(
+        rel < 0.03,
+        "int8 deviates {rel:.4} from f32 on identical top-k sets"
+    );
+    // A random dictionary has flat pre-activations (gap between the 8th and 9th of 128 is
+    // ~0.1 sd), so some windows swap one latent; a broken quantiser swaps nearly all.
+    assert!(
+        swapped < trials / 4,
+        "{swapped} of {trials} windows changed their top-k set"
+    );
+    eprintln!("int8 vs f32: deviation {rel:.4} on equal top-k, {swapped}/{trials} swapped");
+}
+
+#[test]
+fn encode_into_gives_the_dense_code_the_decoder_uses() {
+    let (d_in, d_sae, k) = (7, 13, 3);
+    for act in [Activation::TopkRelu, Activation::TopkSigned] {
+        let (m, t) = random_model(41, d_in, d_sae, k, act, Normalisation::None);
+        let sae = m.view().sae();
+        let (mut z, mut s, mut idx) = (vec![9.0; d_sae], vec![0.0; sae.scratch_len()], vec![0; k]);
+        let mut out = vec![0.0; d_in];
+        let mut r = Rng::new(2);
+        for _ in 0..50 {
+            let x: Vec<f32> = (0..d_in).map(|_| r.normal() as f32).collect();
+            sae.encode_into(&x, &mut z, &mut s, &mut idx).unwrap();
+            assert!(z.iter().filter(|&&v| v != 0.0).count() <= k);
+            // Decoding z densely in f64 reproduces forward_into within f32 rounding (1e-5
+            // relative; a wrong latent would be off by O(1)).
+            sae.forward_into(&x, &mut out, &mut s, &mut idx).unwrap();
+            for (i, &o) in out.iter().enumerate() {
+                let want: f64 = f64::from(t.b_dec[i])
+                    + (0..d_sae)
+                        .map(|j| f64::from(z[j]) * f64::from(t.w_dec[j * d_in + i]))
+                        .sum::<f64>();
+                assert!((f64::from(o) - want).abs() <= 1e-5 * want.abs().max(1.0));
+            }
+        }
+    }
+}

@@ -275,3 +275,116 @@ fn non_finite_inputs_are_repaired_and_counted() {
             .all(|(a, b)| a.to_bits() == b.to_bits())
     );
 }
+
+/// Fuzz-style property check with a fixed budget: random models (f32/int8, both modes, both
+/// normalisations), random lengths and chunking, and inputs salted with NaN, infinities, huge
+/// values and denormals. The core must neither panic nor emit a non-finite sample, and must
+/// count every bad input sample it repaired.
+#[test]
+fn never_panics_and_output_is_finite_for_hostile_input() {
+    use mfr_eeg::model::quantize::quantize_tensors;
+    let mut r = Rng::new(0xF022);
+    for case in 0..150 {
+        let d_in = 2 + r.below(20) as usize;
+        let d_sae = 1 + r.below(30) as usize;
+        let k = 1 + r.below(d_sae as u64) as usize;
+        let hop = 1 + r.below(d_in as u64) as usize;
+        let act = if r.below(2) == 0 {
+            Activation::TopkRelu
+        } else {
+            Activation::TopkSigned
+        };
+        let norm = if r.below(2) == 0 {
+            Normalisation::None
+        } else {
+            Normalisation::WindowZscore
+        };
+        let mut meta = crate::core_forward::meta(d_in, d_sae, k, act, norm);
+        meta.hop = hop;
+        let t = crate::core_forward::random_tensors(case, d_in, d_sae);
+        let model = if r.below(2) == 0 {
+            Model::from_tensors(&meta, &t).unwrap()
+        } else {
+            Model::from_int8(&meta, &quantize_tensors(&meta, &t)).unwrap()
+        };
+        let sae = model.view().sae();
+        let n = r.below(400) as usize;
+        let mut bad = 0u64;
+        let x: Vec<f32> = (0..n)
+            .map(|_| match r.below(20) {
+                0 => {
+                    bad += 1;
+                    [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 3e38, -1e20][r.below(5) as usize]
+                }
+                1 => f32::MIN_POSITIVE / 8.0,
+                2 => 1e14, // large but inside SAMPLE_LIMIT
+                _ => (r.normal() * 50.0) as f32,
+            })
+            .collect();
+        let (out, faults) = stream_in_chunks(sae, hop, &x, case);
+        assert!(
+            out.iter().all(|v| v.is_finite()),
+            "case {case}: non-finite streamed output"
+        );
+        assert_eq!(
+            faults.input_samples, bad,
+            "case {case}: every bad sample is counted"
+        );
+        let off = offline(&sae, hop, &x);
+        assert!(
+            off.iter().all(|v| v.is_finite()),
+            "case {case}: non-finite offline output"
+        );
+    }
+}
+
+#[test]
+fn streamer_misuse_is_an_error_not_a_panic() {
+    use mfr_eeg::core::CoreError;
+    let (model, _) = random_model(3, 16, 24, 4, Activation::TopkRelu, Normalisation::None);
+    let sae = model.view().sae();
+    // Compile-time sizes that do not match the model.
+    let e = Streamer::<'_, 16, 25, 4, 1>::new(sae, 8).err().unwrap();
+    assert_eq!(
+        e,
+        CoreError::ModelMismatch {
+            what: "d_sae",
+            expected: 25,
+            got: 24
+        }
+    );
+    assert_eq!(
+        Streamer::<'_, 16, 24, 4, 1>::new(sae, 17).err().unwrap(),
+        CoreError::InvalidHop { hop: 17, d_in: 16 }
+    );
+    let mut buf = vec![0.0; StreamView::buffer_len(&sae, 2)];
+    let mut idx = vec![0; 4];
+    assert_eq!(
+        StreamView::new(sae, 8, 0, &mut buf, &mut idx)
+            .err()
+            .unwrap(),
+        CoreError::NoChannels
+    );
+    assert!(matches!(
+        StreamView::new(sae, 8, 3, &mut buf, &mut idx),
+        Err(CoreError::BufferLength { .. })
+    ));
+    let mut v = StreamView::new(sae, 8, 2, &mut buf, &mut idx).unwrap();
+    let mut out = [0.0; 4];
+    // Half a frame, and an output of the wrong length.
+    assert!(matches!(
+        v.push_interleaved(&[1.0; 3], &mut out[..3]),
+        Err(CoreError::BufferLength { .. })
+    ));
+    assert!(matches!(
+        v.push_interleaved(&[1.0; 4], &mut out[..2]),
+        Err(CoreError::BufferLength { .. })
+    ));
+    assert!(v.push_interleaved(&[1.0; 4], &mut out).is_ok());
+    let mut o = vec![0.0; 3];
+    let mut w = vec![0.0; offline_work_len(&sae) - 1];
+    assert!(matches!(
+        denoise_offline_into(&sae, 8, &[0.0; 3], &mut o, &mut w, &mut idx),
+        Err(CoreError::BufferLength { .. })
+    ));
+}

@@ -215,3 +215,174 @@ fn eegdenoisenet_loader_reads_the_published_layout() {
     let e = EegDenoiseNet::load(dir.path()).unwrap_err().to_string();
     assert!(e.contains("EOG_all_epochs.npy") && e.contains("512"), "{e}");
 }
+
+#[test]
+fn shipped_recording_yields_clean_segments_by_the_rule() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("data/eegmmidb_S001R02_64ch_160Hz_61s.edf");
+    let rec = Recording::from_edf(&path).unwrap();
+    assert_eq!((rec.channels.len(), rec.sample_rate_hz), (64, 160.0));
+    assert!(rec.channels.iter().all(|c| c.len() == 160 * 61));
+    let (segs, rep) =
+        recording_segments(&rec, 256.0, 512, 60.0, SelectionRule::default(), 0).unwrap();
+    // 61 s minus 1 s edges = 59 s -> 29 segments of 2 s on each of 64 channels.
+    assert_eq!(rep.kept + rep.rejected, 29 * 64);
+    // The rule is robust (median + 3 MAD): it removes a minority, not most of the data.
+    assert!(rep.rejected > 0 && rep.kept > 29 * 64 * 6 / 10, "{rep:?}");
+    // Conditioning removed the 60 Hz mains peak: averaged over kept segments, the 60 Hz bin
+    // holds less than its neighbours at 56 and 64 Hz (in the raw file it stands above both).
+    let w = mfr_eeg::eval::welch::Welch::new(256).unwrap();
+    let mut p = vec![0.0; 129];
+    for s in &segs {
+        w.psd(&s.samples, 256.0)
+            .unwrap()
+            .iter()
+            .zip(p.iter_mut())
+            .for_each(|(a, b)| *b += a);
+    }
+    assert!(
+        p[60] < 0.5 * (p[56] + p[64]),
+        "60 Hz {} vs {} {}",
+        p[60],
+        p[56],
+        p[64]
+    );
+    let raw = &rec.channels[0];
+    let praw = mfr_eeg::eval::welch::welch_psd(raw, 160.0, 160).unwrap();
+    assert!(
+        praw[60] > praw[56] && praw[60] > praw[64],
+        "raw file has no 60 Hz peak?"
+    );
+}
+
+#[test]
+fn harness_writes_a_report_of_real_numbers_at_tiny_size() {
+    use mfr_eeg::eval::bench::{BenchPlan, quality};
+    use mfr_eeg::eval::corpus::{Corpus, CorpusConfig};
+    use mfr_eeg::eval::harness::{
+        Report, SeedResult, measure_speed, summarise_arms, write_figures,
+    };
+    use mfr_eeg::model::{Model, identity_model};
+    // Tiny corpus: model segments only, 2 test segments per kind.
+    let mut cfg = CorpusConfig::at_rate(256.0);
+    cfg.n_model_segments = 20;
+    let corpus = Corpus::build(cfg, &[]).unwrap();
+    let plan = BenchPlan {
+        quick: true,
+        max_test_segments: 2,
+        max_val_segments: 2,
+        model_segments: 20,
+        speed: (2, 2.0),
+    };
+    // The identity model must reproduce the noisy input's numbers exactly.
+    let (meta, t) = identity_model(256, 128, 256.0);
+    let model = Model::from_tensors(&meta, &t).unwrap();
+    let speed = measure_speed("identity", &model, 2, 2.0).unwrap();
+    assert!(speed.windows_per_s > 0.0 && speed.x_realtime > 0.0);
+    let ev = quality(&corpus, &plan, vec![("SAE identity".into(), model)]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let figures = write_figures(dir.path(), &ev, 256.0).unwrap();
+    let seeds = vec![
+        SeedResult {
+            alpha: 0.0,
+            seed: 0,
+            val_loss: 0.2,
+            test_rrmse_t: 0.5,
+            test_cc: 0.8,
+            train_seconds: 1.0,
+            windows_per_s: 10.0,
+        },
+        SeedResult {
+            alpha: 0.0,
+            seed: 1,
+            val_loss: 0.4,
+            test_rrmse_t: 0.7,
+            test_cc: 0.6,
+            train_seconds: 1.0,
+            windows_per_s: 10.0,
+        },
+    ];
+    let arms = summarise_arms(&seeds);
+    assert_eq!(arms.len(), 1);
+    assert!((arms[0].val_loss.0 - 0.3).abs() < 1e-12);
+    assert!((arms[0].val_loss.1 - 0.02f64.sqrt()).abs() < 1e-12); // sample std of {0.2, 0.4}
+    let report = Report {
+        quality: ev.rows.clone(),
+        candidate: Some("SAE identity".into()),
+        speed: vec![speed],
+        mfr_arms: arms,
+        mfr_seeds: seeds,
+        figures,
+        fs: 256.0,
+        ..Report::default()
+    };
+    report.write(dir.path()).unwrap();
+    // 4 methods x 6 kinds x (10 levels + 1 average).
+    assert_eq!(ev.rows.len(), 4 * 6 * 11);
+    for r in &ev.rows {
+        assert!(
+            r.rrmse_t.is_finite()
+                && r.rrmse_s.is_finite()
+                && r.cc.is_finite()
+                && r.snr_imp_db.is_finite(),
+            "{r:?}"
+        );
+        assert!(r.n == if r.snr_db.is_some() { 2 } else { 20 });
+    }
+    let row = |m: &str, k: ArtifactKind, s: f64| {
+        ev.rows
+            .iter()
+            .find(|r| {
+                r.method == m && r.kind == k && r.snr_db.is_some_and(|x| (x - s).abs() < 1e-9)
+            })
+            .unwrap()
+            .clone()
+    };
+    for kind in ArtifactKind::ALL {
+        let lo = kind.test_snr_levels_db()[0];
+        let noisy = row("noisy input", kind, lo);
+        let ident = row("SAE identity", kind, lo);
+        // Identity SAE through the offline path = the input (overlap-add of exact copies;
+        // f32 rounding only), so its metrics equal the unprocessed row's.
+        assert!((noisy.rrmse_t - ident.rrmse_t).abs() < 1e-5, "{kind:?}");
+        assert!(noisy.snr_imp_db.abs() < 1e-12 && ident.snr_imp_db.abs() < 1e-4);
+        // At SNR s the unprocessed RRMSE_t is 10^(-s/10) (EEGdenoiseNet's convention).
+        assert!(
+            (noisy.rrmse_t - 10f64.powf(-lo / 10.0)).abs() < 1e-5,
+            "{kind:?} {}",
+            noisy.rrmse_t
+        );
+    }
+    // Classical filters do help on muscle noise.
+    let emg = |m: &str| {
+        ev.rows
+            .iter()
+            .find(|r| r.method.starts_with(m) && r.kind == ArtifactKind::Emg && r.snr_db.is_none())
+            .unwrap()
+            .rrmse_t
+    };
+    assert!(emg("band-pass") < emg("noisy input"));
+    let json: Report =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("report.json")).unwrap())
+            .unwrap();
+    // serde_json's float parsing is not guaranteed round-trip exact: compare at 1e-12.
+    assert_eq!(json.quality.len(), ev.rows.len());
+    for (a, b) in json.quality.iter().zip(&ev.rows) {
+        assert!(
+            a.method == b.method
+                && a.kind == b.kind
+                && (a.rrmse_t - b.rrmse_t).abs() <= 1e-12 * b.rrmse_t.abs().max(1.0)
+        );
+    }
+    let md = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
+    assert!(
+        md.contains("| emg | band-pass")
+            && md.contains("## Acceptance")
+            && md.contains("MFR vs no MFR")
+    );
+    assert!(
+        md.contains("0.3000 ± 0.1414"),
+        "MFR table must show mean ± std"
+    );
+    assert!(!md.contains("NaN") && !md.contains("inf"));
+}

@@ -1,10 +1,10 @@
 //! Integration tests, in one binary so the (large) library links once.
 
+mod cli;
 mod core_forward;
 mod core_stream;
-mod model_file;
 mod edf;
-mod cli;
 mod eval;
+mod model_file;
 #[cfg(feature = "train")]
 mod train;

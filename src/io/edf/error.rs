@@ -50,8 +50,9 @@ pub enum FormatError {
         /// The version field, with non-printable bytes escaped.
         found: String,
     },
-    /// A header byte outside printable ASCII (32..=126), which EDF forbids.
-    #[error("non-ASCII byte 0x{byte:02X} in header field '{field}'{} at file offset {offset} (EDF headers allow printable ASCII only, space-padded)", chan_suffix(.channel))]
+    /// A header byte outside printable ASCII (32..=126), which EDF forbids (this includes
+    /// non-ASCII text and NUL padding).
+    #[error("byte 0x{byte:02X} in header field '{field}'{} at file offset {offset} is not printable ASCII (EDF headers allow bytes 32..=126 only, space-padded)", chan_suffix(.channel))]
     NonAscii {
         /// Name of the header field.
         field: &'static str,
@@ -95,6 +96,25 @@ pub enum FormatError {
         channel: ChannelRef,
         /// The common value.
         value: f64,
+    },
+    /// The physical/digital ranges give a scale that is not a usable finite number
+    /// (it would turn samples into NaN or infinity), or values beyond f32.
+    #[error(
+        "{channel}: physical range {physical_min:?} .. {physical_max:?} over digital {digital_min} .. {digital_max} gives an unusable scale ({problem})"
+    )]
+    BadScale {
+        /// The channel.
+        channel: ChannelRef,
+        /// Physical minimum.
+        physical_min: f64,
+        /// Physical maximum.
+        physical_max: f64,
+        /// Digital minimum.
+        digital_min: i64,
+        /// Digital maximum.
+        digital_max: i64,
+        /// What is wrong.
+        problem: &'static str,
     },
     /// Digital minimum is not below digital maximum.
     #[error("{channel}: digital minimum {min} is not below digital maximum {max}")]

@@ -577,8 +577,9 @@ fn check_clock(field: &'static str, text: &str, ranges: [(u8, u8); 3]) -> Result
 /// header size = 256 * (signals + 1) and the bytes are all there; start date/time are
 /// dd.mm.yy / hh.mm.ss; record count >= -1; record duration > 0 (0 only when every signal is
 /// an annotation signal, as EDF+ allows) and finite; per signal: physical min != max, digital
-/// min < max and within the 16/24-bit range, samples per record >= 1; EDF+/BDF+ files have an
-/// annotation signal.
+/// min < max and within the 16/24-bit range, a finite normal gain and physical values within
+/// f32 (so conversion never produces NaN or infinity), samples per record >= 1; EDF+/BDF+
+/// files have an annotation signal.
 pub fn parse_header(bytes: &[u8]) -> Result<Header, EdfError> {
     parse_header_inner(bytes).map_err(EdfError::from)
 }
@@ -759,6 +760,26 @@ fn parse_header_inner(bytes: &[u8]) -> Result<Header, FormatError> {
                 max: dmax,
             });
         }
+        let gain = (pmax - pmin) / (dmax - dmin) as f64;
+        let scale_problem = if !gain.is_finite() {
+            Some("the gain overflows")
+        } else if !gain.is_normal() {
+            Some("the gain underflows to zero or a subnormal number")
+        } else if pmin.abs() > f32::MAX as f64 || pmax.abs() > f32::MAX as f64 {
+            Some("physical values beyond the f32 range")
+        } else {
+            None
+        };
+        if let Some(problem) = scale_problem {
+            return Err(FormatError::BadScale {
+                channel: ch().unwrap(),
+                physical_min: pmin,
+                physical_max: pmax,
+                digital_min: dmin,
+                digital_max: dmax,
+                problem,
+            });
+        }
         if spr < 1 {
             return Err(FormatError::BadField {
                 field: "samples per record",
@@ -879,6 +900,26 @@ mod tests {
         assert_eq!(format_number(-1e-12, 8).unwrap(), "0");
         assert_eq!(format_number(1e12, 8), None);
         assert_eq!(format_number(f64::NAN, 8), None);
+    }
+
+    #[test]
+    fn zero_duration_only_for_annotation_only_edf_plus() {
+        let mut sp = spec();
+        sp.record_duration = 0.0;
+        sp.signals[0].label = "EDF Annotations".into();
+        sp.reserved = "EDF+C".into();
+        assert!(
+            Header::from_spec(&sp).is_ok(),
+            "EDF+ allows 0 s records holding annotations alone"
+        );
+        sp.reserved.clear();
+        assert!(Header::from_spec(&sp).is_err(), "plain EDF does not");
+        sp.reserved = "EDF+C".into();
+        sp.signals.push(spec().signals[0].clone());
+        assert!(
+            Header::from_spec(&sp).is_err(),
+            "nor EDF+ with ordinary signals"
+        );
     }
 
     #[test]

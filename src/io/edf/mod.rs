@@ -9,6 +9,32 @@
 //!   clipping and counting clipped samples).
 //! - [`select_channels`]: the default EEG channel rule and label matching.
 //!
+//! Selected channels are read whole as f32 (64 channels x 1 h at 256 Hz = 236 MB), since
+//! the denoiser needs long context and resampling; everything else streams record by record.
+//!
+//! ```
+//! use mfr_eeg::io::edf::{ChannelData, EdfReader, rewrite, select_channels};
+//! # fn main() -> Result<(), mfr_eeg::io::edf::EdfError> {
+//! let input = std::path::Path::new(concat!(
+//!     env!("CARGO_MANIFEST_DIR"),
+//!     "/data/eegmmidb_S001R02_64ch_160Hz_61s.edf"
+//! ));
+//! let mut reader = EdfReader::open(input)?;
+//! let eeg = select_channels(reader.header(), None)?; // the 64 EEG channels
+//! let mut data = reader.read_channels_physical(&eeg)?; // whole channels, in uV
+//! for x in &mut data {
+//!     x.iter_mut().for_each(|v| *v *= 0.5); // stand-in for the denoiser
+//! }
+//! let reps: Vec<ChannelData> =
+//!     eeg.iter().zip(&data).map(|(&channel, physical)| ChannelData { channel, physical }).collect();
+//! let output = std::env::temp_dir().join(format!("mfr-eeg-doc-{}.edf", std::process::id()));
+//! let summary = rewrite(input, &output, &reps)?; // header, annotations copied bit for bit
+//! assert_eq!((summary.records, summary.total_clipped()), (61, 0));
+//! # std::fs::remove_file(&output).ok();
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! Why in-house: edfplus 0.1.0 refuses plain EDF, EDF+D and BDF, drops annotations and
 //! pads headers with NUL bytes; edf-rs 0.2.0 is early-stage. EDF is small, and we need
 //! byte-exact copies, streaming and stricter validation than either.

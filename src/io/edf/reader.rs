@@ -491,3 +491,40 @@ pub fn read_channel_physical(path: impl AsRef<Path>, channel: usize) -> Result<V
 pub fn read_annotations(path: impl AsRef<Path>) -> Result<Vec<Annotation>, EdfError> {
     EdfReader::open(path)?.read_annotations()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_from_memory_without_a_file() {
+        let bytes = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/data/plux_1ch_eeg_motion_artefacts_1000Hz_128s.edf"
+        ))
+        .unwrap();
+        let len = bytes.len() as u64;
+        let mut r = EdfReader::from_reader(std::io::Cursor::new(bytes), len, None).unwrap();
+        assert_eq!(r.num_records(), 128);
+        r.seek_record(127).unwrap();
+        let rec = r.read_record().unwrap().unwrap();
+        assert_eq!((rec.index(), rec.digital(0).len()), (127, 1000));
+        assert_eq!(rec.start_time().unwrap(), 127.0);
+        assert!(r.read_record().unwrap().is_none());
+        assert!(matches!(
+            r.seek_record(129),
+            Err(EdfError::RecordOutOfRange {
+                index: 129,
+                records: 128,
+                ..
+            })
+        ));
+        // A declared size past the bytes present is a truncation, reported without a path.
+        let e = EdfReader::from_reader(std::io::Cursor::new(vec![b' '; 10]), 10, None).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("<in-memory EDF bytes>: truncated"),
+            "{e}"
+        );
+    }
+}

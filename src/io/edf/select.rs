@@ -44,7 +44,7 @@ pub fn normalise_label(label: &str) -> String {
 /// A name matches a label when they are equal after [`normalise_label`]; when no label
 /// matches that way, a label of the form "EEG <name>" (or "EEG <name>-REF" etc. with the
 /// name followed by '-') also matches. Unknown names and names matching several
-/// channels are errors listing the labels.
+/// channels are errors listing the labels; a channel named twice is an error.
 pub fn select_channels(header: &Header, names: Option<&[String]>) -> Result<Vec<usize>, EdfError> {
     let sigs = header.signals();
     let Some(names) = names else {
@@ -81,6 +81,13 @@ pub fn select_channels(header: &Header, names: Option<&[String]>) -> Result<Vec<
                 .collect();
         }
         match hits.len() {
+            1 if out.contains(&hits[0]) => {
+                return Err(EdfError::InvalidRequest {
+                    file: None,
+                    channel: header.channel_ref(hits[0]),
+                    problem: format!("selected twice (by {name:?})"),
+                });
+            }
             1 => out.push(hits[0]),
             0 => {
                 return Err(EdfError::UnknownChannel {

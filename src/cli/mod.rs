@@ -1,0 +1,57 @@
+//! The CLI's own subcommands (`denoise`, `inspect`, `plot`) and the error-to-exit-code rule.
+
+pub mod denoise;
+pub mod inspect;
+pub mod plot;
+
+use mfr_eeg::denoise::DenoiseError;
+
+/// Exit code for a data error (bad file, unknown channel, failed write).
+pub const EXIT_DATA: u8 = 1;
+/// Exit code for a usage error (bad command line).
+pub const EXIT_USAGE: u8 = 2;
+
+/// A command-line problem found after parsing (exit code 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// 2 for usage errors (anywhere in the chain), 1 for everything else.
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    let usage = e.chain().any(|c| {
+        c.downcast_ref::<UsageError>().is_some()
+            || matches!(
+                c.downcast_ref::<DenoiseError>(),
+                Some(DenoiseError::Options(_))
+            )
+    });
+    if usage { EXIT_USAGE } else { EXIT_DATA }
+}
+
+/// Parses `LO,HI` (Hz) for `--bandpass`.
+pub fn parse_band(s: &str) -> Result<(f64, f64), String> {
+    let (lo, hi) = s
+        .split_once(',')
+        .ok_or_else(|| format!("expected LO,HI in Hz (e.g. 1,40), got {s:?}"))?;
+    let num = |t: &str| {
+        t.trim()
+            .parse::<f64>()
+            .map_err(|_| format!("{t:?} is not a number"))
+    };
+    let (lo, hi) = (num(lo)?, num(hi)?);
+    if !(lo.is_finite() && hi.is_finite() && lo > 0.0 && lo < hi) {
+        return Err(format!("need 0 < LO < HI, got {lo},{hi}"));
+    }
+    Ok((lo, hi))
+}
+
+/// Parses `--notch`: 50 or 60 (Hz).
+pub fn parse_notch(s: &str) -> Result<f64, String> {
+    match s.trim().trim_end_matches("Hz").trim() {
+        "50" => Ok(50.0),
+        "60" => Ok(60.0),
+        _ => Err(format!(
+            "the power-line frequency is 50 or 60 (Hz), got {s:?}"
+        )),
+    }
+}
