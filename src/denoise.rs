@@ -480,6 +480,15 @@ pub fn denoise_file(
                 channel_error(format!("cannot design the prefilter at {fs} Hz: {e}"))
             })?;
             notes.extend(p.notes.iter().cloned());
+            if fs > model_rate_hz * (1.0 + 1e-9) {
+                // The model never sees what lies above its Nyquist frequency, so the round
+                // trip removes it; say so rather than let it go unnoticed.
+                notes.push(format!(
+                    "{fs} Hz channels keep content up to the model's Nyquist frequency ({} Hz) \
+                     only",
+                    model_rate_hz / 2.0
+                ));
+            }
             let plan = denoiser
                 .plan(fs, p.filter)
                 .map_err(|e| channel_error(e.to_string()))?;

@@ -29,6 +29,14 @@ enum Command {
     Plot(cli::plot::PlotArgs),
     /// Quantise an f32 model to int8 (per-latent scales) after checking its quality loss.
     Quantize(mfr_eeg::model::quantize::QuantizeArgs),
+    /// Benchmark quality vs band-pass and wavelet, MFR vs no MFR, speed and model sizes.
+    Bench(mfr_eeg::eval::bench::BenchArgs),
+    /// Train N TopK SAEs (optionally with Mutual Feature Regularization) and export a model.
+    #[cfg(feature = "train")]
+    Train(mfr_eeg::train::cli::TrainArgs),
+    /// The MFR paper's known-feature experiment: an alpha sweep over seeds, printed as a table.
+    #[cfg(feature = "train")]
+    SynthFeatures(mfr_eeg::train::synth_features::SynthArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -37,6 +45,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Inspect(a) => cli::inspect::run(a),
         Command::Plot(a) => cli::plot::run(a),
         Command::Quantize(a) => Ok(mfr_eeg::model::quantize::run(a)?),
+        Command::Bench(a) => Ok(mfr_eeg::eval::bench::run(a)?),
+        #[cfg(feature = "train")]
+        Command::Train(a) => Ok(mfr_eeg::train::cli::run(a)?),
+        #[cfg(feature = "train")]
+        Command::SynthFeatures(a) => Ok(mfr_eeg::train::synth_features::run(a)?),
     }
 }
 

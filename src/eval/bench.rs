@@ -143,8 +143,21 @@ fn model_name(p: &Path) -> String {
     )
 }
 
+/// `mfr-eeg bench`: runs [`run_report`] and prints where the report went.
+pub fn run(args: BenchArgs) -> Result<(), EvalError> {
+    let out = args.out.clone();
+    let r = run_report(args)?;
+    println!(
+        "wrote {} ({} quality rows, {} figures)",
+        out.join("report.md").display(),
+        r.quality.len(),
+        r.figures.len()
+    );
+    Ok(())
+}
+
 /// Runs the whole bench and writes the report into `args.out`.
-pub fn run(args: BenchArgs) -> Result<Report, EvalError> {
+pub fn run_report(args: BenchArgs) -> Result<Report, EvalError> {
     let plan = BenchPlan::new(args.quick);
     let t0 = std::time::Instant::now();
     let recs: Vec<Recording> = args
@@ -263,8 +276,8 @@ fn mfr_section(
     _recs: &[Recording],
     _seeds: u64,
 ) -> Result<(), EvalError> {
-    report
-        .notes
-        .push("MFR comparison not run: the training engine is not wired into this build yet".into());
+    report.notes.push(
+        "MFR comparison not run: the training engine is not wired into this build yet".into(),
+    );
     Ok(())
 }

@@ -82,8 +82,9 @@ pub struct QualityRow {
 pub struct Evaluation {
     /// Per SNR level rows, then per-kind averages (`snr_db: None`).
     pub rows: Vec<QualityRow>,
-    /// Mean Welch PSD per (kind, series) where series is "clean", "noisy" or a method.
-    pub psds: BTreeMap<(String, String), Vec<f64>>,
+    /// Mean Welch PSD per (kind, series index): index 0 is the clean signal, i + 1 method i;
+    /// value is (series name, PSD).
+    pub psds: BTreeMap<(String, usize), (String, Vec<f64>)>,
     /// One example window per kind (median SNR level): series name -> samples.
     pub examples: BTreeMap<String, Vec<(String, Vec<f32>)>>,
 }
@@ -119,15 +120,16 @@ pub fn evaluate(
     }
     let add_psd = |ev: &mut Evaluation,
                    kind: ArtifactKind,
+                   index: usize,
                    series: &str,
                    x: &[f32]|
      -> Result<(), EvalError> {
         let p = welch.psd(x, fs)?;
         let e = ev
             .psds
-            .entry((kind.name().to_string(), series.to_string()))
-            .or_insert_with(|| vec![0.0; p.len()]);
-        e.iter_mut().zip(&p).for_each(|(a, b)| *a += b);
+            .entry((kind.name().to_string(), index))
+            .or_insert_with(|| (series.to_string(), vec![0.0; p.len()]));
+        e.1.iter_mut().zip(&p).for_each(|(a, b)| *a += b);
         Ok(())
     };
     for w in windows {
@@ -139,10 +141,8 @@ pub fn evaluate(
         let mut example = Vec::new();
         if take_example {
             example.push(("clean".to_string(), w.clean.clone()));
-            example.push(("noisy".to_string(), w.noisy.clone()));
         }
-        add_psd(&mut ev, w.kind, "clean", &w.clean)?;
-        add_psd(&mut ev, w.kind, "noisy", &w.noisy)?;
+        add_psd(&mut ev, w.kind, 0, "clean", &w.clean)?;
         *psd_n.entry(w.kind.name().to_string()).or_default() += 1;
         for (i, m) in methods.iter_mut().enumerate() {
             let y = m.denoise(&w.noisy)?;
@@ -155,7 +155,7 @@ pub fn evaluate(
             {
                 *s += v;
             }
-            add_psd(&mut ev, w.kind, &names[i], &y)?;
+            add_psd(&mut ev, w.kind, i + 1, &names[i], &y)?;
             if take_example {
                 example.push((names[i].clone(), y));
             }
@@ -164,7 +164,7 @@ pub fn evaluate(
             ev.examples.insert(w.kind.name().to_string(), example);
         }
     }
-    for ((kind, _), p) in ev.psds.iter_mut() {
+    for ((kind, _), (_, p)) in ev.psds.iter_mut() {
         let n = psd_n.get(kind).copied().unwrap_or(1).max(1) as f64;
         p.iter_mut().for_each(|v| *v /= n);
     }
@@ -698,6 +698,13 @@ fn line_chart(
                     .configure_mesh()
                     .x_desc(xdesc)
                     .y_desc(ydesc)
+                    .y_label_formatter(&|v| {
+                        if log_y {
+                            format!("{v:.0e}")
+                        } else {
+                            format!("{v:.2}")
+                        }
+                    })
                     .draw()
                     .map_err(|e| perr(e.to_string()))?;
                 for (i, (name, p)) in series.iter().enumerate() {
@@ -790,7 +797,7 @@ pub fn write_figures(dir: &Path, ev: &Evaluation, fs: f64) -> Result<Vec<String>
             .psds
             .iter()
             .filter(|((k, _), _)| k == kind.name())
-            .map(|((_, s), p)| {
+            .map(|(_, (s, p))| {
                 let n = (p.len() - 1) * 2;
                 (
                     s.clone(),

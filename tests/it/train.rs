@@ -1,1 +1,459 @@
-//! Integration tests: train.
+//! Integration tests: training (burn), including the GPU-parity suite.
+//!
+//! Parity: the same seeded initialisation and batches run on flex, ndarray and wgpu (lavapipe
+//! in CI); forward, losses, MFR penalty and every gradient must agree for several steps. wgpu
+//! tests FAIL (not skip) when no adapter exists: CI installs lavapipe, so a missing adapter is
+//! a broken environment that must be seen.
+
+use mfr_eeg::rng::Rng;
+use mfr_eeg::train::data::Dataset;
+use mfr_eeg::train::hungarian::assign_min;
+use mfr_eeg::train::trainer::{TrainOptions, Trainer, train_with};
+use mfr_eeg::train::{ActivationKind, BackendKind, MmcsKind, TrainConfig};
+
+/// Normwise relative difference `max|a - b| / max(max|b|, 1e-6)`.
+fn rel_diff(a: &[f32], b: &[f32]) -> f64 {
+    assert_eq!(a.len(), b.len(), "length mismatch");
+    let scale = b.iter().fold(0f64, |m, &x| m.max(x.abs() as f64)).max(1e-6);
+    let d = a
+        .iter()
+        .zip(b)
+        .fold(0f64, |m, (&x, &y)| m.max((x as f64 - y as f64).abs()));
+    d / scale
+}
+
+fn random_rows(n: usize, d: usize, seed: u64) -> Vec<f32> {
+    let mut r = Rng::new(seed);
+    (0..n * d).map(|_| r.normal() as f32).collect()
+}
+
+fn small_cfg(mmcs: MmcsKind, activation: ActivationKind) -> TrainConfig {
+    TrainConfig::new(16, 32, 4)
+        .with_n_saes(3)
+        .with_batch_size(8)
+        .with_steps(10)
+        .with_lr(1e-2)
+        .with_lr_warmup_steps(0)
+        .with_mfr_alpha(0.5)
+        .with_mfr_warmup(0)
+        .with_mmcs(mmcs)
+        .with_activation(activation)
+        .with_dead_steps(2)
+        .with_k_aux(8)
+        .with_auxk_alpha(0.5)
+        .with_seed(42)
+}
+
+/// Everything observable about one step, copied to the host.
+#[derive(Debug)]
+struct StepTrace {
+    mask: Vec<f32>,
+    x_hat: Vec<f32>,
+    mse: Vec<f32>,
+    auxk: Option<Vec<f32>>,
+    mmcs: Vec<f32>,
+    penalty: f32,
+    total: f32,
+    grads: Vec<Vec<f32>>,
+    weights_after: Vec<f32>,
+}
+
+fn trace(backend: BackendKind, cfg: &TrainConfig, steps: usize) -> Vec<StepTrace> {
+    let device = backend
+        .device()
+        .unwrap_or_else(|e| panic!("backend {backend} is required by the parity suite: {e}"));
+    let d = cfg.d_in;
+    let mean = vec![0.05f32; d];
+    let mut tr = Trainer::new(cfg, &mean, &device).expect("trainer");
+    let mut out = Vec::new();
+    for s in 0..steps {
+        let x = random_rows(cfg.batch_size, d, 100 + s as u64);
+        let t: Vec<f32> = x.iter().map(|v| 0.8 * v).collect();
+        let c = tr.compute(&x, &t);
+        let v1 =
+            |t: burn::tensor::Tensor<1>| t.without_autodiff().try_into_vec_as::<f32>().unwrap();
+        let v3 =
+            |t: burn::tensor::Tensor<3>| t.without_autodiff().try_into_vec_as::<f32>().unwrap();
+        let rec = StepTrace {
+            mask: v3(c.fwd.mask.clone()),
+            x_hat: v3(c.fwd.x_hat.clone()),
+            mse: v1(c.mse.clone()),
+            auxk: c.auxk.clone().map(v1),
+            mmcs: v1(c.mmcs.clone().expect("MFR active")),
+            penalty: v1(c.penalty.clone().expect("MFR active"))[0],
+            total: v1(c.total.clone())[0],
+            grads: c.grads.iter().cloned().map(v3).collect(),
+            weights_after: Vec::new(),
+        };
+        tr.apply(&c);
+        let w: Vec<f32> = tr
+            .stack
+            .to_host()
+            .into_iter()
+            .flat_map(|s| {
+                s.w_enc
+                    .into_iter()
+                    .chain(s.w_dec)
+                    .chain(s.b_enc)
+                    .chain(s.b_dec)
+            })
+            .collect();
+        out.push(StepTrace {
+            weights_after: w,
+            ..rec
+        });
+    }
+    out
+}
+
+/// Parity tolerance: 1e-4 normwise relative for every tensor (f32 matmuls of length <= 32
+/// summed in different orders differ by ~1e-6 relative; 1e-4 leaves room for the few Adam
+/// steps over which differences compound, yet catches any wrong formula).
+const TOL: f64 = 1e-4;
+
+fn assert_parity(a: &[StepTrace], b: &[StepTrace], what: &str) {
+    for (s, (x, y)) in a.iter().zip(b).enumerate() {
+        assert_eq!(x.mask, y.mask, "{what} step {s}: TopK selections differ");
+        let checks: Vec<(&str, &[f32], &[f32])> = vec![
+            ("x_hat", &x.x_hat, &y.x_hat),
+            ("mse", &x.mse, &y.mse),
+            ("mmcs", &x.mmcs, &y.mmcs),
+            ("weights", &x.weights_after, &y.weights_after),
+        ];
+        for (name, p, q) in checks {
+            let r = rel_diff(p, q);
+            assert!(r <= TOL, "{what} step {s}: {name} rel diff {r:e} > {TOL:e}");
+        }
+        assert_eq!(
+            x.auxk.is_some(),
+            y.auxk.is_some(),
+            "{what} step {s}: AuxK presence"
+        );
+        if let (Some(p), Some(q)) = (&x.auxk, &y.auxk) {
+            let r = rel_diff(p, q);
+            assert!(r <= TOL, "{what} step {s}: auxk rel diff {r:e}");
+        }
+        for (name, p, q) in [
+            ("penalty", x.penalty, y.penalty),
+            ("total", x.total, y.total),
+        ] {
+            let r = rel_diff(&[p], &[q]);
+            assert!(r <= TOL, "{what} step {s}: {name} {p} vs {q}");
+        }
+        for (i, (p, q)) in x.grads.iter().zip(&y.grads).enumerate() {
+            let r = rel_diff(p, q);
+            assert!(r <= TOL, "{what} step {s}: gradient {i} rel diff {r:e}");
+        }
+    }
+}
+
+fn parity(mmcs: MmcsKind, activation: ActivationKind, other: BackendKind) {
+    let cfg = small_cfg(mmcs, activation);
+    let reference = trace(BackendKind::Flex, &cfg, 5);
+    // AuxK must actually have run for the comparison to cover it.
+    assert!(
+        reference.iter().any(|t| t.auxk.is_some()),
+        "no dead latents: AuxK untested"
+    );
+    let got = trace(other, &cfg, 5);
+    assert_parity(
+        &got,
+        &reference,
+        &format!("{other} vs flex ({mmcs:?}, {activation:?})"),
+    );
+}
+
+#[test]
+fn parity_ndarray_flex_max() {
+    parity(
+        MmcsKind::Max,
+        ActivationKind::TopkRelu,
+        BackendKind::Ndarray,
+    );
+}
+
+#[test]
+fn parity_ndarray_flex_hungarian_signed() {
+    parity(
+        MmcsKind::Hungarian,
+        ActivationKind::TopkSigned,
+        BackendKind::Ndarray,
+    );
+}
+
+#[test]
+fn parity_wgpu_flex_max() {
+    parity(MmcsKind::Max, ActivationKind::TopkRelu, BackendKind::Wgpu);
+}
+
+#[test]
+fn parity_wgpu_flex_hungarian() {
+    parity(
+        MmcsKind::Hungarian,
+        ActivationKind::TopkRelu,
+        BackendKind::Wgpu,
+    );
+}
+
+#[test]
+fn parity_wgpu_flex_signed() {
+    parity(MmcsKind::Max, ActivationKind::TopkSigned, BackendKind::Wgpu);
+}
+
+#[test]
+fn decoder_rows_stay_unit_norm() {
+    let cfg = small_cfg(MmcsKind::Max, ActivationKind::TopkRelu).with_lr(5e-2);
+    let device = BackendKind::Flex.device().unwrap();
+    let mut tr = Trainer::new(&cfg, &[0.0; 16], &device).unwrap();
+    for s in 0..5 {
+        let x = random_rows(8, 16, s);
+        let c = tr.compute(&x, &x);
+        tr.apply(&c);
+    }
+    for sae in tr.stack.to_host() {
+        for row in sae.w_dec.chunks_exact(16) {
+            let n: f64 = row.iter().map(|&v| v as f64 * v as f64).sum::<f64>().sqrt();
+            // f32 normalisation of a 16-vector: error ~1e-7; 1e-5 is a safe bound.
+            assert!((n - 1.0).abs() < 1e-5, "decoder row norm {n}");
+        }
+    }
+}
+
+#[test]
+fn topk_selects_exactly_k_with_ties_to_lower_index() {
+    use burn::tensor::{Tensor, TensorData};
+    let device = BackendKind::Flex.device().unwrap();
+    // Row 0: four-way tie for the last two slots; row 1: all equal.
+    let keys = Tensor::<2>::from_data(
+        TensorData::new(
+            vec![
+                5.0f32, 1.0, 1.0, 9.0, 1.0, 1.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0,
+            ],
+            [2, 6],
+        ),
+        &device,
+    );
+    let m = mfr_eeg::train::topk::topk_mask(keys, 4)
+        .try_into_vec_as::<f32>()
+        .unwrap();
+    assert_eq!(
+        m,
+        vec![1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0]
+    );
+}
+
+#[test]
+fn hungarian_matches_brute_force_on_float_matrices() {
+    fn brute(cost: &[f64], n: usize) -> f64 {
+        let mut perm: Vec<usize> = (0..n).collect();
+        let mut best = f64::INFINITY;
+        // Heap's algorithm over all n! permutations.
+        fn heap(k: usize, p: &mut Vec<usize>, cost: &[f64], n: usize, best: &mut f64) {
+            if k == 1 {
+                let s: f64 = p.iter().enumerate().map(|(r, &c)| cost[r * n + c]).sum();
+                *best = best.min(s);
+                return;
+            }
+            for i in 0..k {
+                heap(k - 1, p, cost, n, best);
+                if k % 2 == 0 {
+                    p.swap(i, k - 1)
+                } else {
+                    p.swap(0, k - 1)
+                }
+            }
+        }
+        heap(n, &mut perm, cost, n, &mut best);
+        best
+    }
+    let mut rng = Rng::new(5);
+    for n in 1..=7 {
+        for _ in 0..20 {
+            let cost: Vec<f64> = (0..n * n).map(|_| rng.uniform(-1.0, 1.0)).collect();
+            let a = assign_min(&cost, n, n);
+            let got: f64 = a.iter().enumerate().map(|(r, &c)| cost[r * n + c]).sum();
+            // Same terms summed in a different order: 1e-12 absolute is ample for n <= 7.
+            assert!((got - brute(&cost, n)).abs() < 1e-12, "n {n}");
+        }
+    }
+}
+
+/// Correlated low-rank data on which independent SAEs learn different dictionaries.
+fn sparse_data(n: usize, d: usize, atoms: usize, seed: u64) -> Vec<f32> {
+    let mut r = Rng::new(seed);
+    let dict: Vec<f32> = (0..atoms * d).map(|_| r.normal() as f32).collect();
+    let mut out = vec![0f32; n * d];
+    for row in out.chunks_exact_mut(d) {
+        for _ in 0..3 {
+            let a = r.below(atoms as u64) as usize;
+            let c = r.uniform(0.5, 1.5) as f32;
+            for (o, &v) in row.iter_mut().zip(&dict[a * d..(a + 1) * d]) {
+                *o += c * v;
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn mfr_increases_mmcs_between_saes() {
+    let rows = sparse_data(2048, 16, 24, 9);
+    let data = Dataset::reconstruction(rows, 16);
+    let run = |alpha: f64| {
+        let cfg = TrainConfig::new(16, 32, 4)
+            .with_n_saes(2)
+            .with_steps(150)
+            .with_batch_size(64)
+            .with_lr(3e-3)
+            .with_mfr_alpha(alpha)
+            .with_mfr_warmup(20)
+            .with_seed(1);
+        let out = mfr_eeg::train::train(&cfg, &data, &data, BackendKind::Flex).unwrap();
+        let dim = 16;
+        let a = &out.saes[0].w_dec;
+        let b = &out.saes[1].w_dec;
+        let ab = mfr_eeg::train::loss::mfr::max_cosines_host(a, b, dim);
+        let ba = mfr_eeg::train::loss::mfr::max_cosines_host(b, a, dim);
+        0.5 * (ab.iter().sum::<f64>() / ab.len() as f64 + ba.iter().sum::<f64>() / ba.len() as f64)
+    };
+    let (base, mfr) = (run(0.0), run(1.0));
+    // A strong penalty must pull the dictionaries together by a clear margin (measured
+    // ~0.1 here); 0.05 is far above run-to-run noise at a fixed seed (which is zero).
+    assert!(
+        mfr > base + 0.05,
+        "MMCS with MFR {mfr:.3} vs without {base:.3}"
+    );
+}
+
+#[test]
+fn resume_reaches_the_same_weights_bitwise() {
+    let rows = random_rows(256, 16, 3);
+    let data = Dataset::reconstruction(rows, 16);
+    let cfg = small_cfg(MmcsKind::Hungarian, ActivationKind::TopkRelu).with_steps(12);
+    let device = BackendKind::Flex.device().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("run.ckpt");
+    let full = train_with(
+        &cfg,
+        &mut &data,
+        &mut &data,
+        &device,
+        TrainOptions::default(),
+    )
+    .unwrap();
+    let opts = TrainOptions {
+        checkpoint: Some((ck.clone(), 3)),
+        stop_after: Some(7),
+        ..Default::default()
+    };
+    let first = train_with(&cfg, &mut &data, &mut &data, &device, opts).unwrap();
+    assert_eq!(first.steps_run, 7);
+    // The last checkpoint is at step 6: the resumed run redoes step 6 onwards.
+    let opts = TrainOptions {
+        resume: Some(ck.clone()),
+        ..Default::default()
+    };
+    let resumed = train_with(&cfg, &mut &data, &mut &data, &device, opts).unwrap();
+    assert_eq!(resumed.steps_run, 6);
+    // Bitwise: flex is deterministic, and the checkpoint holds the complete state.
+    assert_eq!(resumed.saes, full.saes);
+}
+
+#[test]
+fn resume_rejects_a_different_configuration() {
+    let data = Dataset::reconstruction(random_rows(64, 16, 4), 16);
+    let cfg = small_cfg(MmcsKind::Max, ActivationKind::TopkRelu).with_steps(3);
+    let device = BackendKind::Flex.device().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("a.ckpt");
+    let opts = TrainOptions {
+        checkpoint: Some((ck.clone(), 1)),
+        ..Default::default()
+    };
+    train_with(&cfg, &mut &data, &mut &data, &device, opts).unwrap();
+    let other = cfg.clone().with_seed(43);
+    let opts = TrainOptions {
+        resume: Some(ck),
+        ..Default::default()
+    };
+    let err = train_with(&other, &mut &data, &mut &data, &device, opts).unwrap_err();
+    assert!(err.to_string().contains("different configuration"), "{err}");
+}
+
+/// The exported model, run by the no_std core, reproduces burn's forward (on flex and wgpu).
+fn core_matches_burn(backend: BackendKind, activation: ActivationKind) {
+    use mfr_eeg::train::export::{ExportInfo, export_sae};
+    let cfg = small_cfg(MmcsKind::Max, activation);
+    let device = backend
+        .device()
+        .unwrap_or_else(|e| panic!("backend {backend} is required: {e}"));
+    let mut tr = Trainer::new(&cfg, &[0.1; 16], &device).unwrap();
+    for s in 0..3 {
+        let x = random_rows(8, 16, 200 + s);
+        let c = tr.compute(&x, &x);
+        tr.apply(&c);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.safetensors");
+    let saes = tr.stack.to_host();
+    let info = ExportInfo {
+        hop: 8,
+        sample_rate_hz: 128.0,
+        channel_type: "EEG".into(),
+        normalisation: mfr_eeg::core::Normalisation::None,
+        provenance: "parity test".into(),
+    };
+    export_sae(&path, &cfg, &saes[1], &info).unwrap();
+    assert!(
+        mfr_eeg::train::export::config_path(&path).exists(),
+        "config JSON beside the model"
+    );
+    let model = mfr_eeg::model::Model::load(&path).unwrap();
+    let sae = model.view().sae();
+    let x = random_rows(8, 16, 999);
+    let fwd = tr.stack.forward(
+        burn::tensor::Tensor::<2>::from_data(
+            burn::tensor::TensorData::new(x.clone(), [8, 16]),
+            tr.device(),
+        ),
+        cfg.k,
+        cfg.activation,
+    );
+    let x_hat = fwd.x_hat.try_into_vec_as::<f32>().unwrap();
+    let mask = fwd.mask.try_into_vec_as::<f32>().unwrap();
+    let mut out = vec![0f32; 16];
+    let mut scratch = vec![0f32; sae.scratch_len()];
+    let mut topk = vec![0usize; cfg.k];
+    for (b, row) in x.chunks_exact(16).enumerate() {
+        sae.forward_into(row, &mut out, &mut scratch, &mut topk)
+            .unwrap();
+        // SAE 1 of the stack: offset N index 1.
+        let burn_row = &x_hat[(8 + b) * 16..(8 + b + 1) * 16];
+        for (o, r) in out.iter().zip(burn_row) {
+            // Same f32 weights, dot products of length 16/32 in a different order: ~1e-6.
+            assert!((o - r).abs() <= 1e-5, "{backend}: core {o} vs burn {r}");
+        }
+        let mut core_sel = topk.clone();
+        core_sel.sort_unstable();
+        let burn_sel: Vec<usize> = (0..32).filter(|&j| mask[(8 + b) * 32 + j] > 0.0).collect();
+        assert_eq!(
+            core_sel, burn_sel,
+            "{backend}: TopK indices differ in window {b}"
+        );
+    }
+}
+
+#[test]
+fn core_matches_burn_flex_relu() {
+    core_matches_burn(BackendKind::Flex, ActivationKind::TopkRelu);
+}
+
+#[test]
+fn core_matches_burn_flex_signed() {
+    core_matches_burn(BackendKind::Flex, ActivationKind::TopkSigned);
+}
+
+#[test]
+fn core_matches_burn_wgpu() {
+    core_matches_burn(BackendKind::Wgpu, ActivationKind::TopkRelu);
+}
