@@ -162,7 +162,7 @@ pub struct SynthArgs {
     #[arg(long, default_value_t = 3)]
     pub seeds: u64,
     /// Optimiser steps per run.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 500)]
     pub steps: usize,
     /// Batch size.
     #[arg(long, default_value_t = 256)]

@@ -582,4 +582,3 @@ pub fn train_with(
         steps_run,
     })
 }
-
