@@ -31,14 +31,13 @@ fn bench(c: &mut Criterion) {
     group.throughput(Throughput::Elements(256));
     group.sample_size(20);
     for backend in [BackendKind::Flex, BackendKind::Ndarray, BackendKind::Wgpu] {
-        let device = match backend.device() {
-            Ok(d) => d,
+        let mut tr = match Trainer::new(&cfg, &vec![0.0; 256], backend) {
+            Ok(t) => t,
             Err(e) => {
                 eprintln!("skipping {backend}: {e}");
                 continue;
             }
         };
-        let mut tr = Trainer::new(&cfg, &vec![0.0; 256], &device).expect("trainer");
         // Warm-up: kernel compilation/autotuning on wgpu, allocator pools everywhere.
         for b in batches.iter().cycle().take(3) {
             let s = tr.compute(b, b);

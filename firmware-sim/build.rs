@@ -65,7 +65,15 @@ fn write(path: &Path, meta: &[(&str, String)], tensors: &[Tensor]) {
     for t in tensors {
         out.extend(&t.data);
     }
-    std::fs::write(path, out).expect("write model");
+    write_if_changed(path, &out);
+}
+
+/// Leaves an identical file untouched, so its mtime does not force a recompile.
+fn write_if_changed(path: &Path, bytes: &[u8]) {
+    if std::fs::read(path).is_ok_and(|old| old == bytes) {
+        return;
+    }
+    std::fs::write(path, bytes).expect("write build output");
 }
 
 fn meta(
@@ -108,7 +116,8 @@ fn main() {
     let out = std::env::var("OUT_DIR").expect("OUT_DIR");
     let out = Path::new(&out);
     println!("cargo:rerun-if-changed=build.rs");
-    println!("cargo:rerun-if-changed=../models/tiny-128hz-int8.safetensors");
+    // The directory, so adding the shipped model later also triggers a rerun.
+    println!("cargo:rerun-if-changed=../models");
 
     // f32, d_in 256, d_sae 512: weights uniform in +-1/sqrt(d_in) (unit-variance latents for
     // z-scored input), small biases.
@@ -155,8 +164,8 @@ fn main() {
     let shipped = Path::new("../models/tiny-128hz-int8.safetensors");
     let dst = out.join("model_int8.safetensors");
     if shipped.exists() {
-        std::fs::copy(shipped, &dst).expect("copy shipped int8 model");
         let bytes = std::fs::read(shipped).expect("read shipped int8 model");
+        write_if_changed(&dst, &bytes);
         let (d_in, d_sae, k) = (
             header_value(&bytes, "d_in"),
             header_value(&bytes, "d_sae"),
@@ -227,5 +236,5 @@ fn main() {
             "cargo:rustc-env=FIRMWARE_INT8_SOURCE=generated stand-in (models/tiny-128hz-int8.safetensors absent)"
         );
     }
-    std::fs::write(out.join("dims.rs"), dims).expect("write dims.rs");
+    write_if_changed(&out.join("dims.rs"), dims.as_bytes());
 }

@@ -305,14 +305,6 @@ impl<'a> Sae<'a> {
         }
     }
 
-    /// `b_dec` element `i` (for tests and reference implementations).
-    pub fn b_dec(&self, i: usize) -> f32 {
-        match self.weights {
-            Weights::F32(w) => le(w.b_dec, i),
-            Weights::Int8(w) => le(w.b_dec, i),
-        }
-    }
-
     /// The raw SAE: `out = decode(TopK(encode(x)))` on an already-normalised window.
     ///
     /// # Shapes

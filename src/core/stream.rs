@@ -1,7 +1,8 @@
 //! Streaming denoiser: windows of `d_in` samples every `hop` samples, denoised by the SAE and
 //! recombined by weighted overlap-add (OLA), for many channels at once, with no allocation.
 //!
-//! - [`Streamer`]: owns its state in const-generic arrays (firmware: put it in a `static`).
+//! - [`Streamer`]: owns its state in const-generic arrays (firmware: build it once at start-up,
+//!   e.g. into a static cell or the main stack).
 //! - [`StreamView`]: the same streamer over caller buffers sized at run time (CLI, tests).
 //! - [`denoise_offline_into`]: a whole signal at once, output length == input length, equal
 //!   bit for bit to streaming the reflect-padded signal.

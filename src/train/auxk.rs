@@ -7,7 +7,7 @@
 //! by [`DeadCounter`]).
 
 use super::sae::Forward;
-use super::topk::topk_mask;
+use super::topk::{topk_mask, topk_mask_host};
 use burn::tensor::{Tensor, TensorData};
 
 /// Steps since each latent of each SAE last fired (`[N * d_sae]`, row-major by SAE).
@@ -72,11 +72,19 @@ pub fn auxk_per_sae(
     }
     let device = fwd.pre.device().without_autodiff();
     let k_aux = k_aux.clamp(1, ds);
-    let dead_f: Vec<f32> = dead.iter().map(|&d| if d { 1.0 } else { 0.0 }).collect();
-    let dead_t = Tensor::<3>::from_data(TensorData::new(dead_f, [n, 1, ds]), &device);
-    let keys = fwd.pre.clone().without_autodiff();
-    let keys = keys.mask_fill(dead_t.clone().equal_elem(0.0).expand([n, b, ds]), -1e30);
-    let mask = topk_mask(keys, k_aux).mul(dead_t);
+    let mask = match &fwd.pre_host {
+        Some(values) => {
+            let m = topk_mask_host(values, ds, k_aux, Some((dead, b)));
+            Tensor::<3>::from_data(TensorData::new(m, [n, b, ds]), &device)
+        }
+        None => {
+            let dead_f: Vec<f32> = dead.iter().map(|&d| if d { 1.0 } else { 0.0 }).collect();
+            let dead_t = Tensor::<3>::from_data(TensorData::new(dead_f, [n, 1, ds]), &device);
+            let keys = fwd.pre.clone().without_autodiff();
+            let keys = keys.mask_fill(dead_t.clone().equal_elem(0.0).expand([n, b, ds]), -1e30);
+            topk_mask(keys, k_aux).mul(dead_t)
+        }
+    };
     let act = if signed {
         fwd.pre.clone()
     } else {

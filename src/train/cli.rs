@@ -203,7 +203,6 @@ pub fn run(args: TrainArgs) -> Result<(), TrainError> {
     let d_in = train_src.dim();
     let cfg = args.config(d_in);
     cfg.validate()?;
-    let device = args.backend.device()?;
     let metrics_path = args
         .metrics
         .clone()
@@ -232,7 +231,7 @@ pub fn run(args: TrainArgs) -> Result<(), TrainError> {
                 &cfg,
                 &mut Zscored(train_src),
                 &mut Zscored(val_src),
-                &device,
+                args.backend,
                 opts,
             )?,
         ),
@@ -240,7 +239,7 @@ pub fn run(args: TrainArgs) -> Result<(), TrainError> {
             let (mut t, mut v) = (train_src, val_src);
             (
                 Normalisation::None,
-                train_with(&cfg, &mut t, &mut v, &device, opts)?,
+                train_with(&cfg, &mut t, &mut v, args.backend, opts)?,
             )
         }
     };

@@ -6,7 +6,7 @@
 //! unit-norm dictionary atoms), `b_dec [N, 1, d_in]`.
 
 use super::config::{ActivationKind, TrainConfig};
-use super::topk::topk_mask;
+use super::topk::{topk_mask, topk_mask_host};
 use crate::rng::Rng;
 use burn::tensor::{Device, Tensor, TensorData};
 
@@ -43,6 +43,10 @@ pub struct Forward {
     pub pre: Tensor<3>,
     /// 0/1 TopK mask `[N, B, d_sae]` (no autodiff).
     pub mask: Tensor<3>,
+    /// The same mask on the host, when the selection was made there.
+    pub mask_host: Option<Vec<f32>>,
+    /// The pre-activations on the host, when the selection was made there.
+    pub pre_host: Option<Vec<f32>>,
     /// Latents `[N, B, d_sae]`.
     pub z: Tensor<3>,
     /// Reconstructions `[N, B, d_in]`.
@@ -177,25 +181,49 @@ impl SaeStack {
     }
 
     /// Pre-activations `(x - b_dec) W_enc + b_enc`, `x: [B, d_in]` shared by all SAEs.
+    ///
+    /// Evaluated as `x W_enc - (b_dec W_enc) + b_enc`: the input carries no gradient, so the
+    /// backward pass skips the `[N, B, d_sae] x [N, d_sae, d_in]` product that `x - b_dec`
+    /// would need for `b_dec`'s gradient (a third of the encoder's backward work).
     pub fn encode_pre(&self, x: Tensor<2>) -> Tensor<3> {
         let [n, _, di] = self.b_dec.dims();
         let b = x.dims()[0];
         let x = x.unsqueeze_dim::<3>(0).expand([n, b, di]);
-        x.sub(self.b_dec.clone())
-            .matmul(self.w_enc.clone())
+        let shift = self.b_dec.clone().matmul(self.w_enc.clone());
+        x.matmul(self.w_enc.clone())
+            .sub(shift)
             .add(self.b_enc.clone())
     }
 
-    /// Full forward pass of all SAEs on `x: [B, d_in]`.
+    /// Full forward pass of all SAEs on `x: [B, d_in]`; the TopK selection is made on the
+    /// host when `host_select` (same rule either way).
     ///
     /// # Shapes
     /// - x: `[B, d_in]`; outputs `[N, B, d_sae]` latents and `[N, B, d_in]` reconstructions.
-    pub fn forward(&self, x: Tensor<2>, k: usize, activation: ActivationKind) -> Forward {
+    pub fn forward(
+        &self,
+        x: Tensor<2>,
+        k: usize,
+        activation: ActivationKind,
+        host_select: bool,
+    ) -> Forward {
         let pre = self.encode_pre(x);
         let signed = activation == ActivationKind::TopkSigned;
         // Both activations select the k largest pre-activations (as the core does); they
         // differ only in whether a kept value is ReLU'd.
-        let mask = topk_mask(pre.clone().without_autodiff(), k);
+        let plain = pre.clone().without_autodiff();
+        let (mask, mask_host, pre_host) = if host_select {
+            let dims = plain.dims();
+            let device = plain.device();
+            let values = plain
+                .try_into_vec_as::<f32>()
+                .expect("reading pre-activations back from the device");
+            let m = topk_mask_host(&values, dims[2], k, None);
+            let t = Tensor::<3>::from_data(TensorData::new(m.clone(), dims), &device);
+            (t, Some(m), Some(values))
+        } else {
+            (topk_mask(plain, k), None, None)
+        };
         let act = if signed {
             pre.clone()
         } else {
@@ -207,6 +235,8 @@ impl SaeStack {
         Forward {
             pre,
             mask,
+            mask_host,
+            pre_host,
             z,
             x_hat,
             dec,

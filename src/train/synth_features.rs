@@ -162,13 +162,13 @@ pub struct SynthArgs {
     #[arg(long, default_value_t = 3)]
     pub seeds: u64,
     /// Optimiser steps per run.
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = 1000)]
     pub steps: usize,
     /// Batch size.
     #[arg(long, default_value_t = 256)]
     pub batch_size: usize,
     /// Learning rate (the same for every arm).
-    #[arg(long, default_value_t = 2e-3)]
+    #[arg(long, default_value_t = 5e-3)]
     pub lr: f64,
     /// Training data points per seed.
     #[arg(long, default_value_t = 16384)]
@@ -194,6 +194,12 @@ pub struct SynthArgs {
     /// Backend.
     #[arg(long, value_enum, default_value_t = BackendKind::Flex)]
     pub backend: BackendKind,
+    /// Active features per data point (all from one group).
+    #[arg(long, default_value_t = 32)]
+    pub active: usize,
+    /// Geometric decay of the selection weight within a group.
+    #[arg(long, default_value_t = 0.95)]
+    pub decay: f64,
     /// Also write every run's scores as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -217,7 +223,11 @@ fn mean_std(v: &[f64]) -> (f64, f64) {
 
 /// Runs the sweep and returns one result per alpha.
 pub fn sweep(args: &SynthArgs, mut log: impl Write) -> Result<Vec<ArmResult>, TrainError> {
-    let spec = SynthSpec::default();
+    let spec = SynthSpec {
+        active: args.active,
+        decay: args.decay,
+        ..SynthSpec::default()
+    };
     let mut arms: Vec<ArmResult> = args
         .alphas
         .iter()
@@ -302,7 +312,8 @@ pub fn run(args: SynthArgs) -> Result<(), TrainError> {
     let n = arms.first().map(|a| a.scores.len()).unwrap_or(0);
     println!(
         "Known-feature experiment: {} seeds x {} SAEs = {n} values per cell (mean ± std); \
-         {} steps, batch {}, lr {}, d_sae {}, k {}, MMCS {:?}, backend {}.\n",
+         {} steps, batch {}, lr {}, d_sae {}, k {}, {} active of a group (decay {}), MMCS {:?}, \
+         backend {}.\n",
         args.seeds,
         args.n_saes,
         args.steps,
@@ -310,6 +321,8 @@ pub fn run(args: SynthArgs) -> Result<(), TrainError> {
         args.lr,
         args.d_sae,
         args.k,
+        args.active,
+        args.decay,
         args.mmcs,
         args.backend
     );

@@ -86,12 +86,11 @@ pub fn train(
 ) -> Result<TrainOutcome, TrainError> {
     train_set.validate("training set")?;
     val_set.validate("validation set")?;
-    let device = backend.device()?;
     train_with(
         cfg,
         &mut &*train_set,
         &mut &*val_set,
-        &device,
+        backend,
         TrainOptions::default(),
     )
 }
@@ -127,15 +126,30 @@ pub struct Trainer {
     /// Steps completed.
     pub step: usize,
     device: Device,
+    host_select: bool,
     pairs: Vec<(usize, usize)>,
     hungarian_cache: Option<Matching>,
 }
 
 impl Trainer {
-    /// Fresh seeded state; `data_mean` initialises `b_dec`.
-    pub fn new(cfg: &TrainConfig, data_mean: &[f32], device: &Device) -> Result<Self, TrainError> {
+    /// Fresh seeded state on `backend`; `data_mean` initialises `b_dec`.
+    ///
+    /// CPU backends make the TopK selection on the host (their `topk` sorts every row); wgpu
+    /// makes it on the device. Both apply the same rule, which the parity tests check.
+    pub fn new(
+        cfg: &TrainConfig,
+        data_mean: &[f32],
+        backend: BackendKind,
+    ) -> Result<Self, TrainError> {
         cfg.validate()?;
-        let device = device.clone().without_autodiff();
+        if data_mean.len() != cfg.d_in {
+            return Err(TrainError::Config(format!(
+                "data mean has length {} but d_in is {}",
+                data_mean.len(),
+                cfg.d_in
+            )));
+        }
+        let device = backend.device()?;
         let stack = SaeStack::init(cfg, data_mean, &device);
         let adam = Adam::new(&stack.params());
         Ok(Self {
@@ -146,6 +160,7 @@ impl Trainer {
             pairs: mfr::pairs(cfg.n_saes),
             hungarian_cache: None,
             device,
+            host_select: backend != BackendKind::Wgpu,
             stack,
         })
     }
@@ -167,7 +182,7 @@ impl Trainer {
         let x = self.batch_tensor(inputs);
         let t = self.batch_tensor(targets);
         let tracked = self.stack.tracked();
-        let fwd = tracked.forward(x, cfg.k, cfg.activation);
+        let fwd = tracked.forward(x, cfg.k, cfg.activation, self.host_select);
         let mse = mse_per_sae(fwd.x_hat.clone(), t.clone());
         let mut total = mse.clone().sum();
         let auxk = if cfg.auxk_alpha > 0.0 {
@@ -249,13 +264,26 @@ impl Trainer {
             stack.w_dec = Some(normalize_rows(d));
         }
         self.stack = stack;
-        let fired = c
-            .fwd
-            .mask
-            .clone()
-            .sum_dim(1)
-            .try_into_vec_as::<f32>()
-            .expect("reading firing counts");
+        let fired = match &c.fwd.mask_host {
+            Some(m) => {
+                let (b, ds) = (m.len() / (cfg.n_saes * cfg.d_sae), cfg.d_sae);
+                let mut f = vec![0f32; cfg.n_saes * ds];
+                for (r, row) in m.chunks_exact(ds).enumerate() {
+                    let sae = r / b;
+                    for (acc, &v) in f[sae * ds..(sae + 1) * ds].iter_mut().zip(row) {
+                        *acc += v;
+                    }
+                }
+                f
+            }
+            None => c
+                .fwd
+                .mask
+                .clone()
+                .sum_dim(1)
+                .try_into_vec_as::<f32>()
+                .expect("reading firing counts"),
+        };
         self.dead.update(&fired);
         self.step += 1;
     }
@@ -335,9 +363,12 @@ impl Trainer {
         for start in (0..n_rows).step_by(bs) {
             let idx: Vec<usize> = (start..(start + bs).min(n_rows)).collect();
             val.read_rows(&idx, &mut xi, &mut ti)?;
-            let fwd = self
-                .stack
-                .forward(self.batch_tensor(&xi), self.cfg.k, self.cfg.activation);
+            let fwd = self.stack.forward(
+                self.batch_tensor(&xi),
+                self.cfg.k,
+                self.cfg.activation,
+                self.host_select,
+            );
             let b = idx.len();
             let err = fwd
                 .x_hat
@@ -437,7 +468,7 @@ pub fn train_with(
     cfg: &TrainConfig,
     train_src: &mut dyn BatchSource,
     val_src: &mut dyn BatchSource,
-    device: &Device,
+    backend: BackendKind,
     mut opts: TrainOptions<'_>,
 ) -> Result<TrainOutcome, TrainError> {
     cfg.validate()?;
@@ -461,7 +492,7 @@ pub fn train_with(
     let head: Vec<usize> = (0..train_src.len().min(4096)).collect();
     train_src.read_rows(&head, &mut xi, &mut ti)?;
     let mean = column_means(&ti, cfg.d_in);
-    let mut trainer = Trainer::new(cfg, &mean, device)?;
+    let mut trainer = Trainer::new(cfg, &mean, backend)?;
     let mut sampler = Sampler::new(train_src.len(), cfg.seed);
     if let Some(path) = &opts.resume {
         let ck = checkpoint::read(path)?;
@@ -550,4 +581,146 @@ pub fn train_with(
         metrics,
         steps_run,
     })
+}
+
+#[cfg(test)]
+mod profile {
+    use super::*;
+    use crate::rng::Rng;
+    use std::time::Instant;
+
+    #[test]
+    #[ignore]
+    fn profile_step() {
+        let backend = match std::env::var("BK").as_deref() {
+            Ok("ndarray") => BackendKind::Ndarray,
+            Ok("wgpu") => BackendKind::Wgpu,
+            _ => BackendKind::Flex,
+        };
+        let cfg = TrainConfig::new(256, 512, 16)
+            .with_n_saes(3)
+            .with_batch_size(256)
+            .with_mfr_alpha(1e-3)
+            .with_mfr_warmup(0)
+            .with_steps(1000);
+        let mut tr = Trainer::new(&cfg, &vec![0.0; 256], backend).unwrap();
+        let mut rng = Rng::new(1);
+        let x: Vec<f32> = (0..256 * 256).map(|_| rng.normal() as f32).collect();
+        for _ in 0..3 {
+            let c = tr.compute(&x, &x);
+            tr.apply(&c);
+        }
+        let sync = |t: Tensor<3>| {
+            let _ = t.slice([0..1, 0..1, 0..1]).into_data();
+        };
+        let reps = 5;
+        let mut acc = [0f64; 8];
+        for _ in 0..reps {
+            let t0 = Instant::now();
+            let xt = tr.batch_tensor(&x);
+            let tracked = tr.stack.tracked();
+            let pre = tracked.encode_pre(xt.clone());
+            sync(pre.clone());
+            let t1 = Instant::now();
+            let vals = pre
+                .clone()
+                .without_autodiff()
+                .try_into_vec_as::<f32>()
+                .unwrap();
+            let m = crate::train::topk::topk_mask_host(&vals, 512, 16, None);
+            let mask = Tensor::<3>::from_data(TensorData::new(m, [3, 256, 512]), &tr.device);
+            sync(mask.clone());
+            let t2 = Instant::now();
+            let z = burn::tensor::activation::relu(pre.clone()).mul(mask);
+            let dec = tracked.decoder();
+            let x_hat = z.matmul(dec.clone()).add(tracked.b_dec.clone());
+            let mse = mse_per_sae(x_hat, xt.clone());
+            sync(mse.clone().reshape([3, 1, 1]));
+            let t3 = Instant::now();
+            let dn = normalize_rows(dec.clone());
+            let cos = mfr::cosines(dn.clone().without_autodiff(), &tr.pairs);
+            sync(cos.clone());
+            let t4 = Instant::now();
+            let m = mfr::max_matching(cos);
+            let mm = mfr::matched_mmcs(dn, &tr.pairs, &m);
+            let total = mse.sum().add(mfr::penalty(mm).mul_scalar(1e-3));
+            sync(total.clone().reshape([1, 1, 1]));
+            let t5 = Instant::now();
+            let g = total.backward();
+            let grads: Vec<Tensor<3>> = tracked
+                .params()
+                .iter()
+                .map(|p| p.grad(&g).unwrap())
+                .collect();
+            sync(grads[0].clone());
+            let t6 = Instant::now();
+            let c = tr.compute(&x, &x);
+            let t7 = Instant::now();
+            tr.apply(&c);
+            let t8 = Instant::now();
+            for (a, d) in acc.iter_mut().zip([
+                t1 - t0,
+                t2 - t1,
+                t3 - t2,
+                t4 - t3,
+                t5 - t4,
+                t6 - t5,
+                t7 - t6,
+                t8 - t7,
+            ]) {
+                *a += d.as_secs_f64() * 1e3 / reps as f64;
+            }
+        }
+        // Micro-benchmarks of the pieces of the matched MMCS.
+        let dn = normalize_rows(tr.stack.decoder());
+        let cos = mfr::cosines(dn.clone(), &tr.pairs);
+        sync(cos.clone());
+        let time = |name: &str, f: &dyn Fn()| {
+            let t = Instant::now();
+            for _ in 0..reps {
+                f();
+            }
+            eprintln!(
+                "  {name}: {:.2} ms",
+                t.elapsed().as_secs_f64() * 1e3 / reps as f64
+            );
+        };
+        time("argmax dim 2", &|| {
+            let _ = cos.clone().argmax(2).into_data();
+        });
+        time("argmax dim 1", &|| {
+            let _ = cos.clone().argmax(1).into_data();
+        });
+        let m = mfr::max_matching(cos.clone());
+        time("matched (plain)", &|| {
+            let _ = mfr::matched_mmcs(dn.clone(), &tr.pairs, &m).into_data();
+        });
+        time("topk values", &|| {
+            let _ = cos.clone().topk(16, 2).into_data();
+        });
+        time("mse-only backward", &|| {
+            let tracked = tr.stack.tracked();
+            let f = tracked.forward(tr.batch_tensor(&x), 16, ActivationKind::TopkRelu, true);
+            let g = mse_per_sae(f.x_hat, tr.batch_tensor(&x)).sum().backward();
+            let _ = tracked.w_enc.grad(&g).unwrap().into_data();
+        });
+        time("mfr-only backward", &|| {
+            let tracked = tr.stack.tracked();
+            let dn = normalize_rows(tracked.decoder());
+            let mm = mfr::matched_mmcs(dn, &tr.pairs, &m);
+            let g = mfr::penalty(mm).backward();
+            let _ = tracked
+                .w_dec
+                .as_ref()
+                .unwrap()
+                .grad(&g)
+                .unwrap()
+                .into_data();
+        });
+        eprintln!(
+            "{backend}: encode {:.1} topk {:.1} decode+mse {:.1} cosines {:.1} matched {:.1} \
+             backward {:.1} | full compute {:.1} apply {:.1} ms",
+            acc[0], acc[1], acc[2], acc[3], acc[4], acc[5], acc[6], acc[7]
+        );
+    }
 }

@@ -59,12 +59,10 @@ struct StepTrace {
 }
 
 fn trace(backend: BackendKind, cfg: &TrainConfig, steps: usize) -> Vec<StepTrace> {
-    let device = backend
-        .device()
-        .unwrap_or_else(|e| panic!("backend {backend} is required by the parity suite: {e}"));
     let d = cfg.d_in;
     let mean = vec![0.05f32; d];
-    let mut tr = Trainer::new(cfg, &mean, &device).expect("trainer");
+    let mut tr = Trainer::new(cfg, &mean, backend)
+        .unwrap_or_else(|e| panic!("backend {backend} is required by the parity suite: {e}"));
     let mut out = Vec::new();
     for s in 0..steps {
         let x = random_rows(cfg.batch_size, d, 100 + s as u64);
@@ -112,6 +110,7 @@ fn trace(backend: BackendKind, cfg: &TrainConfig, steps: usize) -> Vec<StepTrace
 const TOL: f64 = 1e-4;
 
 fn assert_parity(a: &[StepTrace], b: &[StepTrace], what: &str) {
+    let mut worst = [0f64; 3]; // forward/loss, gradients, weights
     for (s, (x, y)) in a.iter().zip(b).enumerate() {
         assert_eq!(x.mask, y.mask, "{what} step {s}: TopK selections differ");
         let checks: Vec<(&str, &[f32], &[f32])> = vec![
@@ -122,6 +121,8 @@ fn assert_parity(a: &[StepTrace], b: &[StepTrace], what: &str) {
         ];
         for (name, p, q) in checks {
             let r = rel_diff(p, q);
+            let slot = if name == "weights" { 2 } else { 0 };
+            worst[slot] = worst[slot].max(r);
             assert!(r <= TOL, "{what} step {s}: {name} rel diff {r:e} > {TOL:e}");
         }
         assert_eq!(
@@ -142,9 +143,14 @@ fn assert_parity(a: &[StepTrace], b: &[StepTrace], what: &str) {
         }
         for (i, (p, q)) in x.grads.iter().zip(&y.grads).enumerate() {
             let r = rel_diff(p, q);
+            worst[1] = worst[1].max(r);
             assert!(r <= TOL, "{what} step {s}: gradient {i} rel diff {r:e}");
         }
     }
+    eprintln!(
+        "parity {what}: worst rel diff forward/loss {:.1e}, gradients {:.1e}, weights {:.1e}",
+        worst[0], worst[1], worst[2]
+    );
 }
 
 fn parity(mmcs: MmcsKind, activation: ActivationKind, other: BackendKind) {
@@ -203,8 +209,7 @@ fn parity_wgpu_flex_signed() {
 #[test]
 fn decoder_rows_stay_unit_norm() {
     let cfg = small_cfg(MmcsKind::Max, ActivationKind::TopkRelu).with_lr(5e-2);
-    let device = BackendKind::Flex.device().unwrap();
-    let mut tr = Trainer::new(&cfg, &[0.0; 16], &device).unwrap();
+    let mut tr = Trainer::new(&cfg, &[0.0; 16], BackendKind::Flex).unwrap();
     for s in 0..5 {
         let x = random_rows(8, 16, s);
         let c = tr.compute(&x, &x);
@@ -330,14 +335,13 @@ fn resume_reaches_the_same_weights_bitwise() {
     let rows = random_rows(256, 16, 3);
     let data = Dataset::reconstruction(rows, 16);
     let cfg = small_cfg(MmcsKind::Hungarian, ActivationKind::TopkRelu).with_steps(12);
-    let device = BackendKind::Flex.device().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let ck = dir.path().join("run.ckpt");
     let full = train_with(
         &cfg,
         &mut &data,
         &mut &data,
-        &device,
+        BackendKind::Flex,
         TrainOptions::default(),
     )
     .unwrap();
@@ -346,14 +350,14 @@ fn resume_reaches_the_same_weights_bitwise() {
         stop_after: Some(7),
         ..Default::default()
     };
-    let first = train_with(&cfg, &mut &data, &mut &data, &device, opts).unwrap();
+    let first = train_with(&cfg, &mut &data, &mut &data, BackendKind::Flex, opts).unwrap();
     assert_eq!(first.steps_run, 7);
     // The last checkpoint is at step 6: the resumed run redoes step 6 onwards.
     let opts = TrainOptions {
         resume: Some(ck.clone()),
         ..Default::default()
     };
-    let resumed = train_with(&cfg, &mut &data, &mut &data, &device, opts).unwrap();
+    let resumed = train_with(&cfg, &mut &data, &mut &data, BackendKind::Flex, opts).unwrap();
     assert_eq!(resumed.steps_run, 6);
     // Bitwise: flex is deterministic, and the checkpoint holds the complete state.
     assert_eq!(resumed.saes, full.saes);
@@ -363,20 +367,19 @@ fn resume_reaches_the_same_weights_bitwise() {
 fn resume_rejects_a_different_configuration() {
     let data = Dataset::reconstruction(random_rows(64, 16, 4), 16);
     let cfg = small_cfg(MmcsKind::Max, ActivationKind::TopkRelu).with_steps(3);
-    let device = BackendKind::Flex.device().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let ck = dir.path().join("a.ckpt");
     let opts = TrainOptions {
         checkpoint: Some((ck.clone(), 1)),
         ..Default::default()
     };
-    train_with(&cfg, &mut &data, &mut &data, &device, opts).unwrap();
+    train_with(&cfg, &mut &data, &mut &data, BackendKind::Flex, opts).unwrap();
     let other = cfg.clone().with_seed(43);
     let opts = TrainOptions {
         resume: Some(ck),
         ..Default::default()
     };
-    let err = train_with(&other, &mut &data, &mut &data, &device, opts).unwrap_err();
+    let err = train_with(&other, &mut &data, &mut &data, BackendKind::Flex, opts).unwrap_err();
     assert!(err.to_string().contains("different configuration"), "{err}");
 }
 
@@ -384,10 +387,8 @@ fn resume_rejects_a_different_configuration() {
 fn core_matches_burn(backend: BackendKind, activation: ActivationKind) {
     use mfr_eeg::train::export::{ExportInfo, export_sae};
     let cfg = small_cfg(MmcsKind::Max, activation);
-    let device = backend
-        .device()
+    let mut tr = Trainer::new(&cfg, &[0.1; 16], backend)
         .unwrap_or_else(|e| panic!("backend {backend} is required: {e}"));
-    let mut tr = Trainer::new(&cfg, &[0.1; 16], &device).unwrap();
     for s in 0..3 {
         let x = random_rows(8, 16, 200 + s);
         let c = tr.compute(&x, &x);
@@ -418,6 +419,7 @@ fn core_matches_burn(backend: BackendKind, activation: ActivationKind) {
         ),
         cfg.k,
         cfg.activation,
+        false,
     );
     let x_hat = fwd.x_hat.try_into_vec_as::<f32>().unwrap();
     let mask = fwd.mask.try_into_vec_as::<f32>().unwrap();

@@ -80,31 +80,63 @@ pub fn hungarian_matching(cos: Tensor<3>) -> Matching {
     Matching::OneToOne { a_to_b }
 }
 
-fn gather_rows(t: Tensor<3>, idx: Tensor<3, Int>) -> Tensor<3> {
-    let dims = t.dims();
-    t.gather(1, idx.expand(dims))
+/// Row indices into the flattened `[N * d_sae, d_in]` dictionaries: `base[p] * s + idx[p, r]`.
+fn flat_rows(idx: Tensor<3, Int>, base: &[usize], s: usize) -> Tensor<1, Int> {
+    let p = base.len();
+    let device = idx.device();
+    let offs = int1(
+        base.iter().flat_map(|&b| std::iter::repeat_n(b * s, s)),
+        &device,
+    );
+    idx.reshape([p * s]).add(offs)
+}
+
+/// Row indices `base[p] * s + r` for every pair `p` and row `r`.
+fn own_rows(base: &[usize], s: usize, device: &Device) -> Tensor<1, Int> {
+    int1(
+        base.iter().flat_map(|&b| (0..s).map(move |r| b * s + r)),
+        device,
+    )
 }
 
 /// MMCS of every pair `[P]`, evaluated through the matched atoms of `dn` (row-normalised
 /// dictionaries `[N, d_sae, d_in]`, may carry autodiff).
+///
+/// Matched rows are picked from the flattened dictionaries with 1-D row selects (copies of
+/// whole rows, and row scatter-adds in the backward pass), which CPU backends do far faster
+/// than a gather with a broadcast index.
 pub fn matched_mmcs(dn: Tensor<3>, pairs: &[(usize, usize)], matching: &Matching) -> Tensor<1> {
     let p = pairs.len();
-    let (a, b) = sides(dn, pairs);
+    let [n, s, d] = dn.dims();
+    let device = dn.device();
+    let flat = dn.reshape([n * s, d]);
+    let first: Vec<usize> = pairs.iter().map(|q| q.0).collect();
+    let second: Vec<usize> = pairs.iter().map(|q| q.1).collect();
+    let dot = |rows: Tensor<1, Int>, other: Tensor<1, Int>| {
+        flat.clone()
+            .select(0, rows)
+            .mul(flat.clone().select(0, other))
+            .sum_dim(1)
+            .reshape([p, s])
+            .mean_dim(1)
+            .reshape([p])
+    };
     match matching {
         Matching::Max { a_to_b, b_to_a } => {
-            let s_ab = a
-                .clone()
-                .mul(gather_rows(b.clone(), a_to_b.clone()))
-                .sum_dim(2)
-                .mean_dim(1);
-            let s_ba = b.mul(gather_rows(a, b_to_a.clone())).sum_dim(2).mean_dim(1);
-            s_ab.add(s_ba).mul_scalar(0.5).reshape([p])
+            let s_ab = dot(
+                own_rows(&first, s, &device),
+                flat_rows(a_to_b.clone(), &second, s),
+            );
+            let s_ba = dot(
+                own_rows(&second, s, &device),
+                flat_rows(b_to_a.clone(), &first, s),
+            );
+            s_ab.add(s_ba).mul_scalar(0.5)
         }
-        Matching::OneToOne { a_to_b } => a
-            .mul(gather_rows(b, a_to_b.clone()))
-            .sum_dim(2)
-            .mean_dim(1)
-            .reshape([p]),
+        Matching::OneToOne { a_to_b } => dot(
+            own_rows(&first, s, &device),
+            flat_rows(a_to_b.clone(), &second, s),
+        ),
     }
 }
 
