@@ -14,6 +14,12 @@ use super::{parse_band, parse_notch};
 /// The default model, relative to the repository root.
 pub const DEFAULT_MODEL: &str = "models/general-256hz.safetensors";
 
+/// The default model's bytes, embedded so the binary works from any directory.
+static DEFAULT_MODEL_BYTES: &[u8] = include_bytes!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/models/general-256hz.safetensors"
+));
+
 /// Arguments of `mfr-eeg denoise`.
 #[derive(Debug, clap::Args)]
 pub struct DenoiseArgs {
@@ -22,7 +28,8 @@ pub struct DenoiseArgs {
     /// Output file: a copy of the input with the denoised channels replaced (written to a
     /// temporary file and renamed; must not be the input).
     pub output: PathBuf,
-    /// Model file (default: the shipped models/general-256hz.safetensors).
+    /// Model file (default: the shipped models/general-256hz.safetensors, embedded in the
+    /// binary).
     #[arg(long, value_name = "PATH")]
     pub model: Option<PathBuf>,
     /// Channels to denoise, comma-separated labels (default: every EEG channel, i.e. voltage
@@ -50,22 +57,12 @@ pub struct DenoiseArgs {
     pub threads: usize,
 }
 
-/// Loads `--model`, or the default model when none is given.
+/// Loads `--model`, or the embedded default model when none is given.
 pub fn load_model(path: Option<&Path>) -> anyhow::Result<Model> {
     match path {
         Some(p) => Model::load(p).with_context(|| format!("cannot load model {}", p.display())),
-        None => {
-            // Until the shipped model is embedded, it is read from the source tree.
-            let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_MODEL);
-            if !p.is_file() {
-                anyhow::bail!(
-                    "no --model given and the default model {} is missing; pass --model PATH",
-                    p.display()
-                );
-            }
-            Model::load(&p)
-                .with_context(|| format!("cannot load the default model {}", p.display()))
-        }
+        None => Model::from_bytes(DEFAULT_MODEL_BYTES.to_vec())
+            .with_context(|| format!("the embedded default model {DEFAULT_MODEL} is invalid")),
     }
 }
 
