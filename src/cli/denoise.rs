@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use mfr_eeg::denoise::{DenoiseOptions, DenoiseSummary, Progress, denoise_file};
 use mfr_eeg::model::Model;
 
-use super::{parse_band, parse_notch};
+use super::{outln, parse_band, parse_notch, write_stdout};
 
 /// The default model, relative to the repository root.
 pub const DEFAULT_MODEL: &str = "models/general-256hz.safetensors";
@@ -107,18 +107,24 @@ pub fn run(a: DenoiseArgs) -> anyhow::Result<()> {
     let result = denoise_file(&a.input, &a.output, &model, &opts, &progress);
     bar.finish_and_clear();
     let summary = result?;
-    print_summary(&summary, &model, &a);
-    Ok(())
+    write_stdout(&summary_text(&summary, &model, &a))
 }
 
-fn print_summary(s: &DenoiseSummary, model: &Model, a: &DenoiseArgs) {
+fn summary_text(s: &DenoiseSummary, model: &Model, a: &DenoiseArgs) -> String {
+    let mut out = String::new();
     let m = model.meta();
     let name = a
         .model
         .as_ref()
         .map_or_else(|| DEFAULT_MODEL.to_string(), |p| p.display().to_string());
-    println!("denoised {} -> {}", s.input.display(), s.output.display());
-    println!(
+    outln!(
+        out,
+        "denoised {} -> {}",
+        s.input.display(),
+        s.output.display()
+    );
+    outln!(
+        out,
         "  model       {name} (window {} samples, hop {}, k {} of {}, {} Hz, {})",
         m.d_in,
         m.hop,
@@ -136,7 +142,8 @@ fn print_summary(s: &DenoiseSummary, model: &Model, a: &DenoiseArgs) {
     rates.sort_by(f64::total_cmp);
     rates.dedup();
     let rates: Vec<String> = rates.iter().map(|r| format!("{r} Hz")).collect();
-    println!(
+    outln!(
+        out,
         "  channels    {} cleaned at {}{}",
         s.channels.len(),
         rates.join(", "),
@@ -167,11 +174,13 @@ fn print_summary(s: &DenoiseSummary, model: &Model, a: &DenoiseArgs) {
         ));
     }
     if !pre.is_empty() {
-        println!("  prefilter   {} (zero-phase)", pre.join(", "));
+        outln!(out, "  prefilter   {} (zero-phase)", pre.join(", "));
     }
-    println!(
+    outln!(
+        out,
         "  samples     {} ({:.1} s of recording)",
-        s.samples, s.recording_seconds
+        s.samples,
+        s.recording_seconds
     );
     let clipped: Vec<String> = s
         .channels
@@ -180,9 +189,10 @@ fn print_summary(s: &DenoiseSummary, model: &Model, a: &DenoiseArgs) {
         .map(|c| format!("{} {}", c.label, c.clipped))
         .collect();
     if clipped.is_empty() {
-        println!("  clipped     0 samples");
+        outln!(out, "  clipped     0 samples");
     } else {
-        println!(
+        outln!(
+            out,
             "  clipped     {} samples to the channel's physical range ({})",
             s.clipped,
             clipped.join(", ")
@@ -190,20 +200,24 @@ fn print_summary(s: &DenoiseSummary, model: &Model, a: &DenoiseArgs) {
     }
     let f = s.faults();
     if f.input_samples > 0 || f.windows > 0 {
-        println!(
+        outln!(
+            out,
             "  repaired    {} non-finite input samples, {} windows passed through",
-            f.input_samples, f.windows
+            f.input_samples,
+            f.windows
         );
     }
-    println!(
+    outln!(
+        out,
         "  time        {:.2} s ({:.0}x real time)",
         s.elapsed_seconds,
         s.x_real_time()
     );
     if let Some(w) = &a.wav {
-        println!("  wav         {}", w.display());
+        outln!(out, "  wav         {}", w.display());
     }
     for n in &s.notes {
-        println!("  note        {n}");
+        outln!(out, "  note        {n}");
     }
+    out
 }

@@ -660,3 +660,18 @@ fn default_model_is_embedded_and_used_without_model_flag() {
     assert!(x.iter().zip(&y).any(|(a, b)| (a - b).abs() > 1.0));
     assert!(y.iter().all(|v| v.is_finite()));
 }
+
+#[test]
+fn closed_stdout_pipe_is_not_a_panic() {
+    // `mfr-eeg inspect f.edf | head -3`: the reader goes away; the CLI must end quietly.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let o = bin()
+        .args(["inspect", EEGMMIDB])
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
