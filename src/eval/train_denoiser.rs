@@ -287,7 +287,10 @@ pub fn run(a: TrainDenoiserArgs) -> Result<(), EvalError> {
     } else {
         a.hops.clone()
     };
-    if hops.iter().any(|&h| h == 0 || h > d_in || !d_in.is_multiple_of(h)) {
+    if hops
+        .iter()
+        .any(|&h| h == 0 || h > d_in || !d_in.is_multiple_of(h))
+    {
         return Err(EvalError::Invalid(format!(
             "hops must divide d_in {d_in}: {hops:?}"
         )));
