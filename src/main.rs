@@ -37,6 +37,9 @@ enum Command {
     /// The MFR paper's known-feature experiment: an alpha sweep over seeds, printed as a table.
     #[cfg(feature = "train")]
     SynthFeatures(mfr_eeg::train::synth_features::SynthArgs),
+    /// Train denoising SAEs on the benchmark corpus (alpha sweep over seeds), export to models/.
+    #[cfg(feature = "train")]
+    TrainDenoiser(mfr_eeg::eval::train_denoiser::TrainDenoiserArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -50,6 +53,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(a) => Ok(mfr_eeg::train::cli::run(a)?),
         #[cfg(feature = "train")]
         Command::SynthFeatures(a) => Ok(mfr_eeg::train::synth_features::run(a)?),
+        #[cfg(feature = "train")]
+        Command::TrainDenoiser(a) => Ok(mfr_eeg::eval::train_denoiser::run(a)?),
     }
 }
 

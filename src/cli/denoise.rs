@@ -9,10 +9,16 @@ use indicatif::{ProgressBar, ProgressStyle};
 use mfr_eeg::denoise::{DenoiseOptions, DenoiseSummary, Progress, denoise_file};
 use mfr_eeg::model::Model;
 
-use super::{parse_band, parse_notch};
+use super::{outln, parse_band, parse_notch, write_stdout};
 
 /// The default model, relative to the repository root.
 pub const DEFAULT_MODEL: &str = "models/general-256hz.safetensors";
+
+/// The default model's bytes, embedded so the binary works from any directory.
+static DEFAULT_MODEL_BYTES: &[u8] = include_bytes!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/models/general-256hz.safetensors"
+));
 
 /// Arguments of `mfr-eeg denoise`.
 #[derive(Debug, clap::Args)]
@@ -22,7 +28,8 @@ pub struct DenoiseArgs {
     /// Output file: a copy of the input with the denoised channels replaced (written to a
     /// temporary file and renamed; must not be the input).
     pub output: PathBuf,
-    /// Model file (default: the shipped models/general-256hz.safetensors).
+    /// Model file (default: the shipped models/general-256hz.safetensors, embedded in the
+    /// binary).
     #[arg(long, value_name = "PATH")]
     pub model: Option<PathBuf>,
     /// Channels to denoise, comma-separated labels (default: every EEG channel, i.e. voltage
@@ -50,22 +57,12 @@ pub struct DenoiseArgs {
     pub threads: usize,
 }
 
-/// Loads `--model`, or the default model when none is given.
+/// Loads `--model`, or the embedded default model when none is given.
 pub fn load_model(path: Option<&Path>) -> anyhow::Result<Model> {
     match path {
         Some(p) => Model::load(p).with_context(|| format!("cannot load model {}", p.display())),
-        None => {
-            // Until the shipped model is embedded, it is read from the source tree.
-            let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_MODEL);
-            if !p.is_file() {
-                anyhow::bail!(
-                    "no --model given and the default model {} is missing; pass --model PATH",
-                    p.display()
-                );
-            }
-            Model::load(&p)
-                .with_context(|| format!("cannot load the default model {}", p.display()))
-        }
+        None => Model::from_bytes(DEFAULT_MODEL_BYTES.to_vec())
+            .with_context(|| format!("the embedded default model {DEFAULT_MODEL} is invalid")),
     }
 }
 
@@ -110,18 +107,24 @@ pub fn run(a: DenoiseArgs) -> anyhow::Result<()> {
     let result = denoise_file(&a.input, &a.output, &model, &opts, &progress);
     bar.finish_and_clear();
     let summary = result?;
-    print_summary(&summary, &model, &a);
-    Ok(())
+    write_stdout(&summary_text(&summary, &model, &a))
 }
 
-fn print_summary(s: &DenoiseSummary, model: &Model, a: &DenoiseArgs) {
+fn summary_text(s: &DenoiseSummary, model: &Model, a: &DenoiseArgs) -> String {
+    let mut out = String::new();
     let m = model.meta();
     let name = a
         .model
         .as_ref()
         .map_or_else(|| DEFAULT_MODEL.to_string(), |p| p.display().to_string());
-    println!("denoised {} -> {}", s.input.display(), s.output.display());
-    println!(
+    outln!(
+        out,
+        "denoised {} -> {}",
+        s.input.display(),
+        s.output.display()
+    );
+    outln!(
+        out,
         "  model       {name} (window {} samples, hop {}, k {} of {}, {} Hz, {})",
         m.d_in,
         m.hop,
@@ -139,7 +142,8 @@ fn print_summary(s: &DenoiseSummary, model: &Model, a: &DenoiseArgs) {
     rates.sort_by(f64::total_cmp);
     rates.dedup();
     let rates: Vec<String> = rates.iter().map(|r| format!("{r} Hz")).collect();
-    println!(
+    outln!(
+        out,
         "  channels    {} cleaned at {}{}",
         s.channels.len(),
         rates.join(", "),
@@ -170,11 +174,13 @@ fn print_summary(s: &DenoiseSummary, model: &Model, a: &DenoiseArgs) {
         ));
     }
     if !pre.is_empty() {
-        println!("  prefilter   {} (zero-phase)", pre.join(", "));
+        outln!(out, "  prefilter   {} (zero-phase)", pre.join(", "));
     }
-    println!(
+    outln!(
+        out,
         "  samples     {} ({:.1} s of recording)",
-        s.samples, s.recording_seconds
+        s.samples,
+        s.recording_seconds
     );
     let clipped: Vec<String> = s
         .channels
@@ -183,9 +189,10 @@ fn print_summary(s: &DenoiseSummary, model: &Model, a: &DenoiseArgs) {
         .map(|c| format!("{} {}", c.label, c.clipped))
         .collect();
     if clipped.is_empty() {
-        println!("  clipped     0 samples");
+        outln!(out, "  clipped     0 samples");
     } else {
-        println!(
+        outln!(
+            out,
             "  clipped     {} samples to the channel's physical range ({})",
             s.clipped,
             clipped.join(", ")
@@ -193,20 +200,24 @@ fn print_summary(s: &DenoiseSummary, model: &Model, a: &DenoiseArgs) {
     }
     let f = s.faults();
     if f.input_samples > 0 || f.windows > 0 {
-        println!(
+        outln!(
+            out,
             "  repaired    {} non-finite input samples, {} windows passed through",
-            f.input_samples, f.windows
+            f.input_samples,
+            f.windows
         );
     }
-    println!(
+    outln!(
+        out,
         "  time        {:.2} s ({:.0}x real time)",
         s.elapsed_seconds,
         s.x_real_time()
     );
     if let Some(w) = &a.wav {
-        println!("  wav         {}", w.display());
+        outln!(out, "  wav         {}", w.display());
     }
     for n in &s.notes {
-        println!("  note        {n}");
+        outln!(out, "  note        {n}");
     }
+    out
 }

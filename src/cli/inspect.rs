@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use mfr_eeg::io::edf::{EdfReader, Format, Plus, is_eeg};
 
+use super::{outln, write_stdout};
+
 /// Arguments of `mfr-eeg inspect`.
 #[derive(Debug, clap::Args)]
 pub struct InspectArgs {
@@ -26,12 +28,14 @@ pub fn run(a: InspectArgs) -> anyhow::Result<()> {
         (Format::Bdf, Plus::Discontinuous) => "BDF+D",
     };
     let duration = records as f64 * h.record_duration();
-    println!("file          {}", a.file.display());
-    println!("format        {kind}");
-    println!("patient       {}", h.patient());
-    println!("recording     {}", h.recording());
-    println!("start         {} {}", h.start_date(), h.start_time());
-    println!(
+    let mut out = String::new();
+    outln!(out, "file          {}", a.file.display());
+    outln!(out, "format        {kind}");
+    outln!(out, "patient       {}", h.patient());
+    outln!(out, "recording     {}", h.recording());
+    outln!(out, "start         {} {}", h.start_date(), h.start_time());
+    outln!(
+        out,
         "records       {records} x {} s = {duration} s ({})",
         h.record_duration(),
         hms(duration)
@@ -39,25 +43,40 @@ pub fn run(a: InspectArgs) -> anyhow::Result<()> {
     let signals = h.signals();
     let n_ann = h.annotation_channels().len();
     let n_eeg = signals.iter().filter(|s| is_eeg(s)).count();
-    println!(
+    outln!(
+        out,
         "signals       {} ({n_eeg} EEG by the default rule, {n_ann} annotation)",
         signals.len()
     );
-    println!("annotations   {annotations}");
-    println!();
-    println!(
+    outln!(out, "annotations   {annotations}");
+    outln!(out);
+    outln!(
+        out,
         "{:>3}  {:<16} {:>9} {:>5} {:>24} {:>18}  {:<4} prefilter",
-        "#", "label", "rate Hz", "unit", "physical min..max", "digital min..max", "EEG"
+        "#",
+        "label",
+        "rate Hz",
+        "unit",
+        "physical min..max",
+        "digital min..max",
+        "EEG"
     );
     for (i, s) in signals.iter().enumerate() {
         if s.is_annotation() {
-            println!(
+            outln!(
+                out,
                 "{i:>3}  {:<16} {:>9} {:>5} {:>24} {:>18}  {:<4}",
-                s.label, "-", "-", "-", "-", "-"
+                s.label,
+                "-",
+                "-",
+                "-",
+                "-",
+                "-"
             );
             continue;
         }
-        println!(
+        outln!(
+            out,
             "{i:>3}  {:<16} {:>9} {:>5} {:>24} {:>18}  {:<4} {}",
             s.label,
             trim_float(h.sample_rate(i)),
@@ -68,7 +87,7 @@ pub fn run(a: InspectArgs) -> anyhow::Result<()> {
             s.prefiltering
         );
     }
-    Ok(())
+    write_stdout(&out)
 }
 
 fn trim_float(v: f64) -> String {

@@ -11,6 +11,33 @@ pub const EXIT_DATA: u8 = 1;
 /// Exit code for a usage error (bad command line).
 pub const EXIT_USAGE: u8 = 2;
 
+/// Appends one formatted line to a `String` (output is collected, then written once by
+/// [`write_stdout`]).
+macro_rules! outln {
+    ($o:expr) => {
+        $o.push('\n')
+    };
+    ($o:expr, $($t:tt)*) => {{
+        use std::fmt::Write as _;
+        // Writing to a String cannot fail.
+        let _ = writeln!($o, $($t)*);
+    }};
+}
+pub(crate) use outln;
+
+/// Writes `text` to stdout. A closed pipe (`mfr-eeg inspect f.edf | head`) ends output
+/// quietly instead of panicking like `println!` would.
+pub fn write_stdout(text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(anyhow::Error::new(e).context("cannot write to stdout"))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// A command-line problem found after parsing (exit code 2).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]

@@ -7,7 +7,7 @@ use anyhow::Context;
 use mfr_eeg::io::edf::{EdfReader, check_output_is_not_input, select_channels};
 use mfr_eeg::plot::{Comparison, draw_comparison};
 
-use super::UsageError;
+use super::{UsageError, write_stdout};
 
 /// Arguments of `mfr-eeg plot`.
 #[derive(Debug, clap::Args)]
@@ -118,11 +118,10 @@ pub fn run(a: PlotArgs) -> anyhow::Result<()> {
         denoised: &den,
     };
     draw_comparison(&c, &a.output, a.size).with_context(|| format!("plotting channel {label}"))?;
-    println!(
-        "wrote {} ({label}, {:.2}-{:.2} s)",
+    write_stdout(&format!(
+        "wrote {} ({label}, {:.2}-{:.2} s)\n",
         a.output.display(),
         t0,
         t0 + raw.len() as f64 / fs
-    );
-    Ok(())
+    ))
 }

@@ -5,6 +5,10 @@
 //! - [`data`]: the seeded semi-synthetic generator (real EEG + physiological model, six
 //!   artifact families), the EEGdenoiseNet mixing protocol and leak-free splits.
 //! - [`npy`] and [`eegdenoisenet`]: loading EEGdenoiseNet's own `.npy` epoch files.
+//! - [`corpus`]: clean segments from every source, split once; training/test windows.
+//! - [`baselines`]: band-pass + notch (tuned on validation) and db4 wavelet thresholding.
+//! - [`harness`] and [`bench`]: `mfr-eeg bench` (quality, MFR vs no MFR, speed, figures).
+//! - `train_denoiser` (feature `train`): `mfr-eeg train-denoiser`, the shipped models.
 
 pub mod baselines;
 pub mod bench;
@@ -14,6 +18,8 @@ pub mod eegdenoisenet;
 pub mod harness;
 pub mod metrics;
 pub mod npy;
+#[cfg(feature = "train")]
+pub mod train_denoiser;
 pub mod welch;
 
 use std::path::PathBuf;

@@ -628,3 +628,50 @@ fn library_errors_name_file_and_channel() {
     assert!(matches!(e, DenoiseError::Options(_)), "{e}");
     assert!(!out.exists());
 }
+
+#[test]
+fn default_model_is_embedded_and_used_without_model_flag() {
+    // Run from an unrelated directory: the default model must come from the binary itself.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("clean.edf");
+    let o = bin()
+        .args(["denoise", EEGMMIDB])
+        .arg(&out)
+        .args(["--channels", "Fp1,Fp2"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("general-256hz"), "{text}");
+    assert!(text.contains("2 resampled to 256 Hz"), "{text}");
+    // The shipped model changes the signal (it is not an identity), yet stays in range.
+    let x = EdfReader::open(EEGMMIDB)
+        .unwrap()
+        .read_channels_physical(&[21])
+        .unwrap()
+        .remove(0);
+    let y = EdfReader::open(&out)
+        .unwrap()
+        .read_channels_physical(&[21])
+        .unwrap()
+        .remove(0);
+    assert_eq!(x.len(), y.len());
+    assert!(x.iter().zip(&y).any(|(a, b)| (a - b).abs() > 1.0));
+    assert!(y.iter().all(|v| v.is_finite()));
+}
+
+#[test]
+fn closed_stdout_pipe_is_not_a_panic() {
+    // `mfr-eeg inspect f.edf | head -3`: the reader goes away; the CLI must end quietly.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let o = bin()
+        .args(["inspect", EEGMMIDB])
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
