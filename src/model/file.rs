@@ -264,6 +264,38 @@ fn metadata(meta: &ModelMeta, version: u32) -> HashMap<String, String> {
     m
 }
 
+/// Rewrites the safetensors header with `__metadata__` keys in sorted order.
+///
+/// `safetensors::serialize` takes a `HashMap`, whose iteration order changes from run to run; a
+/// shipped model must be reproducible byte for byte from its training command.
+fn sort_metadata(bytes: Vec<u8>) -> Result<Vec<u8>, String> {
+    let bad = || "safetensors::serialize produced no valid header".to_owned();
+    let len_bytes: [u8; 8] = bytes
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(bad)?;
+    let n = usize::try_from(u64::from_le_bytes(len_bytes)).map_err(|_| bad())?;
+    let json = bytes.get(8..8 + n).ok_or_else(bad)?;
+    let mut header: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(json).map_err(|e| e.to_string())?;
+    if let Some(serde_json::Value::Object(meta)) = header.remove("__metadata__") {
+        let sorted: std::collections::BTreeMap<String, serde_json::Value> =
+            meta.into_iter().collect();
+        let sorted = serde_json::to_value(sorted).map_err(|e| e.to_string())?;
+        header.insert("__metadata__".into(), sorted);
+    }
+    let mut text = serde_json::to_string(&header).map_err(|e| e.to_string())?;
+    // Keep the data section 8-byte aligned, as safetensors itself does.
+    while text.len() % 8 != 0 {
+        text.push(' ');
+    }
+    let mut out = Vec::with_capacity(8 + text.len() + bytes.len() - 8 - n);
+    out.extend_from_slice(&(text.len() as u64).to_le_bytes());
+    out.extend_from_slice(text.as_bytes());
+    out.extend_from_slice(&bytes[8 + n..]);
+    Ok(out)
+}
+
 fn check_lengths(path: &Path, items: &[(&str, usize, usize)]) -> Result<(), ModelFileError> {
     for &(name, got, expected) in items {
         if got != expected {
@@ -293,6 +325,7 @@ fn serialize(
     }
     let bytes = safetensors::serialize(views, Some(metadata(meta, version)))
         .map_err(|e| werr(e.to_string()))?;
+    let bytes = sort_metadata(bytes).map_err(werr)?;
     // Never write what the reader would reject (NaN weights, k > d_sae, ...).
     Layout::parse(&bytes).map_err(|source| ModelFileError::Invalid {
         path: path.to_owned(),

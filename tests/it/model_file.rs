@@ -18,6 +18,26 @@ fn valid_meta() -> mfr_eeg::model::ModelMeta {
     m
 }
 
+/// Regression: metadata came from a `HashMap`, so two writes of the same model differed in
+/// key order and a retrained model was never byte-identical.
+#[test]
+fn writing_the_same_model_twice_gives_identical_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (
+        dir.path().join("a.safetensors"),
+        dir.path().join("b.safetensors"),
+    );
+    let m = valid_meta();
+    let t = random_tensors(5, 7, 13);
+    let mut files = Vec::new();
+    for path in [&a, &b] {
+        write_model(path, &m, &t).unwrap();
+        files.push(std::fs::read(path).unwrap());
+    }
+    assert_eq!(files[0], files[1]);
+    Model::load(&a).unwrap();
+}
+
 #[test]
 fn round_trip_through_a_file() {
     let dir = tempfile::tempdir().unwrap();
