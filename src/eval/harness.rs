@@ -381,6 +381,33 @@ fn level_tables(s: &mut String, rows: &[QualityRow], suffix: &str) -> Vec<String
     methods
 }
 
+/// [`acceptance`] over the EOG and EMG points, for reports: how many `candidate` wins on both
+/// RRMSE_t and CC, out of how many, and each lost point with the metric(s) it lost on.
+pub fn acceptance_summary(
+    rows: &[QualityRow],
+    candidate: &str,
+    baselines: &[&str],
+) -> (usize, usize, Vec<String>) {
+    let acc = acceptance(rows, candidate, baselines);
+    let eo: Vec<_> = acc
+        .iter()
+        .filter(|a| matches!(a.0, ArtifactKind::Eog | ArtifactKind::Emg))
+        .collect();
+    let pass = eo.iter().filter(|a| a.2 && a.3).count();
+    let fails = eo
+        .iter()
+        .filter(|a| !(a.2 && a.3))
+        .map(|a| {
+            let lost: Vec<&str> = [(!a.2, "RRMSE_t"), (!a.3, "CC")]
+                .into_iter()
+                .filter_map(|(l, m)| l.then_some(m))
+                .collect();
+            format!("{} {:.2} dB ({})", a.0.name(), a.1, lost.join(", "))
+        })
+        .collect();
+    (pass, eo.len(), fails)
+}
+
 /// For each (kind, level): does `candidate` beat every other non-reference method on both
 /// RRMSE_t (lower) and CC (higher)? Returns (kind, snr, rrmse ok, cc ok).
 pub fn acceptance(
@@ -489,30 +516,11 @@ impl Report {
                 .filter(|m| m.starts_with("band-pass") || m.starts_with("wavelet"))
                 .map(String::as_str)
                 .collect();
-            let acc = acceptance(&self.quality, c, &base);
-            let eo: Vec<_> = acc
-                .iter()
-                .filter(|a| matches!(a.0, ArtifactKind::Eog | ArtifactKind::Emg))
-                .collect();
-            let pass = eo.iter().filter(|a| a.2 && a.3).count();
+            let (pass, total, fails) = acceptance_summary(&self.quality, c, &base);
             let _ = writeln!(
                 s,
-                "\n## Acceptance\n\n`{c}` beats band-pass and wavelet on both RRMSE_t and CC at {pass} of {} (EOG/EMG x SNR) test points.",
-                eo.len()
+                "\n## Acceptance\n\n`{c}` beats band-pass and wavelet on both RRMSE_t and CC at {pass} of {total} (EOG/EMG x SNR) test points."
             );
-            let fails: Vec<String> = eo
-                .iter()
-                .filter(|a| !(a.2 && a.3))
-                .map(|a| {
-                    format!(
-                        "{} {:.2} dB ({}{})",
-                        a.0.name(),
-                        a.1,
-                        if a.2 { "" } else { "RRMSE_t " },
-                        if a.3 { "" } else { "CC" }
-                    )
-                })
-                .collect();
             if !fails.is_empty() {
                 let _ = writeln!(s, "Not beaten at: {}.", fails.join(", "));
             }

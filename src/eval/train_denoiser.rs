@@ -639,22 +639,11 @@ impl Card<'_> {
             .filter(|m| m != &name)
             .collect();
         let base: Vec<&str> = base.iter().map(String::as_str).collect();
-        let acc = super::harness::acceptance(&ev.rows, &name, &base);
-        let eo: Vec<_> = acc
-            .iter()
-            .filter(|x| matches!(x.0, ArtifactKind::Eog | ArtifactKind::Emg))
-            .collect();
-        let pass = eo.iter().filter(|x| x.2 && x.3).count();
+        let (pass, total, fails) = super::harness::acceptance_summary(&ev.rows, &name, &base);
         let _ = writeln!(
             s,
-            "\nBeats band-pass and wavelet on both RRMSE_t and CC at **{pass} of {}** EOG/EMG test SNR levels.",
-            eo.len()
+            "\nBeats band-pass and wavelet on both RRMSE_t and CC at **{pass} of {total}** EOG/EMG test SNR levels."
         );
-        let fails: Vec<String> = eo
-            .iter()
-            .filter(|x| !(x.2 && x.3))
-            .map(|x| format!("{} {:.2} dB", x.0.name(), x.1))
-            .collect();
         if !fails.is_empty() {
             let _ = writeln!(s, "Not beaten at: {}.", fails.join(", "));
         }
@@ -665,7 +654,7 @@ impl Card<'_> {
         );
         let _ = writeln!(
             s,
-            "Same machine class and backend give identical tensors and header content; raw bytes can differ only in the order of the JSON metadata keys (the model writer fills `__metadata__` from a hash map). The corpus, splits, artifacts, initialisation and batch order are all fixed by the data seed and the training seed. The full sweep that chose this run:\n"
+            "Same machine class and backend give identical bytes (the model writer sorts the metadata keys). The corpus, splits, artifacts, initialisation and batch order are all fixed by the data seed and the training seed. The full sweep that chose this run:\n"
         );
         let _ = writeln!(s, "```sh\n{}\n```", self.sweep_cmd);
         let _ = writeln!(

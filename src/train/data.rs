@@ -52,7 +52,7 @@ impl Dataset {
                 ),
             ));
         }
-        if self.inputs.len() % self.dim != 0 {
+        if !self.inputs.len().is_multiple_of(self.dim) {
             return Err(TrainError::data(
                 what,
                 format!(
@@ -158,7 +158,7 @@ impl Sampler {
 
     fn shuffle(&mut self) {
         self.perm = (0..self.n).collect();
-        Rng::derive(self.seed ^ 0xBA7C_4E5, self.epoch).shuffle(&mut self.perm);
+        Rng::derive(self.seed ^ 0x0BA7_C4E5, self.epoch).shuffle(&mut self.perm);
     }
 
     /// The next `batch` row indices (epochs wrap around).

@@ -228,7 +228,7 @@ impl Trainer {
         match self.cfg.mmcs {
             MmcsKind::Max => mfr::max_matching(mfr::cosines(dn, &self.pairs)),
             MmcsKind::Hungarian => {
-                let stale = self.step % self.cfg.hungarian_every != 0;
+                let stale = !self.step.is_multiple_of(self.cfg.hungarian_every);
                 match (&self.hungarian_cache, stale) {
                     (Some(m), true) => m.clone(),
                     _ => {

@@ -261,7 +261,7 @@ fn hungarian_matches_brute_force_on_float_matrices() {
             }
             for i in 0..k {
                 heap(k - 1, p, cost, n, best);
-                if k % 2 == 0 {
+                if k.is_multiple_of(2) {
                     p.swap(i, k - 1)
                 } else {
                     p.swap(0, k - 1)

@@ -39,6 +39,8 @@ pub fn cosines(dn: Tensor<3>, pairs: &[(usize, usize)]) -> Tensor<3> {
 }
 
 /// Which atoms are compared with which, per pair.
+// Tensors are cheap handles and one `Matching` exists per step: boxing a variant buys nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum Matching {
     /// Each atom of `D_i` to its most similar atom of `D_j` (`a_to_b`, `[P, d_sae, 1]`) and
