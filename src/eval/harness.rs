@@ -381,6 +381,27 @@ fn level_tables(s: &mut String, rows: &[QualityRow], suffix: &str) -> Vec<String
     methods
 }
 
+/// Writes the markdown table of SNR-averaged quality rows (artifact, method, metrics), in the
+/// order given; shared by the bench report and the model cards.
+pub fn average_table<'a>(s: &mut String, rows: impl IntoIterator<Item = &'a QualityRow>) {
+    let _ = writeln!(
+        s,
+        "| artifact | method | RRMSE_t | RRMSE_s | CC | SNR gain (dB) |\n|---|---|---|---|---|---|"
+    );
+    for r in rows {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {:.3} | {:.3} | {:.3} | {:.2} |",
+            r.kind.name(),
+            r.method,
+            r.rrmse_t,
+            r.rrmse_s,
+            r.cc,
+            r.snr_imp_db
+        );
+    }
+}
+
 /// [`acceptance`] over the EOG and EMG points, for reports: how many `candidate` wins on both
 /// RRMSE_t and CC, out of how many, and each lost point with the metric(s) it lost on.
 pub fn acceptance_summary(
@@ -467,25 +488,10 @@ impl Report {
             "Metrics as EEGdenoiseNet: RRMSE_t, RRMSE_s (Welch PSD, Hann, 50 % overlap, 1 s segments), CC, SNR improvement in its 10·log10(RMS ratio) convention.\n"
         );
         let _ = writeln!(s, "## Quality, averaged over the 10 SNR levels\n");
-        let _ = writeln!(
-            s,
-            "| artifact | method | RRMSE_t | RRMSE_s | CC | SNR gain (dB) |\n|---|---|---|---|---|---|"
-        );
         let mut avg: Vec<&QualityRow> =
             self.quality.iter().filter(|r| r.snr_db.is_none()).collect();
         avg.sort_by_key(|r| r.kind as u8);
-        for r in avg {
-            let _ = writeln!(
-                s,
-                "| {} | {} | {:.3} | {:.3} | {:.3} | {:.2} |",
-                r.kind.name(),
-                r.method,
-                r.rrmse_t,
-                r.rrmse_s,
-                r.cc,
-                r.snr_imp_db
-            );
-        }
+        average_table(&mut s, avg);
         let methods = level_tables(&mut s, &self.quality, "");
         for (fs, rows) in &self.other_rates {
             let _ = writeln!(

@@ -616,22 +616,7 @@ impl Card<'_> {
             s,
             "## Test split (2 s windows, 10 SNR levels per artifact)\n"
         );
-        let _ = writeln!(
-            s,
-            "| artifact | method | RRMSE_t | RRMSE_s | CC | SNR gain (dB) |\n|---|---|---|---|---|---|"
-        );
-        for r in ev.rows.iter().filter(|r| r.snr_db.is_none()) {
-            let _ = writeln!(
-                s,
-                "| {} | {} | {:.3} | {:.3} | {:.3} | {:.2} |",
-                r.kind.name(),
-                r.method,
-                r.rrmse_t,
-                r.rrmse_s,
-                r.cc,
-                r.snr_imp_db
-            );
-        }
+        super::harness::average_table(&mut s, ev.rows.iter().filter(|r| r.snr_db.is_none()));
         let base: Vec<String> = ev
             .rows
             .iter()

@@ -553,30 +553,33 @@ impl ::core::ops::Neg for C64 {
     }
 }
 
+/// Amplitude and in-phase (sine) coefficient of the `f_hz` tone in `y[range]`, by least squares
+/// against sin and cos (exact for a pure tone when the range spans whole cycles). Test support
+/// shared by the filter and resampler tests.
+#[cfg(test)]
+pub(crate) fn tone(y: &[f32], f_hz: f64, fs: f64, range: ::core::ops::Range<usize>) -> (f64, f64) {
+    use ::core::f64::consts::PI;
+    let (mut ss, mut sc, mut cc, mut ys, mut yc) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    for i in range {
+        let t = 2.0 * PI * f_hz * i as f64 / fs;
+        let (s, c) = (t.sin(), t.cos());
+        let v = f64::from(y[i]);
+        ss += s * s;
+        sc += s * c;
+        cc += c * c;
+        ys += v * s;
+        yc += v * c;
+    }
+    let det = ss * cc - sc * sc;
+    let a = (ys * cc - yc * sc) / det;
+    let b = (yc * ss - ys * sc) / det;
+    ((a * a + b * b).sqrt(), a)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use ::core::f64::consts::PI;
-
-    /// Amplitude and in-phase fraction of the `f_hz` component of `y[range]` by least squares
-    /// against sin and cos (the range spans whole cycles, so the fit is exact for a pure tone).
-    fn tone(y: &[f32], f_hz: f64, fs: f64, range: ::core::ops::Range<usize>) -> (f64, f64) {
-        let (mut ss, mut sc, mut cc, mut ys, mut yc) = (0.0, 0.0, 0.0, 0.0, 0.0);
-        for i in range {
-            let t = 2.0 * PI * f_hz * i as f64 / fs;
-            let (s, c) = (t.sin(), t.cos());
-            let v = f64::from(y[i]);
-            ss += s * s;
-            sc += s * c;
-            cc += c * c;
-            ys += v * s;
-            yc += v * c;
-        }
-        let det = ss * cc - sc * sc;
-        let a = (ys * cc - yc * sc) / det;
-        let b = (yc * ss - ys * sc) / det;
-        ((a * a + b * b).sqrt(), a)
-    }
 
     fn sine(f_hz: f64, fs: f64, n: usize) -> Vec<f32> {
         (0..n)

@@ -324,25 +324,7 @@ mod tests {
     use super::*;
     use ::core::f64::consts::PI;
 
-    /// Amplitude and in-phase (sine) coefficient of the `f_hz` tone in `y[range]` by least
-    /// squares against sin and cos.
-    fn tone(y: &[f32], f_hz: f64, fs: f64, range: ::core::ops::Range<usize>) -> (f64, f64) {
-        let (mut ss, mut sc, mut cc, mut ys, mut yc) = (0.0, 0.0, 0.0, 0.0, 0.0);
-        for i in range {
-            let t = 2.0 * PI * f_hz * i as f64 / fs;
-            let (s, c) = (t.sin(), t.cos());
-            let v = f64::from(y[i]);
-            ss += s * s;
-            sc += s * c;
-            cc += c * c;
-            ys += v * s;
-            yc += v * c;
-        }
-        let det = ss * cc - sc * sc;
-        let a = (ys * cc - yc * sc) / det;
-        let b = (yc * ss - ys * sc) / det;
-        ((a * a + b * b).sqrt(), a)
-    }
+    use crate::io::filter::tone;
 
     /// EEG-like band-limited test signal: a DC offset plus tones up to 47 Hz.
     fn eeg_like(fs: f64, n: usize) -> Vec<f32> {
