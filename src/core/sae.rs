@@ -57,6 +57,12 @@ pub enum Normalisation {
     /// `x_n = (x - mean) / (std + ZSCORE_EPS)` per window (population std); the output is
     /// mapped back with the same mean and scale (`window_zscore`).
     WindowZscore,
+    /// The same z-score on the way in, but the output is only rescaled: the window's mean is
+    /// not added back (`window_zscore_no_mean`). In EEG a window's mean is dominated by slow,
+    /// large artifacts (blinks, drift, electrode pops), so re-adding the noisy mean puts them
+    /// back; the model supplies its own offset instead. Content far below 1/window (< 1 Hz
+    /// for 1 s windows) is lost, which EEG analysis filters out anyway.
+    WindowZscoreNoMean,
     /// The window goes into the SAE as it is (`none`).
     None,
 }
@@ -66,7 +72,33 @@ impl Normalisation {
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::WindowZscore => "window_zscore",
+            Self::WindowZscoreNoMean => "window_zscore_no_mean",
             Self::None => "none",
+        }
+    }
+
+    /// What is added back to the rescaled SAE output of a window whose mean is `mean`.
+    #[inline]
+    pub const fn output_offset(self, mean: f32) -> f32 {
+        match self {
+            Self::WindowZscore => mean,
+            Self::WindowZscoreNoMean | Self::None => 0.0,
+        }
+    }
+
+    /// Maps a raw (noisy input, clean target) window pair into the SAE's training domain, in
+    /// place, exactly as inference will see the input and read the output.
+    pub fn normalise_pair(self, input: &mut [f32], target: &mut [f32]) {
+        if self == Self::None {
+            return;
+        }
+        let (mean, scale) = zscore_stats(input);
+        let back = self.output_offset(mean);
+        for v in input.iter_mut() {
+            *v = (*v - mean) / scale;
+        }
+        for v in target.iter_mut() {
+            *v = (*v - back) / scale;
         }
     }
 
@@ -74,6 +106,7 @@ impl Normalisation {
     pub fn from_name(s: &str) -> Result<Self, CoreError> {
         match s {
             "window_zscore" => Ok(Self::WindowZscore),
+            "window_zscore_no_mean" => Ok(Self::WindowZscoreNoMean),
             "none" => Ok(Self::None),
             _ => Err(CoreError::UnknownNormalisation),
         }
@@ -394,14 +427,15 @@ impl<'a> Sae<'a> {
     ) {
         match self.config.normalisation {
             Normalisation::None => self.forward_parts(x, out, pre, topk),
-            Normalisation::WindowZscore => {
+            Normalisation::WindowZscore | Normalisation::WindowZscoreNoMean => {
                 let (mean, scale) = zscore_stats(x);
                 for (n, &v) in xn.iter_mut().zip(x) {
                     *n = (v - mean) / scale;
                 }
                 self.forward_parts(xn, out, pre, topk);
+                let back = self.config.normalisation.output_offset(mean);
                 for o in out.iter_mut() {
-                    *o = *o * scale + mean;
+                    *o = *o * scale + back;
                 }
             }
         }

@@ -10,7 +10,7 @@ use super::data::{
     Window, make_windows, model_segments, recording_segments, split_segments,
 };
 use super::eegdenoisenet::{EegDenoiseNet, split_bank};
-use crate::core::zscore_stats;
+use crate::core::Normalisation;
 use crate::rng::Rng;
 
 /// What fixes the corpus; two equal configs give identical corpora.
@@ -190,7 +190,7 @@ impl Corpus {
     /// Training pairs for a denoiser of width `d_in`: `per_segment` random crops per segment
     /// of `split`, each mixed with one artifact whose kind is drawn from `mix` (weights) at an
     /// SNR uniform in that kind's range, then normalised exactly as the core does at
-    /// inference ([`zscore_stats`] of the noisy window applied to both). Returns
+    /// inference ([`Normalisation::normalise_pair`] with the noisy window's statistics). Returns
     /// (inputs, targets), row-major `[n, d_in]`, in a seeded random order.
     pub fn training_pairs(
         &self,
@@ -198,6 +198,7 @@ impl Corpus {
         d_in: usize,
         per_segment: usize,
         mix: &[(ArtifactKind, f64)],
+        normalisation: Normalisation,
         seed: u64,
     ) -> Result<(Vec<f32>, Vec<f32>), EvalError> {
         let total: f64 = mix.iter().map(|m| m.1).sum();
@@ -238,10 +239,10 @@ impl Corpus {
         rng.shuffle(&mut windows);
         let mut inputs = Vec::with_capacity(windows.len() * d_in);
         let mut targets = Vec::with_capacity(windows.len() * d_in);
-        for w in &windows {
-            let (m, sd) = zscore_stats(&w.noisy);
-            inputs.extend(w.noisy.iter().map(|v| (v - m) / sd));
-            targets.extend(w.clean.iter().map(|v| (v - m) / sd));
+        for w in &mut windows {
+            normalisation.normalise_pair(&mut w.noisy, &mut w.clean);
+            inputs.extend_from_slice(&w.noisy);
+            targets.extend_from_slice(&w.clean);
         }
         Ok((inputs, targets))
     }

@@ -412,30 +412,55 @@ pub fn acceptance_summary(
     let acc = acceptance(rows, candidate, baselines);
     let eo: Vec<_> = acc
         .iter()
-        .filter(|a| matches!(a.0, ArtifactKind::Eog | ArtifactKind::Emg))
+        .filter(|a| matches!(a.kind, ArtifactKind::Eog | ArtifactKind::Emg))
         .collect();
-    let pass = eo.iter().filter(|a| a.2 && a.3).count();
+    let pass = eo.iter().filter(|a| a.passes()).count();
     let fails = eo
         .iter()
-        .filter(|a| !(a.2 && a.3))
+        .filter(|a| !a.passes())
         .map(|a| {
-            let lost: Vec<&str> = [(!a.2, "RRMSE_t"), (!a.3, "CC")]
-                .into_iter()
-                .filter_map(|(l, m)| l.then_some(m))
-                .collect();
-            format!("{} {:.2} dB ({})", a.0.name(), a.1, lost.join(", "))
+            format!(
+                "{} {:.2} dB (RRMSE_t {:.3} vs best baseline {:.3}, CC {:.3} vs {:.3})",
+                a.kind.name(),
+                a.snr_db,
+                a.rrmse_t,
+                a.best_rrmse_t,
+                a.cc,
+                a.best_cc
+            )
         })
         .collect();
     (pass, eo.len(), fails)
 }
 
-/// For each (kind, level): does `candidate` beat every other non-reference method on both
-/// RRMSE_t (lower) and CC (higher)? Returns (kind, snr, rrmse ok, cc ok).
-pub fn acceptance(
-    rows: &[QualityRow],
-    candidate: &str,
-    baselines: &[&str],
-) -> Vec<(ArtifactKind, f64, bool, bool)> {
+/// One (artifact, SNR level) of the acceptance check: the candidate's numbers and the best
+/// baseline's on each metric.
+#[derive(Clone, Copy, Debug)]
+pub struct Acceptance {
+    /// Artifact kind.
+    pub kind: ArtifactKind,
+    /// Test SNR level (dB).
+    pub snr_db: f64,
+    /// Candidate RRMSE_t.
+    pub rrmse_t: f64,
+    /// Lowest baseline RRMSE_t.
+    pub best_rrmse_t: f64,
+    /// Candidate CC.
+    pub cc: f64,
+    /// Highest baseline CC.
+    pub best_cc: f64,
+}
+
+impl Acceptance {
+    /// Strictly better than every baseline on both metrics.
+    pub fn passes(&self) -> bool {
+        self.rrmse_t < self.best_rrmse_t && self.cc > self.best_cc
+    }
+}
+
+/// For each (kind, level) where `candidate` has a row: its RRMSE_t and CC beside the best of
+/// `baselines` on each.
+pub fn acceptance(rows: &[QualityRow], candidate: &str, baselines: &[&str]) -> Vec<Acceptance> {
     let mut out = Vec::new();
     for r in rows.iter().filter(|r| r.method == candidate) {
         let Some(snr) = r.snr_db else { continue };
@@ -445,9 +470,20 @@ pub fn acceptance(
                 baselines.contains(&o.method.as_str()) && o.kind == r.kind && o.snr_db == Some(snr)
             })
             .collect();
-        let ok_t = others.iter().all(|o| r.rrmse_t < o.rrmse_t);
-        let ok_c = others.iter().all(|o| r.cc > o.cc);
-        out.push((r.kind, snr, ok_t, ok_c));
+        out.push(Acceptance {
+            kind: r.kind,
+            snr_db: snr,
+            rrmse_t: r.rrmse_t,
+            best_rrmse_t: others
+                .iter()
+                .map(|o| o.rrmse_t)
+                .fold(f64::INFINITY, f64::min),
+            cc: r.cc,
+            best_cc: others
+                .iter()
+                .map(|o| o.cc)
+                .fold(f64::NEG_INFINITY, f64::max),
+        });
     }
     out
 }

@@ -17,6 +17,7 @@ use super::eegdenoisenet::EegDenoiseNet;
 use super::harness::{Method, SaeMethod, SeedResult, mean_std, summarise_arms};
 use crate::core::{Activation, Normalisation};
 use crate::model::{Model, ModelMeta, ModelTensors};
+use crate::train::cli::NormArg;
 use crate::train::{ActivationKind, BackendKind, Dataset, TrainConfig};
 
 /// Arguments of `mfr-eeg train-denoiser`.
@@ -76,6 +77,16 @@ pub struct TrainDenoiserArgs {
     /// Seed of the corpus (split and artifacts), independent of the training seeds.
     #[arg(long, default_value_t = 2026)]
     pub data_seed: u64,
+    /// Train on the relative (per-window) squared error instead of plain MSE, so low-SNR
+    /// windows count as much as clean ones (what RRMSE_t measures).
+    #[arg(long)]
+    pub relative_loss: bool,
+    /// Energy floor of the relative loss (larger: closer to plain MSE).
+    #[arg(long, default_value_t = crate::train::loss::RELATIVE_EPS)]
+    pub relative_eps: f64,
+    /// Per-window normalisation (recorded in the model).
+    #[arg(long, value_enum, default_value = "window-zscore")]
+    pub normalisation: NormArg,
     /// Training backend.
     #[arg(long, value_enum, default_value = "flex")]
     pub backend: BackendKind,
@@ -94,6 +105,8 @@ pub struct TrainData {
     pub val_windows: Vec<Window>,
     /// Test windows (2 s, EOG + EMG at the test levels).
     pub test_windows: Vec<Window>,
+    /// How the pairs were normalised (recorded in every model trained on them).
+    pub normalisation: Normalisation,
 }
 
 /// Builds the training data for width `d_in` from `corpus`.
@@ -102,14 +115,23 @@ pub fn prepare(
     d_in: usize,
     per_segment: usize,
     max_eval_segments: usize,
+    normalisation: Normalisation,
 ) -> Result<TrainData, EvalError> {
     let seed = corpus.config.seed;
-    let (ti, tt) = corpus.training_pairs(Split::Train, d_in, per_segment, &DEFAULT_MIX, seed)?;
+    let (ti, tt) = corpus.training_pairs(
+        Split::Train,
+        d_in,
+        per_segment,
+        &DEFAULT_MIX,
+        normalisation,
+        seed,
+    )?;
     let (vi, vt) = corpus.training_pairs(
         Split::Val,
         d_in,
         per_segment.div_ceil(4),
         &DEFAULT_MIX,
+        normalisation,
         seed ^ 0xA1,
     )?;
     let seg = corpus.config.seg_len;
@@ -132,6 +154,7 @@ pub fn prepare(
         },
         val_windows,
         test_windows,
+        normalisation,
     })
 }
 
@@ -149,7 +172,13 @@ pub fn mean_quality(m: &mut dyn Method, windows: &[Window]) -> Result<(f64, f64)
 
 /// The model metadata for a trained config (provenance is canonical: it depends only on the
 /// settings, so re-running the same settings gives the same bytes).
-pub fn meta_for(cfg: &TrainConfig, hop: usize, fs: f64, provenance: String) -> ModelMeta {
+pub fn meta_for(
+    cfg: &TrainConfig,
+    normalisation: Normalisation,
+    hop: usize,
+    fs: f64,
+    provenance: String,
+) -> ModelMeta {
     ModelMeta {
         d_in: cfg.d_in,
         d_sae: cfg.d_sae,
@@ -159,7 +188,7 @@ pub fn meta_for(cfg: &TrainConfig, hop: usize, fs: f64, provenance: String) -> M
             ActivationKind::TopkRelu => Activation::TopkRelu,
             ActivationKind::TopkSigned => Activation::TopkSigned,
         },
-        normalisation: Normalisation::WindowZscore,
+        normalisation,
         sample_rate_hz: fs as f32,
         channel_type: "EEG".into(),
         provenance,
@@ -199,7 +228,7 @@ pub fn train_one(
     };
     let mut best_hop: Option<(f64, usize)> = None;
     for &hop in hops {
-        let meta = meta_for(cfg, hop, fs, provenance.to_string());
+        let meta = meta_for(cfg, data.normalisation, hop, fs, provenance.to_string());
         let model =
             Model::from_tensors(&meta, &tensors).map_err(|e| EvalError::Model(e.to_string()))?;
         let (r, _) = mean_quality(&mut SaeMethod::new("sae", model), &data.val_windows)?;
@@ -208,7 +237,7 @@ pub fn train_one(
         }
     }
     let hop = best_hop.map_or(cfg.d_in / 2, |b| b.1);
-    let meta = meta_for(cfg, hop, fs, provenance.to_string());
+    let meta = meta_for(cfg, data.normalisation, hop, fs, provenance.to_string());
     let model =
         Model::from_tensors(&meta, &tensors).map_err(|e| EvalError::Model(e.to_string()))?;
     let (tr, tc) = mean_quality(&mut SaeMethod::new("sae", model), &data.test_windows)?;
@@ -268,6 +297,8 @@ pub fn config_of(a: &TrainDenoiserArgs, d_in: usize, alpha: f64, seed: u64) -> T
         .with_mfr_alpha(alpha)
         .with_mfr_warmup((a.steps / 10).max(1))
         .with_seed(seed)
+        .with_relative_loss(a.relative_loss)
+        .with_relative_eps(a.relative_eps)
         .with_log_every(a.steps.max(1))
 }
 
@@ -311,7 +342,13 @@ pub fn run(a: TrainDenoiserArgs) -> Result<(), EvalError> {
         a.data_seed,
         a.eegdenoisenet.as_deref(),
     )?;
-    let data = prepare(&corpus, d_in, a.per_segment, usize::MAX)?;
+    let data = prepare(
+        &corpus,
+        d_in,
+        a.per_segment,
+        usize::MAX,
+        a.normalisation.normalisation(),
+    )?;
     eprintln!(
         "corpus: {} train / {} val / {} test segments; {} training windows of {d_in}",
         corpus.splits.train.len(),
@@ -394,7 +431,7 @@ pub fn run(a: TrainDenoiserArgs) -> Result<(), EvalError> {
     // Card: the shipped file on the test split beside the baselines.
     let shipped = Model::from_bytes(bytes.clone()).map_err(|e| EvalError::Model(e.to_string()))?;
     let regen = format!(
-        "cargo run --release -- train-denoiser --out {} --sample-rate {fs} --d-in {d_in} --d-sae {} --k {} --n-saes {} --hops {} --mfr-alpha {} --seeds {} --steps {} --batch-size {} --lr {} --per-segment {} --model-segments {} --data-seed {} --backend {}{}{}",
+        "cargo run --release -- train-denoiser --out {} --sample-rate {fs} --d-in {d_in} --d-sae {} --k {} --n-saes {} --hops {} --mfr-alpha {} --seeds {} --steps {} --batch-size {} --lr {} --per-segment {} --model-segments {} --data-seed {} --backend {} --normalisation {}{}{}{}",
         a.out.display(),
         a.d_sae,
         a.k,
@@ -409,6 +446,13 @@ pub fn run(a: TrainDenoiserArgs) -> Result<(), EvalError> {
         a.model_segments,
         a.data_seed,
         a.backend.name(),
+        clap::ValueEnum::to_possible_value(&a.normalisation)
+            .map_or_else(String::new, |v| v.get_name().to_string()),
+        if a.relative_loss {
+            format!(" --relative-loss --relative-eps {}", a.relative_eps)
+        } else {
+            String::new()
+        },
         a.edf
             .iter()
             .map(|p| format!(" --edf {}", p.display()))
@@ -505,7 +549,7 @@ impl Card<'_> {
         let _ = writeln!(s, "# Model card: `{name}`\n");
         let _ = writeln!(
             s,
-            "Denoising TopK sparse autoencoder for **one EEG channel**, {}-sample windows ({:.2} s) at **{} Hz**, hop {} (overlap-add), d_sae {}, k {}, activation {}, per-window z-score normalisation. {} bytes{}. Content fingerprint (FNV-1a 64): `{:016x}`.\n",
+            "Denoising TopK sparse autoencoder for **one EEG channel**, {}-sample windows ({:.2} s) at **{} Hz**, hop {} (overlap-add), d_sae {}, k {}, activation {}, normalisation `{}`. {} bytes{}. Content fingerprint (FNV-1a 64): `{:016x}`.\n",
             meta.d_in,
             meta.d_in as f64 / self.fs,
             meta.sample_rate_hz,
@@ -513,6 +557,7 @@ impl Card<'_> {
             meta.d_sae,
             meta.k,
             meta.activation.as_str(),
+            meta.normalisation.as_str(),
             self.bytes.len(),
             if self.shipped.is_int8() {
                 " (int8 weights with per-latent f32 scales)"
@@ -544,8 +589,13 @@ impl Card<'_> {
         );
         let _ = writeln!(
             s,
-            "- Trainer: {} TopK SAEs side by side with MFR (max-MMCS penalty, cosine warm-up), AuxK, Adam; {} steps, batch {}, lr {}, backend {}. The SAE with the lowest validation loss is exported; the hop is chosen on validation windows.",
+            "- Trainer: {} TopK SAEs side by side with MFR (max-MMCS penalty, cosine warm-up), AuxK, Adam, {} loss; {} steps, batch {}, lr {}, backend {}. The SAE with the lowest validation loss is exported; the hop is chosen on validation windows.",
             a.n_saes,
+            if a.relative_loss {
+                "relative (per-window) squared-error"
+            } else {
+                "mean-squared-error"
+            },
             a.steps,
             a.batch_size,
             a.lr,
@@ -644,7 +694,14 @@ impl Card<'_> {
         let _ = writeln!(s, "```sh\n{}\n```", self.sweep_cmd);
         let _ = writeln!(
             s,
-            "\n## Limits\n\nTrained on semi-synthetic data (real EEG from one EEGMMIDB subject plus a physiological model; generated artifacts), not on EEGdenoiseNet; numbers are not directly comparable with published EEGdenoiseNet results. One channel at a time; no spatial information. Known weakness: slow, large artifacts (EOG, drift, electrode pops) are removed poorly, worse than a band-pass filter: the core's `window_zscore` normalisation adds each window's *noisy* mean back after the SAE, and that mean is mostly artifact; the SAE only sees the mean-free window, so it can cancel the offset only by inferring it from the artifact's shape. A normalisation that does not re-add the mean (or a high-pass before the model, used in training too) is the likely fix."
+            "\n## Limits\n\nTrained on semi-synthetic data (real EEG from one EEGMMIDB subject plus a physiological model; generated artifacts), not on EEGdenoiseNet; numbers are not directly comparable with published EEGdenoiseNet results. One channel at a time; no spatial information.{}",
+            match meta.normalisation {
+                Normalisation::WindowZscore =>
+                    " Known weakness: slow, large artifacts (EOG, drift, electrode pops) are removed poorly: `window_zscore` adds each window's *noisy* mean back after the SAE, and that mean is mostly artifact (`window_zscore_no_mean` fixes this).",
+                Normalisation::WindowZscoreNoMean =>
+                    " `window_zscore_no_mean` does not add the window's mean back, so the output keeps almost nothing below ~1/window (1 Hz for 1 s windows) beyond what the model itself predicts; analyses of slow potentials (< 1 Hz) should not use it.",
+                Normalisation::None => "",
+            }
         );
         Ok(s)
     }

@@ -7,7 +7,7 @@ use super::data::BatchSource;
 use super::data_file::FileSource;
 use super::export::{ExportInfo, ExportWhich, export_outcome};
 use super::trainer::{TrainOptions, train_with};
-use crate::core::{Normalisation, zscore_stats};
+use crate::core::Normalisation;
 use std::path::PathBuf;
 
 /// How windows are normalised before the SAE (and recorded in the model file).
@@ -16,8 +16,22 @@ pub enum NormArg {
     /// Per-window z-score with the input window's mean and std (applied here to inputs and
     /// targets alike, exactly as the core will apply it at inference).
     WindowZscore,
+    /// The same z-score, but the input's mean is not added back to the output (targets are
+    /// only divided by the input's std): see `Normalisation::WindowZscoreNoMean`.
+    WindowZscoreNoMean,
     /// Windows are used as they are.
     None,
+}
+
+impl NormArg {
+    /// The core normalisation this stands for.
+    pub fn normalisation(self) -> Normalisation {
+        match self {
+            Self::WindowZscore => Normalisation::WindowZscore,
+            Self::WindowZscoreNoMean => Normalisation::WindowZscoreNoMean,
+            Self::None => Normalisation::None,
+        }
+    }
 }
 
 /// Arguments of `mfr-eeg train`.
@@ -130,10 +144,10 @@ pub struct TrainArgs {
     pub channel_type: String,
 }
 
-/// Applies the core's per-window z-score (input statistics) to inputs and targets.
-struct Zscored<S>(S);
+/// Applies the core's per-window normalisation (input statistics) to inputs and targets.
+struct Normalised<S>(S, Normalisation);
 
-impl<S: BatchSource> BatchSource for Zscored<S> {
+impl<S: BatchSource> BatchSource for Normalised<S> {
     fn name(&self) -> String {
         self.0.name()
     }
@@ -152,10 +166,7 @@ impl<S: BatchSource> BatchSource for Zscored<S> {
         self.0.read_rows(idx, inputs, targets)?;
         let d = self.0.dim();
         for (x, t) in inputs.chunks_exact_mut(d).zip(targets.chunks_exact_mut(d)) {
-            let (mean, scale) = zscore_stats(x);
-            for v in x.iter_mut().chain(t.iter_mut()) {
-                *v = (*v - mean) / scale;
-            }
+            self.1.normalise_pair(x, t);
         }
         Ok(())
     }
@@ -224,25 +235,14 @@ pub fn run(args: TrainArgs) -> Result<(), TrainError> {
         resume: args.resume.clone(),
         stop_after: None,
     };
-    let (norm, outcome) = match args.normalisation {
-        NormArg::WindowZscore => (
-            Normalisation::WindowZscore,
-            train_with(
-                &cfg,
-                &mut Zscored(train_src),
-                &mut Zscored(val_src),
-                args.backend,
-                opts,
-            )?,
-        ),
-        NormArg::None => {
-            let (mut t, mut v) = (train_src, val_src);
-            (
-                Normalisation::None,
-                train_with(&cfg, &mut t, &mut v, args.backend, opts)?,
-            )
-        }
-    };
+    let norm = args.normalisation.normalisation();
+    let outcome = train_with(
+        &cfg,
+        &mut Normalised(train_src, norm),
+        &mut Normalised(val_src, norm),
+        args.backend,
+        opts,
+    )?;
     let info = ExportInfo {
         hop: args.hop.unwrap_or((d_in / 2).max(1)),
         sample_rate_hz: args.sample_rate,

@@ -107,6 +107,14 @@ pub struct TrainConfig {
     /// Windows used for the validation loss at the end (0: all of the validation set).
     #[config(default = 0)]
     pub val_max: usize,
+    /// Reconstruction loss (and validation loss) relative per window: each window's squared
+    /// error over its target energy (see `loss::relative_mse_per_sae`), instead of plain MSE.
+    #[config(default = false)]
+    pub relative_loss: bool,
+    /// Energy floor of the relative loss (`loss::RELATIVE_EPS` by default): windows whose mean
+    /// squared target is far below it are weighted as if it were this.
+    #[config(default = 1e-3)]
+    pub relative_eps: f64,
 }
 
 impl TrainConfig {

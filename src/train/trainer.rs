@@ -8,7 +8,7 @@ use super::checkpoint::{self, Checkpoint};
 use super::config::{ActivationKind, MmcsKind, TrainConfig};
 use super::data::{BatchSource, Dataset, Sampler};
 use super::loss::mfr::{self, Matching};
-use super::loss::{fvu_per_sae, mse_per_sae};
+use super::loss::{fvu_per_sae, mse_per_sae, relative_mse_per_sae};
 use super::optim::{Adam, AdamParams, clip_per_sae, remove_parallel};
 pub use super::sae::SaeTensors;
 use super::sae::{Forward, SaeStack, column_means, normalize_rows};
@@ -183,7 +183,11 @@ impl Trainer {
         let t = self.batch_tensor(targets);
         let tracked = self.stack.tracked();
         let fwd = tracked.forward(x, cfg.k, cfg.activation, self.host_select);
-        let mse = mse_per_sae(fwd.x_hat.clone(), t.clone());
+        let mse = if cfg.relative_loss {
+            relative_mse_per_sae(fwd.x_hat.clone(), t.clone(), cfg.relative_eps)
+        } else {
+            mse_per_sae(fwd.x_hat.clone(), t.clone())
+        };
         let mut total = mse.clone().sum();
         let auxk = if cfg.auxk_alpha > 0.0 {
             auxk_per_sae(&fwd, t, &self.dead.dead(cfg.dead_steps), cfg.k_aux, signed)
@@ -343,7 +347,8 @@ impl Trainer {
         }
     }
 
-    /// Per-SAE validation MSE and FVU over `val` (at most `max` windows; 0 = all).
+    /// Per-SAE validation loss (MSE, or the relative MSE when `relative_loss` is set) and FVU
+    /// over `val` (at most `max` windows; 0 = all).
     pub fn validate(
         &self,
         val: &mut dyn BatchSource,
@@ -357,6 +362,7 @@ impl Trainer {
         let n = self.cfg.n_saes;
         let d = self.cfg.d_in;
         let (mut se, mut ss, mut count) = (vec![0f64; n], 0f64, 0usize);
+        let mut rel = vec![0f64; n];
         let (mut sum, mut sq) = (vec![0f64; d], vec![0f64; d]);
         let (mut xi, mut ti) = (Vec::new(), Vec::new());
         let bs = self.cfg.batch_size.max(1);
@@ -370,6 +376,7 @@ impl Trainer {
                 self.host_select,
             );
             let b = idx.len();
+            // Squared error of each (SAE, window), [n * b].
             let err = fwd
                 .x_hat
                 .sub(
@@ -378,14 +385,20 @@ impl Trainer {
                         .expand([n, b, d]),
                 )
                 .square()
-                .reshape([n, b * d])
-                .sum_dim(1)
-                .reshape([n]);
+                .sum_dim(2)
+                .reshape([n * b]);
             let err = err
                 .try_into_vec_as::<f32>()
                 .expect("reading validation error");
-            for (acc, e) in se.iter_mut().zip(err) {
-                *acc += e as f64;
+            for (i, e) in err.iter().enumerate() {
+                se[i / b] += *e as f64;
+            }
+            if self.cfg.relative_loss {
+                for (i, e) in err.iter().enumerate() {
+                    let row = &ti[(i % b) * d..(i % b + 1) * d];
+                    let energy = row.iter().map(|&v| v as f64 * v as f64).sum::<f64>() / d as f64;
+                    rel[i / b] += *e as f64 / d as f64 / (energy + self.cfg.relative_eps);
+                }
             }
             for row in ti.chunks_exact(d) {
                 for j in 0..d {
@@ -398,10 +411,15 @@ impl Trainer {
         for j in 0..d {
             ss += sq[j] - sum[j] * sum[j] / count.max(1) as f64;
         }
-        let mse = se
-            .iter()
-            .map(|&e| (e / (count * d).max(1) as f64) as f32)
-            .collect();
+        let mse = if self.cfg.relative_loss {
+            rel.iter()
+                .map(|&e| (e / count.max(1) as f64) as f32)
+                .collect()
+        } else {
+            se.iter()
+                .map(|&e| (e / (count * d).max(1) as f64) as f32)
+                .collect()
+        };
         let fvu = se.iter().map(|&e| (e / ss.max(1e-30)) as f32).collect();
         Ok((mse, fvu))
     }

@@ -121,7 +121,7 @@ fn check_against_reference(
                     .unwrap();
                 reference_forward(&t, d_in, d_sae, k, act, &x)
             }
-            Normalisation::WindowZscore => {
+            Normalisation::WindowZscore | Normalisation::WindowZscoreNoMean => {
                 sae.denoise_window_into(&x32, &mut out, &mut scratch, &mut topk)
                     .unwrap();
                 let mean = x.iter().sum::<f64>() / d_in as f64;
@@ -129,7 +129,13 @@ fn check_against_reference(
                     + f64::from(ZSCORE_EPS);
                 let xn: Vec<f64> = x.iter().map(|v| (v - mean) / sd).collect();
                 let (o, idx) = reference_forward(&t, d_in, d_sae, k, act, &xn);
-                (o.iter().map(|v| v * sd + mean).collect(), idx)
+                // The no-mean variant rescales only: the input's offset must not come back.
+                let back = if norm == Normalisation::WindowZscore {
+                    mean
+                } else {
+                    0.0
+                };
+                (o.iter().map(|v| v * sd + back).collect(), idx)
             }
         };
         assert_eq!(topk, want_idx, "trial {trial}: kept latents differ");
@@ -166,6 +172,55 @@ fn window_zscore_matches_f64_reference_both_modes() {
         3,
         Activation::TopkSigned,
         Normalisation::WindowZscore,
+    );
+}
+
+#[test]
+fn window_zscore_no_mean_matches_f64_reference_both_modes() {
+    for act in [Activation::TopkRelu, Activation::TopkSigned] {
+        check_against_reference(7, 13, 3, act, Normalisation::WindowZscoreNoMean);
+    }
+}
+
+#[test]
+fn no_mean_normalisation_drops_a_dc_offset_that_window_zscore_keeps() {
+    // An identity-like SAE (k = d_in, decoder = encoder = I) returns its normalised input, so
+    // window_zscore gives back the window and the no-mean variant the window minus its mean.
+    let d = 8;
+    let mut w = vec![0.0f32; d * d];
+    for i in 0..d {
+        w[i * d + i] = 1.0;
+    }
+    let t = ModelTensors {
+        w_enc: w.clone(),
+        w_dec: w,
+        b_enc: vec![0.0; d],
+        b_dec: vec![0.0; d],
+    };
+    let x: Vec<f32> = (0..d).map(|i| 100.0 + i as f32).collect();
+    let mean = x.iter().sum::<f32>() / d as f32;
+    for (norm, back) in [
+        (Normalisation::WindowZscore, mean),
+        (Normalisation::WindowZscoreNoMean, 0.0),
+    ] {
+        let m = Model::from_tensors(&meta(d, d, d, Activation::TopkSigned, norm), &t).unwrap();
+        let sae = m.view().sae();
+        let (mut out, mut scratch, mut topk) =
+            (vec![0.0; d], vec![0.0; sae.scratch_len()], vec![0; d]);
+        sae.denoise_window_into(&x, &mut out, &mut scratch, &mut topk)
+            .unwrap();
+        for (i, (&o, &xi)) in out.iter().zip(&x).enumerate() {
+            let want = xi - mean + back;
+            assert!(
+                (o - want).abs() < 1e-3,
+                "{norm:?} sample {i}: {o} vs {want}"
+            );
+        }
+    }
+    // The name round-trips through the model metadata.
+    assert_eq!(
+        Normalisation::from_name(Normalisation::WindowZscoreNoMean.as_str()).unwrap(),
+        Normalisation::WindowZscoreNoMean
     );
 }
 
