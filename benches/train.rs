@@ -30,7 +30,18 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("train_step_d256_s512_k16_n3_b256");
     group.throughput(Throughput::Elements(256));
     group.sample_size(20);
-    for backend in [BackendKind::Flex, BackendKind::Ndarray, BackendKind::Wgpu] {
+    // `cargo bench --bench train -- flex` should not pay for (or profile) the other backends'
+    // set-up, e.g. wgpu's shader compilation on lavapipe.
+    let named: Vec<String> = std::env::args().skip(1).collect();
+    let all = [BackendKind::Flex, BackendKind::Ndarray, BackendKind::Wgpu];
+    let wanted: Vec<BackendKind> = if all.iter().any(|b| named.iter().any(|a| a == b.name())) {
+        all.into_iter()
+            .filter(|b| named.iter().any(|a| a == b.name()))
+            .collect()
+    } else {
+        all.to_vec()
+    };
+    for backend in wanted {
         let mut tr = match Trainer::new(&cfg, &vec![0.0; 256], backend) {
             Ok(t) => t,
             Err(e) => {

@@ -318,7 +318,8 @@ fn mfr_section(
         (512, 16, 3, 1500, 256, 16, vec![0.0, 1e-3, 1e-2, 1e-1])
     };
     let corpus = corpus_at(256.0, plan, recs, None)?;
-    // The same normalisation as the shipped default model, so the arms compare like for like.
+    // The same normalisation and loss as the shipped default model, so the arms compare like
+    // for like.
     let data = prepare(
         &corpus,
         256,
@@ -342,6 +343,7 @@ fn mfr_section(
                 .with_mfr_warmup((steps / 10).max(1))
                 .with_lr_warmup_steps((steps / 10).max(1))
                 .with_dead_steps((steps / 4).max(10))
+                .with_relative_loss(true)
                 .with_seed(seed)
                 .with_log_every(steps);
             let r = train_one(&data, &cfg, BackendKind::Flex, 256.0, &[128], "bench")?;
