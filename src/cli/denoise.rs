@@ -55,6 +55,10 @@ pub struct DenoiseArgs {
     /// Worker threads (default: one per core).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// Overlap-add hop in model samples (default: the model's). Cost is proportional to
+    /// 1 / hop: e.g. 32 instead of 8 is 4x faster at a small loss of quality.
+    #[arg(long, value_name = "SAMPLES")]
+    pub hop: Option<usize>,
 }
 
 /// Loads `--model`, or the embedded default model when none is given.
@@ -77,6 +81,7 @@ pub fn run(a: DenoiseArgs) -> anyhow::Result<()> {
         bandpass_order: usize::from(a.order),
         threads: a.threads,
         wav: a.wav.clone(),
+        hop: a.hop,
     };
     let bar = if std::io::stderr().is_terminal() {
         ProgressBar::new(0)
@@ -127,7 +132,7 @@ fn summary_text(s: &DenoiseSummary, model: &Model, a: &DenoiseArgs) -> String {
         out,
         "  model       {name} (window {} samples, hop {}, k {} of {}, {} Hz, {})",
         m.d_in,
-        m.hop,
+        a.hop.unwrap_or(m.hop),
         m.k,
         m.d_sae,
         m.sample_rate_hz,

@@ -627,6 +627,51 @@ fn library_errors_name_file_and_channel() {
     let e = denoise_file(Path::new(EEGMMIDB), &out, &model, &opts, &|_| {}).unwrap_err();
     assert!(matches!(e, DenoiseError::Options(_)), "{e}");
     assert!(!out.exists());
+    for hop in [0, 65] {
+        let opts = DenoiseOptions {
+            hop: Some(hop),
+            ..DenoiseOptions::default()
+        };
+        let e = denoise_file(Path::new(EEGMMIDB), &out, &model, &opts, &|_| {}).unwrap_err();
+        assert!(
+            matches!(e, DenoiseError::Options(_)) && e.to_string().contains("--hop"),
+            "{e}"
+        );
+        assert!(!out.exists());
+    }
+}
+
+#[test]
+fn hop_override_keeps_the_identity_model_an_identity() {
+    // The OLA weights sum to one for any hop, so overriding the hop must not change what an
+    // identity model returns (up to the EDF's quantisation step).
+    let (meta, t) = identity_model(64, 16, 160.0);
+    let model = Model::from_tensors(&meta, &t).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("hop7.edf");
+    let opts = DenoiseOptions {
+        channels: Some(vec!["Fp1".into()]),
+        hop: Some(7),
+        ..DenoiseOptions::default()
+    };
+    denoise_file(Path::new(EEGMMIDB), &out, &model, &opts, &|_| {}).unwrap();
+    let x = EdfReader::open(EEGMMIDB)
+        .unwrap()
+        .read_channels_physical(&[21])
+        .unwrap()
+        .remove(0);
+    let y = EdfReader::open(&out)
+        .unwrap()
+        .read_channels_physical(&[21])
+        .unwrap()
+        .remove(0);
+    let worst = x
+        .iter()
+        .zip(&y)
+        .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+    // The file quantises to well under 1 uV; a wrong OLA normalisation would be off by percents
+    // of signals that reach hundreds of uV.
+    assert!(worst <= 1.0, "max deviation {worst} uV");
 }
 
 #[test]
