@@ -534,22 +534,7 @@ impl Report {
                 s,
                 "\n## At {fs} Hz (models for that rate, baselines on the same {fs} Hz windows)\n"
             );
-            let _ = writeln!(
-                s,
-                "| artifact | method | RRMSE_t | RRMSE_s | CC | SNR gain (dB) |\n|---|---|---|---|---|---|"
-            );
-            for r in rows.iter().filter(|r| r.snr_db.is_none()) {
-                let _ = writeln!(
-                    s,
-                    "| {} | {} | {:.3} | {:.3} | {:.3} | {:.2} |",
-                    r.kind.name(),
-                    r.method,
-                    r.rrmse_t,
-                    r.rrmse_s,
-                    r.cc,
-                    r.snr_imp_db
-                );
-            }
+            average_table(&mut s, rows.iter().filter(|r| r.snr_db.is_none()));
             level_tables(&mut s, rows, &format!(" at {fs} Hz"));
         }
         if let Some(c) = &self.candidate {

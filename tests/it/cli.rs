@@ -641,6 +641,15 @@ fn library_errors_name_file_and_channel() {
     }
 }
 
+/// Fp1 (signal 21 of the EEGMMIDB file) of `path`, in physical units.
+fn fp1(path: impl AsRef<Path>) -> Vec<f32> {
+    EdfReader::open(path.as_ref())
+        .unwrap()
+        .read_channels_physical(&[21])
+        .unwrap()
+        .remove(0)
+}
+
 #[test]
 fn hop_override_keeps_the_identity_model_an_identity() {
     // The OLA weights sum to one for any hop, so overriding the hop must not change what an
@@ -655,16 +664,8 @@ fn hop_override_keeps_the_identity_model_an_identity() {
         ..DenoiseOptions::default()
     };
     denoise_file(Path::new(EEGMMIDB), &out, &model, &opts, &|_| {}).unwrap();
-    let x = EdfReader::open(EEGMMIDB)
-        .unwrap()
-        .read_channels_physical(&[21])
-        .unwrap()
-        .remove(0);
-    let y = EdfReader::open(&out)
-        .unwrap()
-        .read_channels_physical(&[21])
-        .unwrap()
-        .remove(0);
+    let x = fp1(EEGMMIDB);
+    let y = fp1(&out);
     let worst = x
         .iter()
         .zip(&y)
@@ -691,16 +692,8 @@ fn default_model_is_embedded_and_used_without_model_flag() {
     assert!(text.contains("general-256hz"), "{text}");
     assert!(text.contains("2 resampled to 256 Hz"), "{text}");
     // The shipped model changes the signal (it is not an identity), yet stays in range.
-    let x = EdfReader::open(EEGMMIDB)
-        .unwrap()
-        .read_channels_physical(&[21])
-        .unwrap()
-        .remove(0);
-    let y = EdfReader::open(&out)
-        .unwrap()
-        .read_channels_physical(&[21])
-        .unwrap()
-        .remove(0);
+    let x = fp1(EEGMMIDB);
+    let y = fp1(&out);
     assert_eq!(x.len(), y.len());
     assert!(x.iter().zip(&y).any(|(a, b)| (a - b).abs() > 1.0));
     assert!(y.iter().all(|v| v.is_finite()));
