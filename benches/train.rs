@@ -2,13 +2,17 @@
 //! backward, constraint, clipping, Adam) for the standard configuration d_in 256, d_sae 512,
 //! k 16, N 3, batch 256, on each backend. windows/s = 256 / (time per step).
 //!
+//! Each backend runs with both gradient paths (`sparse`: host kernels over the k selected
+//! latents; `autodiff`: burn autodiff over dense latents); the default is sparse on the CPU
+//! backends and autodiff on wgpu.
+//!
 //! Run: `cargo bench --bench train` (optionally `-- flex` to pick a backend). A backend that is
 //! not available (no wgpu adapter) is reported and skipped here; the parity tests are where a
 //! missing adapter fails.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use mfr_eeg::rng::Rng;
-use mfr_eeg::train::trainer::Trainer;
+use mfr_eeg::train::trainer::{GradPath, Trainer};
 use mfr_eeg::train::{BackendKind, MmcsKind, TrainConfig};
 
 fn standard() -> TrainConfig {
@@ -22,7 +26,8 @@ fn standard() -> TrainConfig {
 }
 
 fn bench(c: &mut Criterion) {
-    let cfg = standard();
+    let mut cfg = standard();
+    if std::env::var("NOAUX").is_ok() { cfg = cfg.with_auxk_alpha(0.0); }
     let mut rng = Rng::new(1);
     let batches: Vec<Vec<f32>> = (0..4)
         .map(|_| (0..256 * 256).map(|_| rng.normal() as f32).collect())
@@ -30,19 +35,28 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("train_step_d256_s512_k16_n3_b256");
     group.throughput(Throughput::Elements(256));
     group.sample_size(20);
-    // `cargo bench --bench train -- flex` should not pay for (or profile) the other backends'
-    // set-up, e.g. wgpu's shader compilation on lavapipe.
-    let named: Vec<String> = std::env::args().skip(1).collect();
+    // `cargo bench --bench train -- flex/sparse` should not pay for (or profile) the other
+    // runs' set-up, e.g. wgpu's shader compilation on lavapipe: a filter that names a backend
+    // (and optionally a path) builds only the trainers it matches.
     let all = [BackendKind::Flex, BackendKind::Ndarray, BackendKind::Wgpu];
-    let wanted: Vec<BackendKind> = if all.iter().any(|b| named.iter().any(|a| a == b.name())) {
-        all.into_iter()
-            .filter(|b| named.iter().any(|a| a == b.name()))
-            .collect()
+    let named: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| all.iter().any(|b| a.contains(b.name())))
+        .collect();
+    let runs: Vec<(BackendKind, GradPath)> = all
+        .into_iter()
+        .flat_map(|b| [(b, GradPath::Sparse), (b, GradPath::Autodiff)])
+        .collect();
+    let id = |(b, p): &(BackendKind, GradPath)| format!("{}/{}", b.name(), p.name());
+    let runs: Vec<_> = if named.is_empty() {
+        runs
     } else {
-        all.to_vec()
+        runs.into_iter()
+            .filter(|r| named.iter().any(|a| id(r).contains(a.as_str())))
+            .collect()
     };
-    for backend in wanted {
-        let mut tr = match Trainer::new(&cfg, &vec![0.0; 256], backend) {
+    for (backend, path) in runs {
+        let mut tr = match Trainer::with_path(&cfg, &vec![0.0; 256], backend, path) {
             Ok(t) => t,
             Err(e) => {
                 eprintln!("skipping {backend}: {e}");
@@ -55,7 +69,7 @@ fn bench(c: &mut Criterion) {
             tr.apply(&s);
         }
         let mut i = 0;
-        group.bench_function(backend.name(), |bench| {
+        group.bench_function(id(&(backend, path)), |bench| {
             bench.iter(|| {
                 let b = &batches[i % batches.len()];
                 i += 1;

@@ -6,7 +6,7 @@ use super::config::{ActivationKind, MmcsKind, TrainConfig};
 use super::data::BatchSource;
 use super::data_file::FileSource;
 use super::export::{ExportInfo, ExportWhich, export_outcome};
-use super::trainer::{TrainOptions, train_with};
+use super::trainer::{GradPath, TrainOptions, train_with};
 use crate::core::Normalisation;
 use std::path::PathBuf;
 
@@ -115,6 +115,10 @@ pub struct TrainArgs {
     /// Backend.
     #[arg(long, value_enum, default_value_t = BackendKind::Wgpu)]
     pub backend: BackendKind,
+    /// Gradient computation (default: sparse on flex/ndarray, autodiff on wgpu; same results
+    /// up to f32 rounding).
+    #[arg(long, value_enum)]
+    pub grad_path: Option<GradPath>,
     /// JSON-lines metrics file (default: `<out>.metrics.jsonl`).
     #[arg(long)]
     pub metrics: Option<PathBuf>,
@@ -234,6 +238,7 @@ pub fn run(args: TrainArgs) -> Result<(), TrainError> {
         checkpoint,
         resume: args.resume.clone(),
         stop_after: None,
+        grad_path: args.grad_path,
     };
     let norm = args.normalisation.normalisation();
     let outcome = train_with(

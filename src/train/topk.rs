@@ -36,7 +36,7 @@ pub fn topk_mask<const D: usize>(keys: Tensor<D>, k: usize) -> Tensor<D> {
 /// ties to the lower index; NaN ranks below every number). With `allowed = Some((flags,
 /// rows_per_group))`, row `r` may only select columns `c` with
 /// `flags[(r / rows_per_group) * cols + c]`, and selects fewer than `k` when fewer are allowed
-/// (AuxK over dead latents). O(cols) per row by `select_nth_unstable_by`.
+/// (AuxK over dead latents).
 pub fn topk_mask_host(
     values: &[f32],
     cols: usize,
@@ -44,56 +44,85 @@ pub fn topk_mask_host(
     allowed: Option<(&[bool], usize)>,
 ) -> Vec<f32> {
     let mut mask = vec![0f32; values.len()];
-    let mut buf: Vec<f32> = Vec::with_capacity(cols);
-    let key = |v: f32| if v.is_nan() { f32::NEG_INFINITY } else { v };
-    let all = vec![true; cols];
+    let mut buf: Vec<u32> = Vec::with_capacity(cols);
+    let mut sel: Vec<u32> = Vec::with_capacity(k.min(cols));
     for (r, (row, out)) in values
         .chunks_exact(cols)
         .zip(mask.chunks_exact_mut(cols))
         .enumerate()
     {
-        let ok: &[bool] = match allowed {
-            Some((flags, per)) => &flags[(r / per) * cols..(r / per + 1) * cols],
-            None => &all,
-        };
-        buf.clear();
-        buf.extend(row.iter().zip(ok).filter(|p| *p.1).map(|(&v, _)| key(v)));
-        if k == 0 || buf.is_empty() {
-            continue;
-        }
-        if buf.len() <= k {
-            for (o, &a) in out.iter_mut().zip(ok) {
-                *o = if a { 1.0 } else { 0.0 };
-            }
-            continue;
-        }
-        // The k-th largest key is the threshold; then a scan in index order takes everything
-        // above it and the first tied entries, which is the lower-index tie rule.
-        // partial_cmp, not total_cmp: -0.0 and 0.0 tie, as in the core.
-        let (_, kth, _) = buf.select_nth_unstable_by(k - 1, |a, b| {
-            b.partial_cmp(a).unwrap_or(std::cmp::Ordering::Equal)
-        });
-        let t = *kth;
-        let above = row
-            .iter()
-            .zip(ok)
-            .filter(|&(&v, &a)| a && key(v) > t)
-            .count();
-        let mut ties = k - above;
-        for ((o, &v), &a) in out.iter_mut().zip(row).zip(ok) {
-            if !a {
-                continue;
-            }
-            let v = key(v);
-            if v > t {
-                *o = 1.0;
-            } else if v == t && ties > 0 {
-                *o = 1.0;
-                ties -= 1;
-            }
+        let ok = allowed.map(|(flags, per)| &flags[(r / per) * cols..(r / per + 1) * cols]);
+        sel.clear();
+        topk_row(row, ok, k, &mut buf, &mut sel);
+        for &j in &sel {
+            out[j as usize] = 1.0;
         }
     }
     mask
+}
+
+/// Order-preserving map of an f32 to a u32 key: larger float, larger key; -0.0 and 0.0 map
+/// to the same key (they tie, as in the core) and NaN below every number. Integer compares
+/// make the selection several times faster than `partial_cmp` on floats.
+#[inline]
+fn sort_key(v: f32) -> u32 {
+    if v.is_nan() {
+        return 0;
+    }
+    let bits = (v + 0.0).to_bits();
+    // Positive: set the sign bit; negative: flip all bits (reverses their order).
+    let k = if bits >> 31 == 0 {
+        bits | 0x8000_0000
+    } else {
+        !bits
+    };
+    k.max(1)
+}
+
+/// Appends to `out` the indices (increasing) of the `min(k, allowed)` largest entries of `row`
+/// among the `allowed` ones (all when `None`), by the rule of [`topk_mask`]. O(len) by
+/// `select_nth_unstable`; `buf` is scratch.
+pub fn topk_row(
+    row: &[f32],
+    allowed: Option<&[bool]>,
+    k: usize,
+    buf: &mut Vec<u32>,
+    out: &mut Vec<u32>,
+) {
+    let ok = |c: usize| allowed.is_none_or(|a| a[c]);
+    buf.clear();
+    match allowed {
+        Some(a) => buf.extend(row.iter().zip(a).filter(|p| *p.1).map(|(&v, _)| sort_key(v))),
+        None => buf.extend(row.iter().map(|&v| sort_key(v))),
+    }
+    if k == 0 || buf.is_empty() {
+        return;
+    }
+    if buf.len() <= k {
+        out.extend((0..row.len()).filter(|&c| ok(c)).map(|c| c as u32));
+        return;
+    }
+    // The k-th largest key is the threshold; then a scan in index order takes everything
+    // above it and the first tied entries, which is the lower-index tie rule.
+    let at = buf.len() - k;
+    let (_, kth, _) = buf.select_nth_unstable(at);
+    let t = *kth;
+    let above = (0..row.len())
+        .filter(|&c| ok(c) && sort_key(row[c]) > t)
+        .count();
+    let mut ties = k - above;
+    for (c, &v) in row.iter().enumerate() {
+        if !ok(c) {
+            continue;
+        }
+        let v = sort_key(v);
+        if v > t || (v == t && ties > 0) {
+            if v == t {
+                ties -= 1;
+            }
+            out.push(c as u32);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use super::loss::{fvu_per_sae, mse_per_sae, relative_mse_per_sae};
 use super::optim::{Adam, AdamParams, clip_per_sae, remove_parallel};
 pub use super::sae::SaeTensors;
 use super::sae::{Forward, SaeStack, column_means, normalize_rows};
+use super::sparse;
 use burn::tensor::{Device, Tensor, TensorData};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -75,6 +76,8 @@ pub struct TrainOptions<'a> {
     pub resume: Option<PathBuf>,
     /// Stop (as if killed) after this global step count, after its checkpoint.
     pub stop_after: Option<usize>,
+    /// Gradient path (`None`: [`GradPath::default_for`] the backend).
+    pub grad_path: Option<GradPath>,
 }
 
 /// Trains `cfg.n_saes` SAEs on `train_set` and reports validation loss on `val_set`.
@@ -113,6 +116,37 @@ pub struct Computed {
     pub grads: Vec<Tensor<3>>,
 }
 
+/// How a step's loss and gradients are computed. Both give the same numbers up to f32
+/// rounding (the parity tests compare them); they differ in speed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum GradPath {
+    /// burn autodiff over dense `[N, B, d_sae]` latents, everything on the device. The default
+    /// on wgpu, where the device does the dense work fast and host round trips cost.
+    Autodiff,
+    /// The dense encoder product and the MFR cosines on the device, everything that only
+    /// touches the k selected latents by the host kernels of [`crate::train::sparse`]. The
+    /// default on the CPU backends (about 3x faster there).
+    Sparse,
+}
+
+impl GradPath {
+    /// The faster path for `backend`.
+    pub fn default_for(backend: BackendKind) -> Self {
+        match backend {
+            BackendKind::Wgpu => Self::Autodiff,
+            BackendKind::Flex | BackendKind::Ndarray => Self::Sparse,
+        }
+    }
+
+    /// Name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Autodiff => "autodiff",
+            Self::Sparse => "sparse",
+        }
+    }
+}
+
 /// Training state of a stack of SAEs on one device.
 pub struct Trainer {
     /// The configuration.
@@ -127,8 +161,10 @@ pub struct Trainer {
     pub step: usize,
     device: Device,
     host_select: bool,
+    path: GradPath,
     pairs: Vec<(usize, usize)>,
     hungarian_cache: Option<Matching>,
+    hungarian_host: Option<Vec<Vec<u32>>>,
 }
 
 impl Trainer {
@@ -140,6 +176,16 @@ impl Trainer {
         cfg: &TrainConfig,
         data_mean: &[f32],
         backend: BackendKind,
+    ) -> Result<Self, TrainError> {
+        Self::with_path(cfg, data_mean, backend, GradPath::default_for(backend))
+    }
+
+    /// Like [`Trainer::new`] with an explicit [`GradPath`].
+    pub fn with_path(
+        cfg: &TrainConfig,
+        data_mean: &[f32],
+        backend: BackendKind,
+        path: GradPath,
     ) -> Result<Self, TrainError> {
         cfg.validate()?;
         if data_mean.len() != cfg.d_in {
@@ -159,8 +205,10 @@ impl Trainer {
             step: 0,
             pairs: mfr::pairs(cfg.n_saes),
             hungarian_cache: None,
+            hungarian_host: None,
             device,
             host_select: backend != BackendKind::Wgpu,
+            path,
             stack,
         })
     }
@@ -175,8 +223,175 @@ impl Trainer {
         Tensor::<2>::from_data(TensorData::new(v.to_vec(), [v.len() / d, d]), &self.device)
     }
 
+    /// The gradient path in use.
+    pub fn path(&self) -> GradPath {
+        self.path
+    }
+
     /// Loss and gradients of the current parameters on one batch (row-major `[B, d_in]`).
     pub fn compute(&mut self, inputs: &[f32], targets: &[f32]) -> Computed {
+        match self.path {
+            GradPath::Autodiff => self.compute_autodiff(inputs, targets),
+            GradPath::Sparse => self.compute_sparse(inputs, targets),
+        }
+    }
+
+    fn tensor3(&self, v: Vec<f32>, dims: [usize; 3]) -> Tensor<3> {
+        Tensor::<3>::from_data(TensorData::new(v, dims), &self.device)
+    }
+
+    /// [`GradPath::Sparse`]: the whole step on the host, see [`crate::train::sparse`].
+    fn compute_sparse(&mut self, inputs: &[f32], targets: &[f32]) -> Computed {
+        let cfg = self.cfg.clone();
+        let (n, di, ds) = (cfg.n_saes, cfg.d_in, cfg.d_sae);
+        let b = inputs.len() / di;
+        let signed = cfg.activation == ActivationKind::TopkSigned;
+        let host = |t: &Tensor<3>| -> Vec<f32> {
+            t.clone()
+                .try_into_vec_as::<f32>()
+                .expect("reading tensors back from the device")
+        };
+        let w_enc = host(&self.stack.w_enc);
+        let b_enc = host(&self.stack.b_enc);
+        let b_dec = host(&self.stack.b_dec);
+        // Tied: the decoder is the row-normalised encoder transpose; keep what its backward needs.
+        let (dec, tied) = match &self.stack.w_dec {
+            Some(d) => (host(d), None),
+            None => {
+                let mut t = vec![0f32; n * ds * di];
+                for s in 0..n {
+                    for i in 0..di {
+                        for j in 0..ds {
+                            t[(s * ds + j) * di + i] = w_enc[(s * di + i) * ds + j];
+                        }
+                    }
+                }
+                let (unit, norms) = sparse::normalize_rows_host(&t, di);
+                (unit.clone(), Some((unit, norms)))
+            }
+        };
+        let dead = self.dead.dead(cfg.dead_steps);
+        let auxk_on = cfg.auxk_alpha > 0.0 && dead.iter().any(|&d| d);
+        let out = sparse::step(&sparse::StepIn {
+            n,
+            d_in: di,
+            d_sae: ds,
+            k: cfg.k,
+            x: inputs,
+            t: targets,
+            w_enc: &w_enc,
+            b_enc: &b_enc,
+            dec: &dec,
+            b_dec: &b_dec,
+            signed,
+            relative_eps: cfg.relative_loss.then_some(cfg.relative_eps),
+            auxk: auxk_on.then_some(sparse::AuxkIn {
+                dead: &dead,
+                k_aux: cfg.k_aux,
+                alpha: cfg.auxk_alpha,
+            }),
+        });
+        let t1 = |v: Vec<f32>| {
+            let len = v.len();
+            Tensor::<1>::from_data(TensorData::new(v, [len]), &self.device)
+        };
+        let mut g_dec = out.g_dec;
+        let weight = cfg.mfr_alpha * cfg.mfr_weight_at(self.step);
+        let (mut mmcs, mut penalty) = (None, None);
+        if weight > 0.0 && !self.pairs.is_empty() {
+            let (unit, norms) = sparse::normalize_rows_host(&dec, di);
+            let cos = sparse::cosines_host(&unit, &self.pairs, ds, di);
+            let assigned = match cfg.mmcs {
+                MmcsKind::Max => None,
+                MmcsKind::Hungarian => {
+                    let fresh = self.step.is_multiple_of(cfg.hungarian_every);
+                    if fresh || self.hungarian_host.is_none() {
+                        self.hungarian_host = Some(sparse::hungarian_host(&cos, ds));
+                    }
+                    self.hungarian_host.clone()
+                }
+            };
+            let m = sparse::mfr_host(
+                &unit,
+                &self.pairs,
+                &cos,
+                cfg.mmcs,
+                assigned.as_deref(),
+                (n, ds, di),
+                weight,
+            );
+            sparse::normalize_rows_backward(&m.g_unit, &unit, &norms, di, &mut g_dec);
+            mmcs = Some(t1(m.mmcs));
+            penalty = Some(t1(vec![m.penalty]));
+        }
+        let mut g_w_enc = out.g_w_enc;
+        let g_w_dec = match &tied {
+            Some((unit, norms)) => {
+                let mut g_t = vec![0f32; n * ds * di];
+                sparse::normalize_rows_backward(&g_dec, unit, norms, di, &mut g_t);
+                for s in 0..n {
+                    for j in 0..ds {
+                        for i in 0..di {
+                            g_w_enc[(s * di + i) * ds + j] += g_t[(s * ds + j) * di + i];
+                        }
+                    }
+                }
+                None
+            }
+            None => Some(g_dec),
+        };
+        let mut grads = vec![
+            self.tensor3(g_w_enc, [n, di, ds]),
+            self.tensor3(out.g_b_enc, [n, 1, ds]),
+            self.tensor3(out.g_b_dec, [n, 1, di]),
+        ];
+        if let Some(g) = g_w_dec {
+            grads.push(self.tensor3(g, [n, ds, di]));
+        }
+        let k = cfg.k.min(ds);
+        let (mut mask, mut z) = (vec![0f32; n * b * ds], vec![0f32; n * b * ds]);
+        for (r, sel) in out.idx.chunks_exact(k).enumerate() {
+            for &j in sel {
+                let at = r * ds + j as usize;
+                mask[at] = 1.0;
+                z[at] = if signed {
+                    out.pre[at]
+                } else {
+                    out.pre[at].max(0.0)
+                };
+            }
+        }
+        let mse = t1(out.loss);
+        let auxk = out.auxk.map(t1);
+        let mut total = mse.clone().sum();
+        if let Some(a) = &auxk {
+            total = total.add(a.clone().sum().mul_scalar(cfg.auxk_alpha as f32));
+        }
+        if let Some(p) = &penalty {
+            total = total.add(p.clone().mul_scalar(weight as f32));
+        }
+        let fwd = Forward {
+            pre: self.tensor3(out.pre.clone(), [n, b, ds]),
+            mask: self.tensor3(mask.clone(), [n, b, ds]),
+            mask_host: Some(mask),
+            pre_host: Some(out.pre),
+            z: self.tensor3(z, [n, b, ds]),
+            x_hat: self.tensor3(out.x_hat, [n, b, di]),
+            dec: self.tensor3(dec, [n, ds, di]),
+        };
+        Computed {
+            fwd,
+            mse,
+            auxk,
+            mmcs,
+            penalty,
+            total,
+            grads,
+        }
+    }
+
+    /// [`GradPath::Autodiff`]: the whole objective through burn's autodiff.
+    fn compute_autodiff(&mut self, inputs: &[f32], targets: &[f32]) -> Computed {
         let cfg = &self.cfg;
         let signed = cfg.activation == ActivationKind::TopkSigned;
         let x = self.batch_tensor(inputs);
@@ -455,6 +670,7 @@ impl Trainer {
         self.dead = ck.dead;
         self.step = ck.step;
         self.hungarian_cache = None;
+        self.hungarian_host = None;
         Ok(())
     }
 
@@ -510,7 +726,10 @@ pub fn train_with(
     let head: Vec<usize> = (0..train_src.len().min(4096)).collect();
     train_src.read_rows(&head, &mut xi, &mut ti)?;
     let mean = column_means(&ti, cfg.d_in);
-    let mut trainer = Trainer::new(cfg, &mean, backend)?;
+    let path = opts
+        .grad_path
+        .unwrap_or_else(|| GradPath::default_for(backend));
+    let mut trainer = Trainer::with_path(cfg, &mean, backend, path)?;
     let mut sampler = Sampler::new(train_src.len(), cfg.seed);
     if let Some(path) = &opts.resume {
         let ck = checkpoint::read(path)?;

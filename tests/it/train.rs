@@ -8,7 +8,7 @@
 use mfr_eeg::rng::Rng;
 use mfr_eeg::train::data::Dataset;
 use mfr_eeg::train::hungarian::assign_min;
-use mfr_eeg::train::trainer::{TrainOptions, Trainer, train_with};
+use mfr_eeg::train::trainer::{GradPath, TrainOptions, Trainer, train_with};
 use mfr_eeg::train::{ActivationKind, BackendKind, MmcsKind, TrainConfig};
 
 /// Normwise relative difference `max|a - b| / max(max|b|, 1e-6)`.
@@ -58,10 +58,15 @@ struct StepTrace {
     weights_after: Vec<f32>,
 }
 
-fn trace(backend: BackendKind, cfg: &TrainConfig, steps: usize) -> Vec<StepTrace> {
+fn trace(
+    backend: BackendKind,
+    path: GradPath,
+    cfg: &TrainConfig,
+    steps: usize,
+) -> Vec<StepTrace> {
     let d = cfg.d_in;
     let mean = vec![0.05f32; d];
-    let mut tr = Trainer::new(cfg, &mean, backend)
+    let mut tr = Trainer::with_path(cfg, &mean, backend, path)
         .unwrap_or_else(|e| panic!("backend {backend} is required by the parity suite: {e}"));
     let mut out = Vec::new();
     for s in 0..steps {
@@ -153,19 +158,71 @@ fn assert_parity(a: &[StepTrace], b: &[StepTrace], what: &str) {
     );
 }
 
+/// Backend parity: the autodiff path on `other` against the autodiff path on flex.
 fn parity(mmcs: MmcsKind, activation: ActivationKind, other: BackendKind) {
     let cfg = small_cfg(mmcs, activation);
-    let reference = trace(BackendKind::Flex, &cfg, 5);
+    let reference = trace(BackendKind::Flex, GradPath::Autodiff, &cfg, 5);
     // AuxK must actually have run for the comparison to cover it.
     assert!(
         reference.iter().any(|t| t.auxk.is_some()),
         "no dead latents: AuxK untested"
     );
-    let got = trace(other, &cfg, 5);
+    let got = trace(other, GradPath::Autodiff, &cfg, 5);
     assert_parity(
         &got,
         &reference,
         &format!("{other} vs flex ({mmcs:?}, {activation:?})"),
+    );
+}
+
+/// Path parity: the sparse host kernels on `backend` against autodiff on flex, which checks
+/// every hand-derived gradient against burn's.
+fn sparse_parity(cfg: &TrainConfig, backend: BackendKind) {
+    let reference = trace(BackendKind::Flex, GradPath::Autodiff, cfg, 5);
+    assert!(
+        reference.iter().any(|t| t.auxk.is_some()),
+        "no dead latents: AuxK untested"
+    );
+    let got = trace(backend, GradPath::Sparse, cfg, 5);
+    assert_parity(
+        &got,
+        &reference,
+        &format!(
+            "sparse on {backend} vs autodiff on flex ({:?}, {:?}, tied {}, relative {})",
+            cfg.mmcs, cfg.activation, cfg.tied, cfg.relative_loss
+        ),
+    );
+}
+
+#[test]
+fn parity_sparse_max_relu() {
+    sparse_parity(
+        &small_cfg(MmcsKind::Max, ActivationKind::TopkRelu),
+        BackendKind::Flex,
+    );
+}
+
+#[test]
+fn parity_sparse_hungarian_signed_ndarray() {
+    sparse_parity(
+        &small_cfg(MmcsKind::Hungarian, ActivationKind::TopkSigned),
+        BackendKind::Ndarray,
+    );
+}
+
+#[test]
+fn parity_sparse_tied_relative() {
+    let cfg = small_cfg(MmcsKind::Max, ActivationKind::TopkRelu)
+        .with_tied(true)
+        .with_relative_loss(true);
+    sparse_parity(&cfg, BackendKind::Flex);
+}
+
+#[test]
+fn parity_sparse_on_wgpu() {
+    sparse_parity(
+        &small_cfg(MmcsKind::Max, ActivationKind::TopkSigned),
+        BackendKind::Wgpu,
     );
 }
 
