@@ -136,24 +136,6 @@ pub struct StepOut {
     pub g_dec: Vec<f32>,
 }
 
-/// One SAE's gradient accumulators; the encoder's by latent row (`[d_sae, d_in]`), the others
-/// in place in the outputs.
-struct Grads<'a> {
-    g_enc_t: Vec<f32>,
-    g_b_enc: &'a mut [f32],
-    g_b_dec: &'a mut [f32],
-    g_dec: &'a mut [f32],
-}
-
-/// One SAE's slices of [`StepOut`].
-struct SaeOut<'a> {
-    pre: &'a mut [f32],
-    idx: &'a mut [u32],
-    x_hat: &'a mut [f32],
-    g_w_enc: &'a mut [f32],
-    grads: Grads<'a>,
-}
-
 /// `dst[c, r] = src[r, c]` for a row-major `[rows, cols]` `src`, in column tiles that keep the
 /// written rows in cache.
 fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
@@ -175,8 +157,9 @@ fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
     }
 }
 
+/// Dot product with eight partial sums (vectorises; the summation order is fixed).
 #[inline]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     // Eight partial sums: lets the compiler vectorise without reassociating a single chain.
     let mut acc = [0f32; 8];
     let (ca, ra) = a.as_chunks::<8>();
@@ -190,259 +173,315 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
+/// Latent rows per task of the gradient scatter: small enough to balance the threads, large
+/// enough that each task's scan of the selections stays cheap.
+const SCATTER_ROWS: usize = 64;
+
 /// Loss terms and gradients of one step (see the module docs).
+///
+/// Phases: (A) per SAE, the dense encoder product; (B) per window, TopK, decode, loss and its
+/// gradient; (C) per window, AuxK's forward; (D) per block of latent rows, the scatter of
+/// every gradient that lands on a latent's rows (decoder, encoder, `b_enc`), each row summing
+/// over windows in order; (E) per SAE, `b_dec`'s gradient and the encoder layout. Every phase
+/// is parallel over independent outputs, so the result does not depend on the thread count.
 pub fn step(inp: &StepIn<'_>) -> StepOut {
     let (n, di, ds) = (inp.n, inp.d_in, inp.d_sae);
     let b = inp.x.len() / di;
     let k = inp.k.min(ds);
-    let mut out = StepOut {
-        pre: vec![0f32; n * b * ds],
-        idx: vec![0u32; n * b * k],
-        x_hat: vec![0f32; n * b * di],
-        g_w_enc: vec![0f32; n * di * ds],
-        g_b_enc: vec![0f32; n * ds],
-        g_b_dec: vec![0f32; n * di],
-        g_dec: vec![0f32; n * ds * di],
-        ..Default::default()
-    };
-    let losses: Vec<(f32, f32)> = out
-        .pre
-        .par_chunks_mut(b * ds)
-        .zip(out.idx.par_chunks_mut(b * k))
-        .zip(out.x_hat.par_chunks_mut(b * di))
-        .zip(out.g_w_enc.par_chunks_mut(di * ds))
-        .zip(out.g_b_enc.par_chunks_mut(ds))
-        .zip(out.g_b_dec.par_chunks_mut(di))
-        .zip(out.g_dec.par_chunks_mut(ds * di))
+    let act = |p: f32| if inp.signed { p } else { p.max(0.0) };
+    let rows = n * b;
+
+    // (A) xc = x - b_dec and pre = xc W_enc + b_enc, per SAE.
+    let mut xc = vec![0f32; rows * di];
+    let mut pre = vec![0f32; rows * ds];
+    xc.par_chunks_mut(b * di)
+        .zip(pre.par_chunks_mut(b * ds))
         .enumerate()
-        .map(|(s, ((((((pre, idx), x_hat), g_w_enc), g_b_enc), g_b_dec), g_dec))| {
-            let o = SaeOut {
-                pre,
-                idx,
-                x_hat,
-                g_w_enc,
-                grads: Grads {
-                    g_enc_t: vec![0f32; ds * di],
-                    g_b_enc,
-                    g_b_dec,
-                    g_dec,
-                },
-            };
-            one_sae(inp, s, o)
-        })
-        .collect();
-    out.loss = losses.iter().map(|l| l.0).collect();
-    out.auxk = inp.auxk.map(|_| losses.iter().map(|l| l.1).collect());
-    out
-}
+        .for_each(|(s, (xc, pre))| {
+            let b_dec = &inp.b_dec[s * di..(s + 1) * di];
+            for (row, x) in xc.chunks_exact_mut(di).zip(inp.x.chunks_exact(di)) {
+                for ((o, &x), &c) in row.iter_mut().zip(x).zip(b_dec) {
+                    *o = x - c;
+                }
+            }
+            let w_enc = &inp.w_enc[s * di * ds..(s + 1) * di * ds];
+            matmul(pre, xc, (di, 1), w_enc, (ds, 1), b, ds, di);
+            let b_enc = &inp.b_enc[s * ds..(s + 1) * ds];
+            for row in pre.chunks_exact_mut(ds) {
+                for (p, &c) in row.iter_mut().zip(b_enc) {
+                    *p += c;
+                }
+            }
+        });
 
-/// Back-propagates an upstream gradient `g` on a decoded sum `sum_j act(pre_j) dec_j` through
-/// the selected latents `sel` of one window.
-#[allow(clippy::too_many_arguments)]
-fn backprop_latents(
-    g: &[f32],
-    sel: &[u32],
-    pre: &[f32],
-    signed: bool,
-    dec: &[f32],
-    xc: &[f32],
-    acc: &mut Grads<'_>,
-) {
-    let di = g.len();
-    for &j in sel {
-        let j = j as usize;
-        let p = pre[j];
-        let a = if signed { p } else { p.max(0.0) };
-        let row = &dec[j * di..(j + 1) * di];
-        if a != 0.0 {
-            axpy(a, g, &mut acc.g_dec[j * di..(j + 1) * di]);
-        }
-        if !signed && p <= 0.0 {
-            continue;
-        }
-        let gp = dot(g, row);
-        // b_enc's gradient is the sum of gp over windows; b_dec's share through the encoder
-        // (`-W_enc gp`, summed) is taken from it once at the end.
-        acc.g_b_enc[j] += gp;
-        axpy(gp, xc, &mut acc.g_enc_t[j * di..(j + 1) * di]);
-    }
-}
-
-/// Loss and AuxK loss of SAE `s`; everything else goes into `o`.
-fn one_sae(inp: &StepIn<'_>, s: usize, mut o: SaeOut<'_>) -> (f32, f32) {
-    let (di, ds) = (inp.d_in, inp.d_sae);
-    let b = inp.x.len() / di;
-    let k = inp.k.min(ds);
-    let dec = &inp.dec[s * ds * di..(s + 1) * ds * di];
-    let b_dec = &inp.b_dec[s * di..(s + 1) * di];
-    let w_enc = &inp.w_enc[s * di * ds..(s + 1) * di * ds];
-    // The dense part: pre = (x - b_dec) W_enc + b_enc.
-    let xc_all: Vec<f32> = inp
-        .x
-        .chunks_exact(di)
-        .flat_map(|row| row.iter().zip(b_dec).map(|(&x, &c)| x - c))
-        .collect();
-    matmul(o.pre, &xc_all, (di, 1), w_enc, (ds, 1), b, ds, di);
-    let b_enc = &inp.b_enc[s * ds..(s + 1) * ds];
-    for row in o.pre.chunks_exact_mut(ds) {
-        for (p, &c) in row.iter_mut().zip(b_enc) {
-            *p += c;
-        }
-    }
-    let pre: &[f32] = o.pre;
-    let act = |p: f32| if inp.signed { p } else { p.max(0.0) };
-    let mut idx: Vec<u32> = Vec::with_capacity(b * k);
-    let mut buf = Vec::with_capacity(ds);
-    // Forward and the loss's upstream gradient (kept per window in `g`).
-    let mut g = vec![0f32; b * di];
-    let mut loss = 0f64;
+    // (B) TopK, reconstruction, loss and upstream gradient g, per window.
+    let mut idx = vec![0u32; rows * k];
+    let mut x_hat = vec![0f32; rows * di];
+    let mut g = vec![0f32; rows * di];
+    let mut se = vec![0f64; rows];
     let scale = 1.0 / (b * di) as f32;
-    for w in 0..b {
-        let pw = &pre[w * ds..(w + 1) * ds];
-        let start = idx.len();
-        topk_row(pw, None, k, &mut buf, &mut idx);
-        let xh = &mut o.x_hat[w * di..(w + 1) * di];
-        xh.copy_from_slice(b_dec);
-        for &j in &idx[start..] {
-            let a = act(pw[j as usize]);
-            if a != 0.0 {
-                axpy(a, &dec[j as usize * di..(j as usize + 1) * di], xh);
-            }
-        }
-        let tw = &inp.t[w * di..(w + 1) * di];
-        let weight = match inp.relative_eps {
-            Some(eps) => 1.0 / (tw.iter().map(|v| v * v).sum::<f32>() / di as f32 + eps as f32),
-            None => 1.0,
-        };
-        let gw = &mut g[w * di..(w + 1) * di];
-        let mut se = 0f32;
-        for ((gv, &h), &tv) in gw.iter_mut().zip(xh.iter()).zip(tw) {
-            let e = h - tv;
-            se += e * e;
-            *gv = 2.0 * weight * e * scale;
-        }
-        loss += (se * weight) as f64;
-    }
-    let loss = (loss / (b * di) as f64) as f32;
-    for w in 0..b {
-        let xc = &xc_all[w * di..(w + 1) * di];
-        let gw = &g[w * di..(w + 1) * di];
-        for (a, &v) in o.grads.g_b_dec.iter_mut().zip(gw) {
-            *a += v;
-        }
-        backprop_latents(
-            gw,
-            &idx[w * k..(w + 1) * k],
-            &pre[w * ds..(w + 1) * ds],
-            inp.signed,
-            dec,
-            xc,
-            &mut o.grads,
+    idx.par_chunks_mut(k.max(1))
+        .zip(x_hat.par_chunks_mut(di))
+        .zip(g.par_chunks_mut(di))
+        .zip(se.par_iter_mut())
+        .enumerate()
+        .for_each_init(
+            || (Vec::with_capacity(ds), Vec::with_capacity(k)),
+            |(buf, sel), (r, (((idx, xh), gw), se))| {
+                let (s, w) = (r / b, r % b);
+                let pw = &pre[r * ds..(r + 1) * ds];
+                let dec = &inp.dec[s * ds * di..(s + 1) * ds * di];
+                sel.clear();
+                topk_row(pw, None, k, buf, sel);
+                idx.copy_from_slice(sel);
+                xh.copy_from_slice(&inp.b_dec[s * di..(s + 1) * di]);
+                for &j in sel.iter() {
+                    let a = act(pw[j as usize]);
+                    if a != 0.0 {
+                        axpy(a, &dec[j as usize * di..(j as usize + 1) * di], xh);
+                    }
+                }
+                let tw = &inp.t[w * di..(w + 1) * di];
+                let weight = match inp.relative_eps {
+                    Some(eps) => {
+                        1.0 / (tw.iter().map(|v| v * v).sum::<f32>() / di as f32 + eps as f32)
+                    }
+                    None => 1.0,
+                };
+                let mut e2 = 0f32;
+                for ((gv, &h), &tv) in gw.iter_mut().zip(xh.iter()).zip(tw) {
+                    let e = h - tv;
+                    e2 += e * e;
+                    *gv = 2.0 * weight * e * scale;
+                }
+                *se = (e2 * weight) as f64;
+            },
         );
-    }
-    let aux_loss = match inp.auxk {
-        Some(aux) => {
-            let ctx = AuxCtx {
-                pre,
-                dec,
-                xc_all: &xc_all,
-                x_hat: o.x_hat,
-            };
-            auxk(inp, s, aux, &ctx, &mut buf, &mut o.grads)
-        }
-        None => 0.0,
-    };
-    o.idx.copy_from_slice(&idx);
-    transpose(&o.grads.g_enc_t, ds, di, o.g_w_enc);
-    // pre = x W_enc - b_dec W_enc + b_enc, so b_dec gets -W_enc times b_enc's gradient.
-    for (gb, row) in o.grads.g_b_dec.iter_mut().zip(w_enc.chunks_exact(ds)) {
-        *gb -= dot(row, o.grads.g_b_enc);
-    }
-    (loss, aux_loss)
-}
+    let loss: Vec<f32> = se
+        .chunks_exact(b)
+        .map(|c| (c.iter().sum::<f64>() / (b * di) as f64) as f32)
+        .collect();
 
-/// What AuxK reads of one SAE's step.
-struct AuxCtx<'a> {
-    pre: &'a [f32],
-    dec: &'a [f32],
-    xc_all: &'a [f32],
-    x_hat: &'a [f32],
-}
+    // (C) AuxK: the top k_aux dead latents reconstruct the (detached) residual e = t - x_hat;
+    // ga = c_s (e_hat - e) is its upstream gradient.
+    let aux = inp.auxk.map(|aux| auxk_forward(inp, aux, &pre, &x_hat, b));
 
-/// AuxK for SAE `s`: the top `k_aux` dead latents reconstruct the (detached) residual.
-#[allow(clippy::too_many_arguments)]
-fn auxk(
-    inp: &StepIn<'_>,
-    s: usize,
-    aux: AuxkIn<'_>,
-    ctx: &AuxCtx<'_>,
-    buf: &mut Vec<u32>,
-    grads: &mut Grads<'_>,
-) -> f32 {
-    let AuxCtx {
+    // (D) Scatter onto latent rows.
+    let mut g_dec = vec![0f32; n * ds * di];
+    let mut g_enc_t = vec![0f32; n * ds * di];
+    let mut g_b_enc = vec![0f32; n * ds];
+    let chunk = SCATTER_ROWS.min(ds);
+    g_dec
+        .par_chunks_mut(ds * di)
+        .zip(g_enc_t.par_chunks_mut(ds * di))
+        .zip(g_b_enc.par_chunks_mut(ds))
+        .enumerate()
+        .for_each(|(s, ((gd, ge), gb))| {
+            gd.par_chunks_mut(chunk * di)
+                .zip(ge.par_chunks_mut(chunk * di))
+                .zip(gb.par_chunks_mut(chunk))
+                .enumerate()
+                .for_each(|(c, ((gd, ge), gb))| {
+                    let lo = c * chunk;
+                    let mut block = Block {
+                        lo,
+                        hi: lo + gb.len(),
+                        g_dec: gd,
+                        g_enc_t: ge,
+                        g_b_enc: gb,
+                    };
+                    let dec = &inp.dec[s * ds * di..(s + 1) * ds * di];
+                    let pre = &pre[s * b * ds..(s + 1) * b * ds];
+                    let xc = &xc[s * b * di..(s + 1) * b * di];
+                    for w in 0..b {
+                        let sel = &idx[(s * b + w) * k..(s * b + w + 1) * k];
+                        let gw = &g[(s * b + w) * di..(s * b + w + 1) * di];
+                        block.backprop(
+                            gw,
+                            sel,
+                            &pre[w * ds..(w + 1) * ds],
+                            inp.signed,
+                            dec,
+                            &xc[w * di..(w + 1) * di],
+                        );
+                    }
+                    if let Some(a) = &aux {
+                        for w in 0..b {
+                            let r = s * b + w;
+                            let sel = &a.sel[a.bounds[r]..a.bounds[r + 1]];
+                            block.backprop(
+                                &a.ga[r * di..(r + 1) * di],
+                                sel,
+                                &pre[w * ds..(w + 1) * ds],
+                                inp.signed,
+                                dec,
+                                &xc[w * di..(w + 1) * di],
+                            );
+                        }
+                    }
+                });
+        });
+
+    // (E) b_dec: + sum over windows of g (decoder side), - W_enc g_b_enc (through the encoder:
+    // pre = x W_enc - b_dec W_enc + b_enc); the encoder gradient in the parameter's layout.
+    let mut g_b_dec = vec![0f32; n * di];
+    let mut g_w_enc = vec![0f32; n * di * ds];
+    g_b_dec
+        .par_chunks_mut(di)
+        .zip(g_w_enc.par_chunks_mut(di * ds))
+        .enumerate()
+        .for_each(|(s, (gbd, gwe))| {
+            for gw in g[s * b * di..(s + 1) * b * di].chunks_exact(di) {
+                for (a, &v) in gbd.iter_mut().zip(gw) {
+                    *a += v;
+                }
+            }
+            let w_enc = &inp.w_enc[s * di * ds..(s + 1) * di * ds];
+            let gb = &g_b_enc[s * ds..(s + 1) * ds];
+            for (a, row) in gbd.iter_mut().zip(w_enc.chunks_exact(ds)) {
+                *a -= dot(row, gb);
+            }
+            transpose(&g_enc_t[s * ds * di..(s + 1) * ds * di], ds, di, gwe);
+        });
+
+    StepOut {
         pre,
-        dec,
-        xc_all,
+        idx,
         x_hat,
-    } = *ctx;
-    let (di, ds) = (inp.d_in, inp.d_sae);
-    let b = inp.x.len() / di;
-    let dead = &aux.dead[s * ds..(s + 1) * ds];
-    let k_aux = aux.k_aux.clamp(1, ds);
-    let n_dead = dead.iter().filter(|&&d| d).count();
-    let weight = (n_dead as f32 / k_aux as f32).min(1.0);
-    let act = |p: f32| if inp.signed { p } else { p.max(0.0) };
-    // e = t - x_hat (no gradient), e_hat from the dead latents; diff = e_hat - e.
-    let mut diff = vec![0f32; b * di];
-    let mut sel_all: Vec<u32> = Vec::new();
-    let mut bounds = Vec::with_capacity(b + 1);
-    bounds.push(0);
-    let (mut num, mut den) = (0f32, 0f32);
-    for w in 0..b {
-        let pw = &pre[w * ds..(w + 1) * ds];
-        let start = sel_all.len();
-        topk_row(pw, Some(dead), k_aux, buf, &mut sel_all);
-        bounds.push(sel_all.len());
-        let dw = &mut diff[w * di..(w + 1) * di];
-        for &j in &sel_all[start..] {
-            let a = act(pw[j as usize]);
-            if a != 0.0 {
-                axpy(a, &dec[j as usize * di..(j as usize + 1) * di], dw);
+        loss,
+        auxk: aux.map(|a| a.loss),
+        g_w_enc,
+        g_b_enc,
+        g_b_dec,
+        g_dec,
+    }
+}
+
+/// A block of latent rows `lo..hi` of one SAE and its gradient rows.
+struct Block<'a> {
+    lo: usize,
+    hi: usize,
+    g_dec: &'a mut [f32],
+    g_enc_t: &'a mut [f32],
+    g_b_enc: &'a mut [f32],
+}
+
+impl Block<'_> {
+    /// Back-propagates an upstream gradient `g` on a decoded sum `sum_j act(pre_j) dec_j`
+    /// through the selected latents `sel` of one window that fall in this block.
+    fn backprop(
+        &mut self,
+        g: &[f32],
+        sel: &[u32],
+        pre: &[f32],
+        signed: bool,
+        dec: &[f32],
+        xc: &[f32],
+    ) {
+        let di = g.len();
+        for &j in sel {
+            let j = j as usize;
+            if j < self.lo || j >= self.hi {
+                continue;
             }
-        }
-        let tw = &inp.t[w * di..(w + 1) * di];
-        let xh = &x_hat[w * di..(w + 1) * di];
-        for ((d, &tv), &h) in dw.iter_mut().zip(tw).zip(xh) {
-            let e = tv - h;
-            den += e * e;
-            *d -= e;
-            num += *d * *d;
+            let p = pre[j];
+            let a = if signed { p } else { p.max(0.0) };
+            let l = j - self.lo;
+            if a != 0.0 {
+                axpy(a, g, &mut self.g_dec[l * di..(l + 1) * di]);
+            }
+            if !signed && p <= 0.0 {
+                continue;
+            }
+            let gp = dot(g, &dec[j * di..(j + 1) * di]);
+            self.g_b_enc[l] += gp;
+            axpy(gp, xc, &mut self.g_enc_t[l * di..(l + 1) * di]);
         }
     }
-    let den = den + 1e-30;
-    let loss = num / den * weight;
-    if n_dead == 0 {
-        return loss;
+}
+
+/// AuxK's forward on every window and the upstream gradient it sends back.
+struct AuxOut {
+    /// Selected dead latents of all windows, row `r`'s at `sel[bounds[r]..bounds[r + 1]]`.
+    sel: Vec<u32>,
+    bounds: Vec<usize>,
+    /// Upstream gradient `[N * B, d_in]`, AuxK weight included.
+    ga: Vec<f32>,
+    /// Per-SAE loss.
+    loss: Vec<f32>,
+}
+
+fn auxk_forward(inp: &StepIn<'_>, aux: AuxkIn<'_>, pre: &[f32], x_hat: &[f32], b: usize) -> AuxOut {
+    let (n, di, ds) = (inp.n, inp.d_in, inp.d_sae);
+    let rows = n * b;
+    let k_aux = aux.k_aux.clamp(1, ds);
+    let act = |p: f32| if inp.signed { p } else { p.max(0.0) };
+    // Per window: its selections, diff = e_hat - e, and (num, den) partial sums.
+    let mut diff = vec![0f32; rows * di];
+    let per: Vec<(Vec<u32>, f32, f32)> = diff
+        .par_chunks_mut(di)
+        .enumerate()
+        .map_init(
+            || Vec::with_capacity(ds),
+            |buf, (r, dw)| {
+                let (s, w) = (r / b, r % b);
+                let dead = &aux.dead[s * ds..(s + 1) * ds];
+                let dec = &inp.dec[s * ds * di..(s + 1) * ds * di];
+                let pw = &pre[r * ds..(r + 1) * ds];
+                let mut sel = Vec::new();
+                topk_row(pw, Some(dead), k_aux, buf, &mut sel);
+                for &j in &sel {
+                    let a = act(pw[j as usize]);
+                    if a != 0.0 {
+                        axpy(a, &dec[j as usize * di..(j as usize + 1) * di], dw);
+                    }
+                }
+                let tw = &inp.t[w * di..(w + 1) * di];
+                let xh = &x_hat[r * di..(r + 1) * di];
+                let (mut num, mut den) = (0f32, 0f32);
+                for ((d, &tv), &h) in dw.iter_mut().zip(tw).zip(xh) {
+                    let e = tv - h;
+                    den += e * e;
+                    *d -= e;
+                    num += *d * *d;
+                }
+                (sel, num, den)
+            },
+        )
+        .collect();
+    let mut loss = Vec::with_capacity(n);
+    let mut coef = Vec::with_capacity(n);
+    for s in 0..n {
+        let dead = &aux.dead[s * ds..(s + 1) * ds];
+        let n_dead = dead.iter().filter(|&&d| d).count();
+        let weight = (n_dead as f32 / k_aux as f32).min(1.0);
+        let (num, den) = per[s * b..(s + 1) * b]
+            .iter()
+            .fold((0f32, 0f32), |(a, c), p| (a + p.1, c + p.2));
+        let den = den + 1e-30;
+        loss.push(num / den * weight);
+        coef.push((aux.alpha as f32) * weight * 2.0 / den);
     }
-    let c = (aux.alpha as f32) * weight * 2.0 / den;
-    let mut gw = vec![0f32; di];
-    for w in 0..b {
-        let xc = &xc_all[w * di..(w + 1) * di];
-        for (o, &d) in gw.iter_mut().zip(&diff[w * di..(w + 1) * di]) {
-            *o = c * d;
+    let mut ga = diff;
+    ga.par_chunks_mut(di).enumerate().for_each(|(r, row)| {
+        let c = coef[r / b];
+        for v in row.iter_mut() {
+            *v *= c;
         }
-        let sel = &sel_all[bounds[w]..bounds[w + 1]];
-        backprop_latents(
-            &gw,
-            sel,
-            &pre[w * ds..(w + 1) * ds],
-            inp.signed,
-            dec,
-            xc,
-            grads,
-        );
+    });
+    let mut sel = Vec::new();
+    let mut bounds = Vec::with_capacity(rows + 1);
+    bounds.push(0);
+    for p in per {
+        sel.extend_from_slice(&p.0);
+        bounds.push(sel.len());
     }
-    loss
+    AuxOut {
+        sel,
+        bounds,
+        ga,
+        loss,
+    }
 }
 
 /// Rows of `m` (`[rows, dim]`) scaled to unit norm as [`crate::train::sae::normalize_rows`]
@@ -533,56 +572,74 @@ pub fn mfr_host(
     weight: f64,
 ) -> MfrOut {
     let p_count = pairs.len().max(1) as f32;
-    let mut g_unit = vec![0f32; n * ds * di];
-    let mut mmcs = Vec::with_capacity(pairs.len());
     let row = |s: usize, r: usize| &unit[(s * ds + r) * di..(s * ds + r + 1) * di];
-    for (p, &(i, j)) in pairs.iter().enumerate() {
-        let c = &cos[p];
-        // (row of D_i, row of D_j, coefficient) of every matched cosine in mmcs_p.
-        let mut terms: Vec<(usize, usize, f32)> = Vec::with_capacity(2 * ds);
-        match kind {
-            MmcsKind::Max => {
-                let h = 0.5 / ds as f32;
-                for r in 0..ds {
-                    let best = argmax(c[r * ds..(r + 1) * ds].iter().copied());
-                    terms.push((r, best as usize, h));
-                }
-                // Column maxima in one row-major pass (first maximum wins, like argmax).
-                let (mut best_v, mut best_r) = (vec![f32::NEG_INFINITY; ds], vec![0usize; ds]);
-                for (r, row) in c.chunks_exact(ds).enumerate() {
-                    for ((bv, br), &v) in best_v.iter_mut().zip(best_r.iter_mut()).zip(row) {
-                        if v > *bv {
-                            *bv = v;
-                            *br = r;
+    // Per pair: (row of D_i, row of D_j, coefficient) of every matched cosine in mmcs_p.
+    let matched: Vec<Vec<(usize, usize, f32)>> = pairs
+        .par_iter()
+        .enumerate()
+        .map(|(p, _)| {
+            let c = &cos[p];
+            let mut terms: Vec<(usize, usize, f32)> = Vec::with_capacity(2 * ds);
+            match kind {
+                MmcsKind::Max => {
+                    let h = 0.5 / ds as f32;
+                    for r in 0..ds {
+                        let best = argmax(c[r * ds..(r + 1) * ds].iter().copied());
+                        terms.push((r, best as usize, h));
+                    }
+                    // Column maxima in one row-major pass (first maximum wins, like argmax).
+                    let (mut best_v, mut best_r) =
+                        (vec![f32::NEG_INFINITY; ds], vec![0usize; ds]);
+                    for (r, row) in c.chunks_exact(ds).enumerate() {
+                        for ((bv, br), &v) in best_v.iter_mut().zip(best_r.iter_mut()).zip(row) {
+                            if v > *bv {
+                                *bv = v;
+                                *br = r;
+                            }
                         }
                     }
+                    terms.extend(best_r.iter().enumerate().map(|(col, &r)| (r, col, h)));
                 }
-                terms.extend(best_r.iter().enumerate().map(|(col, &r)| (r, col, h)));
+                MmcsKind::Hungarian => {
+                    let a = &assigned.expect("Hungarian assignment")[p];
+                    let h = 1.0 / ds as f32;
+                    terms.extend(a.iter().enumerate().map(|(r, &m)| (r, m as usize, h)));
+                }
             }
-            MmcsKind::Hungarian => {
-                let a = &assigned.expect("Hungarian assignment")[p];
-                let h = 1.0 / ds as f32;
-                terms.extend(a.iter().enumerate().map(|(r, &m)| (r, m as usize, h)));
+            terms
+        })
+        .collect();
+    // The value through the matched rows, as the autodiff path evaluates it.
+    let mmcs: Vec<f32> = pairs
+        .par_iter()
+        .zip(&matched)
+        .map(|(&(i, j), terms)| {
+            terms
+                .iter()
+                .map(|&(r, q, h)| h * dot(row(i, r), row(j, q)))
+                .sum()
+        })
+        .collect();
+    // d(weight * mean_p (1 - mmcs_p)) / d mmcs_p = -weight / P; each SAE's rows gather their
+    // pairs' terms in pair order.
+    let scale = -(weight as f32) / p_count;
+    let mut g_unit = vec![0f32; n * ds * di];
+    g_unit
+        .par_chunks_mut(ds * di)
+        .enumerate()
+        .for_each(|(s, g)| {
+            for (&(i, j), terms) in pairs.iter().zip(&matched) {
+                for &(r, q, h) in terms {
+                    let f = scale * h;
+                    if s == i {
+                        axpy(f, row(j, q), &mut g[r * di..(r + 1) * di]);
+                    }
+                    if s == j {
+                        axpy(f, row(i, r), &mut g[q * di..(q + 1) * di]);
+                    }
+                }
             }
-        }
-        // The value through the matched rows, as the autodiff path evaluates it.
-        let m: f32 = terms
-            .iter()
-            .map(|&(r, q, h)| h * dot(row(i, r), row(j, q)))
-            .sum();
-        mmcs.push(m);
-        // d(weight * mean_p (1 - mmcs_p)) / d mmcs_p = -weight / P.
-        let scale = -(weight as f32) / p_count;
-        assert!(i < j, "MFR pairs are (i, j) with i < j");
-        // D_i's gradient rows lie wholly before D_j's.
-        let (gi, gj) = g_unit.split_at_mut(j * ds * di);
-        let gi = &mut gi[i * ds * di..(i + 1) * ds * di];
-        for &(r, q, h) in &terms {
-            let f = scale * h;
-            axpy(f, row(j, q), &mut gi[r * di..(r + 1) * di]);
-            axpy(f, row(i, r), &mut gj[q * di..(q + 1) * di]);
-        }
-    }
+        });
     let penalty = mmcs.iter().map(|&m| 1.0 - m).sum::<f32>() / p_count;
     MfrOut {
         mmcs,

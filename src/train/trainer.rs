@@ -12,7 +12,7 @@ use super::loss::{fvu_per_sae, mse_per_sae, relative_mse_per_sae};
 use super::optim::{Adam, AdamParams, clip_per_sae, remove_parallel};
 pub use super::sae::SaeTensors;
 use super::sae::{Forward, SaeStack, column_means, normalize_rows};
-use super::sparse;
+use super::sparse::{self, dot};
 use burn::tensor::{Device, Tensor, TensorData};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -100,8 +100,10 @@ pub fn train(
 
 /// Tensors of one step's loss evaluation, before the update.
 pub struct Computed {
-    /// The forward pass (autodiff tensors; read values with `without_autodiff`).
-    pub fwd: Forward,
+    /// The forward pass; built on first use by [`Computed::fwd`] when the step ran on the host.
+    fwd: std::cell::OnceCell<Forward>,
+    /// The sparse path's forward on the host.
+    host_fwd: Option<HostForward>,
     /// Per-SAE MSE `[N]`.
     pub mse: Tensor<1>,
     /// Per-SAE AuxK `[N]` when something is dead.
@@ -112,8 +114,135 @@ pub struct Computed {
     pub penalty: Option<Tensor<1>>,
     /// The scalar that was differentiated `[1]`.
     pub total: Tensor<1>,
+    /// Raw gradients in [`SaeStack::params`] order; built on first use from `grads_host`.
+    grads: std::cell::OnceCell<Vec<Tensor<3>>>,
+    /// The same on the host (sparse path).
+    grads_host: Option<Vec<Vec<f32>>>,
+    /// Shapes of the parameters, for building `grads`.
+    param_dims: Vec<[usize; 3]>,
+    device: Device,
+}
+
+/// The sparse path's forward pass, in host memory.
+struct HostForward {
+    pre: Vec<f32>,
+    idx: Vec<u32>,
+    x_hat: Vec<f32>,
+    dec: Vec<f32>,
+    /// `(n, b, d_sae, d_in, k)`.
+    dims: (usize, usize, usize, usize, usize),
+    signed: bool,
+}
+
+impl Computed {
+    /// The forward pass (autodiff tensors on the autodiff path; read values with
+    /// `without_autodiff`).
+    pub fn fwd(&self) -> &Forward {
+        self.fwd.get_or_init(|| {
+            let h = self
+                .host_fwd
+                .as_ref()
+                .expect("a step has a device or a host forward");
+            let (n, b, ds, di, k) = h.dims;
+            let (mut mask, mut z) = (vec![0f32; n * b * ds], vec![0f32; n * b * ds]);
+            for (r, sel) in h.idx.chunks_exact(k.max(1)).enumerate() {
+                for &j in sel {
+                    let at = r * ds + j as usize;
+                    mask[at] = 1.0;
+                    z[at] = if h.signed {
+                        h.pre[at]
+                    } else {
+                        h.pre[at].max(0.0)
+                    };
+                }
+            }
+            let t3 = |v: Vec<f32>, d: [usize; 3]| {
+                Tensor::<3>::from_data(TensorData::new(v, d), &self.device)
+            };
+            Forward {
+                pre: t3(h.pre.clone(), [n, b, ds]),
+                mask: t3(mask.clone(), [n, b, ds]),
+                mask_host: Some(mask),
+                pre_host: Some(h.pre.clone()),
+                z: t3(z, [n, b, ds]),
+                x_hat: t3(h.x_hat.clone(), [n, b, di]),
+                dec: t3(h.dec.clone(), [n, ds, di]),
+            }
+        })
+    }
+
     /// Raw gradients in [`SaeStack::params`] order.
-    pub grads: Vec<Tensor<3>>,
+    pub fn grads(&self) -> &[Tensor<3>] {
+        self.grads.get_or_init(|| {
+            let g = self
+                .grads_host
+                .as_ref()
+                .expect("a step has device or host gradients");
+            g.iter()
+                .zip(&self.param_dims)
+                .map(|(v, &d)| Tensor::<3>::from_data(TensorData::new(v.clone(), d), &self.device))
+                .collect()
+        })
+    }
+
+    /// How often each latent was selected in the batch, `[N * d_sae]`.
+    fn fired(&self) -> Vec<f32> {
+        if let Some(h) = &self.host_fwd {
+            let (n, b, ds, _, k) = h.dims;
+            let mut f = vec![0f32; n * ds];
+            for (r, sel) in h.idx.chunks_exact(k.max(1)).enumerate() {
+                let s = r / b;
+                for &j in sel {
+                    f[s * ds + j as usize] += 1.0;
+                }
+            }
+            return f;
+        }
+        let fwd = self.fwd();
+        match &fwd.mask_host {
+            Some(m) => {
+                let [n, b, ds] = fwd.mask.dims();
+                let mut f = vec![0f32; n * ds];
+                for (r, row) in m.chunks_exact(ds).enumerate() {
+                    let sae = r / b;
+                    for (acc, &v) in f[sae * ds..(sae + 1) * ds].iter_mut().zip(row) {
+                        *acc += v;
+                    }
+                }
+                f
+            }
+            None => fwd
+                .mask
+                .clone()
+                .sum_dim(1)
+                .try_into_vec_as::<f32>()
+                .expect("reading firing counts"),
+        }
+    }
+}
+
+/// Parameters (in [`SaeStack::params`] order) and Adam moments in host memory.
+#[derive(Clone, Debug)]
+struct HostState {
+    params: Vec<Vec<f32>>,
+    m: Vec<Vec<f32>>,
+    v: Vec<Vec<f32>>,
+}
+
+impl HostState {
+    fn new(stack: &SaeStack) -> Self {
+        let params: Vec<Vec<f32>> = stack
+            .params()
+            .into_iter()
+            .map(|t| t.try_into_vec_as::<f32>().expect("reading weights"))
+            .collect();
+        let zeros: Vec<Vec<f32>> = params.iter().map(|p| vec![0f32; p.len()]).collect();
+        Self {
+            params,
+            m: zeros.clone(),
+            v: zeros,
+        }
+    }
 }
 
 /// How a step's loss and gradients are computed. Both give the same numbers up to f32
@@ -153,8 +282,11 @@ pub struct Trainer {
     pub cfg: TrainConfig,
     /// Current parameters (plain tensors).
     pub stack: SaeStack,
-    /// Optimiser state.
-    pub adam: Adam,
+    /// Optimiser state (its moments are unused while `host` holds them).
+    adam: Adam,
+    /// The sparse path's parameters and Adam moments in host memory (`stack` mirrors the
+    /// parameters after every step).
+    host: Option<HostState>,
     /// Dead-latent bookkeeping.
     pub dead: DeadCounter,
     /// Steps completed.
@@ -198,9 +330,11 @@ impl Trainer {
         let device = backend.device()?;
         let stack = SaeStack::init(cfg, data_mean, &device);
         let adam = Adam::new(&stack.params());
+        let host = (path == GradPath::Sparse).then(|| HostState::new(&stack));
         Ok(Self {
             cfg: cfg.clone(),
             adam,
+            host,
             dead: DeadCounter::new(cfg.n_saes, cfg.d_sae),
             step: 0,
             pairs: mfr::pairs(cfg.n_saes),
@@ -236,27 +370,17 @@ impl Trainer {
         }
     }
 
-    fn tensor3(&self, v: Vec<f32>, dims: [usize; 3]) -> Tensor<3> {
-        Tensor::<3>::from_data(TensorData::new(v, dims), &self.device)
-    }
-
     /// [`GradPath::Sparse`]: the whole step on the host, see [`crate::train::sparse`].
     fn compute_sparse(&mut self, inputs: &[f32], targets: &[f32]) -> Computed {
         let cfg = self.cfg.clone();
         let (n, di, ds) = (cfg.n_saes, cfg.d_in, cfg.d_sae);
         let b = inputs.len() / di;
         let signed = cfg.activation == ActivationKind::TopkSigned;
-        let host = |t: &Tensor<3>| -> Vec<f32> {
-            t.clone()
-                .try_into_vec_as::<f32>()
-                .expect("reading tensors back from the device")
-        };
-        let w_enc = host(&self.stack.w_enc);
-        let b_enc = host(&self.stack.b_enc);
-        let b_dec = host(&self.stack.b_dec);
+        let state = self.host.take().expect("the sparse path keeps its state on the host");
+        let (w_enc, b_enc, b_dec) = (&state.params[0], &state.params[1], &state.params[2]);
         // Tied: the decoder is the row-normalised encoder transpose; keep what its backward needs.
-        let (dec, tied) = match &self.stack.w_dec {
-            Some(d) => (host(d), None),
+        let (dec, tied) = match state.params.get(3) {
+            Some(d) => (d.clone(), None),
             None => {
                 let mut t = vec![0f32; n * ds * di];
                 for s in 0..n {
@@ -279,10 +403,10 @@ impl Trainer {
             k: cfg.k,
             x: inputs,
             t: targets,
-            w_enc: &w_enc,
-            b_enc: &b_enc,
+            w_enc,
+            b_enc,
             dec: &dec,
-            b_dec: &b_dec,
+            b_dec,
             signed,
             relative_eps: cfg.relative_loss.then_some(cfg.relative_eps),
             auxk: auxk_on.then_some(sparse::AuxkIn {
@@ -340,27 +464,9 @@ impl Trainer {
             }
             None => Some(g_dec),
         };
-        let mut grads = vec![
-            self.tensor3(g_w_enc, [n, di, ds]),
-            self.tensor3(out.g_b_enc, [n, 1, ds]),
-            self.tensor3(out.g_b_dec, [n, 1, di]),
-        ];
-        if let Some(g) = g_w_dec {
-            grads.push(self.tensor3(g, [n, ds, di]));
-        }
-        let k = cfg.k.min(ds);
-        let (mut mask, mut z) = (vec![0f32; n * b * ds], vec![0f32; n * b * ds]);
-        for (r, sel) in out.idx.chunks_exact(k).enumerate() {
-            for &j in sel {
-                let at = r * ds + j as usize;
-                mask[at] = 1.0;
-                z[at] = if signed {
-                    out.pre[at]
-                } else {
-                    out.pre[at].max(0.0)
-                };
-            }
-        }
+        self.host = Some(state);
+        let mut grads_host = vec![g_w_enc, out.g_b_enc, out.g_b_dec];
+        grads_host.extend(g_w_dec);
         let mse = t1(out.loss);
         let auxk = out.auxk.map(t1);
         let mut total = mse.clone().sum();
@@ -370,23 +476,26 @@ impl Trainer {
         if let Some(p) = &penalty {
             total = total.add(p.clone().mul_scalar(weight as f32));
         }
-        let fwd = Forward {
-            pre: self.tensor3(out.pre.clone(), [n, b, ds]),
-            mask: self.tensor3(mask.clone(), [n, b, ds]),
-            mask_host: Some(mask),
-            pre_host: Some(out.pre),
-            z: self.tensor3(z, [n, b, ds]),
-            x_hat: self.tensor3(out.x_hat, [n, b, di]),
-            dec: self.tensor3(dec, [n, ds, di]),
-        };
+        let param_dims = self.stack.params().iter().map(|t| t.dims()).collect();
         Computed {
-            fwd,
+            fwd: std::cell::OnceCell::new(),
+            host_fwd: Some(HostForward {
+                pre: out.pre,
+                idx: out.idx,
+                x_hat: out.x_hat,
+                dec,
+                dims: (n, b, ds, di, cfg.k.min(ds)),
+                signed,
+            }),
             mse,
             auxk,
             mmcs,
             penalty,
             total,
-            grads,
+            grads: std::cell::OnceCell::new(),
+            grads_host: Some(grads_host),
+            param_dims,
+            device: self.device.clone(),
         }
     }
 
@@ -424,7 +533,7 @@ impl Trainer {
             penalty = Some(p);
         }
         let grads_all = total.backward();
-        let grads = tracked
+        let grads: Vec<Tensor<3>> = tracked
             .params()
             .iter()
             .map(|p| {
@@ -433,13 +542,17 @@ impl Trainer {
             })
             .collect();
         Computed {
-            fwd,
+            fwd: std::cell::OnceCell::from(fwd),
+            host_fwd: None,
             mse,
             auxk,
             mmcs,
             penalty,
             total,
-            grads,
+            grads: std::cell::OnceCell::from(grads),
+            grads_host: None,
+            param_dims: Vec::new(),
+            device: self.device.clone(),
         }
     }
 
@@ -463,8 +576,115 @@ impl Trainer {
     /// Applies the update for `c` (constraint, clipping, Adam, renormalisation) and advances the
     /// step and dead counters.
     pub fn apply(&mut self, c: &Computed) {
+        match (&c.grads_host, self.host.is_some()) {
+            (Some(g), true) => self.update_host(g),
+            _ => self.update_device(c),
+        }
+        let fired = c.fired();
+        self.dead.update(&fired);
+        self.step += 1;
+    }
+
+    /// [`Trainer::apply`]'s update on the host: the same operations as [`Self::update_device`]
+    /// (decoder constraint, per-SAE clipping, Adam, row renormalisation), fused into one pass
+    /// per parameter; then `stack` is refreshed.
+    fn update_host(&mut self, grads: &[Vec<f32>]) {
+        use rayon::prelude::*;
         let cfg = &self.cfg;
-        let mut grads = c.grads.clone();
+        let n = cfg.n_saes;
+        let di = cfg.d_in;
+        let state = self.host.as_mut().expect("host state");
+        let mut w_dec_grad = None;
+        if let (Some(g), Some(d)) = (grads.get(3), state.params.get(3)) {
+            let mut g = g.clone();
+            g.par_chunks_mut(di)
+                .zip(d.par_chunks(di))
+                .for_each(|(g, d)| {
+                    let along = dot(g, d);
+                    for (gv, &dv) in g.iter_mut().zip(d) {
+                        *gv -= dv * along;
+                    }
+                });
+            w_dec_grad = Some(g);
+        }
+        let grads: Vec<&[f32]> = grads
+            .iter()
+            .enumerate()
+            .map(|(i, g)| match (i, &w_dec_grad) {
+                (3, Some(p)) => &p[..],
+                _ => &g[..],
+            })
+            .collect();
+        // Per-SAE clipping scale, as `clip_per_sae`.
+        let scale: Vec<f32> = (0..n)
+            .into_par_iter()
+            .map(|s| {
+                if cfg.grad_clip <= 0.0 {
+                    return 1.0;
+                }
+                let sq: f32 = grads
+                    .iter()
+                    .map(|g| {
+                        let per = g.len() / n;
+                        let part = &g[s * per..(s + 1) * per];
+                        dot(part, part)
+                    })
+                    .sum();
+                (cfg.grad_clip as f32 / (sq.sqrt() + 1e-6)).min(1.0)
+            })
+            .collect();
+        self.adam.t += 1;
+        let t = self.adam.t as i32;
+        let (b1, b2) = (cfg.beta1, cfg.beta2);
+        let step = (cfg.lr_at(self.step) / (1.0 - b1.powi(t))) as f32;
+        let inv_sqrt_bc2 = (1.0 / (1.0 - b2.powi(t)).sqrt()) as f32;
+        let (b1f, b2f, c1, c2, eps) = (
+            b1 as f32,
+            b2 as f32,
+            (1.0 - b1) as f32,
+            (1.0 - b2) as f32,
+            cfg.adam_eps as f32,
+        );
+        for (i, g) in grads.iter().enumerate() {
+            let per = g.len() / n;
+            let (p, m, v) = (&mut state.params[i], &mut state.m[i], &mut state.v[i]);
+            p.par_chunks_mut(per)
+                .zip(m.par_chunks_mut(per))
+                .zip(v.par_chunks_mut(per))
+                .zip(g.par_chunks(per))
+                .zip(scale.par_iter())
+                .for_each(|((((p, m), v), g), &sc)| {
+                    for (((p, m), v), &g) in p.iter_mut().zip(m).zip(v).zip(g) {
+                        let g = if cfg.grad_clip > 0.0 { g * sc } else { g };
+                        *m = *m * b1f + g * c1;
+                        *v = *v * b2f + g * g * c2;
+                        let denom = v.sqrt() * inv_sqrt_bc2 + eps;
+                        *p -= *m / denom * step;
+                    }
+                });
+        }
+        if let Some(d) = state.params.get_mut(3) {
+            d.par_chunks_mut(di).for_each(|row| {
+                let norm = (dot(row, row) + 1e-12).sqrt();
+                for v in row.iter_mut() {
+                    *v /= norm;
+                }
+            });
+        }
+        let dims: Vec<[usize; 3]> = self.stack.params().iter().map(|t| t.dims()).collect();
+        let tensors = state
+            .params
+            .iter()
+            .zip(dims)
+            .map(|(p, d)| Tensor::<3>::from_data(TensorData::new(p.clone(), d), &self.device))
+            .collect();
+        self.stack = self.stack.with_params(tensors);
+    }
+
+    /// [`Trainer::apply`]'s update with burn tensor operations.
+    fn update_device(&mut self, c: &Computed) {
+        let cfg = &self.cfg;
+        let mut grads = c.grads().to_vec();
         let untied = self.stack.w_dec.clone();
         if let Some(dec) = &untied {
             let last = grads.len() - 1;
@@ -483,28 +703,6 @@ impl Trainer {
             stack.w_dec = Some(normalize_rows(d));
         }
         self.stack = stack;
-        let fired = match &c.fwd.mask_host {
-            Some(m) => {
-                let (b, ds) = (m.len() / (cfg.n_saes * cfg.d_sae), cfg.d_sae);
-                let mut f = vec![0f32; cfg.n_saes * ds];
-                for (r, row) in m.chunks_exact(ds).enumerate() {
-                    let sae = r / b;
-                    for (acc, &v) in f[sae * ds..(sae + 1) * ds].iter_mut().zip(row) {
-                        *acc += v;
-                    }
-                }
-                f
-            }
-            None => c
-                .fwd
-                .mask
-                .clone()
-                .sum_dim(1)
-                .try_into_vec_as::<f32>()
-                .expect("reading firing counts"),
-        };
-        self.dead.update(&fired);
-        self.step += 1;
     }
 
     /// Metrics of a computed step (reads a few scalars back from the device).
@@ -516,11 +714,11 @@ impl Trainer {
                 .try_into_vec_as::<f32>()
                 .expect("reading metrics")
         };
-        let x_hat = c.fwd.x_hat.clone().without_autodiff();
+        let x_hat = c.fwd().x_hat.clone().without_autodiff();
         let t = self.batch_tensor(targets);
         let mse = host(c.mse.clone());
         let fvu = host(fvu_per_sae(x_hat, t));
-        let z = c.fwd.z.clone().without_autodiff();
+        let z = c.fwd().z.clone().without_autodiff();
         let [_, b, ds] = z.dims();
         let l0 = host(
             z.not_equal_elem(0.0)
@@ -539,7 +737,7 @@ impl Trainer {
         let (mmcs, mfr_penalty) = match (&c.mmcs, &c.penalty) {
             (Some(m), Some(p)) => (host(m.clone()), host(p.clone())[0]),
             _ if !self.pairs.is_empty() => {
-                let dn = normalize_rows(c.fwd.dec.clone().without_autodiff());
+                let dn = normalize_rows(c.fwd().dec.clone().without_autodiff());
                 let m = mfr::max_matching(mfr::cosines(dn.clone(), &self.pairs));
                 let mm = mfr::matched_mmcs(dn, &self.pairs, &m);
                 let p = host(mfr::penalty(mm.clone()))[0];
@@ -667,6 +865,12 @@ impl Trainer {
                 .collect(),
             t: ck.adam_t,
         };
+        if self.host.is_some() {
+            let mut st = HostState::new(&self.stack);
+            st.m = ck.adam_m.clone();
+            st.v = ck.adam_v.clone();
+            self.host = Some(st);
+        }
         self.dead = ck.dead;
         self.step = ck.step;
         self.hungarian_cache = None;
@@ -683,8 +887,14 @@ impl Trainer {
             sampler_epoch: sampler.0,
             sampler_pos: sampler.1,
             saes: self.stack_raw_host(),
-            adam_m: self.adam.m.iter().map(host).collect(),
-            adam_v: self.adam.v.iter().map(host).collect(),
+            adam_m: match &self.host {
+                Some(st) => st.m.clone(),
+                None => self.adam.m.iter().map(host).collect(),
+            },
+            adam_v: match &self.host {
+                Some(st) => st.v.clone(),
+                None => self.adam.v.iter().map(host).collect(),
+            },
             adam_t: self.adam.t,
             dead: self.dead.clone(),
         }

@@ -78,14 +78,14 @@ fn trace(
         let v3 =
             |t: burn::tensor::Tensor<3>| t.without_autodiff().try_into_vec_as::<f32>().unwrap();
         let rec = StepTrace {
-            mask: v3(c.fwd.mask.clone()),
-            x_hat: v3(c.fwd.x_hat.clone()),
+            mask: v3(c.fwd().mask.clone()),
+            x_hat: v3(c.fwd().x_hat.clone()),
             mse: v1(c.mse.clone()),
             auxk: c.auxk.clone().map(v1),
             mmcs: v1(c.mmcs.clone().expect("MFR active")),
             penalty: v1(c.penalty.clone().expect("MFR active"))[0],
             total: v1(c.total.clone())[0],
-            grads: c.grads.iter().cloned().map(v3).collect(),
+            grads: c.grads().iter().cloned().map(v3).collect(),
             weights_after: Vec::new(),
         };
         tr.apply(&c);
