@@ -26,8 +26,8 @@ fn standard() -> TrainConfig {
 }
 
 fn bench(c: &mut Criterion) {
-    let mut cfg = standard();
-    if std::env::var("NOAUX").is_ok() { cfg = cfg.with_auxk_alpha(0.0); }
+    mfr_eeg::train::tune_allocator();
+    let cfg = standard();
     let mut rng = Rng::new(1);
     let batches: Vec<Vec<f32>> = (0..4)
         .map(|_| (0..256 * 256).map(|_| rng.normal() as f32).collect())

@@ -43,6 +43,9 @@ enum Command {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    // The CLI is a training process too: let the allocator keep its buffers between steps.
+    #[cfg(feature = "train")]
+    mfr_eeg::train::tune_allocator();
     match cli.command {
         Command::Denoise(a) => cli::denoise::run(a),
         Command::Inspect(a) => cli::inspect::run(a),
