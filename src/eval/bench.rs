@@ -346,7 +346,7 @@ fn mfr_section(
                 .with_relative_loss(true)
                 .with_seed(seed)
                 .with_log_every(steps);
-            let r = train_one(&data, &cfg, BackendKind::Flex, 256.0, &[128], "bench")?;
+            let r = train_one(&data, &cfg, BackendKind::Flex, None, 256.0, &[128], "bench")?;
             report.mfr_seeds.push(r.result);
         }
     }

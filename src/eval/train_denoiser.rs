@@ -90,6 +90,10 @@ pub struct TrainDenoiserArgs {
     /// Training backend.
     #[arg(long, value_enum, default_value = "flex")]
     pub backend: BackendKind,
+    /// Gradient computation (default: sparse on flex/ndarray, autodiff on wgpu). Models
+    /// trained before the sparse path existed regenerate with `--grad-path autodiff`.
+    #[arg(long, value_enum)]
+    pub grad_path: Option<crate::train::trainer::GradPath>,
     /// Also quantise to int8 (the file at `--out` is then the int8 model).
     #[arg(long)]
     pub int8: bool,
@@ -158,6 +162,34 @@ pub fn prepare(
     })
 }
 
+/// Mean (RRMSE_t, CC) of the SAE `model` over `windows`, the windows spread over threads
+/// (each with its own scratch) and summed in window order, so the result is that of
+/// [`mean_quality`].
+pub fn sae_quality(model: &Model, windows: &[Window]) -> Result<(f64, f64), EvalError> {
+    use rayon::prelude::*;
+    let per: Vec<Result<(f64, f64), EvalError>> = windows
+        .par_iter()
+        .map_init(
+            || SaeMethod::new("sae", model.clone()),
+            |m, w| {
+                let y = m.denoise(&w.noisy)?;
+                Ok((
+                    super::metrics::rrmse_t(&y, &w.clean)?,
+                    super::metrics::cc(&y, &w.clean)?,
+                ))
+            },
+        )
+        .collect();
+    let (mut r, mut c) = (0.0, 0.0);
+    for p in per {
+        let (a, b) = p?;
+        r += a;
+        c += b;
+    }
+    let n = windows.len().max(1) as f64;
+    Ok((r / n, c / n))
+}
+
 /// Mean (RRMSE_t, CC) of `m` over `windows`.
 pub fn mean_quality(m: &mut dyn Method, windows: &[Window]) -> Result<(f64, f64), EvalError> {
     let (mut r, mut c) = (0.0, 0.0);
@@ -210,12 +242,21 @@ pub fn train_one(
     data: &TrainData,
     cfg: &TrainConfig,
     backend: BackendKind,
+    grad_path: Option<crate::train::trainer::GradPath>,
     fs: f64,
     hops: &[usize],
     provenance: &str,
 ) -> Result<Run, EvalError> {
     let t0 = Instant::now();
-    let out = crate::train::train(cfg, &data.train, &data.val, backend)
+    for (d, what) in [(&data.train, "training set"), (&data.val, "validation set")] {
+        d.validate(what)
+            .map_err(|e| EvalError::Train(e.to_string()))?;
+    }
+    let opts = crate::train::trainer::TrainOptions {
+        grad_path,
+        ..Default::default()
+    };
+    let out = crate::train::train_with(cfg, &mut &data.train, &mut &data.val, backend, opts)
         .map_err(|e| EvalError::Train(e.to_string()))?;
     let secs = t0.elapsed().as_secs_f64();
     let best = out.best;
@@ -231,7 +272,7 @@ pub fn train_one(
         let meta = meta_for(cfg, data.normalisation, hop, fs, provenance.to_string());
         let model =
             Model::from_tensors(&meta, &tensors).map_err(|e| EvalError::Model(e.to_string()))?;
-        let (r, _) = mean_quality(&mut SaeMethod::new("sae", model), &data.val_windows)?;
+        let (r, _) = sae_quality(&model, &data.val_windows)?;
         if best_hop.is_none_or(|b| r < b.0) {
             best_hop = Some((r, hop));
         }
@@ -240,7 +281,7 @@ pub fn train_one(
     let meta = meta_for(cfg, data.normalisation, hop, fs, provenance.to_string());
     let model =
         Model::from_tensors(&meta, &tensors).map_err(|e| EvalError::Model(e.to_string()))?;
-    let (tr, tc) = mean_quality(&mut SaeMethod::new("sae", model), &data.test_windows)?;
+    let (tr, tc) = sae_quality(&model, &data.test_windows)?;
     let result = SeedResult {
         alpha: cfg.mfr_alpha,
         seed: cfg.seed,
@@ -380,7 +421,7 @@ pub fn run(a: TrainDenoiserArgs) -> Result<(), EvalError> {
                 a.d_sae, a.k, a.n_saes, a.steps, a.batch_size, a.lr, a.per_segment
             );
             eprintln!("training alpha {alpha} seed {seed} ...");
-            let r = train_one(&data, &cfg, a.backend, fs, &hops, &prov)?;
+            let r = train_one(&data, &cfg, a.backend, a.grad_path, fs, &hops, &prov)?;
             eprintln!(
                 "  val loss {:.5}, test RRMSE_t {:.4}, CC {:.4}, hop {}, {:.1} s",
                 r.result.val_loss,
@@ -431,7 +472,7 @@ pub fn run(a: TrainDenoiserArgs) -> Result<(), EvalError> {
     // Card: the shipped file on the test split beside the baselines.
     let shipped = Model::from_bytes(bytes.clone()).map_err(|e| EvalError::Model(e.to_string()))?;
     let regen = format!(
-        "cargo run --release -- train-denoiser --out {} --sample-rate {fs} --d-in {d_in} --d-sae {} --k {} --n-saes {} --hops {} --mfr-alpha {} --seeds {} --steps {} --batch-size {} --lr {} --per-segment {} --model-segments {} --data-seed {} --backend {} --normalisation {}{}{}{}",
+        "cargo run --release -- train-denoiser --out {} --sample-rate {fs} --d-in {d_in} --d-sae {} --k {} --n-saes {} --hops {} --mfr-alpha {} --seeds {} --steps {} --batch-size {} --lr {} --per-segment {} --model-segments {} --data-seed {} --backend {}{} --normalisation {}{}{}{}",
         a.out.display(),
         a.d_sae,
         a.k,
@@ -446,6 +487,8 @@ pub fn run(a: TrainDenoiserArgs) -> Result<(), EvalError> {
         a.model_segments,
         a.data_seed,
         a.backend.name(),
+        a.grad_path
+            .map_or_else(String::new, |p| format!(" --grad-path {}", p.name())),
         clap::ValueEnum::to_possible_value(&a.normalisation)
             .map_or_else(String::new, |v| v.get_name().to_string()),
         if a.relative_loss {
