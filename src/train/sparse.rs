@@ -42,8 +42,14 @@ fn matmul(
     let last = |rs: usize, cs: usize, rows: usize, cols: usize| {
         (rows.max(1) - 1) * rs + (cols.max(1) - 1) * cs
     };
-    assert!(m == 0 || k == 0 || last(a_rs, a_cs, m, k) < a.len(), "gemm: lhs out of bounds");
-    assert!(k == 0 || n == 0 || last(b_rs, b_cs, k, n) < b.len(), "gemm: rhs out of bounds");
+    assert!(
+        m == 0 || k == 0 || last(a_rs, a_cs, m, k) < a.len(),
+        "gemm: lhs out of bounds"
+    );
+    assert!(
+        k == 0 || n == 0 || last(b_rs, b_cs, k, n) < b.len(),
+        "gemm: rhs out of bounds"
+    );
     // SAFETY: the asserts above keep every strided access of `a`, `b` and `c` in bounds, and
     // `c` is borrowed mutably, so it aliases neither input.
     unsafe {
@@ -544,7 +550,12 @@ pub fn cosines_host(unit: &[f32], pairs: &[(usize, usize)], ds: usize, di: usize
 /// One-to-one (Hungarian) assignment of each pair from its cosine matrix.
 pub fn hungarian_host(cos: &[Vec<f32>], ds: usize) -> Vec<Vec<u32>> {
     cos.par_iter()
-        .map(|c| assign_max(c, ds, ds).into_iter().map(|j| j as u32).collect())
+        .map(|c| {
+            assign_max(c, ds, ds)
+                .into_iter()
+                .map(|j| j as u32)
+                .collect()
+        })
         .collect()
 }
 
@@ -588,8 +599,7 @@ pub fn mfr_host(
                         terms.push((r, best as usize, h));
                     }
                     // Column maxima in one row-major pass (first maximum wins, like argmax).
-                    let (mut best_v, mut best_r) =
-                        (vec![f32::NEG_INFINITY; ds], vec![0usize; ds]);
+                    let (mut best_v, mut best_r) = (vec![f32::NEG_INFINITY; ds], vec![0usize; ds]);
                     for (r, row) in c.chunks_exact(ds).enumerate() {
                         for ((bv, br), &v) in best_v.iter_mut().zip(best_r.iter_mut()).zip(row) {
                             if v > *bv {

@@ -92,7 +92,12 @@ pub fn topk_row(
     let ok = |c: usize| allowed.is_none_or(|a| a[c]);
     buf.clear();
     match allowed {
-        Some(a) => buf.extend(row.iter().zip(a).filter(|p| *p.1).map(|(&v, _)| sort_key(v))),
+        Some(a) => buf.extend(
+            row.iter()
+                .zip(a)
+                .filter(|p| *p.1)
+                .map(|(&v, _)| sort_key(v)),
+        ),
         None => buf.extend(row.iter().map(|&v| sort_key(v))),
     }
     if k == 0 || buf.is_empty() {

@@ -376,7 +376,10 @@ impl Trainer {
         let (n, di, ds) = (cfg.n_saes, cfg.d_in, cfg.d_sae);
         let b = inputs.len() / di;
         let signed = cfg.activation == ActivationKind::TopkSigned;
-        let state = self.host.take().expect("the sparse path keeps its state on the host");
+        let state = self
+            .host
+            .take()
+            .expect("the sparse path keeps its state on the host");
         let (w_enc, b_enc, b_dec) = (&state.params[0], &state.params[1], &state.params[2]);
         // Tied: the decoder is the row-normalised encoder transpose; keep what its backward needs.
         let (dec, tied) = match state.params.get(3) {

@@ -58,12 +58,7 @@ struct StepTrace {
     weights_after: Vec<f32>,
 }
 
-fn trace(
-    backend: BackendKind,
-    path: GradPath,
-    cfg: &TrainConfig,
-    steps: usize,
-) -> Vec<StepTrace> {
+fn trace(backend: BackendKind, path: GradPath, cfg: &TrainConfig, steps: usize) -> Vec<StepTrace> {
     let d = cfg.d_in;
     let mean = vec![0.05f32; d];
     let mut tr = Trainer::with_path(cfg, &mean, backend, path)
