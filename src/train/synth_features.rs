@@ -16,7 +16,7 @@ use super::backend::BackendKind;
 use super::config::{MmcsKind, TrainConfig};
 use super::data::Dataset;
 use super::loss::mfr::max_cosines_host;
-use super::{TrainError, train};
+use super::TrainError;
 use crate::rng::Rng;
 use std::io::Write;
 use std::path::PathBuf;
@@ -194,6 +194,9 @@ pub struct SynthArgs {
     /// Backend.
     #[arg(long, value_enum, default_value_t = BackendKind::Flex)]
     pub backend: BackendKind,
+    /// Gradient computation (default: sparse on flex/ndarray, autodiff on wgpu).
+    #[arg(long, value_enum)]
+    pub grad_path: Option<super::trainer::GradPath>,
     /// Active features per data point (all from one group).
     #[arg(long, default_value_t = 32)]
     pub active: usize,
@@ -255,7 +258,19 @@ pub fn sweep(args: &SynthArgs, mut log: impl Write) -> Result<Vec<ArmResult>, Tr
                 .with_dead_steps((args.steps / 10).max(10))
                 .with_log_every(args.steps.max(1))
                 .with_seed(seed);
-            let out = train(&cfg, &train_set, &val_set, args.backend)?;
+            train_set.validate("training set")?;
+            val_set.validate("validation set")?;
+            let opts = super::trainer::TrainOptions {
+                grad_path: args.grad_path,
+                ..Default::default()
+            };
+            let out = super::trainer::train_with(
+                &cfg,
+                &mut &train_set,
+                &mut &val_set,
+                args.backend,
+                opts,
+            )?;
             let last = out.metrics.last();
             for (i, sae) in out.saes.iter().enumerate() {
                 let (mmcs_true, recovered) = score(&world, &sae.w_dec);
@@ -313,7 +328,7 @@ pub fn run(args: SynthArgs) -> Result<(), TrainError> {
     println!(
         "Known-feature experiment: {} seeds x {} SAEs = {n} values per cell (mean ± std); \
          {} steps, batch {}, lr {}, d_sae {}, k {}, {} active of a group (decay {}), MMCS {:?}, \
-         backend {}.\n",
+         backend {}, {} gradients.\n",
         args.seeds,
         args.n_saes,
         args.steps,
@@ -324,7 +339,10 @@ pub fn run(args: SynthArgs) -> Result<(), TrainError> {
         args.active,
         args.decay,
         args.mmcs,
-        args.backend
+        args.backend,
+        args.grad_path
+            .unwrap_or_else(|| super::trainer::GradPath::default_for(args.backend))
+            .name()
     );
     print!("{}", table(&arms));
     if let Some(p) = &args.json {
