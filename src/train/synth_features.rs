@@ -12,11 +12,11 @@
 //! (mean over true features of the best cosine to any decoder atom), fraction recovered
 //! (best cosine > 0.9), validation FVU and dead fraction.
 
+use super::TrainError;
 use super::backend::BackendKind;
 use super::config::{MmcsKind, TrainConfig};
 use super::data::Dataset;
 use super::loss::mfr::max_cosines_host;
-use super::TrainError;
 use crate::rng::Rng;
 use std::io::Write;
 use std::path::PathBuf;
