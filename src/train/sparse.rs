@@ -144,7 +144,7 @@ pub struct StepOut {
 
 /// `dst[c, r] = src[r, c]` for a row-major `[rows, cols]` `src`, in column tiles that keep the
 /// written rows in cache.
-fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+pub fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
     const T: usize = 16;
     for c0 in (0..cols).step_by(T) {
         let c1 = (c0 + T).min(cols);

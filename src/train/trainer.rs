@@ -386,12 +386,8 @@ impl Trainer {
             Some(d) => (d.clone(), None),
             None => {
                 let mut t = vec![0f32; n * ds * di];
-                for s in 0..n {
-                    for i in 0..di {
-                        for j in 0..ds {
-                            t[(s * ds + j) * di + i] = w_enc[(s * di + i) * ds + j];
-                        }
-                    }
+                for (src, dst) in w_enc.chunks_exact(di * ds).zip(t.chunks_exact_mut(ds * di)) {
+                    sparse::transpose(src, di, ds, dst);
                 }
                 let (unit, norms) = sparse::normalize_rows_host(&t, di);
                 (unit.clone(), Some((unit, norms)))
