@@ -324,6 +324,7 @@ fn mfr_section(
         &corpus,
         256,
         per_seg,
+        per_seg.div_ceil(4),
         if plan.quick { 6 } else { 60 },
         crate::core::Normalisation::WindowZscoreNoMean,
     )?;
@@ -346,7 +347,18 @@ fn mfr_section(
                 .with_relative_loss(true)
                 .with_seed(seed)
                 .with_log_every(steps);
-            let r = train_one(&data, &cfg, BackendKind::Flex, None, 256.0, &[128], "bench")?;
+            let r = train_one(
+                &data,
+                &cfg,
+                super::train_denoiser::RunSettings {
+                    backend: BackendKind::Flex,
+                    grad_path: None,
+                    select_every: None,
+                },
+                256.0,
+                &[128],
+                "bench",
+            )?;
             report.mfr_seeds.push(r.result);
         }
     }

@@ -222,6 +222,10 @@ pub struct SeedResult {
     pub train_seconds: f64,
     /// Training windows per second (batch x steps x SAEs / time).
     pub windows_per_s: f64,
+    /// Step whose weights were kept, when validation chose it during training
+    /// (`train-denoiser --select-every`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<usize>,
 }
 
 /// A summary line of the alpha sweep: mean +- std over seeds.

@@ -65,6 +65,15 @@ pub struct TrainDenoiserArgs {
     /// Training windows cut from each training segment (fresh artifact each).
     #[arg(long, default_value_t = 16)]
     pub per_segment: usize,
+    /// Validation windows per validation segment (default: a quarter of `--per-segment`).
+    /// Fix it when comparing runs with different `--per-segment`, so they share one
+    /// validation set.
+    #[arg(long)]
+    pub val_per_segment: Option<usize>,
+    /// Validate every this many steps and keep each SAE's best weights (early stopping;
+    /// the final weights compete too).
+    #[arg(long)]
+    pub select_every: Option<usize>,
     /// Real recordings for clean EEG (EDF/EDF+/BDF).
     #[arg(long, default_value = "data/eegmmidb_S001R02_64ch_160Hz_61s.edf")]
     pub edf: Vec<PathBuf>,
@@ -118,6 +127,7 @@ pub fn prepare(
     corpus: &Corpus,
     d_in: usize,
     per_segment: usize,
+    val_per_segment: usize,
     max_eval_segments: usize,
     normalisation: Normalisation,
 ) -> Result<TrainData, EvalError> {
@@ -133,7 +143,7 @@ pub fn prepare(
     let (vi, vt) = corpus.training_pairs(
         Split::Val,
         d_in,
-        per_segment.div_ceil(4),
+        val_per_segment,
         &DEFAULT_MIX,
         normalisation,
         seed ^ 0xA1,
@@ -237,12 +247,22 @@ pub struct Run {
     pub result: SeedResult,
 }
 
+/// How [`train_one`] drives the trainer.
+#[derive(Clone, Copy, Debug)]
+pub struct RunSettings {
+    /// Training backend.
+    pub backend: BackendKind,
+    /// Gradient path (`None`: the backend's default).
+    pub grad_path: Option<crate::train::trainer::GradPath>,
+    /// Early stopping period ([`crate::train::trainer::TrainOptions::select_every`]).
+    pub select_every: Option<usize>,
+}
+
 /// Trains one configuration, selects the best SAE and hop on validation, measures test.
 pub fn train_one(
     data: &TrainData,
     cfg: &TrainConfig,
-    backend: BackendKind,
-    grad_path: Option<crate::train::trainer::GradPath>,
+    run: RunSettings,
     fs: f64,
     hops: &[usize],
     provenance: &str,
@@ -253,10 +273,11 @@ pub fn train_one(
             .map_err(|e| EvalError::Train(e.to_string()))?;
     }
     let opts = crate::train::trainer::TrainOptions {
-        grad_path,
+        grad_path: run.grad_path,
+        select_every: run.select_every,
         ..Default::default()
     };
-    let out = crate::train::train_with(cfg, &mut &data.train, &mut &data.val, backend, opts)
+    let out = crate::train::train_with(cfg, &mut &data.train, &mut &data.val, run.backend, opts)
         .map_err(|e| EvalError::Train(e.to_string()))?;
     let secs = t0.elapsed().as_secs_f64();
     let best = out.best;
@@ -278,6 +299,10 @@ pub fn train_one(
         }
     }
     let hop = best_hop.map_or(cfg.d_in / 2, |b| b.1);
+    eprintln!(
+        "  validation windows (EOG+EMG levels): RRMSE_t {:.4} at hop {hop}",
+        best_hop.map_or(f64::NAN, |b| b.0)
+    );
     let meta = meta_for(cfg, data.normalisation, hop, fs, provenance.to_string());
     let model =
         Model::from_tensors(&meta, &tensors).map_err(|e| EvalError::Model(e.to_string()))?;
@@ -290,6 +315,7 @@ pub fn train_one(
         test_cc: tc,
         train_seconds: secs,
         windows_per_s: (cfg.steps * cfg.batch_size) as f64 / secs.max(1e-9),
+        step: run.select_every.map(|_| out.best_step[best]),
     };
     Ok(Run {
         meta,
@@ -387,6 +413,8 @@ pub fn run(a: TrainDenoiserArgs) -> Result<(), EvalError> {
         &corpus,
         d_in,
         a.per_segment,
+        a.val_per_segment
+            .unwrap_or_else(|| a.per_segment.div_ceil(4)),
         usize::MAX,
         a.normalisation.normalisation(),
     )?;
@@ -421,7 +449,18 @@ pub fn run(a: TrainDenoiserArgs) -> Result<(), EvalError> {
                 a.d_sae, a.k, a.n_saes, a.steps, a.batch_size, a.lr, a.per_segment
             );
             eprintln!("training alpha {alpha} seed {seed} ...");
-            let r = train_one(&data, &cfg, a.backend, a.grad_path, fs, &hops, &prov)?;
+            let r = train_one(
+                &data,
+                &cfg,
+                RunSettings {
+                    backend: a.backend,
+                    grad_path: a.grad_path,
+                    select_every: a.select_every,
+                },
+                fs,
+                &hops,
+                &prov,
+            )?;
             eprintln!(
                 "  val loss {:.5}, test RRMSE_t {:.4}, CC {:.4}, hop {}, {:.1} s",
                 r.result.val_loss,
@@ -472,7 +511,7 @@ pub fn run(a: TrainDenoiserArgs) -> Result<(), EvalError> {
     // Card: the shipped file on the test split beside the baselines.
     let shipped = Model::from_bytes(bytes.clone()).map_err(|e| EvalError::Model(e.to_string()))?;
     let regen = format!(
-        "cargo run --release -- train-denoiser --out {} --sample-rate {fs} --d-in {d_in} --d-sae {} --k {} --n-saes {} --hops {} --mfr-alpha {} --seeds {} --steps {} --batch-size {} --lr {} --per-segment {} --model-segments {} --data-seed {} --backend {}{} --normalisation {}{}{}{}",
+        "cargo run --release -- train-denoiser --out {} --sample-rate {fs} --d-in {d_in} --d-sae {} --k {} --n-saes {} --hops {} --mfr-alpha {} --seeds {} --steps {} --batch-size {} --lr {} --per-segment {}{}{} --model-segments {} --data-seed {} --backend {}{} --normalisation {}{}{}{}",
         a.out.display(),
         a.d_sae,
         a.k,
@@ -484,6 +523,10 @@ pub fn run(a: TrainDenoiserArgs) -> Result<(), EvalError> {
         a.batch_size,
         a.lr,
         a.per_segment,
+        a.val_per_segment
+            .map_or_else(String::new, |v| format!(" --val-per-segment {v}")),
+        a.select_every
+            .map_or_else(String::new, |v| format!(" --select-every {v}")),
         a.model_segments,
         a.data_seed,
         a.backend.name(),

@@ -119,6 +119,10 @@ pub struct TrainArgs {
     /// up to f32 rounding).
     #[arg(long, value_enum)]
     pub grad_path: Option<GradPath>,
+    /// Validate every this many steps and export the weights with the lowest validation loss
+    /// (early stopping; the final weights compete too).
+    #[arg(long)]
+    pub select_every: Option<usize>,
     /// JSON-lines metrics file (default: `<out>.metrics.jsonl`).
     #[arg(long)]
     pub metrics: Option<PathBuf>,
@@ -239,6 +243,7 @@ pub fn run(args: TrainArgs) -> Result<(), TrainError> {
         resume: args.resume.clone(),
         stop_after: None,
         grad_path: args.grad_path,
+        select_every: args.select_every,
     };
     let norm = args.normalisation.normalisation();
     let outcome = train_with(
@@ -270,7 +275,8 @@ pub fn run(args: TrainArgs) -> Result<(), TrainError> {
     let written = export_outcome(&outcome, &args.out, args.export, &info)?;
     for (i, (l, f)) in outcome.val_loss.iter().zip(&outcome.val_fvu).enumerate() {
         eprintln!(
-            "SAE {i}: validation MSE {l:.6}, FVU {f:.4}{}",
+            "SAE {i}: validation MSE {l:.6}, FVU {f:.4}, weights of step {}{}",
+            outcome.best_step[i],
             if i == outcome.best { " (best)" } else { "" }
         );
     }

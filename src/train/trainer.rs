@@ -57,6 +57,9 @@ pub struct TrainOutcome {
     pub val_fvu: Vec<f32>,
     /// Index of the SAE with the lowest validation loss.
     pub best: usize,
+    /// Step at which each SAE's returned weights were taken (`config.steps` unless
+    /// [`TrainOptions::select_every`] picked an earlier one).
+    pub best_step: Vec<usize>,
     /// Logged step metrics.
     pub metrics: Vec<StepMetrics>,
     /// Steps actually run in this call (fewer than configured after `stop_after`).
@@ -78,6 +81,11 @@ pub struct TrainOptions<'a> {
     pub stop_after: Option<usize>,
     /// Gradient path (`None`: [`GradPath::default_for`] the backend).
     pub grad_path: Option<GradPath>,
+    /// Validate every this many steps and return, per SAE, the weights with the lowest
+    /// validation loss seen (the final weights compete too): early stopping without
+    /// guessing the step budget. Only evaluations made in this call count, so a resumed run
+    /// selects among fewer candidates than an uninterrupted one.
+    pub select_every: Option<usize>,
 }
 
 /// Trains `cfg.n_saes` SAEs on `train_set` and reports validation loss on `val_set`.
@@ -973,6 +981,13 @@ pub fn train_with(
     };
     let mut metrics = Vec::new();
     let mut steps_run = 0;
+    struct Kept {
+        loss: f32,
+        fvu: f32,
+        step: usize,
+        sae: SaeTensors,
+    }
+    let mut kept: Vec<Option<Kept>> = (0..cfg.n_saes).map(|_| None).collect();
     while trainer.step < cfg.steps {
         if opts.stop_after.is_some_and(|s| trainer.step >= s) {
             break;
@@ -1002,6 +1017,24 @@ pub fn train_with(
         }
         trainer.apply(&c);
         steps_run += 1;
+        if let Some(every) = opts.select_every
+            && every > 0
+            && trainer.step % every == 0
+            && trainer.step < cfg.steps
+        {
+            let (loss, fvu) = trainer.validate(val_src, cfg.val_max)?;
+            let host = trainer.stack.to_host();
+            for (i, (l, f)) in loss.into_iter().zip(fvu).enumerate() {
+                if kept[i].as_ref().is_none_or(|k| l < k.loss) {
+                    kept[i] = Some(Kept {
+                        loss: l,
+                        fvu: f,
+                        step: trainer.step,
+                        sae: host[i].clone(),
+                    });
+                }
+            }
+        }
         bar.set_position(trainer.step as u64);
         if let Some((path, every)) = &opts.checkpoint
             && *every > 0
@@ -1011,7 +1044,17 @@ pub fn train_with(
         }
     }
     bar.finish_and_clear();
-    let (val_loss, val_fvu) = trainer.validate(val_src, cfg.val_max)?;
+    let (mut val_loss, mut val_fvu) = trainer.validate(val_src, cfg.val_max)?;
+    let mut saes = trainer.stack.to_host();
+    let mut best_step = vec![trainer.step; cfg.n_saes];
+    for (i, k) in kept.into_iter().enumerate() {
+        if let Some(k) = k.filter(|k| k.loss < val_loss[i]) {
+            val_loss[i] = k.loss;
+            val_fvu[i] = k.fvu;
+            best_step[i] = k.step;
+            saes[i] = k.sae;
+        }
+    }
     let best = val_loss
         .iter()
         .enumerate()
@@ -1020,10 +1063,11 @@ pub fn train_with(
         .unwrap_or(0);
     Ok(TrainOutcome {
         config: cfg.clone(),
-        saes: trainer.stack.to_host(),
+        saes,
         val_loss,
         val_fvu,
         best,
+        best_step,
         metrics,
         steps_run,
     })

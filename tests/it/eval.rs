@@ -291,6 +291,7 @@ fn harness_writes_a_report_of_real_numbers_at_tiny_size() {
             test_cc: 0.8,
             train_seconds: 1.0,
             windows_per_s: 10.0,
+            step: None,
         },
         SeedResult {
             alpha: 0.0,
@@ -300,6 +301,7 @@ fn harness_writes_a_report_of_real_numbers_at_tiny_size() {
             test_cc: 0.6,
             train_seconds: 1.0,
             windows_per_s: 10.0,
+            step: None,
         },
     ];
     let arms = summarise_arms(&seeds);

@@ -382,6 +382,53 @@ fn mfr_increases_mmcs_between_saes() {
     );
 }
 
+/// `select_every` returns, per SAE, the weights of the evaluated step with the lowest
+/// validation loss: the same weights (bitwise) and loss as a run stopped at that step.
+#[test]
+fn select_every_keeps_the_best_validated_weights() {
+    let data = Dataset::reconstruction(random_rows(256, 16, 3), 16);
+    // Validation on other windows with a much higher learning rate than the training wants,
+    // so validation loss wanders and the best step is not always the last.
+    let val = Dataset::reconstruction(random_rows(64, 16, 9), 16);
+    let cfg = small_cfg(MmcsKind::Max, ActivationKind::TopkRelu)
+        .with_steps(12)
+        .with_lr(0.3);
+    // Every candidate, by runs stopped at each evaluated step (12: the full run).
+    let mut by_step = Vec::new();
+    for step in (2..=12).step_by(2) {
+        let opts = TrainOptions {
+            stop_after: Some(step),
+            ..Default::default()
+        };
+        by_step.push((
+            step,
+            train_with(&cfg, &mut &data, &mut &val, BackendKind::Flex, opts).unwrap(),
+        ));
+    }
+    let opts = TrainOptions {
+        select_every: Some(2),
+        ..Default::default()
+    };
+    let sel = train_with(&cfg, &mut &data, &mut &val, BackendKind::Flex, opts).unwrap();
+    let mut early = 0;
+    for i in 0..3 {
+        let (step, run) = by_step
+            .iter()
+            .min_by(|a, b| a.1.val_loss[i].total_cmp(&b.1.val_loss[i]))
+            .unwrap();
+        early += usize::from(*step < 12);
+        assert_eq!(sel.best_step[i], *step, "SAE {i}");
+        assert_eq!(sel.val_loss[i], run.val_loss[i], "SAE {i}");
+        assert_eq!(sel.saes[i], run.saes[i], "SAE {i} weights of step {step}");
+    }
+    assert!(early > 0, "no SAE's best step came before the end");
+    assert_eq!(
+        by_step.last().unwrap().1.best_step,
+        vec![12; 3],
+        "without selection the final weights are returned"
+    );
+}
+
 #[test]
 fn resume_reaches_the_same_weights_bitwise() {
     let rows = random_rows(256, 16, 3);
