@@ -324,7 +324,7 @@ fn mfr_section(
         &corpus,
         256,
         per_seg,
-        per_seg.div_ceil(4),
+        super::train_denoiser::default_val_per_segment(per_seg),
         if plan.quick { 6 } else { 60 },
         crate::core::Normalisation::WindowZscoreNoMean,
     )?;

@@ -108,6 +108,11 @@ pub struct TrainDenoiserArgs {
     pub int8: bool,
 }
 
+/// Validation windows per validation segment when `--val-per-segment` is not given.
+pub fn default_val_per_segment(per_segment: usize) -> usize {
+    per_segment.div_ceil(4)
+}
+
 /// Windows and datasets derived from a corpus for one model width.
 pub struct TrainData {
     /// Training pairs (model-normalised).
@@ -245,6 +250,9 @@ pub struct Run {
     pub tensors: ModelTensors,
     /// The run's numbers.
     pub result: SeedResult,
+    /// Mean RRMSE_t on the validation EOG+EMG level windows at the chosen hop (NaN when
+    /// no hop was tried).
+    pub val_windows_rrmse_t: f64,
 }
 
 /// How [`train_one`] drives the trainer.
@@ -299,10 +307,6 @@ pub fn train_one(
         }
     }
     let hop = best_hop.map_or(cfg.d_in / 2, |b| b.1);
-    eprintln!(
-        "  validation windows (EOG+EMG levels): RRMSE_t {:.4} at hop {hop}",
-        best_hop.map_or(f64::NAN, |b| b.0)
-    );
     let meta = meta_for(cfg, data.normalisation, hop, fs, provenance.to_string());
     let model =
         Model::from_tensors(&meta, &tensors).map_err(|e| EvalError::Model(e.to_string()))?;
@@ -321,6 +325,7 @@ pub fn train_one(
         meta,
         tensors,
         result,
+        val_windows_rrmse_t: best_hop.map_or(f64::NAN, |b| b.0),
     })
 }
 
@@ -414,7 +419,7 @@ pub fn run(a: TrainDenoiserArgs) -> Result<(), EvalError> {
         d_in,
         a.per_segment,
         a.val_per_segment
-            .unwrap_or_else(|| a.per_segment.div_ceil(4)),
+            .unwrap_or_else(|| default_val_per_segment(a.per_segment)),
         usize::MAX,
         a.normalisation.normalisation(),
     )?;
@@ -462,8 +467,9 @@ pub fn run(a: TrainDenoiserArgs) -> Result<(), EvalError> {
                 &prov,
             )?;
             eprintln!(
-                "  val loss {:.5}, test RRMSE_t {:.4}, CC {:.4}, hop {}, {:.1} s",
+                "  val loss {:.5}, validation windows (EOG+EMG levels) RRMSE_t {:.4}, test RRMSE_t {:.4}, CC {:.4}, hop {}, {:.1} s",
                 r.result.val_loss,
+                r.val_windows_rrmse_t,
                 r.result.test_rrmse_t,
                 r.result.test_cc,
                 r.meta.hop,

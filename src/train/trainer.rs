@@ -1023,9 +1023,11 @@ pub fn train_with(
             && trainer.step < cfg.steps
         {
             let (loss, fvu) = trainer.validate(val_src, cfg.val_max)?;
-            let host = trainer.stack.to_host();
+            // Weights are copied off the device only when some SAE improved.
+            let mut host: Option<Vec<SaeTensors>> = None;
             for (i, (l, f)) in loss.into_iter().zip(fvu).enumerate() {
                 if kept[i].as_ref().is_none_or(|k| l < k.loss) {
+                    let host = host.get_or_insert_with(|| trainer.stack.to_host());
                     kept[i] = Some(Kept {
                         loss: l,
                         fvu: f,
