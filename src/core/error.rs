@@ -3,13 +3,14 @@
 use ::core::fmt;
 
 /// Names of the tensors a model file may hold; errors refer to them by these names.
-pub const TENSOR_NAMES: [&str; 6] = [
+pub const TENSOR_NAMES: [&str; 7] = [
     "W_enc",
     "W_dec",
     "b_enc",
     "b_dec",
     "W_enc_scale",
     "W_dec_scale",
+    "skip_taps",
 ];
 
 /// Everything that can go wrong in the inference core or while parsing a model file.

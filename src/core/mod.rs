@@ -10,7 +10,7 @@ mod topk;
 
 pub use error::{CoreError, TENSOR_NAMES};
 pub use sae::{
-    Activation, F32Weights, Int8Weights, Normalisation, Sae, SaeConfig, Weights, ZSCORE_EPS,
+    Activation, F32Weights, Int8Weights, Normalisation, Sae, SaeConfig, Skip, Weights, ZSCORE_EPS,
     zscore_stats,
 };
 pub use stream::{

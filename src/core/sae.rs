@@ -186,6 +186,71 @@ pub enum Weights<'a> {
     Int8(Int8Weights<'a>),
 }
 
+/// The optional gated linear path beside the SAE: an odd-length FIR (`taps`, f32 LE, centred,
+/// zero outside the window) applied to the normalised window and added to the SAE's output,
+/// only in windows whose high-frequency ratio `sum (x[i+1]-x[i])^2 / sum x^2` is at most
+/// `gate`.
+///
+/// Why: a TopK code with k atoms reconstructs structured waveforms well but cannot pass
+/// broadband, low-amplitude EEG detail through, which is what a band-pass filter keeps when a
+/// slow artifact (EOG, drift) dominates the window. A linear path does that; the gate keeps it
+/// out of windows full of high-frequency artifact (EMG), where passing the input through would
+/// pass the artifact too. Fitted by least squares after the SAE is trained.
+#[derive(Clone, Copy, Debug)]
+pub struct Skip<'a> {
+    /// FIR taps, f32 little-endian, odd count <= `d_in`; tap `taps.len()/2` is lag 0.
+    pub taps: &'a [u8],
+    /// Largest high-frequency ratio at which the path is applied (>= 0).
+    pub gate: f32,
+}
+
+impl Skip<'_> {
+    /// Number of taps.
+    pub const fn len(&self) -> usize {
+        self.taps.len() / 4
+    }
+
+    /// True if there are no taps.
+    pub const fn is_empty(&self) -> bool {
+        self.taps.len() < 4
+    }
+
+    /// True if the path is applied to window `x`.
+    pub fn opens(&self, x: &[f32]) -> bool {
+        let mut e = 0.0f32;
+        let mut d = 0.0f32;
+        let mut prev = None;
+        for &v in x {
+            e += v * v;
+            if let Some(p) = prev {
+                d += (v - p) * (v - p);
+            }
+            prev = Some(v);
+        }
+        d <= self.gate * e
+    }
+
+    /// `out[i] += sum_l taps[l] * x[i + l - c]` (`c = len/2`, zero outside `x`) if the gate
+    /// opens.
+    pub fn apply(&self, x: &[f32], out: &mut [f32]) {
+        if !self.opens(x) {
+            return;
+        }
+        let c = self.len() / 2;
+        let n = x.len();
+        for (i, o) in out.iter_mut().enumerate() {
+            let mut s = 0.0f32;
+            // Taps l with 0 <= i + l - c < n.
+            let lo = c.saturating_sub(i);
+            let hi = (n + c - i).min(self.len());
+            for (l, t) in self.taps.chunks_exact(4).enumerate().take(hi).skip(lo) {
+                s += le_chunk(t) * x.get(i + l - c).copied().unwrap_or(0.0);
+            }
+            *o += s;
+        }
+    }
+}
+
 /// A validated TopK SAE borrowing its weights (zero-copy). Cheap to copy.
 ///
 /// Forward (`x` one window of `d_in` samples, already normalised for [`Sae::forward_into`]):
@@ -195,6 +260,7 @@ pub enum Weights<'a> {
 pub struct Sae<'a> {
     config: SaeConfig,
     weights: Weights<'a>,
+    skip: Option<Skip<'a>>,
     /// Largest |activation code| in the int8 path, so `d_in * 128 * qmax` fits in an i32.
     qmax: f32,
 }
@@ -279,18 +345,48 @@ impl<'a> Sae<'a> {
         Ok(Self {
             config,
             weights,
+            skip: None,
             qmax: int8_qmax(d_in),
         })
     }
 
+    /// Adds the gated linear path ([`Skip`]); checks an odd tap count <= `d_in`, finite taps
+    /// and a finite gate >= 0.
+    pub fn with_skip(mut self, skip: Skip<'a>) -> Result<Self, CoreError> {
+        let n = skip.len();
+        if skip.taps.len() % 4 != 0 || n % 2 == 0 || n > self.config.d_in {
+            return Err(CoreError::ShapeMismatch {
+                tensor: "skip_taps",
+                expected: [self.config.d_in, 0],
+                got: [n, 0],
+            });
+        }
+        check_f32_tensor("skip_taps", skip.taps, n)?;
+        if !(skip.gate.is_finite() && skip.gate >= 0.0) {
+            return Err(CoreError::BadMetadata { key: "skip_gate" });
+        }
+        self.skip = Some(skip);
+        Ok(self)
+    }
+
     /// An SAE from parts already validated by [`Sae::new`] on the same bytes (the model
     /// loader re-creates views of bytes it parsed once).
-    pub(crate) fn from_validated(config: SaeConfig, weights: Weights<'a>) -> Self {
+    pub(crate) fn from_validated(
+        config: SaeConfig,
+        weights: Weights<'a>,
+        skip: Option<Skip<'a>>,
+    ) -> Self {
         Self {
             config,
             weights,
+            skip,
             qmax: int8_qmax(config.d_in),
         }
+    }
+
+    /// The gated linear path, if the model has one.
+    pub const fn skip(&self) -> Option<Skip<'a>> {
+        self.skip
     }
 
     /// Window length (input and output width).
@@ -325,7 +421,11 @@ impl<'a> Sae<'a> {
 
     /// Bytes of weight data (matrices, scales, biases) the model borrows.
     pub const fn weight_bytes(&self) -> usize {
-        match self.weights {
+        let skip = match self.skip {
+            Some(s) => s.taps.len(),
+            None => 0,
+        };
+        skip + match self.weights {
             Weights::F32(w) => w.w_enc.len() + w.w_dec.len() + w.b_enc.len() + w.b_dec.len(),
             Weights::Int8(w) => {
                 w.w_enc.len()
@@ -338,7 +438,8 @@ impl<'a> Sae<'a> {
         }
     }
 
-    /// The raw SAE: `out = decode(TopK(encode(x)))` on an already-normalised window.
+    /// The raw SAE: `out = decode(TopK(encode(x)))` (plus the [`Skip`] path if the model has
+    /// one) on an already-normalised window.
     ///
     /// # Shapes
     /// `x`, `out`: `[d_in]`; `scratch`: `[scratch_len()]`; `topk`: `[k]`, receives the kept
@@ -453,6 +554,9 @@ impl<'a> Sae<'a> {
         match self.weights {
             Weights::F32(w) => self.decode_f32(&w, pre, topk, out),
             Weights::Int8(w) => self.decode_i8(&w, pre, topk, out),
+        }
+        if let Some(skip) = self.skip {
+            skip.apply(x, out);
         }
     }
 

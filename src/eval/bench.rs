@@ -323,6 +323,7 @@ fn mfr_section(
     let data = prepare(
         &corpus,
         256,
+        256,
         per_seg,
         super::train_denoiser::default_val_per_segment(per_seg),
         if plan.quick { 6 } else { 60 },
@@ -354,6 +355,8 @@ fn mfr_section(
                     backend: BackendKind::Flex,
                     grad_path: None,
                     select_every: None,
+                    skip: None,
+                    relative_eps: None,
                 },
                 256.0,
                 &[128],

@@ -192,10 +192,19 @@ impl Corpus {
     /// SNR uniform in that kind's range, then normalised exactly as the core does at
     /// inference ([`Normalisation::normalise_pair`] with the noisy window's statistics). Returns
     /// (inputs, targets), row-major `[n, d_in]`, in a seeded random order.
+    ///
+    /// The artifact is mixed into `mix_len >= d_in` samples at the drawn SNR and a random
+    /// `d_in` window is then cut from the pair. With `mix_len == d_in` every window holds its
+    /// SNR exactly and its clean part has zero mean; with `mix_len` = the 2 s segment (the
+    /// EEGdenoiseNet convention the benchmark tests on), windows see what a 1 s model sees
+    /// when it slides over a 2 s test segment: local SNRs spread around the segment's (a blink
+    /// in one half) and clean windows with their own offset.
+    #[allow(clippy::too_many_arguments)]
     pub fn training_pairs(
         &self,
         split: Split,
         d_in: usize,
+        mix_len: usize,
         per_segment: usize,
         mix: &[(ArtifactKind, f64)],
         normalisation: Normalisation,
@@ -204,6 +213,11 @@ impl Corpus {
         let total: f64 = mix.iter().map(|m| m.1).sum();
         if mix.is_empty() || total <= 0.0 {
             return Err(EvalError::Invalid("empty artifact mix".into()));
+        }
+        if mix_len < d_in {
+            return Err(EvalError::Invalid(format!(
+                "mix length {mix_len} is shorter than the window {d_in}"
+            )));
         }
         let mut rng = Rng::derive(seed, 0x7EA1 + split.index() as u64);
         let mut windows = Vec::new();
@@ -224,15 +238,26 @@ impl Corpus {
                     per_segment: 1,
                 };
                 let wseed = rng.next_u64() ^ ((s as u64) << 20) ^ j as u64;
-                let w = make_windows(
+                let mut w = make_windows(
                     std::slice::from_ref(seg),
                     kind,
                     self.source(split, kind),
                     &plan,
-                    d_in,
+                    mix_len,
                     self.config.fs,
                     wseed,
                 )?;
+                if mix_len > d_in {
+                    // A stream of its own, so mix_len == d_in keeps the historical draws.
+                    let mut crop_rng = Rng::derive(wseed, 0xC209);
+                    for x in &mut w {
+                        let off = crop_rng.below((mix_len - d_in + 1) as u64) as usize;
+                        x.noisy.copy_within(off..off + d_in, 0);
+                        x.noisy.truncate(d_in);
+                        x.clean.copy_within(off..off + d_in, 0);
+                        x.clean.truncate(d_in);
+                    }
+                }
                 windows.extend(w);
             }
         }

@@ -226,6 +226,13 @@ pub struct SeedResult {
     /// (`train-denoiser --select-every`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step: Option<usize>,
+    /// Mean RRMSE_t on the validation EOG+EMG level windows of the exported model (linear
+    /// path included), when `train-denoiser` fitted one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_windows_rrmse_t: Option<f64>,
+    /// Gate of the linear path validation kept (`None`: no path).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skip_gate: Option<f32>,
 }
 
 /// A summary line of the alpha sweep: mean +- std over seeds.

@@ -1,6 +1,8 @@
 //! std side of the model format: owned metadata and tensors, atomic writing, loading.
 
-use super::view::{FORMAT_VERSION_F32, FORMAT_VERSION_INT8, Layout, ModelView};
+use super::view::{
+    FORMAT_VERSION_F32, FORMAT_VERSION_INT8, FORMAT_VERSION_SKIP, Layout, ModelView,
+};
 use crate::core::{Activation, CoreError, Normalisation};
 use safetensors::tensor::{Dtype, TensorView};
 use std::collections::HashMap;
@@ -30,6 +32,15 @@ pub struct ModelMeta {
     pub provenance: String,
 }
 
+/// The gated linear path of a model ([`crate::core::Skip`]), owned.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SkipPath {
+    /// FIR taps (odd count <= `d_in`), tap `len/2` at lag 0.
+    pub taps: Vec<f32>,
+    /// Largest high-frequency ratio at which the path is applied.
+    pub gate: f32,
+}
+
 /// f32 tensors, row-major, SAELens shapes.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ModelTensors {
@@ -41,6 +52,8 @@ pub struct ModelTensors {
     pub b_enc: Vec<f32>,
     /// `[d_in]`.
     pub b_dec: Vec<f32>,
+    /// The gated linear path, if any (format 3).
+    pub skip: Option<SkipPath>,
 }
 
 /// int8 tensors with one f32 scale per latent (see [`crate::core::Int8Weights`]).
@@ -58,6 +71,8 @@ pub struct QuantizedTensors {
     pub b_enc: Vec<f32>,
     /// `[d_in]`.
     pub b_dec: Vec<f32>,
+    /// The gated linear path, if any (f32 taps; format 3).
+    pub skip: Option<SkipPath>,
 }
 
 impl QuantizedTensors {
@@ -80,6 +95,7 @@ impl QuantizedTensors {
             w_dec,
             b_enc: self.b_enc.clone(),
             b_dec: self.b_dec.clone(),
+            skip: self.skip.clone(),
         }
     }
 }
@@ -200,16 +216,18 @@ impl Model {
 
     /// The f32 tensors (dequantised for an int8 model).
     pub fn tensors(&self) -> ModelTensors {
-        match self.view().sae().weights() {
+        let sae = self.view().sae();
+        match sae.weights() {
             crate::core::Weights::F32(w) => ModelTensors {
                 w_enc: le_f32s(w.w_enc),
                 w_dec: le_f32s(w.w_dec),
                 b_enc: le_f32s(w.b_enc),
                 b_dec: le_f32s(w.b_dec),
+                skip: self.skip(),
             },
             crate::core::Weights::Int8(w) => {
                 let m = self.view();
-                int8_tensors(&w).dequantize(m.meta().d_in, m.meta().d_sae)
+                int8_tensors(&w, self.skip()).dequantize(m.meta().d_in, m.meta().d_sae)
             }
         }
     }
@@ -217,13 +235,21 @@ impl Model {
     /// The int8 tensors, if this is an int8 model.
     pub fn quantized(&self) -> Option<QuantizedTensors> {
         match self.view().sae().weights() {
-            crate::core::Weights::Int8(w) => Some(int8_tensors(&w)),
+            crate::core::Weights::Int8(w) => Some(int8_tensors(&w, self.skip())),
             crate::core::Weights::F32(_) => None,
         }
     }
+
+    /// The gated linear path, if the model has one.
+    pub fn skip(&self) -> Option<SkipPath> {
+        self.view().sae().skip().map(|s| SkipPath {
+            taps: le_f32s(s.taps),
+            gate: s.gate,
+        })
+    }
 }
 
-fn int8_tensors(w: &crate::core::Int8Weights<'_>) -> QuantizedTensors {
+fn int8_tensors(w: &crate::core::Int8Weights<'_>, skip: Option<SkipPath>) -> QuantizedTensors {
     QuantizedTensors {
         w_enc: w.w_enc.iter().map(|&b| b as i8).collect(),
         w_enc_scale: le_f32s(w.w_enc_scale),
@@ -231,6 +257,7 @@ fn int8_tensors(w: &crate::core::Int8Weights<'_>) -> QuantizedTensors {
         w_dec_scale: le_f32s(w.w_dec_scale),
         b_enc: le_f32s(w.b_enc),
         b_dec: le_f32s(w.b_dec),
+        skip,
     }
 }
 
@@ -248,8 +275,11 @@ fn unescape(raw: &str) -> String {
     serde_json::from_str::<String>(&format!("\"{raw}\"")).unwrap_or_else(|_| raw.to_owned())
 }
 
-fn metadata(meta: &ModelMeta, version: u32) -> HashMap<String, String> {
+fn metadata(meta: &ModelMeta, version: u32, skip: Option<&SkipPath>) -> HashMap<String, String> {
     let mut m = HashMap::new();
+    if let Some(s) = skip {
+        m.insert("skip_gate".into(), format!("{}", s.gate));
+    }
     m.insert("format_version".into(), version.to_string());
     m.insert("d_in".into(), meta.d_in.to_string());
     m.insert("d_sae".into(), meta.d_sae.to_string());
@@ -312,18 +342,32 @@ fn serialize(
     path: &Path,
     meta: &ModelMeta,
     version: u32,
-    tensors: Vec<(&'static str, Dtype, Vec<usize>, Vec<u8>)>,
+    mut tensors: Vec<(&'static str, Dtype, Vec<usize>, Vec<u8>)>,
+    skip: Option<&SkipPath>,
 ) -> Result<Vec<u8>, ModelFileError> {
     let werr = |message: String| ModelFileError::Write {
         path: path.to_owned(),
         message,
+    };
+    // Files without the linear path keep their old version, so old readers still load them.
+    let version = match skip {
+        Some(s) => {
+            tensors.push((
+                "skip_taps",
+                Dtype::F32,
+                vec![s.taps.len()],
+                f32_bytes(&s.taps),
+            ));
+            FORMAT_VERSION_SKIP
+        }
+        None => version,
     };
     let mut views = Vec::with_capacity(tensors.len());
     for (name, dtype, shape, data) in &tensors {
         let v = TensorView::new(*dtype, shape.clone(), data).map_err(|e| werr(e.to_string()))?;
         views.push((*name, v));
     }
-    let bytes = safetensors::serialize(views, Some(metadata(meta, version)))
+    let bytes = safetensors::serialize(views, Some(metadata(meta, version, skip)))
         .map_err(|e| werr(e.to_string()))?;
     let bytes = sort_metadata(bytes).map_err(werr)?;
     // Never write what the reader would reject (NaN weights, k > d_sae, ...).
@@ -359,6 +403,7 @@ fn serialize_f32(
             ("b_enc", Dtype::F32, vec![d_sae], f32_bytes(&t.b_enc)),
             ("b_dec", Dtype::F32, vec![d_in], f32_bytes(&t.b_dec)),
         ],
+        t.skip.as_ref(),
     )
 }
 
@@ -402,6 +447,7 @@ fn serialize_int8(
             ("b_enc", Dtype::F32, vec![d_sae], f32_bytes(&t.b_enc)),
             ("b_dec", Dtype::F32, vec![d_in], f32_bytes(&t.b_dec)),
         ],
+        t.skip.as_ref(),
     )
 }
 
@@ -480,6 +526,7 @@ pub fn identity_model(d_in: usize, hop: usize, sample_rate_hz: f32) -> (ModelMet
         w_dec,
         b_enc: vec![0.0; d_sae],
         b_dec: vec![0.0; d_in],
+        skip: None,
     };
     (meta, t)
 }

@@ -11,7 +11,9 @@
 
 mod view;
 
-pub use view::{FORMAT_VERSION_F32, FORMAT_VERSION_INT8, META_KEYS, ModelView, ViewMeta};
+pub use view::{
+    FORMAT_VERSION_F32, FORMAT_VERSION_INT8, FORMAT_VERSION_SKIP, META_KEYS, ModelView, ViewMeta,
+};
 
 #[cfg(feature = "std")]
 mod file;
@@ -20,6 +22,6 @@ pub mod quantize;
 
 #[cfg(feature = "std")]
 pub use file::{
-    Model, ModelFileError, ModelMeta, ModelTensors, QuantizedTensors, identity_model, write_model,
-    write_model_int8,
+    Model, ModelFileError, ModelMeta, ModelTensors, QuantizedTensors, SkipPath, identity_model,
+    write_model, write_model_int8,
 };

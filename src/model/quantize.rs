@@ -53,6 +53,7 @@ pub fn quantize_tensors(meta: &ModelMeta, t: &ModelTensors) -> QuantizedTensors 
         w_dec_scale,
         b_enc: t.b_enc.clone(),
         b_dec: t.b_dec.clone(),
+        skip: t.skip.clone(),
     }
 }
 

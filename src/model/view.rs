@@ -2,8 +2,8 @@
 //! a small JSON scanner, validated completely, giving borrowed views of the tensors.
 
 use crate::core::{
-    Activation, CoreError, F32Weights, Int8Weights, Normalisation, Sae, SaeConfig, TENSOR_NAMES,
-    Weights,
+    Activation, CoreError, F32Weights, Int8Weights, Normalisation, Sae, SaeConfig, Skip,
+    TENSOR_NAMES, Weights,
 };
 use ::core::ops::Range;
 
@@ -13,7 +13,7 @@ const MAX_HEADER: u64 = 100_000_000;
 const MAX_DEPTH: usize = 16;
 
 /// Metadata keys, in the order of [`ViewMeta`]'s fields.
-pub const META_KEYS: [&str; 10] = [
+pub const META_KEYS: [&str; 11] = [
     "format_version",
     "d_in",
     "d_sae",
@@ -24,12 +24,16 @@ pub const META_KEYS: [&str; 10] = [
     "sample_rate_hz",
     "channel_type",
     "provenance",
+    "skip_gate",
 ];
 
 /// Format versions: 1 = f32 tensors; 2 = adds int8 matrices with per-latent f32 scales.
 pub const FORMAT_VERSION_F32: u32 = 1;
 /// Format version of files with int8 matrices.
 pub const FORMAT_VERSION_INT8: u32 = 2;
+/// Format version of files with the gated linear path ([`crate::core::Skip`]: tensor
+/// `skip_taps`, metadata `skip_gate`); older readers refuse them rather than ignore the path.
+pub const FORMAT_VERSION_SKIP: u32 = 3;
 
 /// Metadata of a parsed model, borrowing its strings from the file.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -57,6 +61,8 @@ pub struct ViewMeta<'a> {
     pub provenance: &'a str,
     /// True if `W_enc`/`W_dec` are int8.
     pub int8: bool,
+    /// Gate of the linear path ([`crate::core::Skip::gate`]), if the model has one.
+    pub skip_gate: Option<f32>,
 }
 
 /// A validated model: metadata plus the SAE borrowing the tensors.
@@ -121,8 +127,9 @@ pub(crate) struct Layout {
     channel_type: Range<usize>,
     provenance: Range<usize>,
     int8: bool,
+    skip_gate: Option<f32>,
     /// Absolute byte ranges, indexed like [`TENSOR_NAMES`].
-    tensors: [Range<usize>; 6],
+    tensors: [Range<usize>; 7],
 }
 
 struct Scanner<'a> {
@@ -394,9 +401,9 @@ impl Layout {
         let header = &bytes[8..data_start];
         let mut sc = Scanner { s: header, pos: 0 };
 
-        let mut meta: [Option<(&[u8], Range<usize>)>; 10] = Default::default();
-        let mut tensors: [Option<TensorInfo>; 6] = [None; 6];
-        let mut name_pos = [0usize; 6];
+        let mut meta: [Option<(&[u8], Range<usize>)>; 11] = Default::default();
+        let mut tensors: [Option<TensorInfo>; 7] = [None; 7];
+        let mut name_pos = [0usize; 7];
 
         sc.eat(b'{')?;
         if sc.peek() == Some(b'}') {
@@ -456,7 +463,7 @@ impl Layout {
         let raw = |i: usize| meta[i].as_ref().map(|(v, _)| *v);
         let version = parse_usize(raw(0), META_KEYS[0])?;
         let version = match u32::try_from(version) {
-            Ok(v @ (FORMAT_VERSION_F32 | FORMAT_VERSION_INT8)) => v,
+            Ok(v @ (FORMAT_VERSION_F32 | FORMAT_VERSION_INT8 | FORMAT_VERSION_SKIP)) => v,
             Ok(v) => return Err(CoreError::UnsupportedVersion { found: v }),
             Err(_) => return Err(CoreError::UnsupportedVersion { found: u32::MAX }),
         };
@@ -514,19 +521,43 @@ impl Layout {
             });
         }
         let mat = if int8 { Dtype::I8 } else { Dtype::F32 };
-        let expect: [(Dtype, [usize; 2]); 6] = [
+        let skip_taps = tensors[6].map_or(0, |t| t.shape[0]);
+        let expect: [(Dtype, [usize; 2]); 7] = [
             (mat, [d_in, d_sae]),
             (mat, [d_sae, d_in]),
             (Dtype::F32, [d_sae, 0]),
             (Dtype::F32, [d_in, 0]),
             (Dtype::F32, [d_sae, 0]),
             (Dtype::F32, [d_sae, 0]),
+            (Dtype::F32, [skip_taps.max(1), 0]),
         ];
         let required = if int8 { 6 } else { 4 };
+        // The linear path: tensor and gate together, from format 3 on.
+        let skip_gate = match (tensors[6].is_some(), &meta[10]) {
+            (false, None) => None,
+            (true, Some((v, _))) if version >= FORMAT_VERSION_SKIP => Some(
+                ::core::str::from_utf8(v)
+                    .ok()
+                    .and_then(|t| t.parse::<f32>().ok())
+                    .filter(|g| g.is_finite() && *g >= 0.0)
+                    .ok_or(CoreError::BadMetadata { key: META_KEYS[10] })?,
+            ),
+            (true, Some(_)) => {
+                return Err(CoreError::UnknownTensor {
+                    offset: name_pos[6],
+                });
+            }
+            (true, None) => return Err(CoreError::MissingMetadata { key: META_KEYS[10] }),
+            (false, Some(_)) => {
+                return Err(CoreError::MissingTensor {
+                    tensor: TENSOR_NAMES[6],
+                });
+            }
+        };
         let data_len = file_len - data_start as u64;
-        let mut ranges: [Range<usize>; 6] = Default::default();
+        let mut ranges: [Range<usize>; 7] = Default::default();
         let mut covered = 0u64;
-        for i in 0..6 {
+        for i in 0..7 {
             let name = TENSOR_NAMES[i];
             let Some(t) = tensors[i] else {
                 if i < required {
@@ -534,7 +565,7 @@ impl Layout {
                 }
                 continue;
             };
-            if i >= required {
+            if i >= required && i < 6 {
                 return Err(CoreError::UnknownTensor {
                     offset: name_pos[i],
                 });
@@ -578,8 +609,8 @@ impl Layout {
             covered += size;
             ranges[i] = (data_start + t.begin as usize)..(data_start + t.end as usize);
         }
-        for i in 0..6 {
-            for j in i + 1..6 {
+        for i in 0..7 {
+            for j in i + 1..7 {
                 let (a, b) = (&ranges[i], &ranges[j]);
                 if !a.is_empty() && !b.is_empty() && a.start < b.end && b.start < a.end {
                     return Err(CoreError::OverlappingTensors {
@@ -607,10 +638,14 @@ impl Layout {
             channel_type: range_of(8),
             provenance: range_of(9),
             int8,
+            skip_gate,
             tensors: ranges,
         };
-        // Lengths and finiteness of every weight.
-        Sae::new(layout.config, layout.weights(bytes))?;
+        // Lengths and finiteness of every weight, the linear path's too.
+        let sae = Sae::new(layout.config, layout.weights(bytes))?;
+        if let Some(skip) = layout.skip(bytes) {
+            sae.with_skip(skip)?;
+        }
         Ok(layout)
     }
 
@@ -635,6 +670,13 @@ impl Layout {
         }
     }
 
+    fn skip<'a>(&self, bytes: &'a [u8]) -> Option<Skip<'a>> {
+        self.skip_gate.map(|gate| Skip {
+            taps: bytes.get(self.tensors[6].clone()).unwrap_or(&[]),
+            gate,
+        })
+    }
+
     /// The view of `bytes`, which must be the bytes this layout was parsed from.
     pub(crate) fn view<'a>(&self, bytes: &'a [u8]) -> ModelView<'a> {
         let s = |r: &Range<usize>| {
@@ -656,8 +698,9 @@ impl Layout {
                 channel_type: s(&self.channel_type),
                 provenance: s(&self.provenance),
                 int8: self.int8,
+                skip_gate: self.skip_gate,
             },
-            sae: Sae::from_validated(self.config, self.weights(bytes)),
+            sae: Sae::from_validated(self.config, self.weights(bytes), self.skip(bytes)),
         }
     }
 }

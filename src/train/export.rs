@@ -49,6 +49,7 @@ pub fn model_tensors(s: &SaeTensors) -> ModelTensors {
         w_dec: s.w_dec.clone(),
         b_enc: s.b_enc.clone(),
         b_dec: s.b_dec.clone(),
+        skip: None,
     }
 }
 

@@ -22,6 +22,7 @@ pub mod hungarian;
 pub mod loss;
 pub mod optim;
 pub mod sae;
+pub mod skip;
 pub mod sparse;
 pub mod synth_features;
 pub mod topk;

@@ -38,6 +38,7 @@ pub(crate) fn random_tensors(seed: u64, d_in: usize, d_sae: usize) -> ModelTenso
         w_dec: v(d_sae * d_in, s),
         b_enc: v(d_sae, 0.1),
         b_dec: v(d_in, 0.1),
+        skip: None,
     }
 }
 
@@ -196,6 +197,7 @@ fn no_mean_normalisation_drops_a_dc_offset_that_window_zscore_keeps() {
         w_dec: w,
         b_enc: vec![0.0; d],
         b_dec: vec![0.0; d],
+        skip: None,
     };
     let x: Vec<f32> = (0..d).map(|i| 100.0 + i as f32).collect();
     let mean = x.iter().sum::<f32>() / d as f32;
@@ -243,6 +245,7 @@ fn topk_ties_go_to_lower_index_through_the_model() {
         w_dec: w_dec.clone(),
         b_enc,
         b_dec: vec![0.0; d_in],
+        skip: None,
     };
     for act in [Activation::TopkRelu, Activation::TopkSigned] {
         let m = Model::from_tensors(&meta(d_in, d_sae, k, act, Normalisation::None), &t).unwrap();
@@ -272,6 +275,7 @@ fn topk_relu_zeroes_negative_kept_latents_signed_keeps_them() {
         w_dec: vec![1.0, 0.0, 0.0, 1.0, 1.0, 1.0],
         b_enc: vec![-1.0, -2.0, -3.0],
         b_dec: vec![0.25, 0.5],
+        skip: None,
     };
     let run = |act| {
         let m = Model::from_tensors(&meta(d_in, d_sae, k, act, Normalisation::None), &t).unwrap();
@@ -478,4 +482,70 @@ fn encode_into_gives_the_dense_code_the_decoder_uses() {
             }
         }
     }
+}
+
+/// The gated linear path: where the gate opens, the output is the SAE's plus the centred FIR of
+/// the normalised window (zero outside it); where it stays shut, the SAE's alone.
+#[test]
+fn skip_path_adds_the_fir_only_where_the_gate_opens() {
+    let (d_in, d_sae, k) = (32, 48, 4);
+    let norm = Normalisation::WindowZscoreNoMean;
+    let t0 = random_tensors(5, d_in, d_sae);
+    let taps: Vec<f32> = vec![0.1, -0.2, 0.7, 0.3, -0.05];
+    // Gate 0.5: a slow sine (ratio ~ (2 pi / 32)^2 ~ 0.04) opens it, alternating samples
+    // (ratio ~ 4) do not.
+    let gate = 0.5f32;
+    let t = ModelTensors {
+        skip: Some(mfr_eeg::model::SkipPath {
+            taps: taps.clone(),
+            gate,
+        }),
+        ..t0.clone()
+    };
+    let m = meta(d_in, d_sae, k, Activation::TopkRelu, norm);
+    let with = Model::from_tensors(&m, &t).unwrap();
+    let without = Model::from_tensors(&m, &t0).unwrap();
+    assert_eq!(with.view().meta().format_version, 3);
+    assert_eq!(without.view().meta().format_version, 1);
+    let run = |model: &Model, x: &[f32]| {
+        let sae = model.view().sae();
+        let mut out = vec![0.0f32; d_in];
+        let mut scratch = vec![0.0f32; sae.scratch_len()];
+        let mut topk = vec![0usize; k];
+        sae.denoise_window_into(x, &mut out, &mut scratch, &mut topk)
+            .unwrap();
+        out
+    };
+    let slow: Vec<f32> = (0..d_in)
+        .map(|i| 3.0 + 5.0 * (std::f32::consts::TAU * i as f32 / 32.0).sin())
+        .collect();
+    let fast: Vec<f32> = (0..d_in)
+        .map(|i| if i % 2 == 0 { 2.0 } else { -1.0 } + 0.01 * i as f32)
+        .collect();
+    // Slow window: SAE + scale * FIR(normalised window) = FIR of the mean-removed window.
+    let x: Vec<f64> = slow.iter().map(|&v| f64::from(v)).collect();
+    let mean = x.iter().sum::<f64>() / d_in as f64;
+    let c: Vec<f64> = x.iter().map(|v| v - mean).collect();
+    let base = run(&without, &slow);
+    let got = run(&with, &slow);
+    for i in 0..d_in {
+        let mut f = 0.0f64;
+        for (l, &h) in taps.iter().enumerate() {
+            let j = i as isize + l as isize - 2;
+            if (0..d_in as isize).contains(&j) {
+                f += f64::from(h) * c[j as usize];
+            }
+        }
+        let want = f64::from(base[i]) + f;
+        assert!(
+            (f64::from(got[i]) - want).abs() < 1e-4,
+            "sample {i}: {} vs {want}",
+            got[i]
+        );
+    }
+    // Fast window: the gate stays shut, bit-identical to the SAE alone.
+    assert_eq!(run(&with, &fast), run(&without, &fast));
+    // The path survives a file round trip.
+    let back = Model::from_bytes(with.bytes().to_vec()).unwrap();
+    assert_eq!(back.skip(), t.skip);
 }

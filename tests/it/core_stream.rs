@@ -210,7 +210,7 @@ fn identity_model_reproduces_input_streaming_and_offline() {
 
 #[test]
 fn streaming_loop_allocates_nothing() {
-    let (model, _) = random_model(
+    let (_, mut t) = random_model(
         21,
         32,
         64,
@@ -218,6 +218,23 @@ fn streaming_loop_allocates_nothing() {
         Activation::TopkSigned,
         Normalisation::WindowZscore,
     );
+    // With the linear path, and a gate every window opens, so its code runs too.
+    t.skip = Some(mfr_eeg::model::SkipPath {
+        taps: (0..9).map(|i| 0.01 * i as f32).collect(),
+        gate: 1e9,
+    });
+    let model = Model::from_tensors(
+        &crate::core_forward::meta(
+            32,
+            64,
+            5,
+            Activation::TopkSigned,
+            Normalisation::WindowZscore,
+        ),
+        &t,
+    )
+    .unwrap();
+    assert!(model.view().sae().skip().is_some());
     let sae = model.view().sae();
     let x = signal(4, 4 * 500);
     let mut out = vec![0.0; x.len()];

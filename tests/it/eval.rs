@@ -292,6 +292,8 @@ fn harness_writes_a_report_of_real_numbers_at_tiny_size() {
             train_seconds: 1.0,
             windows_per_s: 10.0,
             step: None,
+            val_windows_rrmse_t: None,
+            skip_gate: None,
         },
         SeedResult {
             alpha: 0.0,
@@ -302,6 +304,8 @@ fn harness_writes_a_report_of_real_numbers_at_tiny_size() {
             train_seconds: 1.0,
             windows_per_s: 10.0,
             step: None,
+            val_windows_rrmse_t: None,
+            skip_gate: None,
         },
     ];
     let arms = summarise_arms(&seeds);

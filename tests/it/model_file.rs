@@ -653,6 +653,7 @@ fn int8_pca_dictionary_within_two_percent_on_synthetic_test_split() {
         w_dec,
         b_enc: vec![0.0; d_sae],
         b_dec: vec![0.0; d_in],
+        skip: None,
     };
     let mut m = meta(
         d_in,
@@ -672,4 +673,67 @@ fn int8_pca_dictionary_within_two_percent_on_synthetic_test_split() {
     assert!(r.rrmse_t_f32 < 0.9 * r.rrmse_t_input, "{r}");
     // Issue 6's acceptance: int8 no more than 2 % worse in RRMSE_t and CC.
     assert!(r.acceptable(), "{r}");
+}
+
+/// Format 3's linear path: tensor and gate come together, from version 3 on, with an odd tap
+/// count <= d_in and a finite gate >= 0.
+#[test]
+fn malformed_skip_paths() {
+    let f = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    let with_skip = |version: &str, taps: usize, gate: Option<&str>| {
+        let (mut h, mut d) = base();
+        h["__metadata__"]["format_version"] = json!(version);
+        if let Some(g) = gate {
+            h["__metadata__"]["skip_gate"] = json!(g);
+        }
+        h["skip_taps"] =
+            json!({"dtype": "F32", "shape": [taps], "data_offsets": [68, 68 + 4 * taps]});
+        d.extend(f(&vec![0.5; taps]));
+        (h, d)
+    };
+    let (h, d) = with_skip("3", 1, Some("0.4"));
+    let bytes = file(&h, &d);
+    let v = ModelView::parse(&bytes).unwrap();
+    assert_eq!(v.meta().skip_gate, Some(0.4));
+    assert_eq!(v.sae().skip().map(|s| s.len()), Some(1));
+    let (h, d) = with_skip("1", 1, Some("0.4"));
+    assert!(matches!(parse_err(&h, &d), CoreError::UnknownTensor { .. }));
+    let (h, d) = with_skip("3", 1, None);
+    assert_eq!(
+        parse_err(&h, &d),
+        CoreError::MissingMetadata { key: "skip_gate" }
+    );
+    let (h, d) = with_skip("3", 2, Some("0.4"));
+    assert!(matches!(
+        parse_err(&h, &d),
+        CoreError::ShapeMismatch {
+            tensor: "skip_taps",
+            ..
+        }
+    ));
+    let (h, d) = with_skip("3", 3, Some("0.4")); // 3 taps > d_in 2
+    assert!(matches!(
+        parse_err(&h, &d),
+        CoreError::ShapeMismatch {
+            tensor: "skip_taps",
+            ..
+        }
+    ));
+    for bad in ["-1", "nan", "x"] {
+        let (h, d) = with_skip("3", 1, Some(bad));
+        assert_eq!(
+            parse_err(&h, &d),
+            CoreError::BadMetadata { key: "skip_gate" },
+            "{bad}"
+        );
+    }
+    let (mut h, d) = base();
+    h["__metadata__"]["skip_gate"] = json!("0.4");
+    h["__metadata__"]["format_version"] = json!("3");
+    assert_eq!(
+        parse_err(&h, &d),
+        CoreError::MissingTensor {
+            tensor: "skip_taps"
+        }
+    );
 }

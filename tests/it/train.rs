@@ -558,3 +558,65 @@ fn core_matches_burn_flex_signed() {
 fn core_matches_burn_wgpu() {
     core_matches_burn(BackendKind::Wgpu, ActivationKind::TopkRelu);
 }
+
+/// The linear path's least squares recovers known taps: targets are the SAE's own output plus
+/// a known FIR of the input, on smooth windows every gate opens for.
+#[test]
+fn fit_skips_recovers_a_known_fir() {
+    use mfr_eeg::core::{Activation, Normalisation};
+    let (d_in, d_sae, k) = (24, 32, 4);
+    let (model, _) = crate::core_forward::random_model(
+        8,
+        d_in,
+        d_sae,
+        k,
+        Activation::TopkRelu,
+        Normalisation::None,
+    );
+    let sae = model.view().sae();
+    let h = [0.2f32, -0.5, 1.0, 0.25, -0.1];
+    let mut r = mfr_eeg::rng::Rng::new(3);
+    let (mut inputs, mut targets) = (Vec::new(), Vec::new());
+    let mut y = vec![0.0f32; d_in];
+    let mut scratch = vec![0.0f32; sae.scratch_len()];
+    let mut topk = vec![0usize; k];
+    for _ in 0..400 {
+        // Random low-frequency windows (sum of two slow sines).
+        let (f1, f2, p1, p2) = (
+            r.uniform(0.2, 1.5),
+            r.uniform(0.2, 2.0),
+            r.uniform(0.0, 6.3),
+            r.uniform(0.0, 6.3),
+        );
+        let x: Vec<f32> = (0..d_in)
+            .map(|i| {
+                let t = std::f64::consts::TAU * i as f64 / d_in as f64;
+                ((f1 * t + p1).sin() + 0.5 * (f2 * t + p2).cos()) as f32
+            })
+            .collect();
+        sae.forward_into(&x, &mut y, &mut scratch, &mut topk)
+            .unwrap();
+        for i in 0..d_in {
+            let mut f = 0.0f32;
+            for (l, &hl) in h.iter().enumerate() {
+                let j = i as isize + l as isize - 2;
+                if (0..d_in as isize).contains(&j) {
+                    f += hl * x[j as usize];
+                }
+            }
+            targets.push(y[i] + f);
+        }
+        inputs.extend(x);
+    }
+    let fits = mfr_eeg::train::skip::fit_skips(&sae, &inputs, &targets, 5, &[0.0, 1e3], None);
+    // Gate 0 opens for no window here: no data, zero taps.
+    assert!(fits[0].taps.iter().all(|&v| v == 0.0), "{:?}", fits[0].taps);
+    for (got, want) in fits[1].taps.iter().zip(h) {
+        assert!((got - want).abs() < 1e-3, "{:?} vs {h:?}", fits[1].taps);
+    }
+    // Relative weighting does not move an exact solution.
+    let w = mfr_eeg::train::skip::fit_skips(&sae, &inputs, &targets, 5, &[1e3], Some(1e-3));
+    for (got, want) in w[0].taps.iter().zip(h) {
+        assert!((got - want).abs() < 1e-3, "{:?}", w[0].taps);
+    }
+}
