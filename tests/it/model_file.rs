@@ -239,8 +239,8 @@ fn every_malformed_case_gives_its_error() {
         ),
         (
             "unknown version",
-            set(&["__metadata__", "format_version"], json!("3")),
-            CoreError::UnsupportedVersion { found: 3 },
+            set(&["__metadata__", "format_version"], json!("4")),
+            CoreError::UnsupportedVersion { found: 4 },
         ),
         (
             "unknown activation",
