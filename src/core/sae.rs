@@ -360,7 +360,7 @@ impl<'a> Sae<'a> {
     /// and a finite gate >= 0.
     pub fn with_skip(mut self, skip: Skip<'a>) -> Result<Self, CoreError> {
         let n = skip.len();
-        if skip.taps.len() % 4 != 0 || n % 2 == 0 || n > self.config.d_in {
+        if !skip.taps.len().is_multiple_of(4) || n.is_multiple_of(2) || n > self.config.d_in {
             return Err(CoreError::ShapeMismatch {
                 tensor: "skip_taps",
                 expected: [self.config.d_in, 0],

@@ -370,7 +370,7 @@ pub fn train_one(
                 "  linear path gate {}: validation windows RRMSE_t {r:.4} (best before: {val_windows:.4})",
                 t.skip.as_ref().map_or(0.0, |s| s.gate)
             );
-            if !(r >= val_windows) {
+            if val_windows.is_nan() || r < val_windows {
                 val_windows = r;
                 tensors = t;
                 model = m;
@@ -477,7 +477,7 @@ pub fn run(a: TrainDenoiserArgs) -> Result<(), EvalError> {
             "--select-by val-windows needs --skip-gates (the runs' validation-window scores are measured while fitting the linear path)".into(),
         ));
     }
-    if a.skip_taps % 2 == 0 || a.skip_taps > d_in {
+    if a.skip_taps.is_multiple_of(2) || a.skip_taps > d_in {
         return Err(EvalError::Invalid(format!(
             "--skip-taps must be odd and at most the window ({d_in}): {}",
             a.skip_taps

@@ -70,13 +70,13 @@ pub fn fit_skips(
                     }
                     let e = w * f64::from(t[s] - y[s]);
                     let mut p = 0;
-                    for a in 0..l {
-                        let wa = w * row[a];
-                        r[a] += e * row[a];
-                        for bb in a..l {
-                            g[p] += wa * row[bb];
-                            p += 1;
+                    for (a, &ra) in row.iter().enumerate() {
+                        let wa = w * ra;
+                        r[a] += e * ra;
+                        for (gp, &rb) in g[p..p + (l - a)].iter_mut().zip(&row[a..]) {
+                            *gp += wa * rb;
                         }
+                        p += l - a;
                     }
                 }
             }
@@ -118,7 +118,7 @@ fn solve_packed(g: &[f64], r: &[f64], l: usize) -> Option<Vec<f64>> {
         a * l - a * (a + 1) / 2 + b
     };
     let mean_diag = (0..l).map(|a| g[idx(a, a)]).sum::<f64>() / l as f64;
-    if !(mean_diag > 0.0) {
+    if mean_diag.is_nan() || mean_diag <= 0.0 {
         return None;
     }
     let ridge = 1e-9 * mean_diag;

@@ -596,7 +596,7 @@ fn fit_skips_recovers_a_known_fir() {
             .collect();
         sae.forward_into(&x, &mut y, &mut scratch, &mut topk)
             .unwrap();
-        for i in 0..d_in {
+        for (i, &yi) in y.iter().enumerate() {
             let mut f = 0.0f32;
             for (l, &hl) in h.iter().enumerate() {
                 let j = i as isize + l as isize - 2;
@@ -604,7 +604,7 @@ fn fit_skips_recovers_a_known_fir() {
                     f += hl * x[j as usize];
                 }
             }
-            targets.push(y[i] + f);
+            targets.push(yi + f);
         }
         inputs.extend(x);
     }
