@@ -119,6 +119,8 @@ fn run_stream<const D: usize, const S: usize, const K: usize>(
 struct Cost {
     enc_macs: u64,
     dec_macs: u64,
+    /// The gated linear path's FIR (f32), counted as if the gate always opens.
+    skip_macs: u64,
     topk_compares: u64,
     per_sample_ops: u64,
     cycles: u64,
@@ -141,6 +143,7 @@ fn cost(sae: &Sae<'_>) -> Cost {
     let (d_in, d_sae, k) = (sae.d_in() as u64, sae.d_sae() as u64, sae.k() as u64);
     let enc_macs = d_in * d_sae;
     let dec_macs = k * d_in; // upper bound: topk_relu skips latents clipped to 0
+    let skip_macs = sae.skip().map_or(0, |s| s.len() as u64 * d_in);
     let topk_compares = d_sae;
     let per_sample_ops = d_in;
     let (enc_c, dec_c) = if sae.is_int8() {
@@ -150,12 +153,16 @@ fn cost(sae: &Sae<'_>) -> Cost {
     };
     let cycles = enc_macs as f64 * enc_c
         + dec_macs as f64 * dec_c
+        + skip_macs as f64 * CYCLES_F32_MAC
+        // the gate's high-frequency ratio: a difference, two multiply-adds per sample
+        + if skip_macs > 0 { d_in as f64 * 8.0 } else { 0.0 }
         + topk_compares as f64 * CYCLES_TOPK_COMPARE
         + (k * k) as f64 * 2.0 // insertions into the sorted top-k list (worst case)
         + per_sample_ops as f64 * CYCLES_PER_SAMPLE;
     Cost {
         enc_macs,
         dec_macs,
+        skip_macs,
         topk_compares,
         per_sample_ops,
         cycles: cycles as u64,
@@ -203,8 +210,8 @@ fn report(
         state_bytes
     );
     println!(
-        "  ops/window/channel: {} encode MACs, <= {} decode MACs, {} top-k compares, {} per-sample ops",
-        c.enc_macs, c.dec_macs, c.topk_compares, c.per_sample_ops
+        "  ops/window/channel: {} encode MACs, <= {} decode MACs, <= {} linear-path MACs, {} top-k compares, {} per-sample ops",
+        c.enc_macs, c.dec_macs, c.skip_macs, c.topk_compares, c.per_sample_ops
     );
     println!(
         "  Cortex-M4F @ 64 MHz (cost model): {} cycles = {:.3} ms/window; x real time: 1 ch {:.1}, 8 ch {:.1}, 64 ch {:.2}",
