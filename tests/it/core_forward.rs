@@ -549,3 +549,61 @@ fn skip_path_adds_the_fir_only_where_the_gate_opens() {
     let back = Model::from_bytes(with.bytes().to_vec()).unwrap();
     assert_eq!(back.skip(), t.skip);
 }
+
+/// The int8 path applies the same f32 linear path: the difference the path makes is the FIR of
+/// the normalised window, as in f32, and quantising keeps the taps and the gate.
+#[test]
+fn skip_path_is_the_same_in_the_int8_forward() {
+    use mfr_eeg::model::quantize::quantize_tensors;
+    let (d_in, d_sae, k) = (32, 48, 4);
+    let m = meta(
+        d_in,
+        d_sae,
+        k,
+        Activation::TopkSigned,
+        Normalisation::WindowZscoreNoMean,
+    );
+    let t0 = random_tensors(9, d_in, d_sae);
+    let skip = mfr_eeg::model::SkipPath {
+        taps: vec![-0.3, 0.5, 0.2],
+        gate: 1.0,
+    };
+    let q0 = quantize_tensors(&m, &t0);
+    let q1 = quantize_tensors(
+        &m,
+        &ModelTensors {
+            skip: Some(skip.clone()),
+            ..t0
+        },
+    );
+    assert_eq!(q1.skip.as_ref(), Some(&skip));
+    let without = Model::from_int8(&m, &q0).unwrap();
+    let with = Model::from_int8(&m, &q1).unwrap();
+    assert!(with.is_int8() && with.view().meta().format_version == 3);
+    assert_eq!(with.skip(), Some(skip.clone()));
+    let x: Vec<f32> = (0..d_in)
+        .map(|i| 10.0 + 4.0 * (std::f32::consts::TAU * i as f32 / 32.0).cos())
+        .collect();
+    let run = |model: &Model| {
+        let sae = model.view().sae();
+        let mut out = vec![0.0f32; d_in];
+        let mut scratch = vec![0.0f32; sae.scratch_len()];
+        let mut topk = vec![0usize; k];
+        sae.denoise_window_into(&x, &mut out, &mut scratch, &mut topk)
+            .unwrap();
+        out
+    };
+    let (a, b) = (run(&without), run(&with));
+    let mean = x.iter().map(|&v| f64::from(v)).sum::<f64>() / d_in as f64;
+    for i in 0..d_in {
+        let mut f = 0.0f64;
+        for (l, &h) in skip.taps.iter().enumerate() {
+            let j = i as isize + l as isize - 1;
+            if (0..d_in as isize).contains(&j) {
+                f += f64::from(h) * (f64::from(x[j as usize]) - mean);
+            }
+        }
+        let d = f64::from(b[i]) - f64::from(a[i]);
+        assert!((d - f).abs() < 1e-4, "sample {i}: {d} vs {f}");
+    }
+}
