@@ -136,6 +136,26 @@ pub enum SelectBy {
     ValWindows,
 }
 
+impl SelectBy {
+    /// A run's score under this rule (lower is better).
+    pub fn score(self, r: &SeedResult) -> f64 {
+        match self {
+            Self::ValLoss => r.val_loss,
+            Self::ValWindows => r.val_windows_rrmse_t.unwrap_or(f64::NAN),
+        }
+    }
+
+    /// Mean score of the runs at `alpha`.
+    pub fn arm_mean(self, results: &[SeedResult], alpha: f64) -> f64 {
+        let v: Vec<f64> = results
+            .iter()
+            .filter(|r| r.alpha == alpha)
+            .map(|r| self.score(r))
+            .collect();
+        mean_std(&v).0
+    }
+}
+
 /// Validation windows per validation segment when `--val-per-segment` is not given.
 pub fn default_val_per_segment(per_segment: usize) -> usize {
     per_segment.div_ceil(4)
@@ -572,28 +592,18 @@ pub fn run(a: TrainDenoiserArgs) -> Result<(), EvalError> {
     }
     let results: Vec<SeedResult> = runs.iter().map(|r| r.result.clone()).collect();
     let arms = summarise_arms(&results);
-    let score = |r: &SeedResult| match a.select_by {
-        SelectBy::ValLoss => r.val_loss,
-        SelectBy::ValWindows => r.val_windows_rrmse_t.unwrap_or(f64::NAN),
-    };
+    let by = a.select_by;
     let chosen_alpha = arms
         .iter()
         .min_by(|x, y| {
-            let m = |alpha: f64| {
-                let v: Vec<f64> = results
-                    .iter()
-                    .filter(|r| r.alpha == alpha)
-                    .map(score)
-                    .collect();
-                v.iter().sum::<f64>() / v.len().max(1) as f64
-            };
-            m(x.alpha).total_cmp(&m(y.alpha))
+            by.arm_mean(&results, x.alpha)
+                .total_cmp(&by.arm_mean(&results, y.alpha))
         })
         .map_or(alphas[0], |x| x.alpha);
     let ship = runs
         .iter()
         .filter(|r| r.result.alpha == chosen_alpha)
-        .min_by(|x, y| score(&x.result).total_cmp(&score(&y.result)))
+        .min_by(|x, y| by.score(&x.result).total_cmp(&by.score(&y.result)))
         .ok_or_else(|| EvalError::Invalid("no run to ship".into()))?;
     if let Some(dir) = a.out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|source| EvalError::Io {
@@ -888,40 +898,22 @@ impl Card<'_> {
                     arm.test_cc.1
                 );
             }
-            let score = |r: &SeedResult| {
-                if windows {
-                    r.val_windows_rrmse_t.unwrap_or(f64::NAN)
-                } else {
-                    r.val_loss
-                }
-            };
             let what = if windows {
                 "mean validation-window RRMSE_t"
             } else {
                 "mean val loss"
             };
-            let no_mfr = self
-                .results
-                .iter()
-                .filter(|r| r.alpha == 0.0)
-                .map(score)
-                .collect::<Vec<_>>();
-            let chosen = self
-                .results
-                .iter()
-                .filter(|r| r.alpha == self.ship.alpha)
-                .map(score)
-                .collect::<Vec<_>>();
+            let has_no_mfr = self.results.iter().any(|r| r.alpha == 0.0);
             let verdict = if self.ship.alpha == 0.0 {
                 "Validation preferred **no MFR** (alpha 0), so this file is the alpha-0 model; MFR did not help at this budget.".to_string()
-            } else if no_mfr.is_empty() {
+            } else if !has_no_mfr {
                 "alpha 0 was not in the sweep.".to_string()
             } else {
                 format!(
                     "Validation preferred MFR alpha {} ({what} {:.5}) over no MFR ({:.5}).",
                     self.ship.alpha,
-                    mean_std(&chosen).0,
-                    mean_std(&no_mfr).0
+                    a.select_by.arm_mean(self.results, self.ship.alpha),
+                    a.select_by.arm_mean(self.results, 0.0)
                 )
             };
             let _ = writeln!(
