@@ -1,33 +1,85 @@
 //! The offline denoising pipeline used by `mfr-eeg denoise`.
 //!
-//! [`denoise_file`] reads the selected channels of an EDF/EDF+/BDF file whole (physical
-//! units), and for each one, in parallel: optionally notch- and band-pass-filters it
-//! (zero-phase, [`crate::io::filter`]), converts it to microvolts, resamples it to the model's
-//! rate when the channel's rate differs ([`crate::io::resample`]), runs the core's offline
-//! denoiser ([`crate::core::denoise_offline_into`], equal bit for bit to streaming), and
-//! resamples back to exactly the original length. The output file is then written by
-//! [`crate::io::edf::rewrite`]: a byte-for-byte copy of the input (header, other channels,
-//! annotations) with only the denoised channels re-encoded (rounded, clipped and counted),
-//! through a temporary file renamed into place, so a failure leaves no partial output.
+//! [`denoise_file`] streams an EDF/EDF+/BDF file: it reads data records, processes each
+//! selected channel in blocks (channels in parallel), and writes records as they complete, so
+//! memory depends on the block length, never on the recording's length. Per channel and block:
+//!
+//! 1. optional zero-phase notch and band-pass ([`crate::io::filter`]);
+//! 2. the slow baseline (a running median, [`baseline`]) is set aside, so offsets of DC-coupled
+//!    amplifiers pass through untouched;
+//! 3. conversion to microvolts and, when the channel's rate differs from the model's,
+//!    polyphase resampling to the model's rate ([`crate::io::resample`]);
+//! 4. the core's offline denoiser ([`crate::core::denoise_offline_into`], equal bit for bit to
+//!    streaming);
+//! 5. back to the channel's rate: by default the model's correction (output minus input) is
+//!    resampled back and added to the channel, so content above the model's Nyquist frequency
+//!    passes through unchanged ([`HighBand::Keep`]); [`HighBand::Drop`] returns only the model's
+//!    band;
+//! 6. the baseline is added back and the record is encoded (rounded, clipped and counted) by
+//!    [`crate::io::edf::rewrite_checked`]: a byte-for-byte copy of the input with only the
+//!    denoised channels re-encoded, through a temporary file renamed into place.
+//!
+//! **Blocks equal the whole signal.** Every stage but the prefilter has finite support, so each
+//! block is computed from a segment with margins wide enough (and its start aligned to the
+//! resampler's and the overlap-add's grids) that its samples equal, bit for bit, those of the
+//! whole-signal computation ([`DenoiseOptions::block_seconds`] = infinity). The zero-phase IIR
+//! prefilters have infinite (decaying) impulse responses: their margin is where the response
+//! has fallen below 1e-9, so with `--notch`/`--bandpass` blocks agree with the whole signal to
+//! f32 rounding instead of bit for bit.
+//!
+//! Output that would clip on more than [`MAX_CLIP_FRACTION`] of a channel's samples is an
+//! error (no output is written) unless [`DenoiseOptions::allow_clipping`] is set. A set
+//! cancellation flag stops the run between channels and blocks, leaving no output and no
+//! temporary file.
 //!
 //! Key types: [`DenoiseOptions`] in, [`DenoiseSummary`] out, [`DenoiseError`] on failure.
 
+pub mod baseline;
+pub mod many;
+
+use std::collections::VecDeque;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use crate::core::{CoreError, FaultCounts, Sae, denoise_offline_into, offline_work_len};
 use crate::io::edf::{
-    ChannelData, EdfError, EdfReader, Header, check_output_is_not_input, rewrite, select_channels,
+    EdfError, EdfReader, Header, RewriteError, check_output_is_not_input, rewrite_checked,
+    select_channels,
 };
 use crate::io::filter::{Band, DEFAULT_NOTCH_Q, Filter, FilterError};
 use crate::io::resample::{ResampleError, Resampler};
 use crate::io::wav::{WavError, export_wav};
 use crate::model::Model;
 
+use baseline::Baseline;
+
 /// Default Butterworth order for `--bandpass` (4 per pass, 8 after forward-backward).
 pub const DEFAULT_BANDPASS_ORDER: usize = 4;
+
+/// Largest fraction of a channel's samples that may be clipped to its physical range before
+/// the run fails (unless [`DenoiseOptions::allow_clipping`]).
+pub const MAX_CLIP_FRACTION: f64 = 0.001;
+
+/// Longest block, in seconds of recording, processed at once.
+pub const MAX_BLOCK_SECONDS: f64 = 300.0;
+
+/// Samples (over all selected channels) a block may hold; longer blocks are shortened so that
+/// memory stays bounded for many fast channels (256 channels at 1 kHz: 32 s blocks).
+pub const BLOCK_SAMPLE_BUDGET: f64 = 8.0 * 1024.0 * 1024.0;
+
+/// What happens to content above the model's Nyquist frequency in channels sampled faster
+/// than the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HighBand {
+    /// Pass it through unchanged: only the model's correction (within its band) is applied.
+    #[default]
+    Keep,
+    /// Remove it: the channel is the model's output resampled back.
+    Drop,
+}
 
 /// What to do besides denoising.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,6 +101,14 @@ pub struct DenoiseOptions {
     /// Overlap-add hop in model samples instead of the model's own (1..=window). Larger is
     /// faster (cost per sample is proportional to 1 / hop) at some loss of quality.
     pub hop: Option<usize>,
+    /// Content above the model's Nyquist frequency (channels faster than the model).
+    pub high_band: HighBand,
+    /// Write the output even when more than [`MAX_CLIP_FRACTION`] of a channel would clip.
+    pub allow_clipping: bool,
+    /// Block length in seconds of recording (`None`: automatic, at most
+    /// [`MAX_BLOCK_SECONDS`] and [`BLOCK_SAMPLE_BUDGET`]; infinity: the whole recording at
+    /// once). The output does not depend on it (see the module docs).
+    pub block_seconds: Option<f64>,
 }
 
 impl Default for DenoiseOptions {
@@ -62,27 +122,31 @@ impl Default for DenoiseOptions {
             threads: 0,
             wav: None,
             hop: None,
+            high_band: HighBand::Keep,
+            allow_clipping: false,
+            block_seconds: None,
         }
     }
 }
 
 /// Pipeline stages reported to the progress callback.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Progress {
-    /// Reading the selected channels (`channels` of them).
-    Reading {
-        /// Channels to read.
+    /// The input is open: `records` data records, `channels` channels to denoise.
+    Started {
+        /// Data records in the file.
+        records: u64,
+        /// Channels to denoise.
         channels: usize,
     },
-    /// One more channel is denoised (`done` of `total`).
-    Channel {
-        /// Channels finished so far.
-        done: usize,
-        /// Channels in total.
-        total: usize,
+    /// Records written so far.
+    Records {
+        /// Records finished.
+        done: u64,
+        /// Records in total.
+        total: u64,
     },
-    /// Writing the output EDF.
-    Writing,
     /// Writing the WAV export.
     WritingWav,
 }
@@ -106,6 +170,35 @@ pub enum DenoiseError {
         channel: String,
         /// What went wrong.
         problem: String,
+    },
+    /// Too many samples of a channel would fall outside its physical range.
+    #[error(
+        "{}: channel {channel:?}: {clipped} of {samples} denoised samples ({:.3} %) fall outside \
+         the physical range [{physical_min}, {physical_max}] {unit} and would be clipped; no output \
+         was written (--allow-clipping writes it anyway)",
+        .file.display(), 100.0 * *.clipped as f64 / (*.samples).max(1) as f64
+    )]
+    Clipping {
+        /// The input file.
+        file: PathBuf,
+        /// The channel label.
+        channel: String,
+        /// Samples that would be clipped.
+        clipped: u64,
+        /// Samples of the channel.
+        samples: u64,
+        /// The channel's physical minimum.
+        physical_min: f64,
+        /// The channel's physical maximum.
+        physical_max: f64,
+        /// The channel's physical dimension.
+        unit: String,
+    },
+    /// The run was cancelled (SIGINT/SIGTERM in the CLI); nothing was written.
+    #[error("{}: interrupted; no output was written", .file.display())]
+    Interrupted {
+        /// The input file.
+        file: PathBuf,
     },
     /// Options that cannot be applied (e.g. a band-pass with low >= high).
     #[error("invalid option: {0}")]
@@ -135,7 +228,8 @@ pub struct ChannelReport {
     pub resampled_to_hz: Option<f64>,
     /// Samples clipped to the channel's physical range when encoding.
     pub clipped: u64,
-    /// Non-finite inputs or model outputs the core repaired (see [`FaultCounts`]).
+    /// Non-finite inputs or model outputs the core repaired (see [`FaultCounts`]); windows in
+    /// the overlap between blocks may be counted twice.
     pub faults: FaultCounts,
 }
 
@@ -158,7 +252,10 @@ pub struct DenoiseSummary {
     pub elapsed_seconds: f64,
     /// The model's sampling rate.
     pub model_rate_hz: f64,
-    /// Things the user should know (filters skipped or reduced, units assumed).
+    /// Block length used, in seconds of recording.
+    pub block_seconds: f64,
+    /// Things the user should know (filters skipped or reduced, units assumed, the band
+    /// above the model).
     pub notes: Vec<String>,
 }
 
@@ -238,13 +335,18 @@ pub fn microvolt_factor(dimension: &str) -> Option<f64> {
     }
 }
 
-/// Reusable per-thread buffers for [`Denoiser::denoise_in_place`].
+/// Reusable per-thread buffers for [`Denoiser::process_block`].
 #[derive(Debug, Default)]
 pub struct Scratch {
+    seg: Vec<f32>,
+    base: Vec<f32>,
+    tmp: Vec<f32>,
+    uv: Vec<f32>,
+    model_in: Vec<f32>,
+    model_out: Vec<f32>,
+    back: Vec<f32>,
     work: Vec<f32>,
     topk: Vec<usize>,
-    resampled: Vec<f32>,
-    denoised: Vec<f32>,
 }
 
 /// The model side of the pipeline: the SAE, its hop and its sampling rate.
@@ -256,11 +358,14 @@ pub struct Denoiser<'m> {
     pub hop: usize,
     /// The rate the model expects, in Hz.
     pub rate_hz: f64,
+    /// Content above the model's Nyquist frequency.
+    pub high_band: HighBand,
 }
 
 /// Everything that depends only on a channel's rate, built once per distinct rate: the
-/// prefilter and, when the rate differs from the model's, the two resamplers (filters with
-/// large rational factors take milliseconds to build).
+/// prefilter, the baseline rule, the two resamplers when the rate differs from the model's
+/// (filters with large rational factors take milliseconds to build), and the margins and
+/// alignment that make blocks equal the whole signal.
 #[derive(Debug, Clone)]
 pub struct RatePlan {
     /// The channel rate in Hz.
@@ -269,31 +374,90 @@ pub struct RatePlan {
     pub prefilter: Filter,
     /// Channel rate -> model rate and back, when they differ.
     pub resample: Option<(Resampler, Resampler)>,
+    /// The baseline set aside before the model.
+    pub baseline: Baseline,
+    /// Samples on each side a block's prefilter needs (0 without prefilter).
+    pub prefilter_margin: usize,
+    /// Samples on each side the resample-model-resample chain needs.
+    pub chain_margin: usize,
+    /// Chain segments start at multiples of this (channel samples), so that the resampler's
+    /// phases and the model's overlap-add windows fall where the whole signal's do.
+    pub align: usize,
+}
+
+impl RatePlan {
+    /// The channel samples the chain runs on to produce `core` (of a channel of `n`).
+    pub fn chain_range(&self, core: &Range<usize>, n: usize) -> Range<usize> {
+        let s = core.start.saturating_sub(self.chain_margin);
+        (s - s % self.align)..(core.end + self.chain_margin).min(n)
+    }
+
+    /// The raw channel samples a block needs to produce `core` (of a channel of `n`).
+    pub fn raw_range(&self, core: &Range<usize>, n: usize) -> Range<usize> {
+        let c = self.chain_range(core, n);
+        let m = self.baseline.margin() + self.prefilter_margin;
+        c.start.saturating_sub(m)..(c.end + m).min(n)
+    }
+}
+
+/// Samples after which an impulse into `f` has decayed below 1e-9 (0 for no filter), for
+/// one pass; forward-backward needs it on each side.
+fn iir_margin(f: &Filter) -> usize {
+    if f.is_empty() {
+        return 0;
+    }
+    let r = f
+        .sections()
+        .iter()
+        .map(|s| s.max_pole_radius())
+        .fold(0.0_f64, f64::max);
+    if r <= 0.0 {
+        return f.sections().len() * 2;
+    }
+    // Repeated poles (cascaded sections) decay as n^k r^n: a few extra time constants.
+    let n = (1e-9_f64).ln() / r.ln();
+    (n * 1.25).ceil().min(1e9) as usize + 8 * f.sections().len()
+}
+
+fn gcd(mut a: usize, mut b: usize) -> usize {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
 }
 
 impl<'m> Denoiser<'m> {
     /// The plan for channels at `fs_hz` with the given prefilter.
     pub fn plan(&self, fs_hz: f64, prefilter: Filter) -> Result<RatePlan, ResampleError> {
         let same_rate = (fs_hz - self.rate_hz).abs() <= 1e-9 * self.rate_hz;
-        let resample = if same_rate {
-            None
+        let d_in = self.sae.d_in();
+        let (resample, chain_margin, align) = if same_rate {
+            (None, d_in, self.hop)
         } else {
-            Some((
-                Resampler::from_rates(fs_hz, self.rate_hz)?,
-                Resampler::from_rates(self.rate_hz, fs_hz)?,
-            ))
+            let there = Resampler::from_rates(fs_hz, self.rate_hz)?;
+            let back = Resampler::from_rates(self.rate_hz, fs_hz)?;
+            let (up, down) = (there.up() as usize, there.down() as usize);
+            // Model samples the model and the way back reach, in channel samples, plus the
+            // way there.
+            let model_side = d_in + back.input_support() + 1;
+            let margin = there.input_support() + (model_side * down).div_ceil(up) + 2;
+            let align = down * (self.hop / gcd(up, self.hop));
+            (Some((there, back)), margin, align)
         };
         Ok(RatePlan {
             fs_hz,
+            prefilter_margin: iir_margin(&prefilter),
             prefilter,
             resample,
+            baseline: Baseline::at_rate(fs_hz),
+            chain_margin,
+            align,
         })
     }
 
-    /// Denoises one whole channel in place: prefilter (zero-phase), scale to microvolts
-    /// (`to_uv`), resample to the model rate when the plan says so, denoise offline, resample
-    /// back to exactly `x.len()` samples, undo the scale. Returns the core's fault counts and
-    /// the rate the channel was resampled to, if it was.
+    /// Denoises one whole channel in place (physical units; `to_uv` converts them to
+    /// microvolts): the whole-signal form of [`Denoiser::process_block`]. Returns the core's
+    /// fault counts and the rate the channel was resampled to, if it was.
     pub fn denoise_in_place(
         &self,
         x: &mut [f32],
@@ -301,56 +465,122 @@ impl<'m> Denoiser<'m> {
         to_uv: f64,
         scratch: &mut Scratch,
     ) -> Result<(FaultCounts, Option<f64>), SignalError> {
-        let sae = &self.sae;
-        plan.prefilter.filtfilt(x);
-        if to_uv != 1.0 {
-            for v in x.iter_mut() {
-                *v = (f64::from(*v) * to_uv) as f32;
-            }
+        let n = x.len();
+        let mut out = vec![0.0; n];
+        let f = self.process_block(plan, x, 0, n, 0..n, to_uv, &mut out, scratch)?;
+        x.copy_from_slice(&out);
+        Ok((f, plan.resample.as_ref().map(|_| self.rate_hz)))
+    }
+
+    /// Denoises the samples `core` of a channel of `n` samples into `out` (`core.len()`
+    /// samples). `raw` holds the channel's physical samples from global index `raw_start` on
+    /// and must cover [`RatePlan::raw_range`]. The result equals the whole-signal computation
+    /// (see the module docs).
+    #[allow(clippy::too_many_arguments)]
+    pub fn process_block(
+        &self,
+        plan: &RatePlan,
+        raw: &[f32],
+        raw_start: usize,
+        n: usize,
+        core: Range<usize>,
+        to_uv: f64,
+        out: &mut [f32],
+        scratch: &mut Scratch,
+    ) -> Result<FaultCounts, SignalError> {
+        let chain = plan.chain_range(&core, n);
+        let need = plan.raw_range(&core, n);
+        if need.start < raw_start || need.end > raw_start + raw.len() || out.len() != core.len() {
+            return Err(SignalError::Block {
+                need,
+                have: raw_start..raw_start + raw.len(),
+            });
         }
+        let sae = &self.sae;
+        let seg = &mut scratch.seg;
+        seg.clear();
+        seg.extend_from_slice(&raw[need.start - raw_start..need.end - raw_start]);
+        plan.prefilter.filtfilt(seg);
+
+        let len = chain.len();
+        scratch.base.resize(len, 0.0);
+        plan.baseline.fill(
+            seg,
+            need.start,
+            chain.start - need.start,
+            &mut scratch.base,
+            &mut scratch.tmp,
+        );
+        let off = chain.start - need.start;
+        scratch.uv.clear();
+        scratch.uv.extend(
+            seg[off..off + len]
+                .iter()
+                .zip(&scratch.base)
+                .map(|(&x, &b)| ((f64::from(x) - f64::from(b)) * to_uv) as f32),
+        );
         scratch.work.resize(offline_work_len(sae), 0.0);
         scratch.topk.resize(sae.k(), 0);
-        let (faults, resampled) = match &plan.resample {
+        let faults = match &plan.resample {
             None => {
-                scratch.denoised.resize(x.len(), 0.0);
+                scratch.model_out.resize(len, 0.0);
                 let f = denoise_offline_into(
                     sae,
                     self.hop,
-                    x,
-                    &mut scratch.denoised,
+                    &scratch.uv,
+                    &mut scratch.model_out,
                     &mut scratch.work,
                     &mut scratch.topk,
                 )?;
-                x.copy_from_slice(&scratch.denoised);
-                (f, None)
+                std::mem::swap(&mut scratch.uv, &mut scratch.model_out);
+                f
             }
             Some((there, back)) => {
-                scratch.resampled.resize(there.output_len(x.len()), 0.0);
-                there.process_into(x, &mut scratch.resampled);
-                scratch.denoised.resize(scratch.resampled.len(), 0.0);
+                scratch.model_in.resize(there.output_len(len), 0.0);
+                there.process_into(&scratch.uv, &mut scratch.model_in);
+                scratch.model_out.resize(scratch.model_in.len(), 0.0);
                 let f = denoise_offline_into(
                     sae,
                     self.hop,
-                    &scratch.resampled,
-                    &mut scratch.denoised,
+                    &scratch.model_in,
+                    &mut scratch.model_out,
                     &mut scratch.work,
                     &mut scratch.topk,
                 )?;
-                // Back to exactly the original sample count, whatever the rounding on the way.
-                back.process_into(&scratch.denoised, x);
-                (f, Some(self.rate_hz))
+                scratch.back.resize(len, 0.0);
+                match self.high_band {
+                    HighBand::Keep => {
+                        // The model's correction, band-limited to its rate, on top of the
+                        // channel: what lies above the model's band is left as it was.
+                        for (y, &x) in scratch.model_out.iter_mut().zip(&scratch.model_in) {
+                            *y -= x;
+                        }
+                        back.process_into(&scratch.model_out, &mut scratch.back);
+                        for (u, &c) in scratch.uv.iter_mut().zip(&scratch.back) {
+                            *u += c;
+                        }
+                    }
+                    HighBand::Drop => {
+                        back.process_into(&scratch.model_out, &mut scratch.back);
+                        std::mem::swap(&mut scratch.uv, &mut scratch.back);
+                    }
+                }
+                f
             }
         };
-        if to_uv != 1.0 {
-            for v in x.iter_mut() {
-                *v = (f64::from(*v) / to_uv) as f32;
-            }
+        let from = core.start - chain.start;
+        for ((o, &y), &b) in out
+            .iter_mut()
+            .zip(&scratch.uv[from..from + core.len()])
+            .zip(&scratch.base[from..])
+        {
+            *o = (f64::from(b) + f64::from(y) / to_uv) as f32;
         }
-        Ok((faults, resampled))
+        Ok(faults)
     }
 }
 
-/// Why [`Denoiser::denoise_in_place`] failed (wrapped with file and channel by [`denoise_file`]).
+/// Why [`Denoiser::process_block`] failed (wrapped with file and channel by [`denoise_file`]).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SignalError {
@@ -360,6 +590,14 @@ pub enum SignalError {
     /// No rational resampling ratio.
     #[error(transparent)]
     Resample(#[from] ResampleError),
+    /// The samples given do not cover what the block needs (a bug in the caller).
+    #[error("block needs samples {need:?} but has {have:?}")]
+    Block {
+        /// Samples needed.
+        need: Range<usize>,
+        /// Samples given.
+        have: Range<usize>,
+    },
 }
 
 impl From<CoreError> for SignalError {
@@ -390,8 +628,86 @@ pub fn check_output_path(input: &Path, output: &Path) -> Result<(), EdfError> {
     Ok(())
 }
 
+/// One selected channel on its way through the file.
+struct Lane {
+    /// Signal index in the file.
+    ch: usize,
+    label: String,
+    plan: usize,
+    to_uv: f64,
+    spr: usize,
+    /// Samples in the whole recording.
+    n: usize,
+    block: usize,
+    /// Raw physical samples held, from global index `raw_start`.
+    raw: Vec<f32>,
+    raw_start: usize,
+    /// Start of the next block to compute.
+    next: usize,
+    /// Denoised samples not yet written, from global index `out_start`.
+    out: VecDeque<f32>,
+    out_start: usize,
+    faults: FaultCounts,
+}
+
+impl Lane {
+    fn read_end(&self) -> usize {
+        self.raw_start + self.raw.len()
+    }
+
+    fn next_core(&self) -> Range<usize> {
+        self.next..(self.next + self.block).min(self.n)
+    }
+
+    fn ready(&self, plans: &[RatePlan]) -> bool {
+        self.next < self.n
+            && self.read_end() >= plans[self.plan].raw_range(&self.next_core(), self.n).end
+    }
+
+    /// Computes the next block and drops the raw samples no later block needs.
+    fn step(
+        &mut self,
+        d: &Denoiser<'_>,
+        plans: &[RatePlan],
+        scratch: &mut Scratch,
+        buf: &mut Vec<f32>,
+    ) -> Result<(), SignalError> {
+        let plan = &plans[self.plan];
+        let core = self.next_core();
+        buf.resize(core.len(), 0.0);
+        let f = d.process_block(
+            plan,
+            &self.raw,
+            self.raw_start,
+            self.n,
+            core.clone(),
+            self.to_uv,
+            buf,
+            scratch,
+        )?;
+        self.faults.input_samples += f.input_samples;
+        self.faults.windows += f.windows;
+        self.out.extend(buf.iter().copied());
+        self.next = core.end;
+        let keep_from = plan.raw_range(&self.next_core(), self.n).start;
+        let drop = keep_from.saturating_sub(self.raw_start).min(self.raw.len());
+        self.raw.drain(..drop);
+        self.raw_start += drop;
+        Ok(())
+    }
+}
+
+fn worker_threads(requested: usize, jobs: usize) -> usize {
+    let t = if requested == 0 {
+        std::thread::available_parallelism().map_or(1, usize::from)
+    } else {
+        requested
+    };
+    t.clamp(1, jobs.max(1))
+}
+
 /// Denoises `input` into `output` with `model` (see the module docs), calling `progress` as
-/// stages advance (from worker threads too).
+/// records are written.
 pub fn denoise_file(
     input: &Path,
     output: &Path,
@@ -399,7 +715,271 @@ pub fn denoise_file(
     opts: &DenoiseOptions,
     progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<DenoiseSummary, DenoiseError> {
+    denoise_file_cancellable(
+        input,
+        output,
+        model,
+        opts,
+        progress,
+        &AtomicBool::new(false),
+    )
+}
+
+/// [`denoise_file`] that stops with [`DenoiseError::Interrupted`] (no output, no temporary
+/// file) soon after `cancel` becomes true.
+pub fn denoise_file_cancellable(
+    input: &Path,
+    output: &Path,
+    model: &Model,
+    opts: &DenoiseOptions,
+    progress: &(dyn Fn(Progress) + Sync),
+    cancel: &AtomicBool,
+) -> Result<DenoiseSummary, DenoiseError> {
     let started = Instant::now();
+    check_options(input, output, opts)?;
+    let denoiser = make_denoiser(model, opts)?;
+    let mut reader = EdfReader::open(input)?;
+    let header: Header = reader.header().clone();
+    let selected =
+        select_channels(&header, opts.channels.as_deref()).map_err(|e| e.in_file(input))?;
+    check_selection(input, &header, &selected, opts)?;
+    let mut notes = Vec::new();
+    let plans = make_plans(input, &header, &selected, &denoiser, opts, &mut notes)?;
+    let records = reader.num_records();
+    let sigs = header.signals();
+
+    let rate_sum: f64 = selected.iter().map(|&c| header.sample_rate(c)).sum();
+    let block_seconds = match opts.block_seconds {
+        Some(s) if s > 0.0 => s,
+        Some(s) => {
+            return Err(DenoiseError::Options(format!(
+                "block length {s} s must be positive"
+            )));
+        }
+        None => MAX_BLOCK_SECONDS.min(BLOCK_SAMPLE_BUDGET / rate_sum.max(1.0)),
+    };
+    let mut lanes = Vec::with_capacity(selected.len());
+    for &ch in &selected {
+        let fs = header.sample_rate(ch);
+        let dim = sigs[ch].physical_dimension.trim();
+        let to_uv = microvolt_factor(dim).unwrap_or_else(|| {
+            notes.push(format!(
+                "{}: physical dimension {dim:?} is not a voltage; samples passed to the model \
+                 unscaled",
+                sigs[ch].label.trim()
+            ));
+            1.0
+        });
+        let spr = sigs[ch].samples_per_record;
+        let n = usize::try_from(records * spr as u64).unwrap_or(usize::MAX);
+        let block = if block_seconds.is_finite() {
+            ((block_seconds * fs).round() as usize).clamp(1, n.max(1))
+        } else {
+            n.max(1)
+        };
+        lanes.push(Lane {
+            ch,
+            label: sigs[ch].label.trim().to_string(),
+            plan: plans.iter().position(|p| p.fs_hz == fs).unwrap_or(0),
+            to_uv,
+            spr,
+            n,
+            block,
+            raw: Vec::new(),
+            raw_start: 0,
+            next: 0,
+            out: VecDeque::new(),
+            out_start: 0,
+            faults: FaultCounts::default(),
+        });
+    }
+    progress(Progress::Started {
+        records,
+        channels: selected.len(),
+    });
+
+    let threads = worker_threads(opts.threads, selected.len());
+    let mut scratches: Vec<(Scratch, Vec<f32>)> =
+        (0..threads).map(|_| Default::default()).collect();
+    let mut rec = reader.new_record();
+    let mut failure: Option<DenoiseError> = None;
+    let channel_error = |lane: &Lane, problem: String| DenoiseError::Channel {
+        file: input.to_path_buf(),
+        channel: lane.label.clone(),
+        problem,
+    };
+
+    // Reads one more record into the lanes; false at the end of the file.
+    let mut read_more = |lanes: &mut [Lane]| -> Result<bool, DenoiseError> {
+        if !reader.read_record_into(&mut rec)? {
+            return Ok(false);
+        }
+        for lane in lanes.iter_mut() {
+            let at = lane.raw.len();
+            lane.raw.resize(at + lane.spr, 0.0);
+            rec.physical_into(lane.ch, &mut lane.raw[at..]);
+            if let Some(i) = lane.raw[at..].iter().position(|v| !v.is_finite()) {
+                return Err(channel_error(
+                    lane,
+                    format!(
+                        "sample {} (record {}) is {} after scaling to physical units (bad \
+                         physical/digital range in the header?)",
+                        rec.index() * lane.spr as u64 + i as u64,
+                        rec.index(),
+                        lane.raw[at + i]
+                    ),
+                ));
+            }
+        }
+        Ok(true)
+    };
+
+    let denoiser_ref = &denoiser;
+    let plans_ref = &plans;
+    // Computes every lane whose next block has all its samples, channels in parallel.
+    let run_ready = |lanes: &mut [Lane],
+                     scratches: &mut [(Scratch, Vec<f32>)]|
+     -> Result<usize, DenoiseError> {
+        let ready: Vec<&mut Lane> = lanes.iter_mut().filter(|l| l.ready(plans_ref)).collect();
+        let count = ready.len();
+        if count == 0 {
+            return Ok(0);
+        }
+        let queue = Mutex::new(ready);
+        let first_error: Mutex<Option<DenoiseError>> = Mutex::new(None);
+        let work = |(scratch, buf): &mut (Scratch, Vec<f32>)| loop {
+            if cancel.load(Ordering::Relaxed) {
+                first_error
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get_or_insert(DenoiseError::Interrupted {
+                        file: input.to_path_buf(),
+                    });
+                return;
+            }
+            let Some(lane) = queue.lock().unwrap_or_else(|p| p.into_inner()).pop() else {
+                return;
+            };
+            if let Err(e) = lane.step(denoiser_ref, plans_ref, scratch, buf) {
+                let e = channel_error(lane, e.to_string());
+                first_error
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get_or_insert(e);
+                return;
+            }
+        };
+        let used = threads.min(count);
+        if used == 1 {
+            work(&mut scratches[0]);
+        } else {
+            std::thread::scope(|s| {
+                for sc in scratches.iter_mut().take(used) {
+                    s.spawn(|| work(sc));
+                }
+            });
+        }
+        match first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            Some(e) => Err(e),
+            None => Ok(count),
+        }
+    };
+
+    let lane_channels: Vec<usize> = lanes.iter().map(|l| l.ch).collect();
+    let written = rewrite_checked(
+        input,
+        output,
+        &lane_channels,
+        |k, r, buf: &mut [f32]| -> Result<(), DenoiseError> {
+            let want_end = (r as usize + 1) * lanes[k].spr;
+            while lanes[k].out_start + lanes[k].out.len() < want_end {
+                if cancel.load(Ordering::Relaxed) {
+                    return Err(DenoiseError::Interrupted {
+                        file: input.to_path_buf(),
+                    });
+                }
+                if run_ready(&mut lanes, &mut scratches)? == 0 && !read_more(&mut lanes)? {
+                    return Err(channel_error(
+                        &lanes[k],
+                        format!("record {r} is past the samples read (internal error)"),
+                    ));
+                }
+            }
+            let lane = &mut lanes[k];
+            debug_assert_eq!(lane.out_start, r as usize * lane.spr);
+            for (b, v) in buf.iter_mut().zip(lane.out.drain(..lane.spr)) {
+                *b = v;
+            }
+            lane.out_start += lane.spr;
+            if k == 0 {
+                progress(Progress::Records {
+                    done: r + 1,
+                    total: records,
+                });
+            }
+            Ok(())
+        },
+        |summary| {
+            if opts.allow_clipping {
+                return Ok(());
+            }
+            for c in &summary.clipped {
+                if c.clipped as f64 > MAX_CLIP_FRACTION * c.samples as f64 {
+                    let sig = &sigs[c.channel.index];
+                    return Err(DenoiseError::Clipping {
+                        file: input.to_path_buf(),
+                        channel: c.channel.label.clone(),
+                        clipped: c.clipped,
+                        samples: c.samples,
+                        physical_min: sig.physical_min,
+                        physical_max: sig.physical_max,
+                        unit: sig.physical_dimension.trim().to_string(),
+                    });
+                }
+            }
+            Ok(())
+        },
+    );
+    let written = match written {
+        Ok(w) => w,
+        Err(RewriteError::Edf(e)) => return Err(failure.take().unwrap_or(DenoiseError::Edf(e))),
+        Err(RewriteError::Caller(e)) => return Err(e),
+    };
+    if let Some(wav) = &opts.wav {
+        progress(Progress::WritingWav);
+        export_wav(output, wav, &selected)?;
+    }
+
+    let reports: Vec<ChannelReport> = lanes
+        .iter()
+        .zip(&written.clipped)
+        .map(|(l, c)| ChannelReport {
+            index: l.ch,
+            label: l.label.clone(),
+            sample_rate_hz: plans[l.plan].fs_hz,
+            samples: l.n as u64,
+            resampled_to_hz: plans[l.plan].resample.as_ref().map(|_| denoiser.rate_hz),
+            clipped: c.clipped,
+            faults: l.faults,
+        })
+        .collect();
+    let samples = reports.iter().map(|r| r.samples).sum();
+    Ok(DenoiseSummary {
+        input: input.to_path_buf(),
+        output: output.to_path_buf(),
+        samples,
+        clipped: written.total_clipped(),
+        channels: reports,
+        recording_seconds: written.records as f64 * header.record_duration(),
+        elapsed_seconds: started.elapsed().as_secs_f64(),
+        model_rate_hz: denoiser.rate_hz,
+        block_seconds,
+        notes,
+    })
+}
+
+/// Option checks that need no file.
+fn check_options(input: &Path, output: &Path, opts: &DenoiseOptions) -> Result<(), DenoiseError> {
     if let Some((lo, hi)) = opts.bandpass_hz
         && !(lo.is_finite() && hi.is_finite() && lo > 0.0 && lo < hi)
     {
@@ -417,10 +997,17 @@ pub fn denoise_file(
             )));
         }
     }
+    Ok(())
+}
 
+/// The model's SAE with the hop and band rule of `opts`.
+fn make_denoiser<'m>(
+    model: &'m Model,
+    opts: &DenoiseOptions,
+) -> Result<Denoiser<'m>, DenoiseError> {
     let view = model.view();
     let meta = view.meta();
-    let model_rate_hz = f64::from(meta.sample_rate_hz);
+    let rate_hz = f64::from(meta.sample_rate_hz);
     let hop = opts.hop.unwrap_or(meta.hop);
     if hop == 0 || hop > meta.d_in {
         return Err(DenoiseError::Options(format!(
@@ -428,39 +1015,41 @@ pub fn denoise_file(
             meta.d_in
         )));
     }
-    let denoiser = Denoiser {
-        sae: view.sae(),
-        hop,
-        rate_hz: model_rate_hz,
-    };
-    if !(model_rate_hz.is_finite() && model_rate_hz > 0.0) {
+    if !(rate_hz.is_finite() && rate_hz > 0.0) {
         return Err(DenoiseError::Model {
             path: model.path().to_path_buf(),
-            problem: format!("sample rate {model_rate_hz} Hz is not usable"),
+            problem: format!("sample rate {rate_hz} Hz is not usable"),
         });
     }
+    Ok(Denoiser {
+        sae: view.sae(),
+        hop,
+        rate_hz,
+        high_band: opts.high_band,
+    })
+}
 
-    let mut reader = EdfReader::open(input)?;
-    let header: Header = reader.header().clone();
-    let selected =
-        select_channels(&header, opts.channels.as_deref()).map_err(|e| e.in_file(input))?;
+/// Refuses selections the writer would refuse at the end (so the mistake costs nothing).
+fn check_selection(
+    input: &Path,
+    header: &Header,
+    selected: &[usize],
+    opts: &DenoiseOptions,
+) -> Result<(), DenoiseError> {
     let sigs = header.signals();
     for (k, &ch) in selected.iter().enumerate() {
-        // Checked here so the mistake costs nothing (the writer would refuse it at the end).
-        if selected[..k].contains(&ch) {
-            return Err(DenoiseError::Channel {
-                file: input.to_path_buf(),
-                channel: sigs[ch].label.trim().to_string(),
-                problem: "is selected twice by --channels".into(),
-            });
-        }
-        if sigs[ch].is_annotation() {
-            return Err(DenoiseError::Channel {
-                file: input.to_path_buf(),
-                channel: sigs[ch].label.trim().to_string(),
-                problem: "is an EDF Annotations channel, not a signal".into(),
-            });
-        }
+        let problem = if selected[..k].contains(&ch) {
+            "is selected twice by --channels"
+        } else if sigs[ch].is_annotation() {
+            "is an EDF Annotations channel, not a signal"
+        } else {
+            continue;
+        };
+        return Err(DenoiseError::Channel {
+            file: input.to_path_buf(),
+            channel: sigs[ch].label.trim().to_string(),
+            problem: problem.into(),
+        });
     }
     if opts.wav.is_some() {
         let r0 = header.sample_rate(selected[0]);
@@ -475,165 +1064,54 @@ pub fn denoise_file(
             )));
         }
     }
+    Ok(())
+}
 
-    let mut notes = Vec::new();
-    // One prefilter design and resampler pair per distinct rate.
+/// One plan per distinct rate among the selected channels, with notes on what the rate
+/// changes (prefilters reduced, the band above the model).
+fn make_plans(
+    input: &Path,
+    header: &Header,
+    selected: &[usize],
+    denoiser: &Denoiser<'_>,
+    opts: &DenoiseOptions,
+    notes: &mut Vec<String>,
+) -> Result<Vec<RatePlan>, DenoiseError> {
+    let sigs = header.signals();
+    let model_rate_hz = denoiser.rate_hz;
     let mut plans: Vec<RatePlan> = Vec::new();
-    for &ch in &selected {
+    for &ch in selected {
         let fs = header.sample_rate(ch);
-        if !plans.iter().any(|p| p.fs_hz == fs) {
-            let channel_error = |problem: String| DenoiseError::Channel {
-                file: input.to_path_buf(),
-                channel: sigs[ch].label.trim().to_string(),
-                problem,
-            };
-            let p = Prefilter::design(opts, fs).map_err(|e| {
-                channel_error(format!("cannot design the prefilter at {fs} Hz: {e}"))
-            })?;
-            notes.extend(p.notes.iter().cloned());
-            if fs > model_rate_hz * (1.0 + 1e-9) {
-                // The model never sees what lies above its Nyquist frequency, so the round
-                // trip removes it; say so rather than let it go unnoticed.
-                notes.push(format!(
-                    "{fs} Hz channels keep content up to the model's Nyquist frequency ({} Hz) \
-                     only",
-                    model_rate_hz / 2.0
-                ));
-            }
-            let plan = denoiser
-                .plan(fs, p.filter)
-                .map_err(|e| channel_error(e.to_string()))?;
-            plans.push(plan);
+        if plans.iter().any(|p| p.fs_hz == fs) {
+            continue;
         }
-    }
-    let mut unit_factor = Vec::with_capacity(selected.len());
-    for &ch in &selected {
-        let dim = sigs[ch].physical_dimension.trim();
-        unit_factor.push(microvolt_factor(dim).unwrap_or_else(|| {
-            notes.push(format!(
-                "{}: physical dimension {dim:?} is not a voltage; samples passed to the model \
-                 unscaled",
-                sigs[ch].label.trim()
-            ));
-            1.0
-        }));
-    }
-
-    progress(Progress::Reading {
-        channels: selected.len(),
-    });
-    let mut data = reader.read_channels_physical(&selected)?;
-    for (&ch, x) in selected.iter().zip(&data) {
-        if let Some(i) = x.iter().position(|v| !v.is_finite()) {
-            return Err(DenoiseError::Channel {
-                file: input.to_path_buf(),
-                channel: sigs[ch].label.trim().to_string(),
-                problem: format!(
-                    "sample {i} is {} after scaling to physical units (bad physical/digital \
-                     range in the header?)",
-                    x[i]
+        let channel_error = |problem: String| DenoiseError::Channel {
+            file: input.to_path_buf(),
+            channel: sigs[ch].label.trim().to_string(),
+            problem,
+        };
+        let p = Prefilter::design(opts, fs)
+            .map_err(|e| channel_error(format!("cannot design the prefilter at {fs} Hz: {e}")))?;
+        notes.extend(p.notes.iter().cloned());
+        if fs > model_rate_hz * (1.0 + 1e-9) {
+            let nyq = model_rate_hz / 2.0;
+            notes.push(match denoiser.high_band {
+                HighBand::Keep => format!(
+                    "{fs} Hz channels: content above the model's Nyquist frequency ({nyq} Hz) \
+                     passed through unchanged (--above-model-band drop removes it)"
+                ),
+                HighBand::Drop => format!(
+                    "{fs} Hz channels: content above the model's Nyquist frequency ({nyq} Hz) \
+                     removed (--above-model-band keep passes it through)"
                 ),
             });
         }
+        let plan = denoiser
+            .plan(fs, p.filter)
+            .map_err(|e| channel_error(e.to_string()))?;
+        plans.push(plan);
     }
-
-    // Channels in parallel: each worker takes the next unprocessed channel.
-    let threads = if opts.threads == 0 {
-        std::thread::available_parallelism().map_or(1, usize::from)
-    } else {
-        opts.threads
-    }
-    .clamp(1, selected.len().max(1));
-    let total = selected.len();
-    let next = AtomicUsize::new(0);
-    let done = AtomicUsize::new(0);
-    let slots: Vec<Mutex<Option<&mut Vec<f32>>>> =
-        data.iter_mut().map(|v| Mutex::new(Some(v))).collect();
-    type ChannelResult = Result<(FaultCounts, Option<f64>), SignalError>;
-    let results: Vec<Mutex<Option<ChannelResult>>> = (0..total).map(|_| Mutex::new(None)).collect();
-    std::thread::scope(|s| {
-        for _ in 0..threads {
-            s.spawn(|| {
-                let mut scratch = Scratch::default();
-                loop {
-                    let k = next.fetch_add(1, Ordering::Relaxed);
-                    if k >= total {
-                        break;
-                    }
-                    let ch = selected[k];
-                    let fs = header.sample_rate(ch);
-                    let plan = plans
-                        .iter()
-                        .find(|p| p.fs_hz == fs)
-                        .expect("a plan was made for every selected rate");
-                    let x = slots[k]
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .take()
-                        .expect("each channel is taken once");
-                    let r = denoiser.denoise_in_place(x, plan, unit_factor[k], &mut scratch);
-                    *results[k].lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
-                    let d = done.fetch_add(1, Ordering::Relaxed) + 1;
-                    progress(Progress::Channel { done: d, total });
-                }
-            });
-        }
-    });
-    drop(slots);
-
-    let mut reports = Vec::with_capacity(total);
-    for (k, r) in results.into_iter().enumerate() {
-        let ch = selected[k];
-        let r = r
-            .into_inner()
-            .unwrap_or_else(|p| p.into_inner())
-            .expect("every channel was processed");
-        let (faults, resampled_to_hz) = r.map_err(|e| DenoiseError::Channel {
-            file: input.to_path_buf(),
-            channel: sigs[ch].label.trim().to_string(),
-            problem: e.to_string(),
-        })?;
-        reports.push(ChannelReport {
-            index: ch,
-            label: sigs[ch].label.trim().to_string(),
-            sample_rate_hz: header.sample_rate(ch),
-            samples: data[k].len() as u64,
-            resampled_to_hz,
-            clipped: 0,
-            faults,
-        });
-    }
-
-    progress(Progress::Writing);
-    let replacements: Vec<ChannelData<'_>> = selected
-        .iter()
-        .zip(&data)
-        .map(|(&channel, x)| ChannelData {
-            channel,
-            physical: x,
-        })
-        .collect();
-    let written = rewrite(input, output, &replacements)?;
-    for (rep, c) in reports.iter_mut().zip(&written.clipped) {
-        rep.clipped = c.clipped;
-    }
-    if let Some(wav) = &opts.wav {
-        progress(Progress::WritingWav);
-        export_wav(output, wav, &selected)?;
-    }
-
-    let samples = reports.iter().map(|r| r.samples).sum();
-    Ok(DenoiseSummary {
-        input: input.to_path_buf(),
-        output: output.to_path_buf(),
-        samples,
-        clipped: written.total_clipped(),
-        channels: reports,
-        recording_seconds: written.records as f64 * header.record_duration(),
-        elapsed_seconds: started.elapsed().as_secs_f64(),
-        model_rate_hz,
-        notes,
-    })
+    Ok(plans)
 }
 
 #[cfg(test)]

@@ -1,15 +1,21 @@
-//! `mfr-eeg denoise IN OUT`: arguments, progress bar and the one-screen summary around
-//! [`mfr_eeg::denoise::denoise_file`].
+//! `mfr-eeg denoise IN OUT` and `mfr-eeg denoise IN... --out-dir DIR`: arguments, signals,
+//! progress bar and the summaries around [`mfr_eeg::denoise::denoise_file_cancellable`] and
+//! [`mfr_eeg::denoise::many::denoise_many`].
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use mfr_eeg::denoise::{DenoiseOptions, DenoiseSummary, Progress, denoise_file};
+use mfr_eeg::denoise::many::{DEFAULT_GLOB, Outcome, denoise_many, plan_jobs};
+use mfr_eeg::denoise::{
+    DenoiseOptions, DenoiseSummary, HighBand, Progress, denoise_file_cancellable,
+};
 use mfr_eeg::model::Model;
 
-use super::{outln, parse_band, parse_notch, write_stdout};
+use super::{Interrupted, UsageError, outln, parse_band, parse_notch, write_stdout};
 
 /// The default model, relative to the repository root.
 pub const DEFAULT_MODEL: &str = "models/general-256hz.safetensors";
@@ -23,11 +29,22 @@ static DEFAULT_MODEL_BYTES: &[u8] = include_bytes!(concat!(
 /// Arguments of `mfr-eeg denoise`.
 #[derive(Debug, clap::Args)]
 pub struct DenoiseArgs {
-    /// Input EDF, EDF+ or BDF file (never modified).
-    pub input: PathBuf,
-    /// Output file: a copy of the input with the denoised channels replaced (written to a
-    /// temporary file and renamed; must not be the input).
-    pub output: PathBuf,
+    /// `IN OUT`: the input EDF, EDF+ or BDF file (never modified) and the output file (a copy
+    /// of the input with the denoised channels replaced, written to a temporary file and
+    /// renamed; must not be the input). With --out-dir: any number of input files and
+    /// directories (searched recursively for files matching --glob).
+    #[arg(required = true, num_args = 1.., value_name = "PATHS")]
+    pub paths: Vec<PathBuf>,
+    /// Denoise every input into this directory (created if missing), keeping each file's
+    /// path relative to the directory it was found in.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
+    /// With --out-dir: file names to take from input directories (case-insensitive).
+    #[arg(long, default_value = DEFAULT_GLOB, value_name = "PATTERN", requires = "out_dir")]
+    pub glob: String,
+    /// With --out-dir: replace outputs that exist (default: skip those files).
+    #[arg(long, requires = "out_dir")]
+    pub overwrite: bool,
     /// Model file (default: the shipped models/general-256hz.safetensors, embedded in the
     /// binary).
     #[arg(long, value_name = "PATH")]
@@ -49,16 +66,38 @@ pub struct DenoiseArgs {
     /// Butterworth order per pass for --bandpass (doubled by forward-backward filtering).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u8).range(1..=12))]
     pub order: u8,
+    /// Channels sampled faster than the model: keep what lies above the model's Nyquist
+    /// frequency unchanged, or drop it.
+    #[arg(long, value_enum, default_value_t = AboveBand::Keep, value_name = "keep|drop")]
+    pub above_model_band: AboveBand,
+    /// Write the output even when more than 0.1 % of a channel's samples would be clipped to
+    /// its physical range (default: that is an error and nothing is written).
+    #[arg(long)]
+    pub allow_clipping: bool,
     /// Also write the denoised channels as a 32-bit float WAV file.
-    #[arg(long, value_name = "OUT.wav")]
+    #[arg(long, value_name = "OUT.wav", conflicts_with = "out_dir")]
     pub wav: Option<PathBuf>,
-    /// Worker threads (default: one per core).
+    /// Worker threads (default: one per core), shared between files and channels.
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
     /// Overlap-add hop in model samples (default: the model's). Cost is proportional to
     /// 1 / hop: e.g. 32 instead of 8 is 4x faster at a small loss of quality.
     #[arg(long, value_name = "SAMPLES")]
     pub hop: Option<usize>,
+    /// Seconds of recording processed per block (default: up to 300 s, fewer for many fast
+    /// channels; `inf`: the whole file at once). Memory grows with it; the output does not
+    /// change.
+    #[arg(long, value_name = "SECONDS")]
+    pub block_seconds: Option<f64>,
+}
+
+/// `--above-model-band`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AboveBand {
+    /// Pass content above the model's Nyquist frequency through unchanged.
+    Keep,
+    /// Remove it.
+    Drop,
 }
 
 /// Loads `--model`, or the embedded default model when none is given.
@@ -70,10 +109,22 @@ pub fn load_model(path: Option<&Path>) -> anyhow::Result<Model> {
     }
 }
 
-/// Runs `mfr-eeg denoise`.
-pub fn run(a: DenoiseArgs) -> anyhow::Result<()> {
-    let model = load_model(a.model.as_deref())?;
-    let opts = DenoiseOptions {
+/// Sets a flag on SIGINT or SIGTERM so the run stops cleanly (no output, no temporary file);
+/// a second signal ends the process at once.
+fn cancel_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let flag = Arc::new(AtomicBool::new(false));
+    for sig in [SIGINT, SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(sig, 130, Arc::clone(&flag))
+            .context("cannot install the signal handler")?;
+        signal_hook::flag::register(sig, Arc::clone(&flag))
+            .context("cannot install the signal handler")?;
+    }
+    Ok(flag)
+}
+
+fn options(a: &DenoiseArgs) -> DenoiseOptions {
+    DenoiseOptions {
         channels: a.channels.clone(),
         notch_hz: a.notch,
         notch_harmonics: a.notch_harmonics,
@@ -82,7 +133,40 @@ pub fn run(a: DenoiseArgs) -> anyhow::Result<()> {
         threads: a.threads,
         wav: a.wav.clone(),
         hop: a.hop,
-    };
+        high_band: match a.above_model_band {
+            AboveBand::Keep => HighBand::Keep,
+            AboveBand::Drop => HighBand::Drop,
+        },
+        allow_clipping: a.allow_clipping,
+        block_seconds: a.block_seconds,
+    }
+}
+
+/// Runs `mfr-eeg denoise`.
+pub fn run(a: DenoiseArgs) -> anyhow::Result<()> {
+    if let Some(b) = a.block_seconds
+        && !(b > 0.0)
+    {
+        return Err(UsageError(format!("--block-seconds {b}: must be positive")).into());
+    }
+    if a.out_dir.is_none() && a.paths.len() != 2 {
+        return Err(UsageError(format!(
+            "expected IN OUT (got {} paths); to denoise several files use --out-dir DIR",
+            a.paths.len()
+        ))
+        .into());
+    }
+    let model = load_model(a.model.as_deref())?;
+    let cancel = cancel_on_signals()?;
+    match &a.out_dir {
+        Some(dir) => run_many(&a, dir, &model, &cancel),
+        None => run_one(&a, &model, &cancel),
+    }
+}
+
+fn run_one(a: &DenoiseArgs, model: &Model, cancel: &AtomicBool) -> anyhow::Result<()> {
+    let (input, output) = (&a.paths[0], &a.paths[1]);
+    let opts = options(a);
     let bar = if std::io::stderr().is_terminal() {
         ProgressBar::new(0)
     } else {
@@ -90,29 +174,83 @@ pub fn run(a: DenoiseArgs) -> anyhow::Result<()> {
     };
     bar.set_style(
         ProgressStyle::with_template(
-            "{spinner} {msg:>10} [{bar:40}] {pos}/{len} channels {elapsed}",
+            "{spinner} {msg:>10} [{bar:40}] {pos}/{len} records {elapsed}",
         )
         .expect("static template is valid")
         .progress_chars("=> "),
     );
-    // Ticks while one long channel is in work, so the bar never looks stuck.
+    // Ticks while a long block is in work, so the bar never looks stuck.
     bar.enable_steady_tick(std::time::Duration::from_millis(150));
     let progress = |p: Progress| match p {
-        Progress::Reading { channels } => {
-            bar.set_length(channels as u64);
-            bar.set_message("reading");
-        }
-        Progress::Channel { done, .. } => {
+        Progress::Started { records, .. } => {
+            bar.set_length(records);
             bar.set_message("denoising");
-            bar.set_position(done as u64);
         }
-        Progress::Writing => bar.set_message("writing"),
+        Progress::Records { done, .. } => bar.set_position(done),
         Progress::WritingWav => bar.set_message("wav"),
+        _ => {}
     };
-    let result = denoise_file(&a.input, &a.output, &model, &opts, &progress);
+    let result = denoise_file_cancellable(input, output, model, &opts, &progress, cancel);
     bar.finish_and_clear();
     let summary = result?;
-    write_stdout(&summary_text(&summary, &model, &a))
+    write_stdout(&summary_text(&summary, model, a))
+}
+
+fn run_many(
+    a: &DenoiseArgs,
+    out_dir: &Path,
+    model: &Model,
+    cancel: &AtomicBool,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out_dir)
+        .with_context(|| format!("cannot create output directory {}", out_dir.display()))?;
+    let jobs = plan_jobs(&a.paths, out_dir, &a.glob)?;
+    let opts = options(a);
+    let print = Mutex::new(());
+    let outcomes = denoise_many(&jobs, model, &opts, a.overwrite, cancel, &|job, outcome| {
+        let line = match outcome {
+            Outcome::Done(s) => format!(
+                "ok    {} -> {} ({} channels, {:.1} s, {:.0}x real time, {} clipped)\n",
+                job.input.display(),
+                job.output.display(),
+                s.channels.len(),
+                s.recording_seconds,
+                s.x_real_time(),
+                s.clipped
+            ),
+            Outcome::Skipped => format!(
+                "skip  {} ({} exists; --overwrite replaces it)\n",
+                job.input.display(),
+                job.output.display()
+            ),
+            Outcome::Failed(e) => format!("FAIL  {}: {e}\n", job.input.display()),
+        };
+        let _guard = print.lock().unwrap_or_else(|p| p.into_inner());
+        // A closed stdout must not stop the other files.
+        let _ = write_stdout(&line);
+    });
+    let (mut ok, mut skipped, mut failed, mut seconds) = (0, 0, 0, 0.0);
+    for o in &outcomes {
+        match o {
+            Outcome::Done(s) => {
+                ok += 1;
+                seconds += s.recording_seconds;
+            }
+            Outcome::Skipped => skipped += 1,
+            Outcome::Failed(_) => failed += 1,
+        }
+    }
+    write_stdout(&format!(
+        "{} files: {ok} denoised ({seconds:.1} s of recording), {skipped} skipped, {failed} failed\n",
+        outcomes.len()
+    ))?;
+    if cancel.load(Ordering::Relaxed) {
+        anyhow::bail!(Interrupted);
+    }
+    if failed > 0 {
+        anyhow::bail!("{failed} of {} files failed (listed above)", outcomes.len());
+    }
+    Ok(())
 }
 
 fn summary_text(s: &DenoiseSummary, model: &Model, a: &DenoiseArgs) -> String {
@@ -160,6 +298,11 @@ fn summary_text(s: &DenoiseSummary, model: &Model, a: &DenoiseArgs) -> String {
         } else {
             String::new()
         }
+    );
+    outln!(
+        out,
+        "  baseline    kept: running median over {} s set aside before the model, added back",
+        mfr_eeg::denoise::baseline::WINDOW_SECONDS
     );
     let mut pre = Vec::new();
     if let Some(n) = a.notch {

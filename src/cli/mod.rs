@@ -43,10 +43,33 @@ pub fn write_stdout(text: &str) -> anyhow::Result<()> {
 #[error("{0}")]
 pub struct UsageError(pub String);
 
-/// 2 for usage errors (anywhere in the chain), 1 for everything else.
+/// A run stopped by SIGINT or SIGTERM (exit code 130).
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted; outputs not finished were not written")]
+pub struct Interrupted;
+
+/// Exit code for a run stopped by a signal (128 + SIGINT).
+pub const EXIT_INTERRUPTED: u8 = 130;
+
+/// 2 for usage errors (anywhere in the chain), 130 for interrupted runs, 1 for everything
+/// else.
 pub fn exit_code(e: &anyhow::Error) -> u8 {
+    let interrupted = e.chain().any(|c| {
+        c.downcast_ref::<Interrupted>().is_some()
+            || matches!(
+                c.downcast_ref::<DenoiseError>(),
+                Some(DenoiseError::Interrupted { .. })
+            )
+    });
+    if interrupted {
+        return EXIT_INTERRUPTED;
+    }
     let usage = e.chain().any(|c| {
         c.downcast_ref::<UsageError>().is_some()
+            || matches!(
+                c.downcast_ref::<mfr_eeg::denoise::many::ManyError>(),
+                Some(mfr_eeg::denoise::many::ManyError::Glob { .. })
+            )
             || matches!(
                 c.downcast_ref::<DenoiseError>(),
                 Some(DenoiseError::Options(_))

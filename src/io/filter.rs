@@ -113,7 +113,7 @@ impl Biquad {
     }
 
     /// Largest pole radius (for the impulse-response decay time).
-    fn max_pole_radius(&self) -> f64 {
+    pub fn max_pole_radius(&self) -> f64 {
         let (a1, a2) = (self.a[0], self.a[1]);
         let disc = a1 * a1 - 4.0 * a2;
         if disc < 0.0 {

@@ -155,6 +155,18 @@ impl Resampler {
         self.down
     }
 
+    /// How far, in input samples, an output sample reaches on either side of its position
+    /// in the input: blocks of a longer signal that keep this many extra input samples on
+    /// each side (and start at a multiple of [`Resampler::down`]) compute their inner outputs
+    /// exactly as the whole signal does.
+    pub fn input_support(&self) -> usize {
+        self.branches
+            .iter()
+            .map(|b| (-b.first).max(b.first + b.taps.len() as i64 - 1).max(0) as usize + 1)
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Output length for `n` input samples: `round(n * up / down)`, halves rounded up.
     pub fn output_len(&self, n: usize) -> usize {
         let num = 2 * n as u128 * u128::from(self.up) + u128::from(self.down);

@@ -5,6 +5,7 @@ mod core_forward;
 mod core_stream;
 mod edf;
 mod eval;
+mod fidelity;
 mod model_file;
 #[cfg(feature = "train")]
 mod train;

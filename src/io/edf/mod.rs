@@ -57,6 +57,6 @@ pub use reader::{
 pub use select::{NON_EEG_PREFIXES, is_eeg, is_voltage, normalise_label, select_channels};
 pub use tal::{Annotation, Tal, encode_tals, parse_tals};
 pub use writer::{
-    AtomicFile, ChannelData, ClipCount, EdfWriter, RewriteSummary, check_output_is_not_input,
-    encode_physical, rewrite, rewrite_with,
+    AtomicFile, ChannelData, ClipCount, EdfWriter, RewriteError, RewriteSummary,
+    check_output_is_not_input, encode_physical, rewrite, rewrite_checked, rewrite_with,
 };

@@ -1,12 +1,12 @@
 //! Writing EDF/BDF files atomically, and rewriting a file with some channels replaced.
 //!
-//! Design (for the denoise pipeline): the channels to replace are read whole as f32
-//! (64 channels x 1 h x 256 Hz = 236 MB; fine for offline use, and the denoiser needs long
-//! context anyway), processed, and then [`rewrite`] streams the input record by record,
-//! copying every byte (header, other channels, annotations) and re-encoding only the
-//! replaced channels. Output goes to a temporary file beside the target and is renamed at
-//! the end, so a failure never leaves a partial output (an interrupted process may leave
-//! a hidden `.NAME.*.tmp` beside it, never a truncated NAME).
+//! [`rewrite_checked`] (and its simpler forms [`rewrite_with`] and [`rewrite`]) streams the
+//! input record by record, copying every byte (header, other channels, annotations) and
+//! re-encoding only the replaced channels, whose samples a callback supplies record by record
+//! (the denoise pipeline computes them in blocks just ahead of the writer). Output goes to a
+//! temporary file beside the target and is renamed at the end, so a failure never leaves a
+//! partial output (only a process killed outright may leave a hidden `.NAME.*.tmp` beside it,
+//! never a truncated NAME).
 
 use std::fs::File;
 use std::io::{BufWriter, Seek, SeekFrom, Write};
@@ -367,6 +367,55 @@ pub fn rewrite_with<F>(
 where
     F: FnMut(usize, u64, &mut [f32]) -> Result<(), String>,
 {
+    let header = EdfReader::open(input)?.header().clone();
+    let r = rewrite_checked(
+        input,
+        output,
+        channels,
+        |k, rec, buf| {
+            fill(k, rec, buf).map_err(|problem| EdfError::InvalidRequest {
+                file: Some(input.to_path_buf()),
+                channel: header.channel_ref(channels[k]),
+                problem,
+            })
+        },
+        |_| Ok(()),
+    );
+    r.map_err(|e| match e {
+        RewriteError::Edf(e) | RewriteError::Caller(e) => e,
+    })
+}
+
+/// Why [`rewrite_checked`] stopped: the codec, or an error of the caller's closures.
+#[derive(Debug)]
+pub enum RewriteError<E> {
+    /// Reading, validating or writing EDF failed.
+    Edf(EdfError),
+    /// `fill` or `check` returned this error.
+    Caller(E),
+}
+
+impl<E> From<EdfError> for RewriteError<E> {
+    fn from(e: EdfError) -> Self {
+        RewriteError::Edf(e)
+    }
+}
+
+/// [`rewrite_with`] with the caller's own error type and a last look before the output
+/// appears: `check` sees the finished summary (records, clipping per channel) while the data
+/// is still in the temporary file; an error from it (or from `fill`) removes the temporary
+/// file and leaves `output` untouched.
+pub fn rewrite_checked<E, F, C>(
+    input: &Path,
+    output: &Path,
+    channels: &[usize],
+    mut fill: F,
+    check: C,
+) -> Result<RewriteSummary, RewriteError<E>>
+where
+    F: FnMut(usize, u64, &mut [f32]) -> Result<(), E>,
+    C: FnOnce(&RewriteSummary) -> Result<(), E>,
+{
     check_output_is_not_input(input, output)?;
     let mut reader = EdfReader::open(input)?;
     let header = reader.header().clone();
@@ -374,11 +423,11 @@ where
     for (k, &ch) in channels.iter().enumerate() {
         reader.check_channel(ch)?;
         let bad = |problem: &str| {
-            Err(EdfError::InvalidRequest {
+            Err(RewriteError::Edf(EdfError::InvalidRequest {
                 file: Some(input.to_path_buf()),
                 channel: header.channel_ref(ch),
                 problem: problem.to_string(),
-            })
+            }))
         };
         if header.signals()[ch].is_annotation() {
             return bad("annotation channels cannot be replaced with samples");
@@ -409,11 +458,7 @@ where
             let sig = &header.signals()[ch];
             buf.resize(sig.samples_per_record, 0.0);
             rec.physical_into(ch, &mut buf);
-            fill(k, rec.index(), &mut buf).map_err(|problem| EdfError::InvalidRequest {
-                file: Some(input.to_path_buf()),
-                channel: header.channel_ref(ch),
-                problem,
-            })?;
+            fill(k, rec.index(), &mut buf).map_err(RewriteError::Caller)?;
             enc.resize(rec.signal_bytes(ch).len(), 0);
             let c = encode_physical(sig, header.format(), &buf, &mut enc).map_err(|i| {
                 EdfError::NonFiniteSample {
@@ -430,6 +475,11 @@ where
         }
         w.write_record(rec.bytes())?;
     }
+    let summary = RewriteSummary {
+        records: n_rec,
+        clipped,
+    };
+    check(&summary).map_err(RewriteError::Caller)?;
     let records = w.finish()?;
-    Ok(RewriteSummary { records, clipped })
+    Ok(RewriteSummary { records, ..summary })
 }
