@@ -802,7 +802,6 @@ pub fn denoise_file_cancellable(
     let mut scratches: Vec<(Scratch, Vec<f32>)> =
         (0..threads).map(|_| Default::default()).collect();
     let mut rec = reader.new_record();
-    let mut failure: Option<DenoiseError> = None;
     let channel_error = |lane: &Lane, problem: String| DenoiseError::Channel {
         file: input.to_path_buf(),
         channel: lane.label.clone(),
@@ -942,7 +941,7 @@ pub fn denoise_file_cancellable(
     );
     let written = match written {
         Ok(w) => w,
-        Err(RewriteError::Edf(e)) => return Err(failure.take().unwrap_or(DenoiseError::Edf(e))),
+        Err(RewriteError::Edf(e)) => return Err(DenoiseError::Edf(e)),
         Err(RewriteError::Caller(e)) => return Err(e),
     };
     if let Some(wav) = &opts.wav {
@@ -1161,6 +1160,7 @@ mod tests {
             sae: view.sae(),
             hop: 16,
             rate_hz: 256.0,
+            high_band: HighBand::Keep,
         };
         let mut scratch = Scratch::default();
         let signal = |fs: f64, n: usize| -> Vec<f32> {

@@ -145,7 +145,7 @@ fn options(a: &DenoiseArgs) -> DenoiseOptions {
 /// Runs `mfr-eeg denoise`.
 pub fn run(a: DenoiseArgs) -> anyhow::Result<()> {
     if let Some(b) = a.block_seconds
-        && !(b > 0.0)
+        && (b.is_nan() || b <= 0.0)
     {
         return Err(UsageError(format!("--block-seconds {b}: must be positive")).into());
     }

@@ -69,7 +69,7 @@ impl Baseline {
         let lo_grid = |local: usize| -> usize {
             let abs = g_abs(local);
             let g = abs / step * step;
-            if g < offset { 0 } else { g - offset }
+            g.saturating_sub(offset)
         };
         let mut median_at = |local: usize| -> f64 {
             let a = local.saturating_sub(self.half);
@@ -173,7 +173,7 @@ mod tests {
         let b = Baseline { half: 37, step: 9 };
         let n = 2000;
         let x: Vec<f32> = (0..n)
-            .map(|i| ((i as f32 * 0.37).sin() * 40.0 + (i as f32 * 0.011).cos() * 90.0))
+            .map(|i| (i as f32 * 0.37).sin() * 40.0 + (i as f32 * 0.011).cos() * 90.0)
             .collect();
         let want = whole(&b, &x);
         let m = b.margin();

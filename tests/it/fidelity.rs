@@ -420,7 +420,7 @@ fn the_band_above_the_model_is_kept_or_dropped_as_asked() {
             (30.0 * (w * 10.0 * t).sin() + 5.0 * (w * 200.0 * t).sin()) as f32
         })
         .collect();
-    write_file(&input, &spec, &[x.clone()], None);
+    write_file(&input, &spec, std::slice::from_ref(&x), None);
     let model = identity_file(dir.path(), 256, 256.0);
     let inner = 1000..x.len() - 1000;
     for (flag, high_band) in [("keep", HighBand::Keep), ("drop", HighBand::Drop)] {
