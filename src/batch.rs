@@ -75,6 +75,8 @@ pub struct BatchModel {
     int8: Option<Int8Parts>,
     /// Linear-path taps (little-endian bytes, as [`Skip`] reads them) and gate.
     skip: Option<(Vec<u8>, f32)>,
+    /// The same taps decoded (empty without a linear path).
+    taps: Vec<f32>,
 }
 
 impl BatchModel {
@@ -112,6 +114,7 @@ impl BatchModel {
             b_dec,
             int8,
             skip: sae.skip().map(|s| (s.taps.to_vec(), s.gate)),
+            taps: sae.skip().map_or_else(Vec::new, |s| le_f32(s.taps)),
         }
     }
 
@@ -198,6 +201,9 @@ impl BatchModel {
             return Ok(faults);
         }
         s.size_for(self, hop)?;
+        s.hint = None;
+        #[cfg(target_arch = "x86_64")]
+        let avx2 = std::arch::is_x86_feature_detected!("avx2");
         out.fill(0.0);
         let pad = d_in - 1;
         // The same windows as the core: m*hop - 1 is the stream time of window m's last sample.
@@ -228,6 +234,12 @@ impl BatchModel {
                 );
             }
             for r in 0..rows {
+                #[cfg(target_arch = "x86_64")]
+                if avx2 {
+                    // SAFETY: AVX2 support was detected at run time above.
+                    unsafe { self.finish_window_avx2(hop, m0 + r, r, n, s, out, &mut faults, k) };
+                    continue;
+                }
                 self.finish_window(hop, m0 + r, r, n, s, out, &mut faults, k);
             }
             m0 += rows;
@@ -323,9 +335,29 @@ impl BatchModel {
         }
     }
 
+    /// [`BatchModel::finish_window`] compiled for AVX2 (8-wide vectors); the arithmetic is
+    /// the same (no fused multiply-adds are formed), only the vector width changes.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    #[allow(clippy::too_many_arguments)]
+    fn finish_window_avx2(
+        &self,
+        hop: usize,
+        m: usize,
+        r: usize,
+        n: usize,
+        s: &mut BatchScratch,
+        out: &mut [f32],
+        faults: &mut FaultCounts,
+        k: usize,
+    ) {
+        self.finish_window(hop, m, r, n, s, out, faults, k);
+    }
+
     /// Bias, TopK, sparse decode, linear path, de-normalisation, the fault rule and the
     /// overlap-add of row `r` (window `m`).
     #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
     fn finish_window(
         &self,
         hop: usize,
@@ -358,25 +390,70 @@ impl BatchModel {
                 }
             }
         }
-        let kept = select_topk(pre, k, &mut s.keys, &mut s.topk);
-        let y = &mut s.y;
-        y.copy_from_slice(&self.b_dec);
+        let kept = select_topk(pre, k, &mut s.ords, &mut s.keys, &mut s.topk, &mut s.hint);
+        // The kept rows' coefficients, zeros dropped as the core drops them.
+        s.coef.clear();
         for &j in &s.topk[..kept] {
             let z = activate(activation, pre[j]);
-            if z == 0.0 {
-                continue;
-            }
-            let c = match &self.int8 {
-                None => z,
-                Some(q) => z * q.dec_scale[j],
-            };
-            for (o, &w) in y.iter_mut().zip(&self.w_dec[j * d_in..(j + 1) * d_in]) {
-                *o += c * w;
+            if z != 0.0 {
+                let c = match &self.int8 {
+                    None => z,
+                    Some(q) => z * q.dec_scale[j],
+                };
+                s.coef.push((j, c));
             }
         }
+        let y = &mut s.y;
+        y.copy_from_slice(&self.b_dec);
+        // Decode by blocks of 32 outputs, all kept rows per block, so the block's sums stay
+        // in registers instead of going through memory once per row. Each output still adds
+        // the rows in the same (index) order, so the rounding is that of a row-by-row loop.
+        let mut b0 = 0;
+        while b0 < d_in {
+            let w = DECODE_BLOCK.min(d_in - b0);
+            if w == DECODE_BLOCK {
+                let mut acc = [0.0f32; DECODE_BLOCK];
+                acc.copy_from_slice(&y[b0..b0 + DECODE_BLOCK]);
+                for &(j, c) in &s.coef {
+                    let row = &self.w_dec[j * d_in + b0..j * d_in + b0 + DECODE_BLOCK];
+                    for (a, &v) in acc.iter_mut().zip(row) {
+                        *a += c * v;
+                    }
+                }
+                y[b0..b0 + DECODE_BLOCK].copy_from_slice(&acc);
+            } else {
+                for &(j, c) in &s.coef {
+                    let row = &self.w_dec[j * d_in + b0..j * d_in + b0 + w];
+                    for (o, &v) in y[b0..b0 + w].iter_mut().zip(row) {
+                        *o += c * v;
+                    }
+                }
+            }
+            b0 += w;
+        }
         let xn = &s.xn[r * d_in..(r + 1) * d_in];
-        if let Some((taps, gate)) = &self.skip {
-            Skip { taps, gate: *gate }.apply(xn, y);
+        if let Some((bytes, gate)) = &self.skip {
+            // The core's gate decision (a sequential sum, kept as is so borderline windows
+            // decide alike), then its tap loop inlined here so it gets this function's vectors.
+            if (Skip {
+                taps: bytes,
+                gate: *gate,
+            })
+            .opens(xn)
+            {
+                let c = self.taps.len() / 2;
+                for (l, &t) in self.taps.iter().enumerate() {
+                    let lo = c.saturating_sub(l);
+                    let hi = (d_in + c).saturating_sub(l).min(d_in);
+                    if lo >= hi {
+                        continue;
+                    }
+                    let src = lo + l - c;
+                    for (o, &v) in y[lo..hi].iter_mut().zip(&xn[src..src + (hi - lo)]) {
+                        *o += t * v;
+                    }
+                }
+            }
         }
         if normalisation != Normalisation::None {
             let back = normalisation.output_offset(st.mean);
@@ -436,26 +513,61 @@ fn activate(a: Activation, pre: f32) -> f32 {
     }
 }
 
-/// A key whose descending order is the core's TopK order: value descending (IEEE, `-0.0` equal
-/// to `0.0`), then index ascending. Unique per index, so a threshold selects exactly k.
+/// A u32 whose order is the IEEE order of `v` (`-0.0` mapped to `0.0`, so they tie as the
+/// core's `>` makes them tie). NaN is excluded by the caller.
 #[inline(always)]
-fn order_key(v: f32, j: usize) -> u64 {
+fn order_u32(v: f32) -> u32 {
     let bits = (v + 0.0).to_bits(); // -0.0 + 0.0 == +0.0
-    let ord = if bits & 0x8000_0000 != 0 {
+    if bits & 0x8000_0000 != 0 {
         !bits
     } else {
         bits | 0x8000_0000
-    };
+    }
+}
+
+/// A key whose descending order is the core's TopK order: value descending, then index
+/// ascending. Unique per index, so a threshold on it selects exactly k.
+#[inline(always)]
+fn order_key(ord: u32, j: usize) -> u64 {
     (u64::from(ord) << 32) | u64::from(!(j as u32))
 }
 
+/// How many ords are >= t: a branch-free loop the compiler vectorises (wrapping adds, since
+/// this crate keeps overflow checks on in release and a checked add would stay scalar; the
+/// count cannot exceed `ords.len()`).
+#[inline(always)]
+fn count_ge(ords: &[u32], t: u32) -> usize {
+    ords.iter()
+        .fold(0u32, |a, &o| a.wrapping_add(u32::from(o >= t))) as usize
+}
+
+/// Outputs decoded together (four AVX2 registers of sums).
+const DECODE_BLOCK: usize = 32;
+
+/// Candidates at most this many are resolved by an exact sort-free selection on keys.
+const TOPK_CANDIDATES: usize = 64;
+
 /// The set [`crate::core::topk_into`] keeps (the k largest, ties to the lower index), written
-/// into `idx` in ascending index order; returns how many (`min(k, pre.len())`). Selection by
-/// `select_nth_unstable` on order keys is O(d_sae) with no k-dependent insertion cost. A NaN
-/// (which the core's fault rules keep out in practice) falls back to the core's own selection,
-/// so the rule is the core's in every case.
-fn select_topk(pre: &[f32], k: usize, keys: &mut Vec<u64>, idx: &mut [usize]) -> usize {
-    let k = k.min(pre.len()).min(idx.len());
+/// into `idx[..got]` in ascending index order; returns `got = min(k, pre.len())`. `idx` needs
+/// one slot more than k (the branch-free compaction writes one past the last kept index).
+///
+/// Why not the core's insertion: with k = 128 of 1024 it costs several times the window's
+/// encode. Here thresholds on order-preserving integers are counted with vectorised passes:
+/// starting from the previous window's threshold (`hint`; overlapping windows have close
+/// thresholds), a bracket `[lo, hi)` with `count(>= lo) >= k > count(>= hi)` is found and
+/// narrowed until few values lie inside; those few are ordered exactly by key. A NaN (kept out
+/// by the core's fault rules in practice) falls back to the core's own selection, so the rule
+/// is the core's in every case.
+#[inline(always)]
+fn select_topk(
+    pre: &[f32],
+    k: usize,
+    ords: &mut Vec<u32>,
+    keys: &mut Vec<u64>,
+    idx: &mut [usize],
+    hint: &mut Option<u32>,
+) -> usize {
+    let k = k.min(pre.len()).min(idx.len().saturating_sub(1));
     if k == 0 {
         return 0;
     }
@@ -464,19 +576,68 @@ fn select_topk(pre: &[f32], k: usize, keys: &mut Vec<u64>, idx: &mut [usize]) ->
         idx[..got].sort_unstable();
         return got;
     }
-    keys.clear();
-    keys.extend(pre.iter().enumerate().map(|(j, &v)| order_key(v, j)));
-    let threshold = if k < pre.len() {
-        *keys.select_nth_unstable_by(k - 1, |a, b| b.cmp(a)).1
-    } else {
-        0
-    };
-    let mut got = 0;
-    for (j, &v) in pre.iter().enumerate() {
-        if order_key(v, j) >= threshold {
-            idx[got] = j;
-            got += 1;
+    ords.clear();
+    ords.extend(pre.iter().map(|&v| order_u32(v)));
+    let ords = ords.as_slice();
+    // count(>= 0) = n >= k; count(>= u32::MAX) = 0 < k (no NaN, and +inf maps below MAX).
+    let (mut lo, mut c_lo, mut hi, mut c_hi) = (0u32, ords.len(), u32::MAX, 0usize);
+    if let Some(h) = *hint {
+        let c = count_ge(ords, h);
+        let mut d = 1u32 << 12;
+        if c >= k {
+            (lo, c_lo) = (h, c);
+            loop {
+                let t = lo.saturating_add(d);
+                let ct = if t == u32::MAX { 0 } else { count_ge(ords, t) };
+                if ct < k {
+                    (hi, c_hi) = (t, ct);
+                    break;
+                }
+                (lo, c_lo) = (t, ct);
+                d = d.saturating_mul(4);
+            }
+        } else {
+            (hi, c_hi) = (h, c);
+            loop {
+                let t = hi.saturating_sub(d);
+                let ct = if t == 0 { ords.len() } else { count_ge(ords, t) };
+                if ct >= k {
+                    (lo, c_lo) = (t, ct);
+                    break;
+                }
+                (hi, c_hi) = (t, ct);
+                d = d.saturating_mul(4);
+            }
         }
+    }
+    while c_lo - c_hi > TOPK_CANDIDATES && hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        let c = count_ge(ords, mid);
+        if c >= k {
+            (lo, c_lo) = (mid, c);
+        } else {
+            (hi, c_hi) = (mid, c);
+        }
+    }
+    *hint = Some(lo);
+    // Everything >= hi is kept (c_hi < k of them); the remaining k - c_hi come from [lo, hi)
+    // in key order.
+    // Branch-free compaction of the c_lo - c_hi candidates (one spare slot at the end).
+    keys.clear();
+    keys.resize(c_lo - c_hi + 1, 0);
+    let mut nc = 0usize;
+    for (j, &o) in ords.iter().enumerate() {
+        keys[nc] = order_key(o, j);
+        nc = nc.wrapping_add(usize::from(o >= lo && o < hi));
+    }
+    let r = k - c_hi;
+    let kth = *keys[..nc].select_nth_unstable_by(r - 1, |a, b| b.cmp(a)).1;
+    let mut got = 0;
+    for (j, &o) in ords.iter().enumerate() {
+        // Branch-free compaction: always write, advance only when kept (got <= k here, since
+        // exactly k keys are >= kth).
+        idx[got] = j;
+        got = got.wrapping_add(usize::from(order_key(o, j) >= kth));
     }
     got
 }
@@ -505,6 +666,11 @@ pub struct BatchScratch {
     y: Vec<f32>,
     stats: Vec<WindowStats>,
     keys: Vec<u64>,
+    ords: Vec<u32>,
+    /// (latent, decode coefficient) of the kept latents of one window.
+    coef: Vec<(usize, f32)>,
+    /// The previous window's TopK threshold, where the next search starts.
+    hint: Option<u32>,
     topk: Vec<usize>,
 }
 
@@ -529,6 +695,9 @@ impl BatchScratch {
             y: Vec::new(),
             stats: Vec::new(),
             keys: Vec::new(),
+            ords: Vec::new(),
+            coef: Vec::new(),
+            hint: None,
             topk: Vec::new(),
         }
     }
@@ -552,8 +721,10 @@ impl BatchScratch {
         self.c.resize(b * d_sae, 0.0);
         self.y.resize(d_in, 0.0);
         self.stats.resize(b, WindowStats::default());
-        self.topk.resize(k, 0);
+        self.topk.resize(k + 1, 0);
         self.keys.reserve(d_sae);
+        self.ords.reserve(d_sae);
+        self.coef.reserve(k);
         Ok(())
     }
 }
@@ -587,19 +758,23 @@ mod tests {
     #[test]
     fn order_key_follows_the_core_rule() {
         // Larger value first; equal values (including -0.0 vs 0.0): lower index first.
-        assert!(order_key(2.0, 5) > order_key(1.0, 0));
-        assert!(order_key(1.0, 0) > order_key(1.0, 1));
-        assert!(order_key(0.0, 3) > order_key(-0.0, 4));
-        assert!(order_key(-0.0, 3) > order_key(0.0, 4));
-        assert!(order_key(-1.0, 0) > order_key(-2.0, 0));
-        assert!(order_key(-1e-30, 0) < order_key(0.0, 9));
-        assert!(order_key(f32::INFINITY, 9) > order_key(f32::MAX, 0));
+        let key = |v: f32, j| order_key(order_u32(v), j);
+        assert!(key(2.0, 5) > key(1.0, 0));
+        assert!(key(1.0, 0) > key(1.0, 1));
+        assert!(key(0.0, 3) > key(-0.0, 4));
+        assert!(key(-0.0, 3) > key(0.0, 4));
+        assert!(key(-1.0, 0) > key(-2.0, 0));
+        assert!(key(-1e-30, 0) < key(0.0, 9));
+        assert!(key(f32::INFINITY, 9) > key(f32::MAX, 0));
+        assert!(order_u32(f32::INFINITY) < u32::MAX);
     }
 
     #[test]
     fn selection_equals_core_topk_including_ties_and_nan() {
         let mut r = crate::rng::Rng::new(7);
-        let mut keys = Vec::new();
+        let (mut keys, mut ords) = (Vec::new(), Vec::new());
+        // One hint carried across trials, as across windows: any start must give the same set.
+        let mut hint = None;
         for trial in 0..300 {
             let n = 1 + trial % 70;
             // Few distinct values, so ties are common; some signed zeros.
@@ -617,10 +792,28 @@ mod tests {
                 let kw = crate::core::topk_into(&v, &mut want);
                 want.truncate(kw);
                 want.sort_unstable();
-                let mut got = vec![0usize; k];
-                let kg = select_topk(&v, k, &mut keys, &mut got);
+                let mut got = vec![0usize; k + 1];
+                let kg = select_topk(&v, k, &mut ords, &mut keys, &mut got, &mut hint);
                 assert_eq!(&got[..kg], &want[..], "values {v:?} k {k}");
             }
+        }
+        // Continuous values of a model's size: slowly drifting (the hint is close) and
+        // unrelated (the hint is far), so the bracket search runs in both directions.
+        let mut v: Vec<f32> = (0..1024).map(|_| r.normal() as f32).collect();
+        for trial in 0..200 {
+            if trial % 10 == 0 {
+                let shift = (r.normal() * 3.0) as f32;
+                v.iter_mut().for_each(|x| *x = r.normal() as f32 + shift);
+            } else {
+                v.iter_mut().for_each(|x| *x += (r.normal() * 0.01) as f32);
+            }
+            let k = [1, 64, 128, 1023, 1024][trial % 5];
+            let mut want = vec![0usize; k];
+            crate::core::topk_into(&v, &mut want);
+            want.sort_unstable();
+            let mut got = vec![0usize; k + 1];
+            let kg = select_topk(&v, k, &mut ords, &mut keys, &mut got, &mut hint);
+            assert_eq!(&got[..kg], &want[..], "trial {trial} k {k}");
         }
     }
 
