@@ -15,7 +15,10 @@ use std::hint::black_box;
 use std::time::Duration;
 
 fn shipped() -> Model {
-    let p = concat!(env!("CARGO_MANIFEST_DIR"), "/models/general-256hz.safetensors");
+    let p = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/models/general-256hz.safetensors"
+    );
     Model::load(std::path::Path::new(p)).expect("the shipped default model")
 }
 
@@ -116,7 +119,9 @@ fn signal_paths(c: &mut Criterion) {
             }
             let (mut w, mut idx) = (vec![0.0; offline_work_len(&sae)], vec![0; sae.k()]);
             g.bench_function(BenchmarkId::new(format!("core_{name}"), hop), |b| {
-                b.iter(|| denoise_offline_into(&sae, hop, black_box(&x), &mut out, &mut w, &mut idx))
+                b.iter(|| {
+                    denoise_offline_into(&sae, hop, black_box(&x), &mut out, &mut w, &mut idx)
+                })
             });
         }
     }

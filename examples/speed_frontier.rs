@@ -47,7 +47,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let loaded: Vec<(String, Model)> = models
         .iter()
         .map(|p| {
-            let name = p.file_stem().map_or_else(String::new, |s| s.to_string_lossy().into());
+            let name = p
+                .file_stem()
+                .map_or_else(String::new, |s| s.to_string_lossy().into());
             Model::load(p).map(|m| (name, m))
         })
         .collect::<Result<_, _>>()?;
@@ -85,7 +87,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let corpus = Corpus::build(cfg, std::slice::from_ref(&rec))?;
         let mut val = Vec::new();
         for kind in [ArtifactKind::Eog, ArtifactKind::Emg] {
-            val.extend(corpus.level_windows(Split::Val, kind, corpus.config.seg_len, val_segments)?);
+            val.extend(corpus.level_windows(
+                Split::Val,
+                kind,
+                corpus.config.seg_len,
+                val_segments,
+            )?);
         }
         eprintln!("{} validation windows at {fs} Hz", val.len());
         let r = frontier(ms, &hops, &val, 120.0, threads)?;
@@ -98,7 +105,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let timing = match &hour {
         Some(p) => {
             if !p.exists() {
-                eprintln!("writing {} (64 channels x 3600 s at 256 Hz) ...", p.display());
+                eprintln!(
+                    "writing {} (64 channels x 3600 s at 256 Hz) ...",
+                    p.display()
+                );
                 write_generated_edf(p, 64, 3600, 256, 2026)?;
             }
             let (name, m) = loaded.first().ok_or("no model")?;

@@ -26,8 +26,8 @@
 //! f32 (exact up to 2^24, rounding beyond).
 
 use crate::core::{
-    Activation, CoreError, FaultCounts, Normalisation, SAMPLE_LIMIT, Sae, SaeConfig, Skip,
-    Weights, ola_window_into, reflect_index, zscore_stats,
+    Activation, CoreError, FaultCounts, Normalisation, SAMPLE_LIMIT, Sae, SaeConfig, Skip, Weights,
+    ola_window_into, reflect_index, zscore_stats,
 };
 
 /// Windows encoded per matrix product unless [`BatchScratch::with_batch`] says otherwise.
@@ -600,7 +600,11 @@ fn select_topk(
             (hi, c_hi) = (h, c);
             loop {
                 let t = hi.saturating_sub(d);
-                let ct = if t == 0 { ords.len() } else { count_ge(ords, t) };
+                let ct = if t == 0 {
+                    ords.len()
+                } else {
+                    count_ge(ords, t)
+                };
                 if ct >= k {
                     (lo, c_lo) = (t, ct);
                     break;

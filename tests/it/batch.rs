@@ -4,8 +4,7 @@
 use crate::core_forward::{meta, random_tensors};
 use mfr_eeg::batch::{BatchModel, BatchScratch, denoise_batched_into};
 use mfr_eeg::core::{
-    Activation, CoreError, FaultCounts, Normalisation, Sae, denoise_offline_into,
-    offline_work_len,
+    Activation, CoreError, FaultCounts, Normalisation, Sae, denoise_offline_into, offline_work_len,
 };
 use mfr_eeg::model::quantize::quantize_tensors;
 use mfr_eeg::model::{Model, SkipPath, identity_model};
@@ -49,7 +48,10 @@ fn signal(seed: u64, n: usize) -> Vec<f32> {
 }
 
 fn shipped() -> Model {
-    let p = concat!(env!("CARGO_MANIFEST_DIR"), "/models/general-256hz.safetensors");
+    let p = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/models/general-256hz.safetensors"
+    );
     Model::load(std::path::Path::new(p)).expect("shipped default model")
 }
 
@@ -117,7 +119,7 @@ fn batched_equals_core_for_every_mode_length_hop_and_batch() {
                 case += 1;
                 let (d_in, d_sae, k) = (24, 40, 5);
                 let mut t = random_tensors(100 + case, d_in, d_sae);
-                if case % 2 == 0 {
+                if case.is_multiple_of(2) {
                     t.skip = Some(SkipPath {
                         taps: (0..7).map(|_| (r.normal() * 0.2) as f32).collect(),
                         gate: 10.0,
@@ -174,9 +176,15 @@ fn faults_are_repaired_and_counted_as_in_the_core() {
         let (want, fw) = core(&sae, 4, &x);
         let (got, fg) = batched(&sae, 4, &x, 7);
         assert_eq!(fw, fg, "{norm:?}");
-        assert!(fw.input_samples > 3, "each bad sample is counted per window");
+        assert!(
+            fw.input_samples > 3,
+            "each bad sample is counted per window"
+        );
         assert!(got.iter().all(|v| v.is_finite()));
-        assert!(fw.windows > 0, "{norm:?}: the 1e13 windows decode beyond the limit");
+        assert!(
+            fw.windows > 0,
+            "{norm:?}: the 1e13 windows decode beyond the limit"
+        );
         let err = max_abs_diff(&got, &want) / rms(&want);
         assert!(err <= 1e-5, "{norm:?}: {err:.3e}");
     }
