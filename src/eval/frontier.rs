@@ -163,6 +163,23 @@ fn best_of(reps: usize, mut f: impl FnMut()) -> f64 {
         .max(1e-9)
 }
 
+/// CPU seconds per call of `f`: `f` is repeated (x4 each time) until one measurement takes
+/// at least 0.3 s, since the CPU clock advances in scheduler ticks; best of 2.
+fn per_call(mut f: impl FnMut()) -> f64 {
+    let mut runs = 1usize;
+    loop {
+        let t = best_of(2, || {
+            for _ in 0..runs {
+                f();
+            }
+        });
+        if t >= 0.3 || runs >= 1 << 20 {
+            return t / runs as f64;
+        }
+        runs *= 4;
+    }
+}
+
 /// Measures, on this thread and interleaved so they see the same machine load: the plain
 /// sgemm of the encoder's shape, the batched path and the core's offline path on `seconds` of
 /// a test-like signal at the model's rate. Each is the best of `reps` runs of this thread's
@@ -196,7 +213,7 @@ pub fn measure_gflops(
     let err = |e: crate::core::CoreError| EvalError::Invalid(format!("{name}: {e}"));
     let (mut t_gemm, mut t_batch, mut t_core) = (f64::INFINITY, f64::INFINITY, f64::INFINITY);
     for _ in 0..reps.max(1) {
-        t_gemm = t_gemm.min(best_of(1, || {
+        t_gemm = t_gemm.min(per_call(|| {
             for _ in 0..calls {
                 // SAFETY: row-major batch x d_in, d_in x d_sae, batch x d_sae buffers.
                 unsafe {
@@ -221,12 +238,12 @@ pub fn measure_gflops(
             }
         }));
         let mut res = Ok(());
-        t_batch = t_batch.min(best_of(1, || {
+        t_batch = t_batch.min(per_call(|| {
             res = bm.denoise_into(hop, &x, &mut out, &mut s).map(drop);
         }));
         res.map_err(err)?;
         let mut res = Ok(());
-        t_core = t_core.min(best_of(1, || {
+        t_core = t_core.min(per_call(|| {
             res = crate::core::denoise_offline_into(&sae, hop, &x, &mut out, &mut work, &mut topk)
                 .map(drop);
         }));
@@ -281,21 +298,11 @@ pub fn frontier(
         let mut s = BatchScratch::default();
         for &hop in hops.iter().filter(|&&h| h >= 1 && h <= meta.d_in) {
             let (r, c) = batched_quality(m, hop, val, threads)?;
-            // Whole runs until at least 0.3 s of CPU time (small models take microseconds
-            // per run, below the clock's tick), best of 2 such measurements.
             let mut res = Ok(());
-            let mut runs = 1usize;
-            let t = loop {
-                let t = best_of(2, || {
-                    for _ in 0..runs {
-                        res = bm.denoise_into(hop, &x, &mut out, &mut s).map(drop);
-                    }
-                });
-                if t >= 0.3 || runs >= 1 << 20 {
-                    break t / runs as f64;
-                }
-                runs *= 4;
-            };
+            let t = per_call(|| {
+                res = bm.denoise_into(hop, &x, &mut out, &mut s).map(drop);
+            });
+            res.map_err(|e| EvalError::Invalid(format!("{name}: {e}")))?;
             rows.push(FrontierRow {
                 model: name.clone(),
                 shape: [meta.d_in, meta.d_sae, meta.k],
