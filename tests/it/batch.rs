@@ -104,7 +104,8 @@ fn batched_equals_core_on_real_eeg_with_the_shipped_model() {
 /// Random models of every mode (f32/int8, relu/signed, each normalisation, with and without
 /// the linear path), lengths from 1 sample to several windows (all edge cases of the
 /// reflection), hops 1..=d_in, and batch sizes that split the windows unevenly: the output is
-/// within 1e-5 of the core's RMS and the fault counts are equal.
+/// within 1e-5 of the core's RMS, the fault counts are equal, and every batch size gives the
+/// same bits.
 #[test]
 fn batched_equals_core_for_every_mode_length_hop_and_batch() {
     let mut r = Rng::new(11);
@@ -136,8 +137,17 @@ fn batched_equals_core_for_every_mode_length_hop_and_batch() {
                     let x = signal(case * 1000 + n as u64, n);
                     for hop in [1, 3, 8, d_in] {
                         let (want, fw) = core(&sae, hop, &x);
+                        let (first, _) = batched(&sae, hop, &x, 1);
                         for batch in [1, 3, 128] {
                             let (got, fg) = batched(&sae, hop, &x, batch);
+                            // A window's result does not depend on its batch: what block-wise
+                            // callers need to equal the whole-signal result.
+                            assert!(
+                                got.iter()
+                                    .zip(&first)
+                                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                                "batch {batch} differs from batch 1"
+                            );
                             assert_eq!(fw, fg);
                             let err = max_abs_diff(&got, &want) / rms(&want).max(1e-30);
                             assert!(
