@@ -3,6 +3,7 @@
 //!
 //! - [`core`]: the `no_std`, allocation-free inference core (SAE forward, TopK, streaming).
 //! - [`model`]: the one model format (safetensors + metadata), zero-copy views.
+//! - `batch` (std): the offline denoiser with many windows per encoder matrix product.
 //! - `io` (std): EDF/EDF+/BDF and WAV, resampling and filters.
 //! - `eval` (std): synthetic and semi-synthetic data, metrics, baselines, the bench harness.
 //! - `train` (feature `train`): burn-based training with MFR, checkpoints and export.
@@ -13,6 +14,8 @@ pub mod core;
 pub mod model;
 pub mod rng;
 
+#[cfg(feature = "std")]
+pub mod batch;
 #[cfg(feature = "std")]
 pub mod denoise;
 #[cfg(feature = "std")]

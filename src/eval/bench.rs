@@ -230,6 +230,7 @@ pub fn run_report(args: BenchArgs) -> Result<Report, EvalError> {
     }
     for (fs, models) in by_rate {
         let corpus = corpus_at(fs, &plan, &recs, edn.as_ref())?;
+        speed_frontier(&mut report, &corpus, &plan, &models)?;
         let main = (fs - 256.0).abs() < 1e-6;
         if main {
             report.candidate = models.first().map(|m| m.0.clone());
@@ -291,6 +292,51 @@ pub fn run_report(args: BenchArgs) -> Result<Report, EvalError> {
     ));
     report.write(&args.out)?;
     Ok(report)
+}
+
+/// The batched path's GFLOP/s next to a plain sgemm (first model at this rate) and the
+/// speed/quality frontier of every model at its hop and 2, 4 and 8 times it, on the
+/// validation windows (EOG + EMG) of `corpus`.
+fn speed_frontier(
+    report: &mut Report,
+    corpus: &Corpus,
+    plan: &BenchPlan,
+    models: &[(String, Model)],
+) -> Result<(), EvalError> {
+    use super::frontier::{frontier, measure_gflops};
+    if models.is_empty() {
+        return Ok(());
+    }
+    let mut val = Vec::new();
+    for kind in [ArtifactKind::Eog, ArtifactKind::Emg] {
+        val.extend(corpus.level_windows(
+            Split::Val,
+            kind,
+            corpus.config.seg_len,
+            plan.max_val_segments,
+        )?);
+    }
+    let (name, m) = &models[0];
+    let seconds = if plan.quick { 60.0 } else { 300.0 };
+    report
+        .batched
+        .push(measure_gflops(name, m, m.meta().hop, seconds, 128, 3)?);
+    for (name, m) in models {
+        let h = m.meta().hop;
+        let hops: Vec<usize> = [h, 2 * h, 4 * h, 8 * h]
+            .into_iter()
+            .filter(|&x| x <= m.meta().d_in)
+            .collect();
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        report.frontier.extend(frontier(
+            &[(name.clone(), m.clone())],
+            &hops,
+            &val,
+            if plan.quick { 10.0 } else { 60.0 },
+            threads,
+        )?);
+    }
+    Ok(())
 }
 
 #[cfg(feature = "train")]

@@ -329,6 +329,12 @@ pub struct Report {
     pub mfr_arms: Vec<ArmSummary>,
     /// Core speed.
     pub speed: Vec<SpeedRow>,
+    /// Batched offline path: GFLOP/s next to a plain sgemm of the encoder's shape.
+    #[serde(default)]
+    pub batched: Vec<super::frontier::GflopsRow>,
+    /// Speed/quality frontier over hop for each model (validation windows).
+    #[serde(default)]
+    pub frontier: Vec<super::frontier::FrontierRow>,
     /// Models measured.
     pub models: Vec<ModelInfo>,
     /// Figures written (relative paths).
@@ -607,6 +613,14 @@ impl Report {
                     r.model, r.channels, r.seconds, r.windows_per_s, r.x_realtime
                 );
             }
+        }
+        if !(self.batched.is_empty() && self.frontier.is_empty()) {
+            s.push('\n');
+            s.push_str(&super::frontier::to_markdown(
+                &self.batched,
+                &self.frontier,
+                None,
+            ));
         }
         if !self.models.is_empty() {
             let _ = writeln!(

@@ -7,6 +7,8 @@
 //! - [`npy`] and [`eegdenoisenet`]: loading EEGdenoiseNet's own `.npy` epoch files.
 //! - [`corpus`]: clean segments from every source, split once; training/test windows.
 //! - [`baselines`]: band-pass + notch (tuned on validation) and db4 wavelet thresholding.
+//! - [`frontier`]: batched-path GFLOP/s against a plain sgemm, the speed/quality frontier
+//!   over hop and model size, and timing an hour of EEG against a zero-phase band-pass.
 //! - [`harness`] and [`bench`]: `mfr-eeg bench` (quality, MFR vs no MFR, speed, figures).
 //! - `train_denoiser` (feature `train`): `mfr-eeg train-denoiser`, the shipped models.
 
@@ -15,6 +17,7 @@ pub mod bench;
 pub mod corpus;
 pub mod data;
 pub mod eegdenoisenet;
+pub mod frontier;
 pub mod harness;
 pub mod metrics;
 pub mod npy;

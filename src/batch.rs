@@ -1,0 +1,829 @@
+//! The batched offline denoiser (std): the result of [`crate::core::denoise_offline_into`]
+//! (reflected edges, the model's window normalisation, TopK, the gated linear path, weighted
+//! overlap-add, the fault rules), computed with many windows per encoder matrix product.
+//!
+//! The streaming core encodes one window at a time as a matrix-vector product, which reads the
+//! whole encoder matrix from cache for ~2 flops per weight. Here up to [`BatchScratch::batch`]
+//! windows are normalised into the rows of a matrix `A` and encoded together by one blocked
+//! product `A W_enc` (the `matrixmultiply` crate's sgemm), so each weight loaded into a
+//! register is reused across windows. TopK, the sparse decode over the k kept rows, the linear
+//! path and the overlap-add then run per window, in window order.
+//!
+//! - [`BatchModel`]: the model's weights decoded once into aligned `f32` (int8 matrices as
+//!   their integer values, scales kept apart), shared read-only by any number of threads.
+//! - [`BatchScratch`]: one thread's buffers (and a cached [`BatchModel`] for
+//!   [`denoise_batched_into`]).
+//! - [`denoise_batched_into`]: same inputs as the core function, with a scratch instead of
+//!   `work`/`topk`.
+//!
+//! **Difference to the core.** Only the encoder's sums are added in another order (blocked
+//! instead of one weight row after another), so pre-activations differ by f32 rounding
+//! (~1e-7 relative). The decode adds the kept rows in index order instead of largest first,
+//! another rounding-level change. Where two pre-activations at the k-th place are closer than
+//! that rounding, the kept set can differ by one latent; the integration tests measure the
+//! resulting error over many windows of real EEG and state the bound. int8 models keep the
+//! core's per-window activation quantisation; only the integer dot products are accumulated in
+//! f32 (exact up to 2^24, rounding beyond).
+
+use crate::core::{
+    Activation, CoreError, FaultCounts, Normalisation, SAMPLE_LIMIT, Sae, SaeConfig, Skip, Weights,
+    ola_window_into, reflect_index, zscore_stats,
+};
+
+/// Windows encoded per matrix product unless [`BatchScratch::with_batch`] says otherwise.
+/// Large enough that the product runs near the sgemm's speed for a 256 x 1024 encoder, small
+/// enough that `A` and the pre-activations stay in the L2 cache of common CPUs.
+pub const DEFAULT_BATCH: usize = 128;
+
+fn le_f32(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+/// The int8 parts of a [`BatchModel`].
+#[derive(Clone, Debug, PartialEq)]
+struct Int8Parts {
+    /// `W_enc_scale [d_sae]`.
+    enc_scale: Vec<f32>,
+    /// `W_dec_scale [d_sae]`.
+    dec_scale: Vec<f32>,
+    /// Largest |activation code|: the core's bound, so codes are the same integers.
+    qmax: f32,
+}
+
+/// The core's int8 activation-code bound (`d_in * 128 * qmax` fits an i32, at most 32767);
+/// the same integers must come out here as there.
+fn int8_qmax(d_in: usize) -> f32 {
+    let bound = (i32::MAX as usize) / (128 * d_in.max(1));
+    bound.min(32767) as f32
+}
+
+/// A model's weights decoded once for the batched path: aligned `f32` matrices (for int8
+/// models the integer values, with the per-latent scales kept apart so the core's int8
+/// arithmetic is reproduced), the biases, and the linear path's taps.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BatchModel {
+    config: SaeConfig,
+    /// `W_enc [d_in, d_sae]` row-major.
+    w_enc: Vec<f32>,
+    /// `W_dec [d_sae, d_in]` row-major.
+    w_dec: Vec<f32>,
+    b_enc: Vec<f32>,
+    b_dec: Vec<f32>,
+    int8: Option<Int8Parts>,
+    /// Linear-path taps (little-endian bytes, as [`Skip`] reads them) and gate.
+    skip: Option<(Vec<u8>, f32)>,
+    /// The same taps decoded (empty without a linear path).
+    taps: Vec<f32>,
+}
+
+impl BatchModel {
+    /// Decodes the weights of a validated [`Sae`] (2 x `d_in * d_sae` floats).
+    pub fn new(sae: &Sae<'_>) -> Self {
+        let config = sae.config();
+        let (w_enc, w_dec, b_enc, b_dec, int8) = match sae.weights() {
+            Weights::F32(w) => (
+                le_f32(w.w_enc),
+                le_f32(w.w_dec),
+                le_f32(w.b_enc),
+                le_f32(w.b_dec),
+                None,
+            ),
+            Weights::Int8(w) => {
+                let ints = |b: &[u8]| b.iter().map(|&v| f32::from(v as i8)).collect();
+                (
+                    ints(w.w_enc),
+                    ints(w.w_dec),
+                    le_f32(w.b_enc),
+                    le_f32(w.b_dec),
+                    Some(Int8Parts {
+                        enc_scale: le_f32(w.w_enc_scale),
+                        dec_scale: le_f32(w.w_dec_scale),
+                        qmax: int8_qmax(config.d_in),
+                    }),
+                )
+            }
+        };
+        Self {
+            config,
+            w_enc,
+            w_dec,
+            b_enc,
+            b_dec,
+            int8,
+            skip: sae.skip().map(|s| (s.taps.to_vec(), s.gate)),
+            taps: sae.skip().map_or_else(Vec::new, |s| le_f32(s.taps)),
+        }
+    }
+
+    /// Sizes and modes of the model.
+    pub const fn config(&self) -> SaeConfig {
+        self.config
+    }
+
+    /// True if the model's matrices are int8.
+    pub const fn is_int8(&self) -> bool {
+        self.int8.is_some()
+    }
+
+    /// Floating-point operations per window: the dense encode (`2 d_in d_sae`), the sparse
+    /// decode (`2 k d_in`) and, if present, the linear path (`2 taps d_in`). Normalisation,
+    /// TopK and overlap-add are not counted.
+    pub fn flops_per_window(&self) -> u64 {
+        let c = self.config;
+        let taps = self.skip.as_ref().map_or(0, |(t, _)| t.len() / 4);
+        2 * (c.d_in * c.d_sae + c.k * c.d_in + taps * c.d_in) as u64
+    }
+
+    /// True if this is the decoded form of `sae`'s weights (compared value by value).
+    fn matches(&self, sae: &Sae<'_>) -> bool {
+        let same = |v: &[f32], b: &[u8]| {
+            v.len() * 4 == b.len()
+                && v.iter()
+                    .zip(b.chunks_exact(4))
+                    .all(|(x, c)| x.to_bits() == u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        };
+        let same_i8 = |v: &[f32], b: &[u8]| {
+            v.len() == b.len() && v.iter().zip(b).all(|(x, &q)| *x == f32::from(q as i8))
+        };
+        let skip_same = match (&self.skip, sae.skip()) {
+            (None, None) => true,
+            (Some((t, g)), Some(s)) => t.as_slice() == s.taps && g.to_bits() == s.gate.to_bits(),
+            _ => false,
+        };
+        self.config == sae.config()
+            && skip_same
+            && match (sae.weights(), &self.int8) {
+                (Weights::F32(w), None) => {
+                    same(&self.b_enc, w.b_enc)
+                        && same(&self.b_dec, w.b_dec)
+                        && same(&self.w_enc, w.w_enc)
+                        && same(&self.w_dec, w.w_dec)
+                }
+                (Weights::Int8(w), Some(p)) => {
+                    same(&self.b_enc, w.b_enc)
+                        && same(&self.b_dec, w.b_dec)
+                        && same(&p.enc_scale, w.w_enc_scale)
+                        && same(&p.dec_scale, w.w_dec_scale)
+                        && same_i8(&self.w_enc, w.w_enc)
+                        && same_i8(&self.w_dec, w.w_dec)
+                }
+                _ => false,
+            }
+    }
+
+    /// Denoises a whole single-channel signal (`out.len() == x.len()`) exactly as
+    /// [`crate::core::denoise_offline_into`] specifies (module docs: the difference is f32
+    /// rounding in the encoder). Returns the faults repaired, counted as the core counts them.
+    pub fn denoise_into(
+        &self,
+        hop: usize,
+        x: &[f32],
+        out: &mut [f32],
+        s: &mut BatchScratch,
+    ) -> Result<FaultCounts, CoreError> {
+        let SaeConfig { d_in, d_sae, k, .. } = self.config;
+        if hop == 0 || hop > d_in {
+            return Err(CoreError::InvalidHop { hop, d_in });
+        }
+        if out.len() != x.len() {
+            return Err(CoreError::BufferLength {
+                buffer: "out",
+                expected: x.len(),
+                got: out.len(),
+            });
+        }
+        let mut faults = FaultCounts::default();
+        let n = x.len();
+        if n == 0 {
+            return Ok(faults);
+        }
+        s.size_for(self, hop)?;
+        s.hint = None;
+        #[cfg(target_arch = "x86_64")]
+        let avx2 = std::arch::is_x86_feature_detected!("avx2");
+        out.fill(0.0);
+        let pad = d_in - 1;
+        // The same windows as the core: m*hop - 1 is the stream time of window m's last sample.
+        let m_first = d_in.div_ceil(hop);
+        let m_last = (pad + n + d_in - 1) / hop;
+        let mut m0 = m_first;
+        while m0 <= m_last {
+            let rows = s.batch.min(m_last + 1 - m0);
+            self.prepare_rows(hop, m0, rows, x, s, &mut faults);
+            // SAFETY: `a` is rows x d_in, `w_enc` d_in x d_sae, `c` rows x d_sae, all
+            // row-major and sized by `size_for` / `new`; the strides say exactly that.
+            unsafe {
+                matrixmultiply::sgemm(
+                    rows,
+                    d_in,
+                    d_sae,
+                    1.0,
+                    s.a.as_ptr(),
+                    d_in as isize,
+                    1,
+                    self.w_enc.as_ptr(),
+                    d_sae as isize,
+                    1,
+                    0.0,
+                    s.c.as_mut_ptr(),
+                    d_sae as isize,
+                    1,
+                );
+            }
+            for r in 0..rows {
+                #[cfg(target_arch = "x86_64")]
+                if avx2 {
+                    // SAFETY: AVX2 support was detected at run time above.
+                    unsafe { self.finish_window_avx2(hop, m0 + r, r, n, s, out, &mut faults, k) };
+                    continue;
+                }
+                self.finish_window(hop, m0 + r, r, n, s, out, &mut faults, k);
+            }
+            m0 += rows;
+        }
+        Ok(faults)
+    }
+
+    /// Fills rows `0..rows` of `s.win` (sanitised windows `m0..m0 + rows`), `s.xn` (their
+    /// normalised form) and `s.a` (the encoder's input: `xn - b_dec`, or for int8 its integer
+    /// codes), and the per-window statistics.
+    fn prepare_rows(
+        &self,
+        hop: usize,
+        m0: usize,
+        rows: usize,
+        x: &[f32],
+        s: &mut BatchScratch,
+        faults: &mut FaultCounts,
+    ) {
+        let d_in = self.config.d_in;
+        let n = x.len();
+        let pad = d_in - 1;
+        let norm = self.config.normalisation;
+        for r in 0..rows {
+            let start = ((m0 + r) * hop) as isize - d_in as isize - pad as isize;
+            let win = &mut s.win[r * d_in..(r + 1) * d_in];
+            let first = start.max(0) as usize;
+            if start >= 0 && first + d_in <= n {
+                // Interior window: a straight copy (reflection is the identity here).
+                for (w, &v) in win.iter_mut().zip(&x[first..first + d_in]) {
+                    *w = sanitise(v, faults);
+                }
+            } else {
+                for (i, w) in win.iter_mut().enumerate() {
+                    let v = x[reflect_index(start + i as isize, n)];
+                    *w = sanitise(v, faults);
+                }
+            }
+            let xn = &mut s.xn[r * d_in..(r + 1) * d_in];
+            let (mean, scale) = match norm {
+                Normalisation::None => {
+                    xn.copy_from_slice(win);
+                    (0.0, 1.0)
+                }
+                Normalisation::WindowZscore | Normalisation::WindowZscoreNoMean => {
+                    let (mean, scale) = zscore_stats(win);
+                    for (o, &v) in xn.iter_mut().zip(win.iter()) {
+                        *o = (v - mean) / scale;
+                    }
+                    (mean, scale)
+                }
+            };
+            let a = &mut s.a[r * d_in..(r + 1) * d_in];
+            let mut sx = 0.0;
+            match &self.int8 {
+                None => {
+                    for ((o, &v), &b) in a.iter_mut().zip(xn.iter()).zip(&self.b_dec) {
+                        *o = v - b;
+                    }
+                }
+                Some(p) => {
+                    // The core's per-window activation quantisation, to the same integers.
+                    let mut amax = 0.0f32;
+                    for ((o, &v), &b) in a.iter_mut().zip(xn.iter()).zip(&self.b_dec) {
+                        let c = v - b;
+                        *o = c;
+                        let m = if c < 0.0 { -c } else { c };
+                        if m > amax {
+                            amax = m;
+                        }
+                    }
+                    let inv = if amax > 0.0 && amax.is_finite() {
+                        sx = amax / p.qmax;
+                        p.qmax / amax
+                    } else {
+                        0.0
+                    };
+                    for o in a.iter_mut() {
+                        let q = (*o * inv).round();
+                        *o = if q > p.qmax {
+                            p.qmax
+                        } else if q < -p.qmax {
+                            -p.qmax
+                        } else if q.is_nan() {
+                            0.0
+                        } else {
+                            q
+                        };
+                    }
+                }
+            }
+            s.stats[r] = WindowStats { mean, scale, sx };
+        }
+    }
+
+    /// [`BatchModel::finish_window`] compiled for AVX2 (8-wide vectors); the arithmetic is
+    /// the same (no fused multiply-adds are formed), only the vector width changes.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    #[allow(clippy::too_many_arguments)]
+    fn finish_window_avx2(
+        &self,
+        hop: usize,
+        m: usize,
+        r: usize,
+        n: usize,
+        s: &mut BatchScratch,
+        out: &mut [f32],
+        faults: &mut FaultCounts,
+        k: usize,
+    ) {
+        self.finish_window(hop, m, r, n, s, out, faults, k);
+    }
+
+    /// Bias, TopK, sparse decode, linear path, de-normalisation, the fault rule and the
+    /// overlap-add of row `r` (window `m`).
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn finish_window(
+        &self,
+        hop: usize,
+        m: usize,
+        r: usize,
+        n: usize,
+        s: &mut BatchScratch,
+        out: &mut [f32],
+        faults: &mut FaultCounts,
+        k: usize,
+    ) {
+        let SaeConfig {
+            d_in,
+            d_sae,
+            activation,
+            normalisation,
+            ..
+        } = self.config;
+        let st = s.stats[r];
+        let pre = &mut s.c[r * d_sae..(r + 1) * d_sae];
+        match &self.int8 {
+            None => {
+                for (p, &b) in pre.iter_mut().zip(&self.b_enc) {
+                    *p += b;
+                }
+            }
+            Some(q) => {
+                for ((p, &b), &sc) in pre.iter_mut().zip(&self.b_enc).zip(&q.enc_scale) {
+                    *p = b + (st.sx * sc) * *p;
+                }
+            }
+        }
+        let kept = select_topk(pre, k, &mut s.ords, &mut s.keys, &mut s.topk, &mut s.hint);
+        // The kept rows' coefficients, zeros dropped as the core drops them.
+        s.coef.clear();
+        for &j in &s.topk[..kept] {
+            let z = activate(activation, pre[j]);
+            if z != 0.0 {
+                let c = match &self.int8 {
+                    None => z,
+                    Some(q) => z * q.dec_scale[j],
+                };
+                s.coef.push((j, c));
+            }
+        }
+        let y = &mut s.y;
+        y.copy_from_slice(&self.b_dec);
+        // Decode by blocks of 32 outputs, all kept rows per block, so the block's sums stay
+        // in registers instead of going through memory once per row. Each output still adds
+        // the rows in the same (index) order, so the rounding is that of a row-by-row loop.
+        let mut b0 = 0;
+        while b0 < d_in {
+            let w = DECODE_BLOCK.min(d_in - b0);
+            if w == DECODE_BLOCK {
+                let mut acc = [0.0f32; DECODE_BLOCK];
+                acc.copy_from_slice(&y[b0..b0 + DECODE_BLOCK]);
+                for &(j, c) in &s.coef {
+                    let row = &self.w_dec[j * d_in + b0..j * d_in + b0 + DECODE_BLOCK];
+                    for (a, &v) in acc.iter_mut().zip(row) {
+                        *a += c * v;
+                    }
+                }
+                y[b0..b0 + DECODE_BLOCK].copy_from_slice(&acc);
+            } else {
+                for &(j, c) in &s.coef {
+                    let row = &self.w_dec[j * d_in + b0..j * d_in + b0 + w];
+                    for (o, &v) in y[b0..b0 + w].iter_mut().zip(row) {
+                        *o += c * v;
+                    }
+                }
+            }
+            b0 += w;
+        }
+        let xn = &s.xn[r * d_in..(r + 1) * d_in];
+        if let Some((bytes, gate)) = &self.skip {
+            // The core's gate decision (a sequential sum, kept as is so borderline windows
+            // decide alike), then its tap loop inlined here so it gets this function's vectors.
+            if (Skip {
+                taps: bytes,
+                gate: *gate,
+            })
+            .opens(xn)
+            {
+                let c = self.taps.len() / 2;
+                for (l, &t) in self.taps.iter().enumerate() {
+                    let lo = c.saturating_sub(l);
+                    let hi = (d_in + c).saturating_sub(l).min(d_in);
+                    if lo >= hi {
+                        continue;
+                    }
+                    let src = lo + l - c;
+                    for (o, &v) in y[lo..hi].iter_mut().zip(&xn[src..src + (hi - lo)]) {
+                        *o += t * v;
+                    }
+                }
+            }
+        }
+        if normalisation != Normalisation::None {
+            let back = normalisation.output_offset(st.mean);
+            for o in y.iter_mut() {
+                *o = *o * st.scale + back;
+            }
+        }
+        let win = &s.win[r * d_in..(r + 1) * d_in];
+        if !y.iter().all(|&v| sane(v)) {
+            y.copy_from_slice(win);
+            faults.windows = faults.windows.saturating_add(1);
+        }
+        let pad = d_in - 1;
+        let start = (m * hop) as isize - d_in as isize - pad as isize;
+        // Output positions start..start + d_in, clipped to 0..n.
+        let lo = (-start).max(0) as usize;
+        let hi = (n as isize - start).clamp(0, d_in as isize) as usize;
+        if lo < hi {
+            let o0 = (start + lo as isize) as usize;
+            for ((o, &w), &yv) in out[o0..o0 + (hi - lo)]
+                .iter_mut()
+                .zip(&s.ola_w[lo..hi])
+                .zip(&y[lo..hi])
+            {
+                *o += w * yv;
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn sane(v: f32) -> bool {
+    (-SAMPLE_LIMIT..=SAMPLE_LIMIT).contains(&v)
+}
+
+#[inline(always)]
+fn sanitise(v: f32, faults: &mut FaultCounts) -> f32 {
+    if sane(v) {
+        v
+    } else {
+        faults.input_samples = faults.input_samples.saturating_add(1);
+        0.0
+    }
+}
+
+#[inline(always)]
+fn activate(a: Activation, pre: f32) -> f32 {
+    match a {
+        Activation::TopkRelu => {
+            if pre > 0.0 {
+                pre
+            } else {
+                0.0
+            }
+        }
+        Activation::TopkSigned => pre,
+    }
+}
+
+/// A u32 whose order is the IEEE order of `v` (`-0.0` mapped to `0.0`, so they tie as the
+/// core's `>` makes them tie). NaN is excluded by the caller.
+#[inline(always)]
+fn order_u32(v: f32) -> u32 {
+    let bits = (v + 0.0).to_bits(); // -0.0 + 0.0 == +0.0
+    if bits & 0x8000_0000 != 0 {
+        !bits
+    } else {
+        bits | 0x8000_0000
+    }
+}
+
+/// A key whose descending order is the core's TopK order: value descending, then index
+/// ascending. Unique per index, so a threshold on it selects exactly k.
+#[inline(always)]
+fn order_key(ord: u32, j: usize) -> u64 {
+    (u64::from(ord) << 32) | u64::from(!(j as u32))
+}
+
+/// How many ords are >= t: a branch-free loop the compiler vectorises (wrapping adds, since
+/// this crate keeps overflow checks on in release and a checked add would stay scalar; the
+/// count cannot exceed `ords.len()`).
+#[inline(always)]
+fn count_ge(ords: &[u32], t: u32) -> usize {
+    ords.iter()
+        .fold(0u32, |a, &o| a.wrapping_add(u32::from(o >= t))) as usize
+}
+
+/// Outputs decoded together (four AVX2 registers of sums).
+const DECODE_BLOCK: usize = 32;
+
+/// Candidates at most this many are resolved by an exact sort-free selection on keys.
+const TOPK_CANDIDATES: usize = 64;
+
+/// The set [`crate::core::topk_into`] keeps (the k largest, ties to the lower index), written
+/// into `idx[..got]` in ascending index order; returns `got = min(k, pre.len())`. `idx` needs
+/// one slot more than k (the branch-free compaction writes one past the last kept index).
+///
+/// Why not the core's insertion: with k = 128 of 1024 it costs several times the window's
+/// encode. Here thresholds on order-preserving integers are counted with vectorised passes:
+/// starting from the previous window's threshold (`hint`; overlapping windows have close
+/// thresholds), a bracket `[lo, hi)` with `count(>= lo) >= k > count(>= hi)` is found and
+/// narrowed until few values lie inside; those few are ordered exactly by key. A NaN (kept out
+/// by the core's fault rules in practice) falls back to the core's own selection, so the rule
+/// is the core's in every case.
+#[inline(always)]
+fn select_topk(
+    pre: &[f32],
+    k: usize,
+    ords: &mut Vec<u32>,
+    keys: &mut Vec<u64>,
+    idx: &mut [usize],
+    hint: &mut Option<u32>,
+) -> usize {
+    let k = k.min(pre.len()).min(idx.len().saturating_sub(1));
+    if k == 0 {
+        return 0;
+    }
+    if pre.iter().any(|v| v.is_nan()) {
+        let got = crate::core::topk_into(pre, &mut idx[..k]);
+        idx[..got].sort_unstable();
+        return got;
+    }
+    ords.clear();
+    ords.extend(pre.iter().map(|&v| order_u32(v)));
+    let ords = ords.as_slice();
+    // count(>= 0) = n >= k; count(>= u32::MAX) = 0 < k (no NaN, and +inf maps below MAX).
+    let (mut lo, mut c_lo, mut hi, mut c_hi) = (0u32, ords.len(), u32::MAX, 0usize);
+    if let Some(h) = *hint {
+        let c = count_ge(ords, h);
+        let mut d = 1u32 << 12;
+        if c >= k {
+            (lo, c_lo) = (h, c);
+            loop {
+                let t = lo.saturating_add(d);
+                let ct = if t == u32::MAX { 0 } else { count_ge(ords, t) };
+                if ct < k {
+                    (hi, c_hi) = (t, ct);
+                    break;
+                }
+                (lo, c_lo) = (t, ct);
+                d = d.saturating_mul(4);
+            }
+        } else {
+            (hi, c_hi) = (h, c);
+            loop {
+                let t = hi.saturating_sub(d);
+                let ct = if t == 0 {
+                    ords.len()
+                } else {
+                    count_ge(ords, t)
+                };
+                if ct >= k {
+                    (lo, c_lo) = (t, ct);
+                    break;
+                }
+                (hi, c_hi) = (t, ct);
+                d = d.saturating_mul(4);
+            }
+        }
+    }
+    while c_lo - c_hi > TOPK_CANDIDATES && hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        let c = count_ge(ords, mid);
+        if c >= k {
+            (lo, c_lo) = (mid, c);
+        } else {
+            (hi, c_hi) = (mid, c);
+        }
+    }
+    *hint = Some(lo);
+    // Everything >= hi is kept (c_hi < k of them); the remaining k - c_hi come from [lo, hi)
+    // in key order.
+    // Branch-free compaction of the c_lo - c_hi candidates (one spare slot at the end).
+    keys.clear();
+    keys.resize(c_lo - c_hi + 1, 0);
+    let mut nc = 0usize;
+    for (j, &o) in ords.iter().enumerate() {
+        keys[nc] = order_key(o, j);
+        nc = nc.wrapping_add(usize::from(o >= lo && o < hi));
+    }
+    let r = k - c_hi;
+    let kth = *keys[..nc].select_nth_unstable_by(r - 1, |a, b| b.cmp(a)).1;
+    let mut got = 0;
+    for (j, &o) in ords.iter().enumerate() {
+        // Branch-free compaction: always write, advance only when kept (got <= k here, since
+        // exactly k keys are >= kth).
+        idx[got] = j;
+        got = got.wrapping_add(usize::from(order_key(o, j) >= kth));
+    }
+    got
+}
+
+/// Per-window values kept between the encode and the rest.
+#[derive(Clone, Copy, Debug, Default)]
+struct WindowStats {
+    mean: f32,
+    scale: f32,
+    /// int8 activation scale (0 for f32 models).
+    sx: f32,
+}
+
+/// One thread's buffers for the batched path, grown on first use and reused after. Holds a
+/// decoded copy of the last model seen by [`denoise_batched_into`].
+#[derive(Clone, Debug)]
+pub struct BatchScratch {
+    batch: usize,
+    model: Option<BatchModel>,
+    ola_w: Vec<f32>,
+    ola_hop: usize,
+    win: Vec<f32>,
+    xn: Vec<f32>,
+    a: Vec<f32>,
+    c: Vec<f32>,
+    y: Vec<f32>,
+    stats: Vec<WindowStats>,
+    keys: Vec<u64>,
+    ords: Vec<u32>,
+    /// (latent, decode coefficient) of the kept latents of one window.
+    coef: Vec<(usize, f32)>,
+    /// The previous window's TopK threshold, where the next search starts.
+    hint: Option<u32>,
+    topk: Vec<usize>,
+}
+
+impl Default for BatchScratch {
+    fn default() -> Self {
+        Self::with_batch(DEFAULT_BATCH)
+    }
+}
+
+impl BatchScratch {
+    /// Buffers for `batch` windows per matrix product (at least 1).
+    pub fn with_batch(batch: usize) -> Self {
+        Self {
+            batch: batch.max(1),
+            model: None,
+            ola_w: Vec::new(),
+            ola_hop: 0,
+            win: Vec::new(),
+            xn: Vec::new(),
+            a: Vec::new(),
+            c: Vec::new(),
+            y: Vec::new(),
+            stats: Vec::new(),
+            keys: Vec::new(),
+            ords: Vec::new(),
+            coef: Vec::new(),
+            hint: None,
+            topk: Vec::new(),
+        }
+    }
+
+    /// Windows per matrix product.
+    pub const fn batch(&self) -> usize {
+        self.batch
+    }
+
+    fn size_for(&mut self, m: &BatchModel, hop: usize) -> Result<(), CoreError> {
+        let SaeConfig { d_in, d_sae, k, .. } = m.config;
+        let b = self.batch;
+        if self.ola_w.len() != d_in || self.ola_hop != hop {
+            self.ola_w.resize(d_in, 0.0);
+            ola_window_into(hop, &mut self.ola_w)?;
+            self.ola_hop = hop;
+        }
+        self.win.resize(b * d_in, 0.0);
+        self.xn.resize(b * d_in, 0.0);
+        self.a.resize(b * d_in, 0.0);
+        self.c.resize(b * d_sae, 0.0);
+        self.y.resize(d_in, 0.0);
+        self.stats.resize(b, WindowStats::default());
+        self.topk.resize(k + 1, 0);
+        self.keys.reserve(d_sae);
+        self.ords.reserve(d_sae);
+        self.coef.reserve(k);
+        Ok(())
+    }
+}
+
+/// [`crate::core::denoise_offline_into`] computed by the batched path: same model, hop, input
+/// and output, with a [`BatchScratch`] in place of the core's `work` and `topk` buffers. The
+/// scratch decodes the model's weights on first use and keeps them while later calls pass
+/// the same weights (checked value by value, ~2 x `d_in * d_sae` comparisons, small next to
+/// one channel's denoising); callers with many short signals can hold a [`BatchModel`] and
+/// call [`BatchModel::denoise_into`] instead.
+pub fn denoise_batched_into(
+    sae: &Sae<'_>,
+    hop: usize,
+    x: &[f32],
+    out: &mut [f32],
+    scratch: &mut BatchScratch,
+) -> Result<FaultCounts, CoreError> {
+    let model = match scratch.model.take() {
+        Some(m) if m.matches(sae) => m,
+        _ => BatchModel::new(sae),
+    };
+    let r = model.denoise_into(hop, x, out, scratch);
+    scratch.model = Some(model);
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn order_key_follows_the_core_rule() {
+        // Larger value first; equal values (including -0.0 vs 0.0): lower index first.
+        let key = |v: f32, j| order_key(order_u32(v), j);
+        assert!(key(2.0, 5) > key(1.0, 0));
+        assert!(key(1.0, 0) > key(1.0, 1));
+        assert!(key(0.0, 3) > key(-0.0, 4));
+        assert!(key(-0.0, 3) > key(0.0, 4));
+        assert!(key(-1.0, 0) > key(-2.0, 0));
+        assert!(key(-1e-30, 0) < key(0.0, 9));
+        assert!(key(f32::INFINITY, 9) > key(f32::MAX, 0));
+        assert!(order_u32(f32::INFINITY) < u32::MAX);
+    }
+
+    #[test]
+    fn selection_equals_core_topk_including_ties_and_nan() {
+        let mut r = crate::rng::Rng::new(7);
+        let (mut keys, mut ords) = (Vec::new(), Vec::new());
+        // One hint carried across trials, as across windows: any start must give the same set.
+        let mut hint = None;
+        for trial in 0..300 {
+            let n = 1 + trial % 70;
+            // Few distinct values, so ties are common; some signed zeros.
+            let mut v: Vec<f32> = (0..n)
+                .map(|_| ((r.normal() * 2.0).round() as f32) * 0.5)
+                .collect();
+            if trial % 7 == 0 {
+                v[0] = -0.0;
+            }
+            if trial % 11 == 0 {
+                v[n / 2] = f32::NAN;
+            }
+            for k in [1, n / 3 + 1, n] {
+                let mut want = vec![0usize; k];
+                let kw = crate::core::topk_into(&v, &mut want);
+                want.truncate(kw);
+                want.sort_unstable();
+                let mut got = vec![0usize; k + 1];
+                let kg = select_topk(&v, k, &mut ords, &mut keys, &mut got, &mut hint);
+                assert_eq!(&got[..kg], &want[..], "values {v:?} k {k}");
+            }
+        }
+        // Continuous values of a model's size: slowly drifting (the hint is close) and
+        // unrelated (the hint is far), so the bracket search runs in both directions.
+        let mut v: Vec<f32> = (0..1024).map(|_| r.normal() as f32).collect();
+        for trial in 0..200 {
+            if trial % 10 == 0 {
+                let shift = (r.normal() * 3.0) as f32;
+                v.iter_mut().for_each(|x| *x = r.normal() as f32 + shift);
+            } else {
+                v.iter_mut().for_each(|x| *x += (r.normal() * 0.01) as f32);
+            }
+            let k = [1, 64, 128, 1023, 1024][trial % 5];
+            let mut want = vec![0usize; k];
+            crate::core::topk_into(&v, &mut want);
+            want.sort_unstable();
+            let mut got = vec![0usize; k + 1];
+            let kg = select_topk(&v, k, &mut ords, &mut keys, &mut got, &mut hint);
+            assert_eq!(&got[..kg], &want[..], "trial {trial} k {k}");
+        }
+    }
+
+    #[test]
+    fn int8_qmax_is_the_core_bound() {
+        assert_eq!(int8_qmax(256), 32767.0);
+        assert_eq!(int8_qmax(1024), 16383.0);
+    }
+}
