@@ -9,8 +9,10 @@
 //!    amplifiers pass through untouched;
 //! 3. conversion to microvolts and, when the channel's rate differs from the model's,
 //!    polyphase resampling to the model's rate ([`crate::io::resample`]);
-//! 4. the core's offline denoiser ([`crate::core::denoise_offline_into`], equal bit for bit to
-//!    streaming);
+//! 4. the model, by the batched offline path ([`crate::batch::denoise_batched_into`]: many
+//!    windows per encoder matrix product; the core's windows, TopK rule and overlap-add, within
+//!    1e-5 of the core's [`crate::core::denoise_offline_into`] relative to the signal's RMS, and
+//!    the same bits whatever the batch, so blocks still equal the whole signal);
 //! 5. back to the channel's rate: by default the model's correction (output minus input) is
 //!    resampled back and added to the channel, so content above the model's Nyquist frequency
 //!    passes through unchanged ([`HighBand::Keep`]); [`HighBand::Drop`] returns only the model's
@@ -44,7 +46,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use crate::core::{CoreError, FaultCounts, Sae, denoise_offline_into, offline_work_len};
+use crate::batch::{BatchScratch, denoise_batched_into};
+use crate::core::{CoreError, FaultCounts, Sae};
 use crate::io::edf::{
     EdfError, EdfReader, Header, RewriteError, check_output_is_not_input, rewrite_checked,
     select_channels,
@@ -345,8 +348,7 @@ pub struct Scratch {
     model_in: Vec<f32>,
     model_out: Vec<f32>,
     back: Vec<f32>,
-    work: Vec<f32>,
-    topk: Vec<usize>,
+    batch: BatchScratch,
 }
 
 /// The model side of the pipeline: the SAE, its hop and its sampling rate.
@@ -519,18 +521,15 @@ impl<'m> Denoiser<'m> {
                 .zip(&scratch.base)
                 .map(|(&x, &b)| ((f64::from(x) - f64::from(b)) * to_uv) as f32),
         );
-        scratch.work.resize(offline_work_len(sae), 0.0);
-        scratch.topk.resize(sae.k(), 0);
         let faults = match &plan.resample {
             None => {
                 scratch.model_out.resize(len, 0.0);
-                let f = denoise_offline_into(
+                let f = denoise_batched_into(
                     sae,
                     self.hop,
                     &scratch.uv,
                     &mut scratch.model_out,
-                    &mut scratch.work,
-                    &mut scratch.topk,
+                    &mut scratch.batch,
                 )?;
                 std::mem::swap(&mut scratch.uv, &mut scratch.model_out);
                 f
@@ -539,13 +538,12 @@ impl<'m> Denoiser<'m> {
                 scratch.model_in.resize(there.output_len(len), 0.0);
                 there.process_into(&scratch.uv, &mut scratch.model_in);
                 scratch.model_out.resize(scratch.model_in.len(), 0.0);
-                let f = denoise_offline_into(
+                let f = denoise_batched_into(
                     sae,
                     self.hop,
                     &scratch.model_in,
                     &mut scratch.model_out,
-                    &mut scratch.work,
-                    &mut scratch.topk,
+                    &mut scratch.batch,
                 )?;
                 scratch.back.resize(len, 0.0);
                 match self.high_band {
