@@ -7,6 +7,8 @@
 //! - [`npy`] and [`eegdenoisenet`]: loading EEGdenoiseNet's own `.npy` epoch files.
 //! - [`corpus`]: clean segments from every source, split once; training/test windows.
 //! - [`baselines`]: band-pass + notch (tuned on validation) and db4 wavelet thresholding.
+//! - [`ica`] and [`ocular`]: FastICA and the eye-artifact measures on real multi-channel
+//!   recordings (`mfr-eeg eog-check`).
 //! - [`harness`] and [`bench`]: `mfr-eeg bench` (quality, MFR vs no MFR, speed, figures).
 //! - `train_denoiser` (feature `train`): `mfr-eeg train-denoiser`, the shipped models.
 
@@ -16,8 +18,10 @@ pub mod corpus;
 pub mod data;
 pub mod eegdenoisenet;
 pub mod harness;
+pub mod ica;
 pub mod metrics;
 pub mod npy;
+pub mod ocular;
 #[cfg(feature = "train")]
 pub mod train_denoiser;
 pub mod welch;
