@@ -20,11 +20,14 @@
 //! Key types: [`ReferencePlan`], [`Reference`], [`Isolation`], [`BlockReport`], [`OcularError`].
 
 use crate::core::{
-    ArtifactGate, ChannelState, CoreError, GateConfig, RefRegression, RegressionConfig, Sae,
-    SpatialError, denoise_offline_into, offline_work_len,
+    ArtifactGate, ChannelState, CoreError, DcBlocker, GateConfig, RefRegression, RegressionConfig,
+    Sae, SpatialError, denoise_offline_into, offline_work_len,
 };
 use crate::io::edf::normalise_label;
 use crate::io::resample::{ResampleError, Resampler};
+
+/// Corner in Hz of the DC blocker applied to each reference before its gate.
+pub const PRE_DC_CORNER_HZ: f64 = 0.02;
 
 /// Most references one regression takes (EOG channels beyond this are an error).
 pub const MAX_REFERENCES: usize = 4;
@@ -359,18 +362,23 @@ pub fn clean_block(
             .map(|r| iso.residual(r, fs_hz))
             .collect::<Result<_, _>>()?,
     };
-    let waves = if gated {
-        waves
-            .into_iter()
-            .map(|w| {
-                let mut g = ArtifactGate::new(GateConfig::for_rate(fs_hz as f32));
-                w.into_iter().map(|v| g.step(v)).collect()
-            })
-            .collect()
-    } else {
-        waves
-    };
     let cfg = RegressionConfig::for_rate(fs_hz as f32);
+    // Offsets out first with a corner well below the regression's (the gate's scale needs a
+    // zero baseline; a low corner keeps the undershoot after each blink small), then the gate.
+    let pre_pole = crate::core::dc_pole(PRE_DC_CORNER_HZ, fs_hz);
+    let waves: Vec<Vec<f32>> = waves
+        .into_iter()
+        .map(|w| {
+            let mut dc = DcBlocker::default();
+            let mut g = ArtifactGate::new(GateConfig::for_rate(fs_hz as f32));
+            w.into_iter()
+                .map(|v| {
+                    let v = dc.step(f64::from(v), pre_pole) as f32;
+                    if gated { g.step(v) } else { v }
+                })
+                .collect()
+        })
+        .collect();
     match waves.len() {
         1 => run::<1>(channels, &waves, cfg),
         2 => run::<2>(channels, &waves, cfg),
@@ -411,10 +419,6 @@ fn run<const R: usize>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn labels(v: &[&str]) -> Vec<String> {
-        v.iter().map(|s| s.to_string()).collect()
-    }
 
     #[test]
     fn electrode_names() {

@@ -17,7 +17,7 @@ pub use sae::{
 };
 pub use spatial::{
     ArtifactGate, ChannelState, DEFAULT_DC_CORNER_HZ, DEFAULT_MEMORY_S, DEFAULT_RIDGE_RMS,
-    GateConfig, RefRegression, RegressionConfig, SpatialError,
+    DcBlocker, GateConfig, RefRegression, RegressionConfig, SpatialError, dc_pole,
 };
 pub use stream::{
     FaultCounts, SAMPLE_LIMIT, StreamView, Streamer, denoise_offline_into, offline_pad,

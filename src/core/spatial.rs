@@ -12,10 +12,14 @@
 //!
 //! where `x̂`, `â` are the signals after a one-pole DC blocker (so electrode offsets and drift
 //! do not enter the fit) and `ρ` a ridge that keeps the gains near zero until the reference
-//! carries energy. The reference subtracted is the DC-blocked one, so no offset is added.
+//! carries energy. The reference is subtracted as given (not DC-blocked: the blocker's
+//! undershoot after each blink would be subtracted too), so it must carry no offset: prepare
+//! it with a [`DcBlocker`] of a lower corner and an [`ArtifactGate`], which zeroes it between
+//! artifacts.
 //!
 //! Key types: [`RefRegression`] over caller-owned per-channel [`ChannelState`]s (no
-//! allocation, any number of channels), configured by [`RegressionConfig`]. It adds no delay
+//! allocation, any number of channels), configured by [`RegressionConfig`];
+//! [`ArtifactGate`] and [`DcBlocker`] to prepare references. It adds no delay
 //! of its own: each frame is cleaned with gains that include that frame. When the reference is
 //! isolated by a streaming SAE (latency `d_in - 1` samples), the caller delays the channels by
 //! the same amount so both line up; the total latency is then the SAE's.
@@ -108,7 +112,7 @@ impl RegressionConfig {
         RegressionConfig {
             forget: 1.0 - 1.0 / memory,
             ridge: DEFAULT_RIDGE_RMS * DEFAULT_RIDGE_RMS * memory,
-            dc_pole: libm::exp(-2.0 * ::core::f64::consts::PI * DEFAULT_DC_CORNER_HZ / fs),
+            dc_pole: dc_pole(DEFAULT_DC_CORNER_HZ, fs),
         }
     }
 
@@ -126,17 +130,24 @@ impl RegressionConfig {
     }
 }
 
-/// One-pole DC blocker `y[n] = x[n] - x[n-1] + p y[n-1]`.
+/// One-pole DC blocker `y[n] = x[n] - x[n-1] + p y[n-1]` (primed with the first sample, so
+/// an electrode offset does not ring in).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
-struct DcBlock {
+pub struct DcBlocker {
     x1: f64,
     y1: f64,
     primed: bool,
 }
 
-impl DcBlock {
+/// The pole of a one-pole DC blocker with corner `corner_hz` at `fs_hz`.
+pub fn dc_pole(corner_hz: f64, fs_hz: f64) -> f64 {
+    libm::exp(-2.0 * ::core::f64::consts::PI * corner_hz / fs_hz.max(1e-9))
+}
+
+impl DcBlocker {
+    /// Filters one sample with pole `pole` (0: pass-through).
     #[inline]
-    fn step(&mut self, x: f64, pole: f64) -> f64 {
+    pub fn step(&mut self, x: f64, pole: f64) -> f64 {
         if pole == 0.0 {
             return x;
         }
@@ -157,14 +168,14 @@ impl DcBlock {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ChannelState<const R: usize> {
     sxa: [f64; R],
-    dc: DcBlock,
+    dc: DcBlocker,
 }
 
 impl<const R: usize> Default for ChannelState<R> {
     fn default() -> Self {
         ChannelState {
             sxa: [0.0; R],
-            dc: DcBlock::default(),
+            dc: DcBlocker::default(),
         }
     }
 }
@@ -174,7 +185,7 @@ impl<const R: usize> Default for ChannelState<R> {
 pub struct RefRegression<'s, const R: usize> {
     cfg: RegressionConfig,
     saa: [[f64; R]; R],
-    ref_dc: [DcBlock; R],
+    ref_dc: [DcBlocker; R],
     chans: &'s mut [ChannelState<R>],
 }
 
@@ -193,7 +204,7 @@ impl<'s, const R: usize> RefRegression<'s, R> {
         Ok(RefRegression {
             cfg,
             saa: [[0.0; R]; R],
-            ref_dc: [DcBlock::default(); R],
+            ref_dc: [DcBlocker::default(); R],
             chans,
         })
     }
@@ -223,8 +234,12 @@ impl<'s, const R: usize> RefRegression<'s, R> {
         let lambda = self.cfg.forget;
         let pole = self.cfg.dc_pole;
         let mut a = [0.0f64; R];
-        for (i, ai) in a.iter_mut().enumerate() {
-            *ai = self.ref_dc[i].step(f64::from(reference[i]), pole);
+        for ((ai, &r), dc) in a
+            .iter_mut()
+            .zip(reference.iter())
+            .zip(self.ref_dc.iter_mut())
+        {
+            *ai = dc.step(f64::from(r), pole);
         }
         for i in 0..R {
             for j in 0..R {
@@ -243,8 +258,8 @@ impl<'s, const R: usize> RefRegression<'s, R> {
             }
             let g = solve(&l, &st.sxa);
             let mut fit = 0.0f64;
-            for (gi, ai) in g.iter().zip(a.iter()) {
-                fit += gi * ai;
+            for (gi, &ri) in g.iter().zip(reference.iter()) {
+                fit += gi * f64::from(ri);
             }
             *x = (f64::from(*x) - fit) as f32;
         }
@@ -299,6 +314,7 @@ pub struct ArtifactGate {
     cfg: GateConfig,
     median: f32,
     env: f32,
+    seen: u32,
 }
 
 impl ArtifactGate {
@@ -308,6 +324,7 @@ impl ArtifactGate {
             cfg,
             median: 0.0,
             env: 0.0,
+            seen: 0,
         }
     }
 
@@ -317,12 +334,16 @@ impl ArtifactGate {
             return 0.0;
         }
         let m = a.abs();
+        // Large steps at first (4 / (n + 8)) so the scale settles within a second whatever the
+        // first samples were, then the configured step.
+        self.seen = self.seen.saturating_add(1);
+        let step = (4.0 / (self.seen as f32 + 8.0)).max(self.cfg.median_step);
         if self.median <= 0.0 {
             self.median = m;
         } else if m > self.median {
-            self.median *= 1.0 + self.cfg.median_step;
+            self.median *= 1.0 + step;
         } else {
-            self.median *= 1.0 - self.cfg.median_step;
+            self.median *= 1.0 - step;
         }
         self.env = m.max(self.env * self.cfg.release);
         let t = self.cfg.threshold * 1.4826 * self.median;
