@@ -23,7 +23,8 @@ use crate::core::{
     ArtifactGate, ChannelState, CoreError, DcBlocker, GateConfig, RefRegression, RegressionConfig,
     Sae, SpatialError, denoise_offline_into, offline_work_len,
 };
-use crate::io::edf::normalise_label;
+use crate::denoise::microvolt_factor;
+use crate::io::edf::{EdfError, Header, normalise_label};
 use crate::io::resample::{ResampleError, Resampler};
 
 /// Corner in Hz of the DC blocker applied to each reference before its gate.
@@ -75,6 +76,9 @@ pub enum OcularError {
     /// No resampling ratio between the channel and model rates.
     #[error(transparent)]
     Resample(#[from] ResampleError),
+    /// Reading reference channels failed.
+    #[error(transparent)]
+    Edf(#[from] EdfError),
 }
 
 impl From<SpatialError> for OcularError {
@@ -355,30 +359,8 @@ pub fn clean_block(
             });
         }
     }
-    let waves: Vec<Vec<f32>> = match isolation {
-        Isolation::Raw => references.to_vec(),
-        Isolation::Sae(iso) => references
-            .iter()
-            .map(|r| iso.residual(r, fs_hz))
-            .collect::<Result<_, _>>()?,
-    };
     let cfg = RegressionConfig::for_rate(fs_hz as f32);
-    // Offsets out first with a corner well below the regression's (the gate's scale needs a
-    // zero baseline; a low corner keeps the undershoot after each blink small), then the gate.
-    let pre_pole = crate::core::dc_pole(PRE_DC_CORNER_HZ, fs_hz);
-    let waves: Vec<Vec<f32>> = waves
-        .into_iter()
-        .map(|w| {
-            let mut dc = DcBlocker::default();
-            let mut g = ArtifactGate::new(GateConfig::for_rate(fs_hz as f32));
-            w.into_iter()
-                .map(|v| {
-                    let v = dc.step(f64::from(v), pre_pole) as f32;
-                    if gated { g.step(v) } else { v }
-                })
-                .collect()
-        })
-        .collect();
+    let waves = artifact_waves(references, fs_hz, isolation, gated)?;
     match waves.len() {
         1 => run::<1>(channels, &waves, cfg),
         2 => run::<2>(channels, &waves, cfg),
@@ -393,8 +375,8 @@ fn run<const R: usize>(
     waves: &[Vec<f32>],
     cfg: RegressionConfig,
 ) -> Result<BlockReport, OcularError> {
-    let mut states = vec![ChannelState::<R>::default(); channels.len()];
-    let mut reg = RefRegression::<R>::new(cfg, &mut states)?;
+    let states = vec![ChannelState::<R>::default(); channels.len()];
+    let mut reg = RefRegression::<_, R>::new(cfg, states)?;
     let n = waves[0].len();
     let mut frame = vec![0.0f32; channels.len()];
     let mut a = [0.0f32; R];
@@ -414,6 +396,214 @@ fn run<const R: usize>(
         .map(|c| reg.gains(c).map(|g| g.to_vec()).unwrap_or_default())
         .collect();
     Ok(BlockReport { gains })
+}
+
+/// Gated artifact waveforms of `references` (all at `fs_hz`): isolated, DC-blocked at
+/// [`PRE_DC_CORNER_HZ`], and, with `gated`, passed through an [`ArtifactGate`]. This is what
+/// [`clean_block`] and [`SpatialStage`] subtract.
+pub fn artifact_waves(
+    references: &[Vec<f32>],
+    fs_hz: f64,
+    isolation: Isolation<'_>,
+    gated: bool,
+) -> Result<Vec<Vec<f32>>, OcularError> {
+    let waves: Vec<Vec<f32>> = match isolation {
+        Isolation::Raw => references.to_vec(),
+        Isolation::Sae(iso) => references
+            .iter()
+            .map(|r| iso.residual(r, fs_hz))
+            .collect::<Result<_, _>>()?,
+    };
+    // Offsets out first with a corner well below the regression's (the gate's scale needs a
+    // zero baseline; a low corner keeps the undershoot after each blink small), then the gate.
+    let pre_pole = crate::core::dc_pole(PRE_DC_CORNER_HZ, fs_hz);
+    Ok(waves
+        .into_iter()
+        .map(|w| {
+            let mut dc = DcBlocker::default();
+            let mut g = ArtifactGate::new(GateConfig::for_rate(fs_hz as f32));
+            w.into_iter()
+                .map(|v| {
+                    let v = dc.step(f64::from(v), pre_pole) as f32;
+                    if gated { g.step(v) } else { v }
+                })
+                .collect()
+        })
+        .collect())
+}
+
+/// The spatial stage of `mfr-eeg denoise`, applied record by record to the channels as they
+/// are read (before the single-channel model). The regression runs sample by sample in time
+/// order, so its result does not depend on how the file is cut into records or blocks.
+///
+/// The gated artifact waveforms are computed once, when the stage is prepared, from the whole
+/// reference channels (1 to [`MAX_REFERENCES`] signals held in memory for the recording; on a
+/// device the core's streamer computes them with `d_in - 1` samples of latency instead).
+#[derive(Debug)]
+pub struct SpatialStage {
+    reg: RefRegression<Vec<ChannelState<MAX_REFERENCES>>, MAX_REFERENCES>,
+    waves: Vec<Vec<f32>>,
+    /// For each lane (selected channel): its position in the regression and its µV factor.
+    lanes: Vec<Option<(usize, f64)>>,
+    next: usize,
+    frame: Vec<f32>,
+    before: Vec<f32>,
+}
+
+/// What [`SpatialStage::prepare`] found.
+#[derive(Debug)]
+pub enum SpatialPlan {
+    /// The stage runs; the line for the summary.
+    Run(SpatialStage, String),
+    /// The stage does not run; a note saying why.
+    Skip(String),
+}
+
+impl SpatialStage {
+    /// Finds the references of `header`'s montage ([`find_references`]) for the `selected`
+    /// channels of `input` and computes their gated, SAE-isolated waveforms. The EOG channels
+    /// themselves are not changed. Mixed rates, units that are not voltages and montages
+    /// without EOG or frontal channels give [`SpatialPlan::Skip`] with a note.
+    pub fn prepare(
+        input: &std::path::Path,
+        header: &Header,
+        selected: &[usize],
+        eog: Option<&[String]>,
+        isolator: Isolator<'_>,
+    ) -> Result<SpatialPlan, OcularError> {
+        let sigs = header.signals();
+        let labels: Vec<String> = sigs.iter().map(|s| s.label.clone()).collect();
+        let Some(plan) = find_references(&labels, eog)? else {
+            return Ok(SpatialPlan::Skip(
+                "no EOG channel and no frontal channels (Fp1/Fp2/Fpz, AF*, F7-F8): eye \
+                 artifacts are left to the single-channel model"
+                    .into(),
+            ));
+        };
+        let ref_chans: Vec<usize> = plan.references.iter().flat_map(|r| r.channels()).collect();
+        let clean: Vec<usize> = (0..selected.len())
+            .filter(|&k| plan.kind == ReferenceKind::Frontal || !ref_chans.contains(&selected[k]))
+            .collect();
+        if clean.is_empty() {
+            return Ok(SpatialPlan::Skip(
+                "only EOG channels selected: spatial stage skipped".into(),
+            ));
+        }
+        let fs = header.sample_rate(selected[clean[0]]);
+        let all = clean
+            .iter()
+            .map(|&k| selected[k])
+            .chain(ref_chans.iter().copied());
+        let mut factors = std::collections::HashMap::new();
+        for c in all {
+            if header.sample_rate(c) != fs {
+                return Ok(SpatialPlan::Skip(format!(
+                    "spatial stage skipped: {} is {} Hz, other channels {fs} Hz (it needs one \
+                     rate)",
+                    sigs[c].label.trim(),
+                    header.sample_rate(c)
+                )));
+            }
+            let Some(f) = microvolt_factor(&sigs[c].physical_dimension) else {
+                return Ok(SpatialPlan::Skip(format!(
+                    "spatial stage skipped: {} is in {:?}, not a voltage",
+                    sigs[c].label.trim(),
+                    sigs[c].physical_dimension.trim()
+                )));
+            };
+            factors.insert(c, f);
+        }
+        let mut ref_data = crate::io::edf::read_channels_physical(input, &ref_chans)?;
+        for (x, c) in ref_data.iter_mut().zip(&ref_chans) {
+            let f = factors[c];
+            if f != 1.0 {
+                x.iter_mut().for_each(|v| *v = (f64::from(*v) * f) as f32);
+            }
+        }
+        let refs: Vec<Vec<f32>> = plan
+            .references
+            .iter()
+            .map(|r| {
+                r.signal(|c| &ref_data[ref_chans.iter().position(|&x| x == c).expect("read")][..])
+            })
+            .collect();
+        drop(ref_data);
+        let waves = artifact_waves(&refs, fs, Isolation::Sae(isolator), true)?;
+        let mut lanes = vec![None; selected.len()];
+        for (pos, &k) in clean.iter().enumerate() {
+            lanes[k] = Some((pos, factors[&selected[k]]));
+        }
+        let reg = RefRegression::new(
+            RegressionConfig::for_rate(fs as f32),
+            vec![ChannelState::default(); clean.len()],
+        )?;
+        let line = format!(
+            "{}: eye artifacts removed from {} channels by a running regression on the gated, \
+             SAE-isolated reference{} (streaming latency {:.2} s)",
+            plan.describe(),
+            clean.len(),
+            if plan.references.len() > 1 { "s" } else { "" },
+            isolator.latency_s()
+        );
+        Ok(SpatialPlan::Run(
+            SpatialStage {
+                reg,
+                waves,
+                lanes,
+                next: 0,
+                frame: vec![0.0; clean.len()],
+                before: vec![0.0; clean.len()],
+            },
+            line,
+        ))
+    }
+
+    /// Cleans the next samples of every lane in place (physical units): `lanes[k]` holds the
+    /// new samples of selected channel `k`, the same count for every lane the stage cleans,
+    /// following those of the previous call.
+    pub fn apply(&mut self, lanes: &mut [&mut [f32]]) -> Result<(), OcularError> {
+        let n = self
+            .lanes
+            .iter()
+            .zip(lanes.iter())
+            .find_map(|(m, l)| m.map(|_| l.len()))
+            .unwrap_or(0);
+        for (k, (m, l)) in self.lanes.iter().zip(lanes.iter()).enumerate() {
+            if m.is_some() && l.len() != n {
+                return Err(OcularError::Length {
+                    index: k,
+                    expected: n,
+                    got: l.len(),
+                });
+            }
+        }
+        let mut a = [0.0f32; MAX_REFERENCES];
+        for i in 0..n {
+            let t = self.next + i;
+            for (ai, w) in a.iter_mut().zip(&self.waves) {
+                *ai = w.get(t).copied().unwrap_or(0.0);
+            }
+            for (m, l) in self.lanes.iter().zip(lanes.iter()) {
+                if let Some((pos, f)) = *m {
+                    self.frame[pos] = (f64::from(l[i]) * f) as f32;
+                }
+            }
+            self.before.copy_from_slice(&self.frame);
+            self.reg.process_frame(&a, &mut self.frame)?;
+            // Only the correction goes back, so a zero correction leaves the sample's bits
+            // alone whatever the unit.
+            for (m, l) in self.lanes.iter().zip(lanes.iter_mut()) {
+                if let Some((pos, f)) = *m {
+                    let d = f64::from(self.frame[pos]) - f64::from(self.before[pos]);
+                    if d != 0.0 {
+                        l[i] = (f64::from(l[i]) + d / f) as f32;
+                    }
+                }
+            }
+        }
+        self.next += n;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

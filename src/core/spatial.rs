@@ -180,27 +180,28 @@ impl<const R: usize> Default for ChannelState<R> {
     }
 }
 
-/// Running regression of many channels on `R` references (see the module docs).
+/// Running regression of many channels on `R` references (see the module docs). `S` holds
+/// the per-channel states: a borrowed slice or array on firmware, a `Vec` in the CLI.
 #[derive(Debug)]
-pub struct RefRegression<'s, const R: usize> {
+pub struct RefRegression<S, const R: usize> {
     cfg: RegressionConfig,
     saa: [[f64; R]; R],
     ref_dc: [DcBlocker; R],
-    chans: &'s mut [ChannelState<R>],
+    chans: S,
 }
 
-impl<'s, const R: usize> RefRegression<'s, R> {
+impl<S, const R: usize> RefRegression<S, R>
+where
+    S: AsMut<[ChannelState<R>]> + AsRef<[ChannelState<R>]>,
+{
     /// A regression for `chans.len()` channels; the states are reset.
-    pub fn new(
-        cfg: RegressionConfig,
-        chans: &'s mut [ChannelState<R>],
-    ) -> Result<Self, SpatialError> {
+    pub fn new(cfg: RegressionConfig, mut chans: S) -> Result<Self, SpatialError> {
         const { assert!(R > 0 && R <= 8, "1..=8 references") };
         cfg.check()?;
-        if chans.is_empty() {
+        if chans.as_ref().is_empty() {
             return Err(SpatialError::NoChannels);
         }
-        chans.fill(ChannelState::default());
+        chans.as_mut().fill(ChannelState::default());
         Ok(RefRegression {
             cfg,
             saa: [[0.0; R]; R],
@@ -211,7 +212,7 @@ impl<'s, const R: usize> RefRegression<'s, R> {
 
     /// Channels cleaned per frame.
     pub fn channels(&self) -> usize {
-        self.chans.len()
+        self.chans.as_ref().len()
     }
 
     /// Cleans one frame in place: `frame[c]` is channel `c`'s sample at the time of
@@ -222,9 +223,9 @@ impl<'s, const R: usize> RefRegression<'s, R> {
         reference: &[f32; R],
         frame: &mut [f32],
     ) -> Result<(), SpatialError> {
-        if frame.len() != self.chans.len() {
+        if frame.len() != self.chans.as_ref().len() {
             return Err(SpatialError::FrameLength {
-                expected: self.chans.len(),
+                expected: self.chans.as_ref().len(),
                 got: frame.len(),
             });
         }
@@ -251,7 +252,7 @@ impl<'s, const R: usize> RefRegression<'s, R> {
         if !cholesky(&self.saa, self.cfg.ridge, &mut l) {
             return Ok(());
         }
-        for (st, x) in self.chans.iter_mut().zip(frame.iter_mut()) {
+        for (st, x) in self.chans.as_mut().iter_mut().zip(frame.iter_mut()) {
             let xh = st.dc.step(f64::from(*x), pole);
             for (s, ai) in st.sxa.iter_mut().zip(a.iter()) {
                 *s = lambda * *s + xh * ai;
@@ -268,7 +269,7 @@ impl<'s, const R: usize> RefRegression<'s, R> {
 
     /// The current gains of channel `c` on each reference (`None` if `c` is out of range).
     pub fn gains(&self, c: usize) -> Option<[f64; R]> {
-        let st = self.chans.get(c)?;
+        let st = self.chans.as_ref().get(c)?;
         let mut l = [[0.0f64; R]; R];
         if !cholesky(&self.saa, self.cfg.ridge, &mut l) {
             return Some([0.0; R]);

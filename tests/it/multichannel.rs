@@ -345,3 +345,110 @@ fn real_blinks_spkit_segment_beats_ica() {
     );
     assert!(r.latency_s <= 1.0);
 }
+
+/// A 256 Hz EDF with the given labels: 8 s of the synthetic montage's channels (cycled).
+fn montage_file(path: &std::path::Path, labels: &[&str]) {
+    use mfr_eeg::io::edf::{EdfWriter, Format, Header, HeaderSpec, SignalHeader, encode_physical};
+    let m = montage(21, 8.0);
+    let raw = raw_channels(&m);
+    let sig = |label: &str| SignalHeader {
+        label: label.into(),
+        transducer: String::new(),
+        physical_dimension: "uV".into(),
+        physical_min: -1000.0,
+        physical_max: 1000.0,
+        digital_min: -32768,
+        digital_max: 32767,
+        prefiltering: String::new(),
+        samples_per_record: 256,
+        reserved: String::new(),
+    };
+    let spec = HeaderSpec {
+        format: Format::Edf,
+        patient: "X X X X".into(),
+        recording: "Startdate 01-JAN-2020 X X X".into(),
+        start_date: "01.01.20".into(),
+        start_time: "10.00.00".into(),
+        reserved: String::new(),
+        num_records: 8,
+        record_duration: 1.0,
+        signals: labels.iter().map(|l| sig(l)).collect(),
+    };
+    let header = Header::from_spec(&spec).unwrap();
+    let mut w = EdfWriter::create(path, &header).unwrap();
+    for r in 0..8 {
+        let mut rec = vec![0u8; labels.len() * 256 * 2];
+        for (c, chunk) in rec.chunks_mut(512).enumerate() {
+            let x = &raw[c % raw.len()][r * 256..][..256];
+            encode_physical(&spec.signals[c], Format::Edf, x, chunk).unwrap();
+        }
+        w.write_record(&rec).unwrap();
+    }
+    w.finish().unwrap();
+}
+
+#[test]
+fn denoise_without_frontal_channels_falls_back_with_a_note() {
+    use mfr_eeg::denoise::{DenoiseOptions, denoise_file};
+    let dir = tempfile::tempdir().unwrap();
+    let (inp, out) = (dir.path().join("c.edf"), dir.path().join("c-out.edf"));
+    montage_file(&inp, &["C3", "Cz", "C4"]);
+    let model = Model::load(std::path::Path::new(MODEL)).unwrap();
+    let s = denoise_file(&inp, &out, &model, &DenoiseOptions::default(), &|_| {}).unwrap();
+    assert_eq!(s.spatial, None);
+    assert!(
+        s.notes
+            .iter()
+            .any(|n| n.contains("no EOG channel and no frontal channels")
+                && n.contains("single-channel model")),
+        "{:?}",
+        s.notes
+    );
+}
+
+#[test]
+fn denoise_reports_the_references_it_used() {
+    use mfr_eeg::denoise::{DenoiseError, DenoiseOptions, denoise_file};
+    let dir = tempfile::tempdir().unwrap();
+    let (inp, out) = (dir.path().join("m.edf"), dir.path().join("m-out.edf"));
+    montage_file(&inp, &LABELS);
+    let model = Model::load(std::path::Path::new(MODEL)).unwrap();
+    let s = denoise_file(&inp, &out, &model, &DenoiseOptions::default(), &|_| {}).unwrap();
+    let line = s.spatial.expect("frontal channels are present");
+    assert!(
+        line.starts_with("frontal references mean(Fp1,Fp2), F7-F8"),
+        "{line}"
+    );
+    assert!(line.contains("from 8 channels"), "{line}");
+    // --eog names a channel; it is then left unchanged by the spatial stage.
+    let opts = DenoiseOptions {
+        eog: Some(vec!["fp1".into()]),
+        ..DenoiseOptions::default()
+    };
+    let s = denoise_file(&inp, &out, &model, &opts, &|_| {}).unwrap();
+    assert!(
+        s.spatial
+            .as_deref()
+            .unwrap()
+            .starts_with("EOG channels Fp1: eye artifacts removed from 7 channels")
+    );
+    // An unknown label is an error naming the file and the label.
+    let opts = DenoiseOptions {
+        eog: Some(vec!["HEOG".into()]),
+        ..DenoiseOptions::default()
+    };
+    let e = denoise_file(&inp, &out, &model, &opts, &|_| {}).unwrap_err();
+    assert!(matches!(e, DenoiseError::Ocular { .. }), "{e}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("m.edf") && msg.contains("\"HEOG\"") && msg.contains("Fp2"),
+        "{msg}"
+    );
+    // --no-spatial (spatial: false): no stage, no note.
+    let opts = DenoiseOptions {
+        spatial: false,
+        ..DenoiseOptions::default()
+    };
+    let s = denoise_file(&inp, &out, &model, &opts, &|_| {}).unwrap();
+    assert_eq!(s.spatial, None);
+}
