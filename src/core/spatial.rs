@@ -348,7 +348,7 @@ impl ArtifactGate {
         }
         self.env = m.max(self.env * self.cfg.release);
         let t = self.cfg.threshold * 1.4826 * self.median;
-        if !(t > 0.0) {
+        if t.is_nan() || t <= 0.0 {
             return a;
         }
         let w = ((self.env - t) / t).clamp(0.0, 1.0);
@@ -367,6 +367,8 @@ impl ArtifactGate {
 }
 
 /// Lower Cholesky factor of `m + ridge I`; false when it is not positive definite.
+// Index loops mirror the textbook recurrences; iterator forms would obscure them.
+#[allow(clippy::needless_range_loop)]
 fn cholesky<const R: usize>(m: &[[f64; R]; R], ridge: f64, l: &mut [[f64; R]; R]) -> bool {
     for i in 0..R {
         for j in 0..=i {
@@ -375,7 +377,7 @@ fn cholesky<const R: usize>(m: &[[f64; R]; R], ridge: f64, l: &mut [[f64; R]; R]
                 s -= l[i][k] * l[j][k];
             }
             if i == j {
-                if !(s > 0.0) {
+                if s.is_nan() || s <= 0.0 {
                     return false;
                 }
                 l[i][i] = libm::sqrt(s);
@@ -388,6 +390,7 @@ fn cholesky<const R: usize>(m: &[[f64; R]; R], ridge: f64, l: &mut [[f64; R]; R]
 }
 
 /// Solves `L Lᵀ g = b`.
+#[allow(clippy::needless_range_loop)]
 fn solve<const R: usize>(l: &[[f64; R]; R], b: &[f64; R]) -> [f64; R] {
     let mut y = [0.0f64; R];
     for i in 0..R {

@@ -48,7 +48,7 @@ pub enum CheckError {
         /// The file.
         file: PathBuf,
         /// The error.
-        source: OcularError,
+        source: Box<OcularError>,
     },
     /// A filter could not be designed for this rate.
     #[error("{}: {source}", .file.display())]
@@ -210,7 +210,7 @@ pub fn check_file(
     };
     let ocular = |source: OcularError| CheckError::Ocular {
         file: path.to_path_buf(),
-        source,
+        source: Box::new(source),
     };
     let filt = |source: FilterError| CheckError::Filter {
         file: path.to_path_buf(),

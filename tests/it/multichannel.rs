@@ -37,10 +37,13 @@ fn montage(seed: u64, seconds: f64) -> Montage {
             let comps: Vec<(f64, f64, f64)> = (0..40)
                 .map(|_| {
                     let f = rng.uniform(2.0, 30.0);
-                    (f, 12.0 / f.sqrt(), rng.uniform(0.0, 6.28))
+                    (f, 12.0 / f.sqrt(), rng.uniform(0.0, std::f64::consts::TAU))
                 })
                 .collect();
-            let (amp, ph) = (rng.uniform(3.0, 8.0), rng.uniform(0.0, 6.28));
+            let (amp, ph) = (
+                rng.uniform(3.0, 8.0),
+                rng.uniform(0.0, std::f64::consts::TAU),
+            );
             (0..n)
                 .map(|t| {
                     let w = 2.0 * std::f64::consts::PI * t as f64 / FS;
