@@ -109,7 +109,8 @@ pub struct DenoiseOptions {
     /// [`MAX_BLOCK_SECONDS`] and [`BLOCK_SAMPLE_BUDGET`]; infinity: the whole recording at
     /// once). The output does not depend on it (see the module docs).
     pub block_seconds: Option<f64>,
-    /// Run the multi-channel eye-artifact stage ([`crate::ocular`]) before the model.
+    /// Run the multi-channel eye-artifact stage ([`crate::ocular`]) before the model (the CLI
+    /// turns it on unless `--no-spatial`; off in `Default`).
     pub spatial: bool,
     /// EOG channel labels for the spatial stage (`None`: found by label, else frontal).
     pub eog: Option<Vec<String>>,
@@ -129,7 +130,7 @@ impl Default for DenoiseOptions {
             high_band: HighBand::Keep,
             allow_clipping: false,
             block_seconds: None,
-            spatial: true,
+            spatial: false,
             eog: None,
         }
     }

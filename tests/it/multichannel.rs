@@ -397,7 +397,11 @@ fn denoise_without_frontal_channels_falls_back_with_a_note() {
     let (inp, out) = (dir.path().join("c.edf"), dir.path().join("c-out.edf"));
     montage_file(&inp, &["C3", "Cz", "C4"]);
     let model = Model::load(std::path::Path::new(MODEL)).unwrap();
-    let s = denoise_file(&inp, &out, &model, &DenoiseOptions::default(), &|_| {}).unwrap();
+    let on = DenoiseOptions {
+        spatial: true,
+        ..DenoiseOptions::default()
+    };
+    let s = denoise_file(&inp, &out, &model, &on, &|_| {}).unwrap();
     assert_eq!(s.spatial, None);
     assert!(
         s.notes
@@ -416,7 +420,11 @@ fn denoise_reports_the_references_it_used() {
     let (inp, out) = (dir.path().join("m.edf"), dir.path().join("m-out.edf"));
     montage_file(&inp, &LABELS);
     let model = Model::load(std::path::Path::new(MODEL)).unwrap();
-    let s = denoise_file(&inp, &out, &model, &DenoiseOptions::default(), &|_| {}).unwrap();
+    let on = DenoiseOptions {
+        spatial: true,
+        ..DenoiseOptions::default()
+    };
+    let s = denoise_file(&inp, &out, &model, &on, &|_| {}).unwrap();
     let line = s.spatial.expect("frontal channels are present");
     assert!(
         line.starts_with("frontal references mean(Fp1,Fp2), F7-F8"),
@@ -426,7 +434,7 @@ fn denoise_reports_the_references_it_used() {
     // --eog names a channel; it is then left unchanged by the spatial stage.
     let opts = DenoiseOptions {
         eog: Some(vec!["fp1".into()]),
-        ..DenoiseOptions::default()
+        ..on.clone()
     };
     let s = denoise_file(&inp, &out, &model, &opts, &|_| {}).unwrap();
     assert!(
@@ -438,7 +446,7 @@ fn denoise_reports_the_references_it_used() {
     // An unknown label is an error naming the file and the label.
     let opts = DenoiseOptions {
         eog: Some(vec!["HEOG".into()]),
-        ..DenoiseOptions::default()
+        ..on.clone()
     };
     let e = denoise_file(&inp, &out, &model, &opts, &|_| {}).unwrap_err();
     assert!(matches!(e, DenoiseError::Ocular { .. }), "{e}");
@@ -450,7 +458,7 @@ fn denoise_reports_the_references_it_used() {
     // --no-spatial (spatial: false): no stage, no note.
     let opts = DenoiseOptions {
         spatial: false,
-        ..DenoiseOptions::default()
+        ..on.clone()
     };
     let s = denoise_file(&inp, &out, &model, &opts, &|_| {}).unwrap();
     assert_eq!(s.spatial, None);
