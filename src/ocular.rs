@@ -456,7 +456,7 @@ pub struct SpatialStage {
 #[derive(Debug)]
 pub enum SpatialPlan {
     /// The stage runs; the line for the summary.
-    Run(SpatialStage, String),
+    Run(Box<SpatialStage>, String),
     /// The stage does not run; a note saying why.
     Skip(String),
 }
@@ -548,14 +548,14 @@ impl SpatialStage {
             isolator.latency_s()
         );
         Ok(SpatialPlan::Run(
-            SpatialStage {
+            Box::new(SpatialStage {
                 reg,
                 waves,
                 lanes,
                 next: 0,
                 frame: vec![0.0; clean.len()],
                 before: vec![0.0; clean.len()],
-            },
+            }),
             line,
         ))
     }
