@@ -112,6 +112,11 @@ pub struct DenoiseOptions {
     /// [`MAX_BLOCK_SECONDS`] and [`BLOCK_SAMPLE_BUDGET`]; infinity: the whole recording at
     /// once). The output does not depend on it (see the module docs).
     pub block_seconds: Option<f64>,
+    /// Run the multi-channel eye-artifact stage ([`crate::ocular`]) before the model (the CLI
+    /// turns it on unless `--no-spatial`; off in `Default`).
+    pub spatial: bool,
+    /// EOG channel labels for the spatial stage (`None`: found by label, else frontal).
+    pub eog: Option<Vec<String>>,
 }
 
 impl Default for DenoiseOptions {
@@ -128,6 +133,8 @@ impl Default for DenoiseOptions {
             high_band: HighBand::Keep,
             allow_clipping: false,
             block_seconds: None,
+            spatial: false,
+            eog: None,
         }
     }
 }
@@ -206,6 +213,14 @@ pub enum DenoiseError {
     /// Options that cannot be applied (e.g. a band-pass with low >= high).
     #[error("invalid option: {0}")]
     Options(String),
+    /// The multi-channel eye-artifact stage failed (e.g. an unknown `--eog` label).
+    #[error("{}: {error}", .file.display())]
+    Ocular {
+        /// The input file.
+        file: PathBuf,
+        /// What went wrong.
+        error: Box<crate::ocular::OcularError>,
+    },
     /// The model cannot run with this configuration.
     #[error("model {}: {problem}", .path.display())]
     Model {
@@ -260,6 +275,8 @@ pub struct DenoiseSummary {
     /// Things the user should know (filters skipped or reduced, units assumed, the band
     /// above the model).
     pub notes: Vec<String>,
+    /// What the multi-channel eye-artifact stage found and did, when it ran.
+    pub spatial: Option<String>,
 }
 
 impl DenoiseSummary {
@@ -791,6 +808,35 @@ pub fn denoise_file_cancellable(
             faults: FaultCounts::default(),
         });
     }
+    // Eye artifacts across channels (crate::ocular), applied to each record as it is read,
+    // before each channel's own denoising.
+    let mut spatial = None;
+    let mut spatial_line = None;
+    if opts.spatial {
+        let iso = crate::ocular::Isolator {
+            sae: denoiser.sae,
+            hop: denoiser.hop,
+            rate_hz: denoiser.rate_hz,
+        };
+        let found = crate::ocular::SpatialStage::prepare(
+            input,
+            &header,
+            &selected,
+            opts.eog.as_deref(),
+            iso,
+        )
+        .map_err(|error| DenoiseError::Ocular {
+            file: input.to_path_buf(),
+            error: Box::new(error),
+        })?;
+        match found {
+            crate::ocular::SpatialPlan::Run(stage, line) => {
+                spatial = Some(stage);
+                spatial_line = Some(line);
+            }
+            crate::ocular::SpatialPlan::Skip(note) => notes.push(note),
+        }
+    }
     progress(Progress::Started {
         records,
         channels: selected.len(),
@@ -827,6 +873,21 @@ pub fn denoise_file_cancellable(
                     ),
                 ));
             }
+        }
+        if let Some(stage) = spatial.as_mut() {
+            let mut new: Vec<&mut [f32]> = lanes
+                .iter_mut()
+                .map(|l| {
+                    let at = l.raw.len() - l.spr;
+                    &mut l.raw[at..]
+                })
+                .collect();
+            stage
+                .apply(&mut new)
+                .map_err(|error| DenoiseError::Ocular {
+                    file: input.to_path_buf(),
+                    error: Box::new(error),
+                })?;
         }
         Ok(true)
     };
@@ -972,6 +1033,7 @@ pub fn denoise_file_cancellable(
         model_rate_hz: denoiser.rate_hz,
         block_seconds,
         notes,
+        spatial: spatial_line,
     })
 }
 

@@ -5,6 +5,7 @@
 //! - [`model`]: the one model format (safetensors + metadata), zero-copy views.
 //! - `batch` (std): the offline denoiser with many windows per encoder matrix product.
 //! - `io` (std): EDF/EDF+/BDF and WAV, resampling and filters.
+//! - `ocular` (std): multi-channel eye-artifact removal (references, spatial regression).
 //! - `eval` (std): synthetic and semi-synthetic data, metrics, baselines, the bench harness.
 //! - `train` (feature `train`): burn-based training with MFR, checkpoints and export.
 #![cfg_attr(not(feature = "std"), no_std)]
@@ -22,6 +23,8 @@ pub mod denoise;
 pub mod eval;
 #[cfg(feature = "std")]
 pub mod io;
+#[cfg(feature = "std")]
+pub mod ocular;
 #[cfg(feature = "std")]
 pub mod plot;
 #[cfg(feature = "train")]

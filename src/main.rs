@@ -23,6 +23,8 @@ struct Cli {
 enum Command {
     /// Denoise the EEG channels of an EDF/EDF+/BDF file into a new file.
     Denoise(cli::denoise::DenoiseArgs),
+    /// Eye-artifact leakage and blink-free change on real multi-channel recordings, per method.
+    EogCheck(cli::eog_check::EogCheckArgs),
     /// Print a recording's header, channels, rates, duration and annotation count.
     Inspect(cli::inspect::InspectArgs),
     /// Draw one channel's raw and denoised traces and their spectra to a PNG.
@@ -48,6 +50,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     mfr_eeg::train::tune_allocator();
     match cli.command {
         Command::Denoise(a) => cli::denoise::run(a),
+        Command::EogCheck(a) => cli::eog_check::run(a),
         Command::Inspect(a) => cli::inspect::run(a),
         Command::Plot(a) => cli::plot::run(a),
         Command::Quantize(a) => Ok(mfr_eeg::model::quantize::run(a)?),

@@ -89,6 +89,18 @@ pub struct DenoiseArgs {
     /// change.
     #[arg(long, value_name = "SECONDS")]
     pub block_seconds: Option<f64>,
+    /// EOG channels for the multi-channel eye-artifact stage, comma-separated labels
+    /// (default: channels labelled EOG/VEOG/HEOG, else the frontal Fp/AF and F7-F8 channels).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "LABEL[,LABEL]",
+        conflicts_with = "no_spatial"
+    )]
+    pub eog: Option<Vec<String>>,
+    /// Skip the multi-channel eye-artifact stage (each channel is denoised alone).
+    #[arg(long)]
+    pub no_spatial: bool,
 }
 
 /// `--above-model-band`.
@@ -139,6 +151,8 @@ fn options(a: &DenoiseArgs) -> DenoiseOptions {
         },
         allow_clipping: a.allow_clipping,
         block_seconds: a.block_seconds,
+        spatial: !a.no_spatial,
+        eog: a.eog.clone(),
     }
 }
 
@@ -323,6 +337,9 @@ fn summary_text(s: &DenoiseSummary, model: &Model, a: &DenoiseArgs) -> String {
     }
     if !pre.is_empty() {
         outln!(out, "  prefilter   {} (zero-phase)", pre.join(", "));
+    }
+    if let Some(line) = &s.spatial {
+        outln!(out, "  eye         {line}");
     }
     outln!(
         out,

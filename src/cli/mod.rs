@@ -1,6 +1,7 @@
-//! The CLI's own subcommands (`denoise`, `inspect`, `plot`) and the error-to-exit-code rule.
+//! The CLI's own subcommands (`denoise`, `eog-check`, `inspect`, `plot`) and the error-to-exit-code rule.
 
 pub mod denoise;
+pub mod eog_check;
 pub mod inspect;
 pub mod plot;
 

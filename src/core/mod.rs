@@ -1,10 +1,12 @@
 //! The `no_std`, allocation-free inference core: the TopK SAE forward (f32 and int8) over
 //! borrowed weights ([`Sae`]), TopK selection ([`topk_into`]), and the streaming overlap-add
-//! denoiser ([`Streamer`], [`StreamView`], [`denoise_offline_into`]). It uses `::core` and
+//! denoiser ([`Streamer`], [`StreamView`], [`denoise_offline_into`]), and the spatial
+//! eye-artifact regression ([`RefRegression`]). It uses `::core` and
 //! `libm` only; every hot-path function writes into caller buffers.
 
 mod error;
 mod sae;
+mod spatial;
 mod stream;
 mod topk;
 
@@ -12,6 +14,10 @@ pub use error::{CoreError, TENSOR_NAMES};
 pub use sae::{
     Activation, F32Weights, Int8Weights, Normalisation, Sae, SaeConfig, Skip, Weights, ZSCORE_EPS,
     zscore_stats,
+};
+pub use spatial::{
+    ArtifactGate, ChannelState, DEFAULT_DC_CORNER_HZ, DEFAULT_MEMORY_S, DEFAULT_RIDGE_RMS,
+    DcBlocker, GateConfig, RefRegression, RegressionConfig, SpatialError, dc_pole,
 };
 pub use stream::{
     FaultCounts, SAMPLE_LIMIT, StreamView, Streamer, denoise_offline_into, offline_pad,

@@ -9,6 +9,8 @@
 //! - [`baselines`]: band-pass + notch (tuned on validation) and db4 wavelet thresholding.
 //! - [`frontier`]: batched-path GFLOP/s against a plain sgemm, the speed/quality frontier
 //!   over hop and model size, and timing an hour of EEG against a zero-phase band-pass.
+//! - [`ica`] and [`ocular`]: FastICA and the eye-artifact measures on real multi-channel
+//!   recordings (`mfr-eeg eog-check`).
 //! - [`harness`] and [`bench`]: `mfr-eeg bench` (quality, MFR vs no MFR, speed, figures).
 //! - `train_denoiser` (feature `train`): `mfr-eeg train-denoiser`, the shipped models.
 
@@ -19,8 +21,10 @@ pub mod data;
 pub mod eegdenoisenet;
 pub mod frontier;
 pub mod harness;
+pub mod ica;
 pub mod metrics;
 pub mod npy;
+pub mod ocular;
 #[cfg(feature = "train")]
 pub mod train_denoiser;
 pub mod welch;

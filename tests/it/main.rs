@@ -8,5 +8,6 @@ mod edf;
 mod eval;
 mod fidelity;
 mod model_file;
+mod multichannel;
 #[cfg(feature = "train")]
 mod train;
