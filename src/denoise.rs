@@ -113,7 +113,7 @@ pub struct DenoiseOptions {
     /// once). The output does not depend on it (see the module docs).
     pub block_seconds: Option<f64>,
     /// Run the multi-channel eye-artifact stage ([`crate::ocular`]) before the model (the CLI
-    /// turns it on unless `--no-spatial`; off in `Default`).
+    /// turns it on with `--spatial` or `--eog`; off by default).
     pub spatial: bool,
     /// EOG channel labels for the spatial stage (`None`: found by label, else frontal).
     pub eog: Option<Vec<String>>,

@@ -89,18 +89,17 @@ pub struct DenoiseArgs {
     /// change.
     #[arg(long, value_name = "SECONDS")]
     pub block_seconds: Option<f64>,
-    /// EOG channels for the multi-channel eye-artifact stage, comma-separated labels
-    /// (default: channels labelled EOG/VEOG/HEOG, else the frontal Fp/AF and F7-F8 channels).
-    #[arg(
-        long,
-        value_delimiter = ',',
-        value_name = "LABEL[,LABEL]",
-        conflicts_with = "no_spatial"
-    )]
-    pub eog: Option<Vec<String>>,
-    /// Skip the multi-channel eye-artifact stage (each channel is denoised alone).
+    /// Remove eye artifacts across channels before each channel's own denoising (the
+    /// multi-channel stage: EOG channels, else frontal references). Off by default: it is
+    /// validated on one real recording only, and it holds its reference waveforms for the
+    /// whole recording in memory.
     #[arg(long)]
-    pub no_spatial: bool,
+    pub spatial: bool,
+    /// EOG channels for the multi-channel eye-artifact stage, comma-separated labels (implies
+    /// --spatial; default there: channels labelled EOG/VEOG/HEOG, else the frontal Fp/AF and
+    /// F7-F8 channels).
+    #[arg(long, value_delimiter = ',', value_name = "LABEL[,LABEL]")]
+    pub eog: Option<Vec<String>>,
 }
 
 /// `--above-model-band`.
@@ -151,7 +150,7 @@ fn options(a: &DenoiseArgs) -> DenoiseOptions {
         },
         allow_clipping: a.allow_clipping,
         block_seconds: a.block_seconds,
-        spatial: !a.no_spatial,
+        spatial: a.spatial || a.eog.is_some(),
         eog: a.eog.clone(),
     }
 }

@@ -455,7 +455,7 @@ fn denoise_reports_the_references_it_used() {
         msg.contains("m.edf") && msg.contains("\"HEOG\"") && msg.contains("Fp2"),
         "{msg}"
     );
-    // --no-spatial (spatial: false): no stage, no note.
+    // spatial: false (the default): no stage, no note.
     let opts = DenoiseOptions {
         spatial: false,
         ..on.clone()
