@@ -5,6 +5,7 @@
 //! - [`model`]: the one model format (safetensors + metadata), zero-copy views.
 //! - `io` (std): EDF/EDF+/BDF and WAV, resampling and filters.
 //! - `eval` (std): synthetic and semi-synthetic data, metrics, baselines, the bench harness.
+//! - `embed` (std): arrays and owned streamers for the C ABI (`capi/`) and Python (`python/`).
 //! - `train` (feature `train`): burn-based training with MFR, checkpoints and export.
 #![cfg_attr(not(feature = "std"), no_std)]
 #![deny(missing_docs)]
@@ -15,6 +16,8 @@ pub mod rng;
 
 #[cfg(feature = "std")]
 pub mod denoise;
+#[cfg(feature = "std")]
+pub mod embed;
 #[cfg(feature = "std")]
 pub mod eval;
 #[cfg(feature = "std")]
