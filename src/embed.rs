@@ -438,7 +438,7 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert_eq!(e, "invalid option: no channels to denoise");
-        let mut short = vec![0.0f32; 3];
+        let mut short = [0.0f32; 3];
         let e = denoise_channels(
             &mut [&mut a[..], &mut short[..]],
             None,

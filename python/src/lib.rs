@@ -233,7 +233,7 @@ fn rows_out(
     scale: f64,
     f64_out: bool,
 ) -> PyResult<Py<PyAny>> {
-    let cols = if n_rows == 0 { 0 } else { rows.len() / n_rows };
+    let cols = rows.len().checked_div(n_rows).unwrap_or(0);
     if f64_out {
         let v: Vec<f64> = rows.iter().map(|&s| f64::from(s) / scale).collect();
         let a = Array2::from_shape_vec((n_rows, cols), v)
@@ -330,8 +330,10 @@ fn denoise_file<'py>(
     )?;
     let model = model_or_default(model);
     let s = py
-        .detach(|| rust_denoise_file(&input, &output, &model, &opts, &|_| {}))
-        .map_err(denoise_err)?;
+        .detach(|| {
+            rust_denoise_file(&input, &output, &model, &opts, &|_| {}).map_err(|e| e.to_string())
+        })
+        .map_err(DenoiseError::new_err)?;
     let d = PyDict::new(py);
     d.set_item("input", s.input.display().to_string())?;
     d.set_item("output", s.output.display().to_string())?;

@@ -39,10 +39,10 @@ def test_denoise_raw_equals_the_cli_within_one_edf_step(cli_output: Path):
     got = clean.get_data()
     steps_v = np.array(edf_steps_uv(EDF)) * 1e-6
     assert steps_v.shape == (64,)
-    # The CLI rounds to the EDF grid (half a step) and reads its input as f32; one step bounds
-    # both. The denoised signal differs from the input by far more than that.
+    # Same samples in, same pipeline: the CLI's output differs only by its rounding to the
+    # EDF grid (at most half a step; 1e-3 step allows for float formatting of the volts).
     err_steps = np.abs(got - ref).max(axis=1) / steps_v
-    assert err_steps.max() <= 1.0, f"max {err_steps.max():.3f} steps on {raw.ch_names[err_steps.argmax()]}"
+    assert err_steps.max() <= 0.5 + 1e-3, f"max {err_steps.max():.4f} steps on {raw.ch_names[err_steps.argmax()]}"
     change_steps = np.abs(got - before).max(axis=1) / steps_v
     assert np.median(change_steps) > 20, "denoising changed almost nothing"
 
