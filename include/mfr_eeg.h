@@ -47,12 +47,14 @@ typedef enum mfr_status {
 } mfr_status;
 
 /**
- * A validated model (opaque).
+ * A validated model (opaque). Read-only once made: one handle may be used by several threads
+ * at once (e.g. concurrent `mfr_denoise_in_place` calls).
  */
 typedef struct mfr_model mfr_model;
 
 /**
- * A streaming denoiser for a fixed number of interleaved channels (opaque).
+ * A streaming denoiser for a fixed number of interleaved channels (opaque). It holds the
+ * stream's state: use each streamer from one thread at a time.
  */
 typedef struct mfr_streamer mfr_streamer;
 

@@ -48,12 +48,14 @@ pub enum mfr_status {
 
 use mfr_status::*;
 
-/// A validated model (opaque).
+/// A validated model (opaque). Read-only once made: one handle may be used by several threads
+/// at once (e.g. concurrent `mfr_denoise_in_place` calls).
 pub struct mfr_model {
     model: Arc<Model>,
 }
 
-/// A streaming denoiser for a fixed number of interleaved channels (opaque).
+/// A streaming denoiser for a fixed number of interleaved channels (opaque). It holds the
+/// stream's state: use each streamer from one thread at a time.
 pub struct mfr_streamer {
     inner: OwnedStreamer,
 }
