@@ -125,6 +125,11 @@ typedef struct mfr_denoise_options {
    * Factor from the buffer's unit to microvolts (1 for uV, 1e6 for V).
    */
   double to_microvolts;
+  /**
+   * For channels faster than the model: true (default) keeps the content above the
+   * model's Nyquist frequency, false removes it (the CLI's `--above-model-band drop`).
+   */
+  bool keep_above_model_band;
 } mfr_denoise_options;
 
 #ifdef __cplusplus

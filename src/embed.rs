@@ -52,11 +52,12 @@ fn channel_error(labels: Option<&[String]>, k: usize, problem: String) -> Denois
     }
 }
 
-/// Denoises equally long channels sampled at `fs_hz` in place, with the per-channel steps of
-/// [`crate::denoise::denoise_file`]: zero-phase prefilters from `opts`, scaling by `to_uv` to
-/// microvolts, resampling to the model's rate and back when `fs_hz` differs, the core's offline
-/// denoiser, and the scaling undone. `opts.channels` and `opts.wav` concern files and must be
-/// `None`. Channels run on `opts.threads` threads (0: one per core). `labels` name the channels
+/// Denoises equally long channels sampled at `fs_hz` in place, each as a whole signal through
+/// [`Denoiser::denoise_in_place`], the per-channel computation of
+/// [`crate::denoise::denoise_file`] (prefilters, baseline, scaling by `to_uv` to microvolts,
+/// resampling to the model's rate and back, the core's offline denoiser, `opts.high_band`).
+/// `opts.channels` and `opts.wav` concern files and must be `None`; `allow_clipping` and
+/// `block_seconds` do not apply (nothing is clipped, the whole signal is one block). Channels run on `opts.threads` threads (0: one per core). `labels` name the channels
 /// in errors (`#k` otherwise).
 ///
 /// Errors: options the CLI would refuse (same messages), no channels or no samples, channels of
@@ -145,6 +146,7 @@ pub fn denoise_channels(
         sae: view.sae(),
         hop,
         rate_hz: model_rate_hz,
+        high_band: opts.high_band,
     };
     let pre = Prefilter::design(opts, fs_hz).map_err(|e| {
         channel_error(
@@ -326,7 +328,6 @@ impl std::fmt::Debug for OwnedStreamer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::denoise_offline_into;
     use crate::model::identity_model;
 
     #[test]
@@ -368,33 +369,40 @@ mod tests {
 
     #[test]
     fn arrays_follow_the_file_pipeline_and_refuse_bad_input() {
-        // Same rate as the model: exactly the core's offline denoiser, scaled.
+        // Every channel goes through the file pipeline's whole-signal step, whatever the
+        // thread count.
         let model = default_model();
-        let sae = model.view().sae();
         let x: Vec<f32> = (0..1000)
-            .map(|i| (i as f32 * 0.05).sin() * 3e-5 + 1e-5)
+            .map(|i| (i as f32 * 0.05).sin() * 3e-5 + 1e-5 + (i as f32 * 0.9).sin() * 5e-6)
             .collect();
         let mut a = x.clone();
         let mut b = x.clone();
         let mut chans: Vec<&mut [f32]> = vec![&mut a, &mut b];
-        let r = denoise_channels(
-            &mut chans,
-            None,
-            256.0,
-            1e6,
-            &model,
-            &DenoiseOptions::default(),
-        )
-        .unwrap();
+        let opts = DenoiseOptions {
+            threads: 2,
+            ..DenoiseOptions::default()
+        };
+        let r = denoise_channels(&mut chans, None, 256.0, 1e6, &model, &opts).unwrap();
         assert_eq!(r.resampled_to_hz, None);
-        let uv: Vec<f32> = x.iter().map(|&v| (f64::from(v) * 1e6) as f32).collect();
-        let mut want = vec![0.0; uv.len()];
-        let mut work = vec![0.0; crate::core::offline_work_len(&sae)];
-        let mut topk = vec![0; sae.k()];
-        denoise_offline_into(&sae, 8, &uv, &mut want, &mut work, &mut topk).unwrap();
-        let want: Vec<f32> = want.iter().map(|&v| (f64::from(v) / 1e6) as f32).collect();
+        let view = model.view();
+        let d = Denoiser {
+            sae: view.sae(),
+            hop: 8,
+            rate_hz: 256.0,
+            high_band: opts.high_band,
+        };
+        let plan = d.plan(256.0, crate::io::filter::Filter::default()).unwrap();
+        let mut want = x.clone();
+        d.denoise_in_place(&mut want, &plan, 1e6, &mut Scratch::default())
+            .unwrap();
         assert_eq!(a, want);
         assert_eq!(b, want);
+        let moved = a
+            .iter()
+            .zip(&x)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0.0f32, f32::max);
+        assert!(moved > 1e-7, "the model changed nothing ({moved} V)");
 
         // Errors name the channel and sample, and leave the data as it was.
         let mut bad = x.clone();

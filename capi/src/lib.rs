@@ -21,7 +21,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::sync::Arc;
 
-use mfr_eeg::denoise::{DEFAULT_BANDPASS_ORDER, DenoiseError, DenoiseOptions};
+use mfr_eeg::denoise::{DEFAULT_BANDPASS_ORDER, DenoiseError, DenoiseOptions, HighBand};
 use mfr_eeg::embed::{OwnedStreamer, default_model, denoise_channels};
 use mfr_eeg::model::{Model, ModelFileError};
 
@@ -99,6 +99,9 @@ pub struct mfr_denoise_options {
     pub threads: usize,
     /// Factor from the buffer's unit to microvolts (1 for uV, 1e6 for V).
     pub to_microvolts: f64,
+    /// For channels faster than the model: true (default) keeps the content above the
+    /// model's Nyquist frequency, false removes it (the CLI's `--above-model-band drop`).
+    pub keep_above_model_band: bool,
 }
 
 thread_local! {
@@ -408,6 +411,7 @@ pub extern "C" fn mfr_denoise_options_default() -> mfr_denoise_options {
         hop: 0,
         threads: 0,
         to_microvolts: 1.0,
+        keep_above_model_band: true,
     }
 }
 
@@ -436,6 +440,11 @@ fn to_options(o: &mfr_denoise_options) -> Result<DenoiseOptions, Failure> {
         bandpass_order: o.bandpass_order,
         threads: o.threads,
         hop: (o.hop != 0).then_some(o.hop),
+        high_band: if o.keep_above_model_band {
+            HighBand::Keep
+        } else {
+            HighBand::Drop
+        },
         ..DenoiseOptions::default()
     })
 }

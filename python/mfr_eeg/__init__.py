@@ -83,13 +83,16 @@ def denoise(
     hop: Optional[int] = None,
     threads: int = 0,
     ch_names: Optional[Sequence[str]] = None,
+    above_model_band: str = "keep",
 ) -> np.ndarray:
     """Denoise ``x`` [channels, samples] sampled at ``sfreq`` Hz; returns a new array.
 
     ``unit`` is the unit of ``x`` ("uV", "mV", "V", "nV" or a factor to microvolts). The
     options are the CLI's: ``notch`` (50 or 60 Hz), ``notch_harmonics``, ``bandpass`` (low,
     high) Hz with Butterworth ``order``, the overlap-add ``hop`` (default: the model's) and
-    ``threads`` (0: one per core). ``ch_names`` name channels in error messages.
+    ``threads`` (0: one per core), and ``above_model_band`` ("keep" or "drop": what happens
+    above the model's Nyquist frequency when ``sfreq`` is higher). ``ch_names`` name channels
+    in error messages.
     """
     a = _check_array(x)
     return _denoise(
@@ -104,6 +107,7 @@ def denoise(
         hop=hop,
         threads=threads,
         names=None if ch_names is None else [str(c) for c in ch_names],
+        above_model_band=above_model_band,
     )
 
 
@@ -111,7 +115,7 @@ def denoise_file(input: Union[str, os.PathLike], output: Union[str, os.PathLike]
     """Denoise an EDF/EDF+/BDF file into ``output`` exactly as ``mfr-eeg denoise`` does.
 
     Options: ``channels`` (labels), ``notch``, ``notch_harmonics``, ``bandpass``, ``order``,
-    ``hop``, ``threads``. Returns a summary dict (channels, samples, clipped, seconds, notes).
+    ``hop``, ``threads``, ``above_model_band``, ``allow_clipping``. Returns a summary dict (channels, samples, clipped, seconds, notes).
     """
     return _denoise_file(os.fspath(input), os.fspath(output), _model(model), **options)
 

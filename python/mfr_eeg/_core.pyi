@@ -68,6 +68,7 @@ def denoise(
     hop: Optional[int] = None,
     threads: int = 0,
     names: Optional[Sequence[str]] = None,
+    above_model_band: str = "keep",
 ) -> _Float2D: ...
 def denoise_file(
     input: Union[str, PathLike[str]],
@@ -81,4 +82,6 @@ def denoise_file(
     order: int = 4,
     hop: Optional[int] = None,
     threads: int = 0,
+    above_model_band: str = "keep",
+    allow_clipping: bool = False,
 ) -> dict[str, Any]: ...

@@ -6,7 +6,9 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use mfr_eeg::denoise::{DEFAULT_BANDPASS_ORDER, DenoiseOptions, denoise_file as rust_denoise_file};
+use mfr_eeg::denoise::{
+    DEFAULT_BANDPASS_ORDER, DenoiseOptions, HighBand, denoise_file as rust_denoise_file,
+};
 use mfr_eeg::embed::{OwnedStreamer, default_model, denoise_channels};
 use mfr_eeg::model::Model as RustModel;
 use numpy::ndarray::Array2;
@@ -163,7 +165,17 @@ fn options(
     hop: Option<usize>,
     threads: usize,
     channels: Option<Vec<String>>,
+    above_model_band: &str,
 ) -> PyResult<DenoiseOptions> {
+    let high_band = match above_model_band {
+        "keep" => HighBand::Keep,
+        "drop" => HighBand::Drop,
+        other => {
+            return Err(denoise_err(format!(
+                "invalid option: --above-model-band {other}: must be keep or drop"
+            )));
+        }
+    };
     // The CLI's argument rules (clap refuses these before the pipeline sees them).
     if let Some(f) = notch
         && f != 50.0
@@ -191,6 +203,7 @@ fn options(
         bandpass_order: order,
         threads,
         hop,
+        high_band,
         ..DenoiseOptions::default()
     })
 }
@@ -268,7 +281,8 @@ fn check_scale(scale: f64) -> PyResult<()> {
 /// and dtype.
 #[pyfunction]
 #[pyo3(signature = (x, sfreq, model=None, *, scale=1.0, notch=None, notch_harmonics=false,
-                    bandpass=None, order=DEFAULT_BANDPASS_ORDER, hop=None, threads=0, names=None))]
+                    bandpass=None, order=DEFAULT_BANDPASS_ORDER, hop=None, threads=0, names=None,
+                    above_model_band="keep"))]
 #[allow(clippy::too_many_arguments)]
 fn denoise(
     py: Python<'_>,
@@ -283,9 +297,19 @@ fn denoise(
     hop: Option<usize>,
     threads: usize,
     names: Option<Vec<String>>,
+    above_model_band: &str,
 ) -> PyResult<Py<PyAny>> {
     check_scale(scale)?;
-    let opts = options(notch, notch_harmonics, bandpass, order, hop, threads, None)?;
+    let opts = options(
+        notch,
+        notch_harmonics,
+        bandpass,
+        order,
+        hop,
+        threads,
+        None,
+        above_model_band,
+    )?;
     let (mut rows, f64_out) = rows_in(x, scale)?;
     let model = model_or_default(model);
     let n_rows = rows.len();
@@ -304,7 +328,7 @@ fn denoise(
 #[pyfunction]
 #[pyo3(signature = (input, output, model=None, *, channels=None, notch=None,
                     notch_harmonics=false, bandpass=None, order=DEFAULT_BANDPASS_ORDER, hop=None,
-                    threads=0))]
+                    threads=0, above_model_band="keep", allow_clipping=false))]
 #[allow(clippy::too_many_arguments)]
 fn denoise_file<'py>(
     py: Python<'py>,
@@ -318,6 +342,8 @@ fn denoise_file<'py>(
     order: usize,
     hop: Option<usize>,
     threads: usize,
+    above_model_band: &str,
+    allow_clipping: bool,
 ) -> PyResult<Bound<'py, PyDict>> {
     let opts = options(
         notch,
@@ -327,7 +353,12 @@ fn denoise_file<'py>(
         hop,
         threads,
         channels,
+        above_model_band,
     )?;
+    let opts = DenoiseOptions {
+        allow_clipping,
+        ..opts
+    };
     let model = model_or_default(model);
     let s = py
         .detach(|| {
