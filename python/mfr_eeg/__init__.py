@@ -163,7 +163,8 @@ class Streamer:
     returns ``[n_channels, n]``: the denoised signal delayed by ``latency`` samples
     (``d_in - 1``, i.e. 255 samples = 1.0 s for the default model; the first ``latency``
     outputs are the warm-up). How the stream is cut into chunks does not change the output.
-    The core allocates nothing per push; this wrapper copies each chunk in and out.
+    The core allocates nothing per push; this wrapper copies each chunk in and out. It is the
+    core alone: unlike :func:`denoise` it does not set each channel's baseline aside first.
     """
 
     def __init__(self, model: ModelLike, n_channels: int, sfreq: float, *, hop: Optional[int] = None, unit: Union[str, float] = "uV"):

@@ -41,27 +41,29 @@ def _signal(channels: int, n: int, seed: int) -> np.ndarray:
     return x.astype(np.float32)
 
 
-def test_streamer_chunks_of_random_sizes_equal_the_offline_result():
+def test_streamer_chunks_of_random_sizes_equal_one_whole_push():
+    # The streaming core's equality with its offline form is tested in Rust (core and C ABI
+    # tests); here: the binding passes every chunk size through unchanged. (`denoise` also
+    # sets each channel's baseline aside before the model, which the Streamer does not.)
     x = _signal(3, 1500, seed=1)
     model = mfr_eeg.Model.default()
-    offline = mfr_eeg.denoise(x, 256.0, model)
     s = mfr_eeg.Streamer(model, 3, 256.0)
     assert s.latency == 255 and s.latency_s == pytest.approx(255 / 256)
-    # The offline result is, bit for bit, the stream of the reflect-padded signal shifted by
-    # the latency (see the core's `denoise_offline_into`).
-    pad = model.d_in - 1
-    xp = np.pad(x, ((0, 0), (pad, pad)), mode="reflect")
     rng = np.random.default_rng(7)
     outs, at = [], 0
-    while at < xp.shape[1]:
+    while at < x.shape[1]:
         n = int(rng.integers(0, 200))  # empty chunks included
-        outs.append(s.push(xp[:, at : at + n]))
+        outs.append(s.push(x[:, at : at + n]))
         at += n
     y = np.concatenate(outs, axis=1)
-    assert y.shape == xp.shape and y.dtype == np.float32
-    got = y[:, pad + s.latency : pad + s.latency + x.shape[1]]
-    np.testing.assert_array_equal(got, offline)
-    assert not np.allclose(offline, x, atol=1.0), "denoising changed the signal"
+    assert y.shape == x.shape and y.dtype == np.float32
+    whole = mfr_eeg.Streamer(model, 3, 256.0).push(x)
+    np.testing.assert_array_equal(y, whole)
+    # Past the latency it is the signal, denoised: close to it, not equal.
+    lag = x[:, 300 : 1500 - s.latency]
+    out = y[:, 300 + s.latency :]
+    assert np.abs(out - lag).max() > 1.0, "denoising changed nothing"
+    assert np.corrcoef(out.ravel(), lag.ravel())[0, 1] > 0.5
     assert s.faults == 0
 
 
