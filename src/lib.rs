@@ -7,6 +7,7 @@
 //! - `io` (std): EDF/EDF+/BDF and WAV, resampling and filters.
 //! - `ocular` (std): multi-channel eye-artifact removal (references, spatial regression).
 //! - `eval` (std): synthetic and semi-synthetic data, metrics, baselines, the bench harness.
+//! - `embed` (std): arrays and owned streamers for the C ABI (`capi/`) and Python (`python/`).
 //! - `train` (feature `train`): burn-based training with MFR, checkpoints and export.
 #![cfg_attr(not(feature = "std"), no_std)]
 #![deny(missing_docs)]
@@ -19,6 +20,8 @@ pub mod rng;
 pub mod batch;
 #[cfg(feature = "std")]
 pub mod denoise;
+#[cfg(feature = "std")]
+pub mod embed;
 #[cfg(feature = "std")]
 pub mod eval;
 #[cfg(feature = "std")]

@@ -1,0 +1,195 @@
+"""EEG artifact removal with TopK sparse autoencoders trained with Mutual Feature Regularization.
+
+- ``denoise(x, sfreq, model=None, **options)``: a ``[channels, samples]`` array through the
+  pipeline of ``mfr-eeg denoise`` (prefilters, resampling to the model's rate and back,
+  reflected edges); returns a new array of the same shape and dtype.
+- ``denoise_raw(raw, picks="eeg", ...)``: the same on an ``mne.io.Raw``; returns a copy with
+  ``info`` and annotations kept.
+- ``denoise_file(input, output, ...)``: an EDF/EDF+/BDF file exactly as the CLI does.
+- ``Streamer(model, n_channels, sfreq)``: the allocation-free streaming core; ``push(chunk)``
+  returns as many samples as it is given, delayed by ``latency`` samples (``d_in - 1``: 255
+  samples, 1.0 s, for the default 256 Hz model).
+- ``Model.load(path)`` / ``Model.default()``: a validated model and its ``metadata``.
+
+Work runs in Rust with the GIL released. Errors raise ``ModelError`` or ``DenoiseError`` (a
+``ValueError``) with the CLI's messages; arrays that are not 2-D float32/float64 raise
+``TypeError``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Optional, Sequence, Union
+
+import numpy as np
+
+from ._core import DenoiseError, Model, ModelError, Streamer as _CoreStreamer
+from ._core import denoise as _denoise
+from ._core import denoise_file as _denoise_file
+
+__all__ = [
+    "DenoiseError",
+    "Model",
+    "ModelError",
+    "Streamer",
+    "denoise",
+    "denoise_file",
+    "denoise_raw",
+    "UNITS",
+]
+
+#: Factors from a unit to microvolts, the unit the shipped models were trained in.
+UNITS = {"uV": 1.0, "µV": 1.0, "mV": 1e3, "V": 1e6, "nV": 1e-3}
+
+ModelLike = Union[Model, str, "os.PathLike[str]", None]
+
+
+def _model(model: ModelLike) -> Optional[Model]:
+    if model is None or isinstance(model, Model):
+        return model
+    if isinstance(model, (str, os.PathLike)):
+        return Model.load(os.fspath(model))
+    raise TypeError(f"model must be a Model, a path or None, got {type(model).__name__}")
+
+
+def _scale(unit: Union[str, float]) -> float:
+    if isinstance(unit, str):
+        try:
+            return UNITS[unit]
+        except KeyError:
+            raise ValueError(f"unknown unit {unit!r}; use one of {sorted(UNITS)} or a factor to uV") from None
+    return float(unit)
+
+
+def _check_array(x: Any) -> np.ndarray:
+    a = np.asarray(x)
+    if a.dtype not in (np.float32, np.float64):
+        raise TypeError(f"x must be a float32 or float64 array, got dtype {a.dtype}")
+    if a.ndim != 2:
+        raise ValueError(f"x must be 2-D [channels, samples], got shape {a.shape}")
+    return a
+
+
+def denoise(
+    x: Any,
+    sfreq: float,
+    model: ModelLike = None,
+    *,
+    unit: Union[str, float] = "uV",
+    notch: Optional[float] = None,
+    notch_harmonics: bool = False,
+    bandpass: Optional[tuple[float, float]] = None,
+    order: int = 4,
+    hop: Optional[int] = None,
+    threads: int = 0,
+    ch_names: Optional[Sequence[str]] = None,
+    above_model_band: str = "keep",
+) -> np.ndarray:
+    """Denoise ``x`` [channels, samples] sampled at ``sfreq`` Hz; returns a new array.
+
+    ``unit`` is the unit of ``x`` ("uV", "mV", "V", "nV" or a factor to microvolts). The
+    options are the CLI's: ``notch`` (50 or 60 Hz), ``notch_harmonics``, ``bandpass`` (low,
+    high) Hz with Butterworth ``order``, the overlap-add ``hop`` (default: the model's) and
+    ``threads`` (0: one per core), and ``above_model_band`` ("keep" or "drop": what happens
+    above the model's Nyquist frequency when ``sfreq`` is higher). ``ch_names`` name channels
+    in error messages.
+    """
+    a = _check_array(x)
+    return _denoise(
+        a,
+        float(sfreq),
+        _model(model),
+        scale=_scale(unit),
+        notch=notch,
+        notch_harmonics=notch_harmonics,
+        bandpass=None if bandpass is None else (float(bandpass[0]), float(bandpass[1])),
+        order=order,
+        hop=hop,
+        threads=threads,
+        names=None if ch_names is None else [str(c) for c in ch_names],
+        above_model_band=above_model_band,
+    )
+
+
+def denoise_file(input: Union[str, os.PathLike], output: Union[str, os.PathLike], model: ModelLike = None, **options: Any) -> dict:
+    """Denoise an EDF/EDF+/BDF file into ``output`` exactly as ``mfr-eeg denoise`` does.
+
+    Options: ``channels`` (labels), ``notch``, ``notch_harmonics``, ``bandpass``, ``order``,
+    ``hop``, ``threads``, ``above_model_band``, ``allow_clipping``. Returns a summary dict (channels, samples, clipped, seconds, notes).
+    """
+    return _denoise_file(os.fspath(input), os.fspath(output), _model(model), **options)
+
+
+def _pick_indices(raw: Any, picks: Any) -> list[int]:
+    try:  # MNE's own rules for picks ("eeg", names, indices, slices).
+        from mne._fiff.pick import _picks_to_idx
+    except ImportError:  # pragma: no cover - older or newer MNE
+        names = raw.copy().pick(picks).ch_names
+        return [raw.ch_names.index(n) for n in names]
+    return [int(i) for i in _picks_to_idx(raw.info, picks, exclude=())]
+
+
+def denoise_raw(raw: Any, picks: Any = "eeg", model: ModelLike = None, *, copy: bool = True, verbose: Any = None, **options: Any) -> Any:
+    """Denoise the ``picks`` channels of an ``mne.io.Raw``; returns a copy (unless
+    ``copy=False``) whose ``info`` and annotations are those of ``raw``.
+
+    MNE holds EEG in volts; the data are converted to microvolts for the model and back.
+    Options as for :func:`denoise`. The shipped models are single-channel: EOG channels are
+    not used as references (they are left unchanged unless picked).
+    """
+    import mne
+
+    out = raw.copy() if copy else raw
+    out.load_data()
+    idx = _pick_indices(out, picks)
+    if not idx:
+        raise DenoiseError(f"no channels match picks={picks!r}")
+    names = [out.ch_names[i] for i in idx]
+    sfreq = out.info["sfreq"]
+    m = _model(model)
+
+    def run(data: np.ndarray) -> np.ndarray:
+        return denoise(data, sfreq, m, unit="V", ch_names=names, **options)
+
+    with mne.utils.use_log_level(verbose):
+        out.apply_function(run, picks=idx, channel_wise=False)
+    return out
+
+
+class Streamer:
+    """The streaming denoiser for ``n_channels`` channels at the model's sampling rate.
+
+    ``push(chunk)`` takes ``[n_channels, n]`` (any n, float32 or float64, in ``unit``) and
+    returns ``[n_channels, n]``: the denoised signal delayed by ``latency`` samples
+    (``d_in - 1``, i.e. 255 samples = 1.0 s for the default model; the first ``latency``
+    outputs are the warm-up). How the stream is cut into chunks does not change the output.
+    The core allocates nothing per push; this wrapper copies each chunk in and out. It is the
+    core alone: unlike :func:`denoise` it does not set each channel's baseline aside first.
+    """
+
+    def __init__(self, model: ModelLike, n_channels: int, sfreq: float, *, hop: Optional[int] = None, unit: Union[str, float] = "uV"):
+        self._s = _CoreStreamer(_model(model), int(n_channels), float(sfreq), hop=hop, scale=_scale(unit))
+
+    def push(self, chunk: Any) -> np.ndarray:
+        """Push ``[n_channels, n]`` samples; returns ``[n_channels, n]`` denoised samples."""
+        return self._s.push(_check_array(chunk))
+
+    @property
+    def latency(self) -> int:
+        """Delay in samples between an input sample and its denoised output."""
+        return self._s.latency
+
+    @property
+    def latency_s(self) -> float:
+        """The delay in seconds."""
+        return self._s.latency_s
+
+    @property
+    def n_channels(self) -> int:
+        """Number of channels."""
+        return self._s.n_channels
+
+    @property
+    def faults(self) -> int:
+        """Input samples replaced by 0 because they were NaN, infinite or huge."""
+        return self._s.faults

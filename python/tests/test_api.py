@@ -1,0 +1,151 @@
+"""Arrays, models, streaming and errors of the mfr_eeg package."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import mfr_eeg
+from conftest import MODEL, TINY
+
+
+def test_model_metadata():
+    m = mfr_eeg.Model.load(MODEL)
+    meta = m.metadata
+    assert (m.d_in, m.d_sae, m.k, m.hop, m.sample_rate_hz) == (256, 1024, 128, 8, 256.0)
+    assert meta["normalisation"] == m.metadata["normalisation"] != ""
+    assert meta["d_in"] == 256 and meta["int8"] is False
+    assert m.path == str(MODEL)
+    d = mfr_eeg.Model.default()
+    assert d.metadata == {**meta} and d.path == "<memory>"
+    t = mfr_eeg.Model.load(TINY)
+    assert t.int8 and t.sample_rate_hz == 128.0
+    assert mfr_eeg.Model.from_bytes(MODEL.read_bytes()).metadata == meta
+
+
+def test_model_errors_name_the_file():
+    with pytest.raises(mfr_eeg.ModelError, match=r"^/nonexistent/x\.safetensors: "):
+        mfr_eeg.Model.load("/nonexistent/x.safetensors")
+    with pytest.raises(mfr_eeg.ModelError, match=r"^<memory>: invalid model: "):
+        mfr_eeg.Model.from_bytes(b"\x01\x02\x03")
+
+
+def _signal(channels: int, n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(n) / 256.0
+    x = 20 * np.sin(2 * np.pi * 10 * t) + 5 * rng.standard_normal((channels, n))
+    x[0, 300:340] += 150  # a blink-like step
+    return x.astype(np.float32)
+
+
+def test_streamer_chunks_of_random_sizes_equal_one_whole_push():
+    # The streaming core's equality with its offline form is tested in Rust (core and C ABI
+    # tests); here: the binding passes every chunk size through unchanged. (`denoise` also
+    # sets each channel's baseline aside before the model, which the Streamer does not.)
+    x = _signal(3, 1500, seed=1)
+    model = mfr_eeg.Model.default()
+    s = mfr_eeg.Streamer(model, 3, 256.0)
+    assert s.latency == 255 and s.latency_s == pytest.approx(255 / 256)
+    rng = np.random.default_rng(7)
+    outs, at = [], 0
+    while at < x.shape[1]:
+        n = int(rng.integers(0, 200))  # empty chunks included
+        outs.append(s.push(x[:, at : at + n]))
+        at += n
+    y = np.concatenate(outs, axis=1)
+    assert y.shape == x.shape and y.dtype == np.float32
+    whole = mfr_eeg.Streamer(model, 3, 256.0).push(x)
+    np.testing.assert_array_equal(y, whole)
+    # Past the latency it is the signal, denoised: close to it, not equal.
+    lag = x[:, 300 : 1500 - s.latency]
+    out = y[:, 300 + s.latency :]
+    assert np.abs(out - lag).max() > 1.0, "denoising changed nothing"
+    assert np.corrcoef(out.ravel(), lag.ravel())[0, 1] > 0.5
+    assert s.faults == 0
+
+
+def test_dtype_and_units_are_kept():
+    x = _signal(2, 800, seed=2)
+    y32 = mfr_eeg.denoise(x, 256.0)
+    y64 = mfr_eeg.denoise(x.astype(np.float64) * 1e-6, 256.0, unit="V")
+    assert y32.dtype == np.float32 and y64.dtype == np.float64
+    # The same f32 samples in microvolts go through; only the final division differs.
+    np.testing.assert_allclose(y64 * 1e6, y32, rtol=1e-6, atol=1e-5)
+    # Resampled path (160 Hz): same length, finite, changed.
+    z = mfr_eeg.denoise(x, 160.0, notch=60, bandpass=(1, 40))
+    assert z.shape == x.shape and np.isfinite(z).all()
+
+
+def test_bad_input_raises_clear_exceptions():
+    x = _signal(2, 600, seed=3)
+    bad = x.copy()
+    bad[1, 5] = np.nan
+    with pytest.raises(mfr_eeg.DenoiseError, match=r'<array>: channel "C4": sample 5 is NaN'):
+        mfr_eeg.denoise(bad, 256.0, ch_names=["C3", "C4"])
+    with pytest.raises(ValueError, match=r"2-D \[channels, samples\], got shape \(600,\)"):
+        mfr_eeg.denoise(x[0], 256.0)
+    with pytest.raises(ValueError, match=r"got shape \(1, 2, 600\)"):
+        mfr_eeg.denoise(x[None], 256.0)
+    with pytest.raises(TypeError, match="float32 or float64 array, got dtype int64"):
+        mfr_eeg.denoise(np.zeros((2, 600), dtype=np.int64), 256.0)
+    with pytest.raises(TypeError, match="got dtype complex128"):
+        mfr_eeg.denoise(np.zeros((2, 600), dtype=complex), 256.0)
+    with pytest.raises(mfr_eeg.DenoiseError, match="no channels to denoise"):
+        mfr_eeg.denoise(np.zeros((0, 600), dtype=np.float32), 256.0)
+    with pytest.raises(mfr_eeg.DenoiseError, match="channels have no samples"):
+        mfr_eeg.denoise(np.zeros((2, 0), dtype=np.float32), 256.0)
+    with pytest.raises(mfr_eeg.DenoiseError, match=r"--bandpass 40,1: need 0 < low < high"):
+        mfr_eeg.denoise(x, 256.0, bandpass=(40, 1))
+    with pytest.raises(mfr_eeg.DenoiseError, match="--notch 55"):
+        mfr_eeg.denoise(x, 256.0, notch=55)
+    with pytest.raises(mfr_eeg.DenoiseError, match="--hop 999 must be between 1 and"):
+        mfr_eeg.denoise(x, 256.0, hop=999)
+    with pytest.raises(mfr_eeg.DenoiseError, match="sampling rate -1"):
+        mfr_eeg.denoise(x, -1.0)
+    with pytest.raises(mfr_eeg.DenoiseError, match=r"model's rate \(256 Hz\), not 160 Hz"):
+        mfr_eeg.Streamer(None, 2, 160.0)
+    s = mfr_eeg.Streamer(None, 2, 256.0)
+    with pytest.raises(mfr_eeg.DenoiseError, match="chunk has 3 channels, the streamer 2"):
+        s.push(np.zeros((3, 10), dtype=np.float32))
+    with pytest.raises(TypeError, match="dtype int32"):
+        s.push(np.zeros((2, 10), dtype=np.int32))
+    # Streaming repairs non-finite samples (counted) instead of refusing them.
+    s.push(bad)
+    assert s.faults == 1
+    with pytest.raises(mfr_eeg.DenoiseError, match="at least one channel"):
+        mfr_eeg.Streamer(None, 0, 256.0)
+
+
+def test_non_contiguous_and_list_input():
+    x = _signal(4, 700, seed=4)
+    np.testing.assert_array_equal(mfr_eeg.denoise(x[::2], 256.0), mfr_eeg.denoise(np.ascontiguousarray(x[::2]), 256.0))
+    y = mfr_eeg.denoise(x[:1].tolist(), 256.0)
+    assert y.dtype == np.float64 and y.shape == (1, 700)
+
+
+def test_the_gil_is_released_during_work():
+    x = _signal(16, 256 * 60, seed=5)
+    span = {}
+
+    def work():
+        span["start"] = time.perf_counter()
+        mfr_eeg.denoise(x, 256.0, threads=1)
+        span["end"] = time.perf_counter()
+
+    th = threading.Thread(target=work)
+    th.start()
+    # This thread keeps running Python while the work runs: its longest pause would cover the
+    # whole call if the GIL were held, and is a scheduling slice when it is released.
+    last = time.perf_counter()
+    longest = 0.0
+    while th.is_alive():
+        now = time.perf_counter()
+        longest = max(longest, now - last)
+        last = now
+    th.join()
+    call = span["end"] - span["start"]
+    assert call > 0.2, f"work too short to tell ({call:.3f} s)"
+    assert longest < call / 2, f"main thread paused {longest:.2f} s of a {call:.2f} s call"

@@ -1,0 +1,490 @@
+//! Entry points for other languages (the C ABI in `capi/`, the Python package in `python/`):
+//! the offline pipeline of `mfr-eeg denoise` on channels held in memory instead of a file
+//! ([`denoise_channels`]), and the core's streaming denoiser owning its buffers and its model
+//! ([`OwnedStreamer`]), so a foreign handle can keep it between calls.
+//!
+//! Both go through the same pieces as [`crate::denoise::denoise_file`] ([`Prefilter`],
+//! [`Denoiser::plan`], [`Denoiser::denoise_in_place`]) and report errors with the same
+//! messages ([`DenoiseError`]).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::core::{CoreError, FaultCounts, StreamView};
+use crate::denoise::{DenoiseError, DenoiseOptions, Denoiser, Prefilter, RatePlan, Scratch};
+use crate::model::Model;
+
+/// The name errors give as the "file" of data that came from memory.
+pub const ARRAY_SOURCE: &str = "<array>";
+
+/// The shipped default model (`models/general-256hz.safetensors`), embedded.
+pub static DEFAULT_MODEL_BYTES: &[u8] = include_bytes!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/models/general-256hz.safetensors"
+));
+
+/// The shipped default model, validated.
+pub fn default_model() -> Model {
+    Model::from_bytes(DEFAULT_MODEL_BYTES.to_vec())
+        .expect("the embedded default model is validated by the test suite")
+}
+
+/// What [`denoise_channels`] did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ArrayReport {
+    /// Non-finite inputs or model outputs the core repaired, over all channels.
+    pub faults: FaultCounts,
+    /// `Some(model rate)` when the channels were resampled to the model's rate and back.
+    pub resampled_to_hz: Option<f64>,
+    /// Things the caller should know (filters skipped or reduced, content above the model's
+    /// Nyquist frequency removed).
+    pub notes: Vec<String>,
+}
+
+fn channel_error(labels: Option<&[String]>, k: usize, problem: String) -> DenoiseError {
+    DenoiseError::Channel {
+        file: PathBuf::from(ARRAY_SOURCE),
+        channel: labels
+            .and_then(|l| l.get(k).cloned())
+            .unwrap_or_else(|| format!("#{k}")),
+        problem,
+    }
+}
+
+/// Denoises equally long channels sampled at `fs_hz` in place, each as a whole signal through
+/// [`Denoiser::denoise_in_place`], the per-channel computation of
+/// [`crate::denoise::denoise_file`] (prefilters, baseline, scaling by `to_uv` to microvolts,
+/// resampling to the model's rate and back, the core's offline denoiser, `opts.high_band`).
+/// `opts.channels` and `opts.wav` concern files and must be `None`; `allow_clipping` and
+/// `block_seconds` do not apply (nothing is clipped, the whole signal is one block). Channels run on `opts.threads` threads (0: one per core). `labels` name the channels
+/// in errors (`#k` otherwise).
+///
+/// Errors: options the CLI would refuse (same messages), no channels or no samples, channels of
+/// different lengths, a rate or scale that is not finite and positive, and any non-finite
+/// sample after scaling (named by channel and index). Nothing is changed on error.
+pub fn denoise_channels(
+    channels: &mut [&mut [f32]],
+    labels: Option<&[String]>,
+    fs_hz: f64,
+    to_uv: f64,
+    model: &Model,
+    opts: &DenoiseOptions,
+) -> Result<ArrayReport, DenoiseError> {
+    if let Some((lo, hi)) = opts.bandpass_hz
+        && !(lo.is_finite() && hi.is_finite() && lo > 0.0 && lo < hi)
+    {
+        return Err(DenoiseError::Options(format!(
+            "--bandpass {lo},{hi}: need 0 < low < high (Hz)"
+        )));
+    }
+    if opts.channels.is_some() || opts.wav.is_some() {
+        return Err(DenoiseError::Options(
+            "channel selection and WAV export apply to files, not to arrays".into(),
+        ));
+    }
+    if !(fs_hz.is_finite() && fs_hz > 0.0) {
+        return Err(DenoiseError::Options(format!(
+            "sampling rate {fs_hz} Hz: need a finite rate > 0"
+        )));
+    }
+    if !(to_uv.is_finite() && to_uv > 0.0) {
+        return Err(DenoiseError::Options(format!(
+            "unit scale {to_uv} to microvolts: need a finite scale > 0"
+        )));
+    }
+    if channels.is_empty() {
+        return Err(DenoiseError::Options("no channels to denoise".into()));
+    }
+    if let Some(l) = labels
+        && l.len() != channels.len()
+    {
+        return Err(DenoiseError::Options(format!(
+            "{} channel names for {} channels",
+            l.len(),
+            channels.len()
+        )));
+    }
+    let n = channels[0].len();
+    if n == 0 {
+        return Err(DenoiseError::Options("channels have no samples".into()));
+    }
+    if let Some(k) = channels.iter().position(|c| c.len() != n) {
+        return Err(channel_error(
+            labels,
+            k,
+            format!("has {} samples, channel 0 has {n}", channels[k].len()),
+        ));
+    }
+    for (k, c) in channels.iter().enumerate() {
+        if let Some(i) = c.iter().position(|&v| !(f64::from(v) * to_uv).is_finite()) {
+            return Err(channel_error(
+                labels,
+                k,
+                format!("sample {i} is {} (not a finite number)", c[i]),
+            ));
+        }
+    }
+
+    let view = model.view();
+    let meta = view.meta();
+    let model_rate_hz = f64::from(meta.sample_rate_hz);
+    let hop = opts.hop.unwrap_or(meta.hop);
+    if hop == 0 || hop > meta.d_in {
+        return Err(DenoiseError::Options(format!(
+            "--hop {hop} must be between 1 and the model's window of {} samples",
+            meta.d_in
+        )));
+    }
+    if !(model_rate_hz.is_finite() && model_rate_hz > 0.0) {
+        return Err(DenoiseError::Model {
+            path: model.path().to_path_buf(),
+            problem: format!("sample rate {model_rate_hz} Hz is not usable"),
+        });
+    }
+    let denoiser = Denoiser {
+        sae: view.sae(),
+        hop,
+        rate_hz: model_rate_hz,
+        high_band: opts.high_band,
+    };
+    let pre = Prefilter::design(opts, fs_hz).map_err(|e| {
+        channel_error(
+            labels,
+            0,
+            format!("cannot design the prefilter at {fs_hz} Hz: {e}"),
+        )
+    })?;
+    let mut notes = pre.notes.clone();
+    if fs_hz > model_rate_hz * (1.0 + 1e-9) {
+        notes.push(format!(
+            "{fs_hz} Hz channels keep content up to the model's Nyquist frequency ({} Hz) only",
+            model_rate_hz / 2.0
+        ));
+    }
+    let plan: RatePlan = denoiser
+        .plan(fs_hz, pre.filter)
+        .map_err(|e| channel_error(labels, 0, e.to_string()))?;
+
+    let total = channels.len();
+    let threads = if opts.threads == 0 {
+        std::thread::available_parallelism().map_or(1, usize::from)
+    } else {
+        opts.threads
+    }
+    .clamp(1, total);
+    // Work on copies so an error leaves the caller's data untouched.
+    let mut work: Vec<Vec<f32>> = channels.iter().map(|c| c.to_vec()).collect();
+    let slots: Vec<std::sync::Mutex<Option<&mut Vec<f32>>>> = work
+        .iter_mut()
+        .map(|v| std::sync::Mutex::new(Some(v)))
+        .collect();
+    type ChannelResult = Result<(FaultCounts, Option<f64>), crate::denoise::SignalError>;
+    let results: Vec<std::sync::Mutex<Option<ChannelResult>>> =
+        (0..total).map(|_| std::sync::Mutex::new(None)).collect();
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                let mut scratch = Scratch::default();
+                loop {
+                    let k = next.fetch_add(1, Ordering::Relaxed);
+                    if k >= total {
+                        break;
+                    }
+                    let x = slots[k]
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .take()
+                        .expect("each channel is taken once");
+                    let r = denoiser.denoise_in_place(x, &plan, to_uv, &mut scratch);
+                    *results[k].lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
+                }
+            });
+        }
+    });
+    drop(slots);
+    let mut report = ArrayReport {
+        notes,
+        ..ArrayReport::default()
+    };
+    for (k, r) in results.into_iter().enumerate() {
+        let (faults, resampled) = r
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner())
+            .expect("every channel was processed")
+            .map_err(|e| channel_error(labels, k, e.to_string()))?;
+        report.faults.input_samples += faults.input_samples;
+        report.faults.windows += faults.windows;
+        report.resampled_to_hz = resampled;
+    }
+    for (dst, src) in channels.iter_mut().zip(&work) {
+        dst.copy_from_slice(src);
+    }
+    Ok(report)
+}
+
+/// The core's [`StreamView`] owning its buffers and sharing its model, for handles that live
+/// across foreign calls. Same algorithm and output as [`crate::core::Streamer`]: interleaved
+/// frames in, as many frames out, delayed by [`OwnedStreamer::latency`] = `d_in - 1` samples
+/// (255 samples, 1.0 s, for the shipped 256 Hz model). No allocation after construction.
+pub struct OwnedStreamer {
+    // Declared first so it is dropped before what it borrows.
+    view: StreamView<'static, 'static>,
+    buf: *mut [f32],
+    topk: *mut [usize],
+    model: Arc<Model>,
+}
+
+// SAFETY: the raw pointers are unique owners of their allocations (made by `Box::into_raw` in
+// `new`, freed only in `drop`), the view borrows only them and the model kept alive by the
+// `Arc`; nothing is shared with another thread.
+unsafe impl Send for OwnedStreamer {}
+
+impl OwnedStreamer {
+    /// A fresh streamer for `channels` interleaved channels with window hop `hop` (`None`: the
+    /// model's own).
+    pub fn new(model: Arc<Model>, channels: usize, hop: Option<usize>) -> Result<Self, CoreError> {
+        // SAFETY: the `Arc` keeps the model (and the bytes its SAE borrows) at a fixed address
+        // until `self.model` is dropped, after `self.view` (field order).
+        let m: &'static Model = unsafe { &*Arc::as_ptr(&model) };
+        let view = m.view();
+        let sae = view.sae();
+        let hop = hop.unwrap_or(view.meta().hop);
+        if channels == 0 {
+            return Err(CoreError::NoChannels);
+        }
+        let buf: *mut [f32] =
+            Box::into_raw(vec![0.0f32; StreamView::buffer_len(&sae, channels)].into_boxed_slice());
+        let topk: *mut [usize] = Box::into_raw(vec![0usize; sae.k()].into_boxed_slice());
+        // SAFETY: both allocations are live and referenced nowhere else until `drop`.
+        let (b, t) = unsafe { (&mut *buf, &mut *topk) };
+        match StreamView::new(sae, hop, channels, b, t) {
+            Ok(view) => Ok(Self {
+                view,
+                buf,
+                topk,
+                model,
+            }),
+            Err(e) => {
+                // SAFETY: made by `Box::into_raw` above; the failed view is gone.
+                unsafe {
+                    drop(Box::from_raw(buf));
+                    drop(Box::from_raw(topk));
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Pushes interleaved frames (`input.len()` a multiple of [`OwnedStreamer::channels`],
+    /// `output.len() == input.len()`) and writes as many denoised frames.
+    pub fn push_interleaved(&mut self, input: &[f32], output: &mut [f32]) -> Result<(), CoreError> {
+        self.view.push_interleaved(input, output)
+    }
+
+    /// Delay in samples between an input sample and its denoised output: `d_in - 1`.
+    pub fn latency(&self) -> usize {
+        self.view.latency()
+    }
+
+    /// Number of interleaved channels.
+    pub fn channels(&self) -> usize {
+        self.view.channels()
+    }
+
+    /// Faults repaired so far.
+    pub fn faults(&self) -> FaultCounts {
+        self.view.faults()
+    }
+
+    /// The model it runs.
+    pub fn model(&self) -> &Arc<Model> {
+        &self.model
+    }
+}
+
+impl Drop for OwnedStreamer {
+    fn drop(&mut self) {
+        // SAFETY: made by `Box::into_raw` in `new` and freed only here; the view that borrows
+        // them is never used again (it has no drop glue that reads them).
+        unsafe {
+            drop(Box::from_raw(self.buf));
+            drop(Box::from_raw(self.topk));
+        }
+    }
+}
+
+impl std::fmt::Debug for OwnedStreamer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OwnedStreamer")
+            .field("channels", &self.channels())
+            .field("latency", &self.latency())
+            .field("faults", &self.faults())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::identity_model;
+
+    #[test]
+    fn owned_streamer_equals_the_stream_view_bit_for_bit() {
+        let model = Arc::new(default_model());
+        let sae = model.view().sae();
+        let hop = model.view().meta().hop;
+        let c = 3;
+        let x: Vec<f32> = (0..c * 700)
+            .map(|i| (i as f32 * 0.37).sin() * 40.0 + (i % 17) as f32)
+            .collect();
+        let mut buf = vec![0.0; StreamView::buffer_len(&sae, c)];
+        let mut topk = vec![0; sae.k()];
+        let mut reference = StreamView::new(sae, hop, c, &mut buf, &mut topk).unwrap();
+        let mut want = vec![0.0; x.len()];
+        reference.push_interleaved(&x, &mut want).unwrap();
+        let mut s = OwnedStreamer::new(model.clone(), c, None).unwrap();
+        assert_eq!(s.latency(), 255);
+        let mut got = vec![0.0; x.len()];
+        // Uneven chunks (whole frames) must not change anything.
+        let mut at = 0;
+        for (i, frames) in [1usize, 7, 250, 3, 300, 139].iter().enumerate() {
+            let len = frames * c;
+            s.push_interleaved(&x[at..at + len], &mut got[at..at + len])
+                .unwrap_or_else(|e| panic!("chunk {i}: {e}"));
+            at += len;
+        }
+        assert_eq!(at, x.len());
+        assert_eq!(got, want);
+        assert!(
+            got[c * 400..].iter().any(|&v| v != 0.0),
+            "past the latency the output is not all zero"
+        );
+        assert!(matches!(
+            OwnedStreamer::new(model, 0, None),
+            Err(CoreError::NoChannels)
+        ));
+    }
+
+    #[test]
+    fn arrays_follow_the_file_pipeline_and_refuse_bad_input() {
+        // Every channel goes through the file pipeline's whole-signal step, whatever the
+        // thread count.
+        let model = default_model();
+        let x: Vec<f32> = (0..1000)
+            .map(|i| (i as f32 * 0.05).sin() * 3e-5 + 1e-5 + (i as f32 * 0.9).sin() * 5e-6)
+            .collect();
+        let mut a = x.clone();
+        let mut b = x.clone();
+        let mut chans: Vec<&mut [f32]> = vec![&mut a, &mut b];
+        let opts = DenoiseOptions {
+            threads: 2,
+            ..DenoiseOptions::default()
+        };
+        let r = denoise_channels(&mut chans, None, 256.0, 1e6, &model, &opts).unwrap();
+        assert_eq!(r.resampled_to_hz, None);
+        let view = model.view();
+        let d = Denoiser {
+            sae: view.sae(),
+            hop: 8,
+            rate_hz: 256.0,
+            high_band: opts.high_band,
+        };
+        let plan = d.plan(256.0, crate::io::filter::Filter::default()).unwrap();
+        let mut want = x.clone();
+        d.denoise_in_place(&mut want, &plan, 1e6, &mut Scratch::default())
+            .unwrap();
+        assert_eq!(a, want);
+        assert_eq!(b, want);
+        let moved = a
+            .iter()
+            .zip(&x)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0.0f32, f32::max);
+        assert!(moved > 1e-7, "the model changed nothing ({moved} V)");
+
+        // Errors name the channel and sample, and leave the data as it was.
+        let mut bad = x.clone();
+        bad[17] = f32::NAN;
+        let before = bad.clone();
+        let labels = vec!["Fp1".to_string()];
+        let e = denoise_channels(
+            &mut [&mut bad[..]],
+            Some(&labels),
+            256.0,
+            1.0,
+            &model,
+            &DenoiseOptions::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            e,
+            "<array>: channel \"Fp1\": sample 17 is NaN (not a finite number)"
+        );
+        assert_eq!(bad[..17], before[..17]);
+        let opts = DenoiseOptions {
+            bandpass_hz: Some((40.0, 1.0)),
+            ..DenoiseOptions::default()
+        };
+        let e = denoise_channels(&mut [&mut a[..]], None, 256.0, 1.0, &model, &opts)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "invalid option: --bandpass 40,1: need 0 < low < high (Hz)"
+        );
+        let e = denoise_channels(
+            &mut [],
+            None,
+            256.0,
+            1.0,
+            &model,
+            &DenoiseOptions::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(e, "invalid option: no channels to denoise");
+        let mut short = [0.0f32; 3];
+        let e = denoise_channels(
+            &mut [&mut a[..], &mut short[..]],
+            None,
+            256.0,
+            1.0,
+            &model,
+            &DenoiseOptions::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            e,
+            "<array>: channel \"#1\": has 3 samples, channel 0 has 1000"
+        );
+
+        // Another rate: resampled to the model's and back, same length; the identity model
+        // returns a slow tone (deep in the pass band) to 1e-3 of its amplitude.
+        let (meta, t) = identity_model(64, 16, 256.0);
+        let ident = Model::from_tensors(&meta, &t).unwrap();
+        let tone: Vec<f32> = (0..999)
+            .map(|i| (2.0 * std::f64::consts::PI * 7.0 * i as f64 / 200.0).sin() as f32)
+            .collect();
+        let mut y = tone.clone();
+        let r = denoise_channels(
+            &mut [&mut y[..]],
+            None,
+            200.0,
+            1.0,
+            &ident,
+            &DenoiseOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(r.resampled_to_hz, Some(256.0));
+        let err = tone[50..949]
+            .iter()
+            .zip(&y[50..949])
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(err < 1e-3, "identity through resampling: error {err}");
+    }
+}
