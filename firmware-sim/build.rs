@@ -1,6 +1,6 @@
 //! Writes the models the simulator embeds with `include_bytes!` into OUT_DIR:
-//! - `model_f32.safetensors`: d_in 256, d_sae 512, k 16, hop 128 (the size the issue asks the
-//!   static-memory figure for), deterministic seeded random dictionary;
+//! - `model_f32.safetensors`: d_in 256, d_sae 512, k 16, hop 128 (a mid-size f32 model for
+//!   the static-memory and cost figures), deterministic seeded random dictionary;
 //! - `model_int8.safetensors`: the shipped `models/tiny-128hz-int8.safetensors` if present,
 //!   otherwise a deterministic int8 stand-in of the same size (d_in 128, d_sae 128, k 8).
 //!

@@ -1,13 +1,15 @@
 //! A host program that behaves like EEG firmware built on the `no_std` core: models embedded
 //! with `include_bytes!`, all state in fixed-size structures created at start-up, a global
 //! allocator that aborts the process on any allocation after start-up, and a simulated ADC
-//! interrupt delivering 8 samples x 8 channels at a time into the streaming denoiser.
+//! interrupt delivering 8 samples x 8 channels at a time through a fixed-capacity queue into
+//! the streaming denoiser (the loop itself is in the library, `firmware_sim::run_stream`).
 //!
 //! Usage: `firmware-sim [--seconds N] [--model f32|int8|both] [--kernel-windows N]`.
 //! `--kernel-windows N` runs N windows of one channel through the int8 (or `--model f32`)
 //! streamer from a precomputed buffer and nothing else, for instruction counting with
 //! `valgrind --tool=callgrind` (see README.md).
 
+use firmware_sim::{Adc, BLOCK, BlockQueue, CHANNELS, QUEUE_SLOTS, RunStats, run_stream};
 use mfr_eeg::core::{FaultCounts, Sae, Streamer};
 use mfr_eeg::model::ModelView;
 use mfr_eeg::rng::Rng;
@@ -23,10 +25,6 @@ static MODEL_F32: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/model_f32.sa
 /// The int8 model (shipped tiny model if present at build time, else a seeded stand-in).
 static MODEL_I8: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/model_int8.safetensors"));
 const INT8_SOURCE: &str = env!("FIRMWARE_INT8_SOURCE");
-
-const CHANNELS: usize = 8;
-/// Samples per channel delivered by one ADC interrupt.
-const BLOCK: usize = 8;
 
 /// Aborts on any allocation once armed; counts allocations before that.
 struct FirmwareAlloc;
@@ -51,69 +49,6 @@ unsafe impl GlobalAlloc for FirmwareAlloc {
 
 #[global_allocator]
 static GLOBAL: FirmwareAlloc = FirmwareAlloc;
-
-/// Simulated 24-bit EEG ADC (ADS1299-like, gain 24: 0.0224 uV per LSB): alpha and beta
-/// rhythms, white noise, 50 Hz mains and an eye blink on the frontal channels every 4 s.
-struct Adc {
-    rng: Rng,
-    n: u64,
-    rate_hz: f32,
-}
-
-impl Adc {
-    const LSB_UV: f32 = 0.022_351_742;
-
-    fn new(rate_hz: f32) -> Self {
-        Self {
-            rng: Rng::new(2024),
-            n: 0,
-            rate_hz,
-        }
-    }
-
-    /// One interrupt: `BLOCK` frames of `CHANNELS` raw codes, interleaved by frame.
-    fn read_block(&mut self, codes: &mut [i32; BLOCK * CHANNELS]) {
-        for frame in codes.chunks_exact_mut(CHANNELS) {
-            let t = self.n as f32 / self.rate_hz;
-            let tau = std::f32::consts::TAU;
-            let blink_phase = (t % 4.0) - 2.0;
-            let blink = 120.0 * (-(blink_phase * blink_phase) / 0.02).exp();
-            for (c, code) in frame.iter_mut().enumerate() {
-                let ph = c as f32 * 0.7;
-                let uv = 20.0 * (tau * 10.0 * t + ph).sin()
-                    + 5.0 * (tau * 21.0 * t + 2.0 * ph).sin()
-                    + 8.0 * (tau * 50.0 * t).sin()
-                    + 4.0 * self.rng.normal() as f32
-                    + if c < 2 { blink } else { 0.0 };
-                *code = (uv / Self::LSB_UV) as i32;
-            }
-            self.n += 1;
-        }
-    }
-}
-
-/// Runs `seconds` of simulated acquisition through `streamer`; returns (frames, checksum).
-fn run_stream<const D: usize, const S: usize, const K: usize>(
-    streamer: &mut Streamer<'_, D, S, K, CHANNELS>,
-    adc: &mut Adc,
-    frames: u64,
-) -> Result<(u64, f64), mfr_eeg::core::CoreError> {
-    let mut codes = [0i32; BLOCK * CHANNELS];
-    let mut input = [0.0f32; BLOCK * CHANNELS];
-    let mut output = [0.0f32; BLOCK * CHANNELS];
-    let mut done = 0;
-    let mut checksum = 0.0f64;
-    while done < frames {
-        adc.read_block(&mut codes); // the "interrupt"
-        for (x, &c) in input.iter_mut().zip(&codes) {
-            *x = c as f32 * Adc::LSB_UV;
-        }
-        streamer.push_interleaved(&input, &mut output)?;
-        checksum += output.iter().map(|&v| f64::from(v).abs()).sum::<f64>();
-        done += BLOCK as u64;
-    }
-    Ok((done, checksum))
-}
 
 /// Deterministic operation counts per window and channel, and the Cortex-M4F cycle model.
 struct Cost {
@@ -174,9 +109,8 @@ fn report(
     view: &ModelView<'_>,
     file_bytes: usize,
     state_bytes: usize,
-    frames: u64,
+    stats: RunStats,
     faults: FaultCounts,
-    checksum: f64,
 ) {
     let m = view.meta();
     let sae = view.sae();
@@ -195,12 +129,18 @@ fn report(
     );
     println!(
         "  samples processed: {} ({} frames x {CHANNELS} channels)",
-        frames * CHANNELS as u64,
-        frames
+        stats.frames * CHANNELS as u64,
+        stats.frames
     );
     println!(
-        "  faults repaired: {} input samples, {} windows; output checksum {checksum:.3}",
-        faults.input_samples, faults.windows
+        "  faults repaired: {} input samples, {} windows; output checksum {:.3}",
+        faults.input_samples, faults.windows, stats.checksum
+    );
+    println!(
+        "  interrupt queue (cost-model clock): at most {} of {} blocks waiting, {} overruns",
+        stats.max_queued,
+        QUEUE_SLOTS - 1,
+        stats.overruns
     );
     println!(
         "  static memory: {} bytes = weights {} (file in flash {}) + streamer state+scratch {} ({CHANNELS} ch) + ADC/output blocks {io}",
@@ -270,6 +210,9 @@ fn main() -> ExitCode {
         };
     let mut adc_f32 = Adc::new(f32_view.meta().sample_rate_hz);
     let mut adc_i8 = Adc::new(i8_view.meta().sample_rate_hz);
+    let mut queue = BlockQueue::new();
+    let f32_cycles = cost(&f32_view.sae()).cycles;
+    let i8_cycles = cost(&i8_view.sae()).cycles;
     let kernel_int8 = which != "f32";
     let kernel_input: Vec<f32> = if kernel.is_some() {
         let mut r = Rng::new(5);
@@ -282,7 +225,7 @@ fn main() -> ExitCode {
 
     // ---- run: from here on any allocation aborts the process ----
     ARMED.store(true, Ordering::SeqCst);
-    let mut results = [(0u64, 0.0f64); 2];
+    let mut results = [RunStats::default(); 2];
     let mut err = None;
     if let Some(windows) = kernel {
         // One channel's worth of windows through the 8-channel streamer's channel 0 would
@@ -313,18 +256,42 @@ fn main() -> ExitCode {
             }
             f += BLOCK as u64;
         }
-        results[0] = (f, f64::from(out[0]));
+        results[0] = RunStats {
+            frames: f,
+            checksum: f64::from(out[0]),
+            ..RunStats::default()
+        };
     } else {
         if which != "int8" {
-            let frames = seconds * f32_view.meta().sample_rate_hz as u64;
-            match run_stream(&mut f32_stream, &mut adc_f32, frames) {
+            let m = f32_view.meta();
+            let frames = seconds * m.sample_rate_hz as u64;
+            match run_stream(
+                &mut f32_stream,
+                &mut adc_f32,
+                &mut queue,
+                frames,
+                m.sample_rate_hz,
+                m.hop,
+                f32_cycles,
+                |_| {},
+            ) {
                 Ok(r) => results[0] = r,
                 Err(e) => err = Some(e),
             }
         }
         if which != "f32" && err.is_none() {
-            let frames = seconds * i8_view.meta().sample_rate_hz as u64;
-            match run_stream(&mut i8_stream, &mut adc_i8, frames) {
+            let m = i8_view.meta();
+            let frames = seconds * m.sample_rate_hz as u64;
+            match run_stream(
+                &mut i8_stream,
+                &mut adc_i8,
+                &mut queue,
+                frames,
+                m.sample_rate_hz,
+                m.hop,
+                i8_cycles,
+                |_| {},
+            ) {
                 Ok(r) => results[1] = r,
                 Err(e) => err = Some(e),
             }
@@ -344,7 +311,7 @@ fn main() -> ExitCode {
     if let Some(w) = kernel {
         println!(
             "kernel mode: {w} windows x {CHANNELS} identical channels, {} frames, last {}",
-            results[0].0, results[0].1
+            results[0].frames, results[0].checksum
         );
         return ExitCode::SUCCESS;
     }
@@ -354,9 +321,8 @@ fn main() -> ExitCode {
             &f32_view,
             MODEL_F32.len(),
             Streamer::<F32_D, F32_S, F32_K, CHANNELS>::state_bytes(),
-            results[0].0,
+            results[0],
             f32_stream.faults(),
-            results[0].1,
         );
     }
     if which != "f32" {
@@ -365,9 +331,8 @@ fn main() -> ExitCode {
             &i8_view,
             MODEL_I8.len(),
             Streamer::<I8_D, I8_S, I8_K, CHANNELS>::state_bytes(),
-            results[1].0,
+            results[1],
             i8_stream.faults(),
-            results[1].1,
         );
     }
     ExitCode::SUCCESS

@@ -23,4 +23,6 @@ fn firmware_sim_runs_without_allocating() {
         stdout.contains("faults repaired: 0 input samples, 0 windows"),
         "{stdout}"
     );
+    // Both models keep up on the cost-model clock: no block dropped by the interrupt queue.
+    assert_eq!(stdout.matches(", 0 overruns").count(), 2, "{stdout}");
 }

@@ -436,6 +436,29 @@ pub fn acceptance_summary(
         .iter()
         .filter(|a| !a.passes())
         .map(|a| {
+            if a.baselines_found < a.baselines_expected || a.baselines_expected == 0 {
+                let missing: Vec<&str> = baselines
+                    .iter()
+                    .copied()
+                    .filter(|b| {
+                        !rows.iter().any(|r| {
+                            r.method == *b && r.kind == a.kind && r.snr_db == Some(a.snr_db)
+                        })
+                    })
+                    .collect();
+                return format!(
+                    "{} {:.2} dB (no row for baseline(s) {}: {} of {} present)",
+                    a.kind.name(),
+                    a.snr_db,
+                    if missing.is_empty() {
+                        "(none named)".to_string()
+                    } else {
+                        missing.join(", ")
+                    },
+                    a.baselines_found,
+                    a.baselines_expected
+                );
+            }
             format!(
                 "{} {:.2} dB (RRMSE_t {:.3} vs best baseline {:.3}, CC {:.3} vs {:.3})",
                 a.kind.name(),
@@ -448,6 +471,26 @@ pub fn acceptance_summary(
         })
         .collect();
     (pass, eo.len(), fails)
+}
+
+/// The baselines the acceptance check compares against: every band-pass and every wavelet
+/// method among `methods`. A family with no method is kept under its bare name, which has no
+/// rows, so that every point fails as missing it instead of passing against nothing.
+pub fn acceptance_baselines<'a>(methods: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let methods: Vec<&str> = methods.into_iter().collect();
+    let mut out = Vec::new();
+    for family in ["band-pass", "wavelet"] {
+        let before = out.len();
+        for m in methods.iter().filter(|m| m.starts_with(family)) {
+            if !out.iter().any(|o: &String| o == m) {
+                out.push((*m).to_string());
+            }
+        }
+        if out.len() == before {
+            out.push(family.to_string());
+        }
+    }
+    out
 }
 
 /// One (artifact, SNR level) of the acceptance check: the candidate's numbers and the best
@@ -466,12 +509,21 @@ pub struct Acceptance {
     pub cc: f64,
     /// Highest baseline CC.
     pub best_cc: f64,
+    /// Baselines with a row at this point.
+    pub baselines_found: usize,
+    /// Baselines asked for.
+    pub baselines_expected: usize,
 }
 
 impl Acceptance {
-    /// Strictly better than every baseline on both metrics.
+    /// Every baseline asked for has a row here, and the candidate is strictly better than each
+    /// on both metrics. A missing baseline fails the point (it would otherwise compare
+    /// against an empty set and pass).
     pub fn passes(&self) -> bool {
-        self.rrmse_t < self.best_rrmse_t && self.cc > self.best_cc
+        self.baselines_expected > 0
+            && self.baselines_found == self.baselines_expected
+            && self.rrmse_t < self.best_rrmse_t
+            && self.cc > self.best_cc
     }
 }
 
@@ -500,6 +552,11 @@ pub fn acceptance(rows: &[QualityRow], candidate: &str, baselines: &[&str]) -> V
                 .iter()
                 .map(|o| o.cc)
                 .fold(f64::NEG_INFINITY, f64::max),
+            baselines_found: baselines
+                .iter()
+                .filter(|b| others.iter().any(|o| o.method == **b))
+                .count(),
+            baselines_expected: baselines.len(),
         });
     }
     out
@@ -555,11 +612,8 @@ impl Report {
             level_tables(&mut s, rows, &format!(" at {fs} Hz"));
         }
         if let Some(c) = &self.candidate {
-            let base: Vec<&str> = methods
-                .iter()
-                .filter(|m| m.starts_with("band-pass") || m.starts_with("wavelet"))
-                .map(String::as_str)
-                .collect();
+            let base = acceptance_baselines(methods.iter().map(String::as_str));
+            let base: Vec<&str> = base.iter().map(String::as_str).collect();
             let (pass, total, fails) = acceptance_summary(&self.quality, c, &base);
             let _ = writeln!(
                 s,
@@ -1005,4 +1059,98 @@ pub fn measure_speed(
         windows_per_s: windows as f64 / dt,
         x_realtime: seconds / dt,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(method: &str, kind: ArtifactKind, snr: f64, rrmse_t: f64, cc: f64) -> QualityRow {
+        QualityRow {
+            method: method.into(),
+            kind,
+            snr_db: Some(snr),
+            n: 1,
+            rrmse_t,
+            rrmse_s: rrmse_t,
+            cc,
+            snr_imp_db: 0.0,
+        }
+    }
+
+    /// Three EOG/EMG points (plus a line-noise point the count leaves out): the candidate
+    /// wins the first two, loses the third on CC.
+    fn rows() -> Vec<QualityRow> {
+        use ArtifactKind::{Emg, Eog, Line};
+        let mut v = Vec::new();
+        for (kind, snr, cand_cc) in [(Eog, -7.0, 0.9), (Eog, -6.0, 0.9), (Emg, -7.0, 0.7)] {
+            v.push(row("sae", kind, snr, 0.4, cand_cc));
+            v.push(row("band-pass 4-40 Hz", kind, snr, 0.6, 0.8));
+            v.push(row("wavelet db4", kind, snr, 0.9, 0.5));
+        }
+        v.push(row("sae", Line, -7.0, 0.4, 0.9));
+        v
+    }
+
+    #[test]
+    fn acceptance_counts_wins_over_every_baseline() {
+        let base = ["band-pass 4-40 Hz", "wavelet db4"];
+        let (pass, total, fails) = acceptance_summary(&rows(), "sae", &base);
+        assert_eq!((pass, total), (2, 3));
+        assert_eq!(fails.len(), 1);
+        assert!(
+            fails[0].starts_with("emg -7.00 dB (RRMSE_t 0.400"),
+            "{fails:?}"
+        );
+    }
+
+    #[test]
+    fn acceptance_fails_a_point_whose_baseline_is_missing() {
+        let base = ["band-pass 4-40 Hz", "wavelet db4"];
+        // Drop the wavelet row of the first EOG point: that point can no longer pass.
+        let mut rows = rows();
+        rows.retain(|r| {
+            !(r.method == "wavelet db4" && r.snr_db == Some(-7.0) && r.kind == ArtifactKind::Eog)
+        });
+        let (pass, total, fails) = acceptance_summary(&rows, "sae", &base);
+        assert_eq!((pass, total), (1, 3));
+        assert!(
+            fails
+                .iter()
+                .any(|f| f == "eog -7.00 dB (no row for baseline(s) wavelet db4: 1 of 2 present)"),
+            "{fails:?}"
+        );
+        // No baselines at all: nothing passes (it used to pass everything).
+        let (pass, total, _) = acceptance_summary(&rows, "sae", &[]);
+        assert_eq!((pass, total), (0, 3));
+    }
+
+    #[test]
+    fn report_without_a_wavelet_method_passes_no_point() {
+        let mut rows = rows();
+        rows.retain(|r| !r.method.starts_with("wavelet"));
+        let methods = ["noisy input", "band-pass 4-40 Hz", "sae"];
+        assert_eq!(
+            acceptance_baselines(methods),
+            vec!["band-pass 4-40 Hz".to_string(), "wavelet".to_string()]
+        );
+        let report = Report {
+            quality: rows,
+            candidate: Some("sae".into()),
+            ..Report::default()
+        };
+        let md = report.to_markdown();
+        assert!(md.contains("at 0 of 3 (EOG/EMG x SNR) test points"), "{md}");
+        assert!(md.contains("no row for baseline(s) wavelet"), "{md}");
+        // With both families present the same report counts the two wins.
+        let full = Report {
+            quality: super::tests::rows(),
+            candidate: Some("sae".into()),
+            ..Report::default()
+        };
+        assert!(
+            full.to_markdown()
+                .contains("at 2 of 3 (EOG/EMG x SNR) test points")
+        );
+    }
 }

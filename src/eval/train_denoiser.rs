@@ -14,11 +14,12 @@ use super::EvalError;
 use super::corpus::{Corpus, CorpusConfig, DEFAULT_MIX, Split};
 use super::data::{ArtifactKind, Recording, Window};
 use super::eegdenoisenet::EegDenoiseNet;
-use super::harness::{Method, SaeMethod, SeedResult, mean_std, summarise_arms};
+use super::harness::{Evaluation, Method, SaeMethod, SeedResult, mean_std, summarise_arms};
 use crate::core::{Activation, Normalisation};
 use crate::model::{Model, ModelMeta, ModelTensors};
 use crate::train::cli::NormArg;
 use crate::train::{ActivationKind, BackendKind, Dataset, TrainConfig};
+use std::fmt::Write as _;
 
 /// Arguments of `mfr-eeg train-denoiser`.
 #[derive(clap::Args, Debug, Clone)]
@@ -730,16 +731,27 @@ struct Card<'a> {
 }
 
 impl Card<'_> {
+    /// The card in markdown: header, training, MFR sweep, test split, regeneration, limits.
     fn render(&self) -> Result<String, EvalError> {
-        use std::fmt::Write as _;
-        let a = self.args;
-        let meta = self.shipped.meta();
-        let name = a
+        let name = self
+            .args
             .out
             .file_name()
             .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-        // Test-split quality beside the baselines (band-pass tuned on validation).
-        let mut methods: Vec<Box<dyn Method>> = Vec::new();
+        let ev = self.evaluate_test_split(&name)?;
+        let mut s = String::new();
+        self.write_header(&mut s, &name);
+        self.write_training(&mut s);
+        self.write_sweep(&mut s);
+        write_test_split(&mut s, &ev, &name);
+        self.write_regeneration(&mut s);
+        self.write_limits(&mut s);
+        Ok(s)
+    }
+
+    /// The shipped model beside the band-pass (tuned on the EOG+EMG validation windows) and
+    /// the wavelet baseline, on every test window.
+    fn evaluate_test_split(&self, name: &str) -> Result<Evaluation, EvalError> {
         let val: Vec<Window> = [ArtifactKind::Eog, ArtifactKind::Emg]
             .iter()
             .map(|&k| {
@@ -748,17 +760,17 @@ impl Card<'_> {
             })
             .collect::<Result<Vec<_>, _>>()?
             .concat();
-        methods.push(Box::new(super::baselines::tune_bandpass(
-            &val,
-            Some(self.corpus.config.line_hz),
-            self.fs,
-        )?));
-        methods.push(Box::new(
-            super::baselines::wavelet::WaveletDenoiser::default(),
-        ));
         let copy =
             Model::from_bytes(self.bytes.to_vec()).map_err(|e| EvalError::Model(e.to_string()))?;
-        methods.push(Box::new(SaeMethod::new(name.clone(), copy)));
+        let mut methods: Vec<Box<dyn Method>> = vec![
+            Box::new(super::baselines::tune_bandpass(
+                &val,
+                Some(self.corpus.config.line_hz),
+                self.fs,
+            )?),
+            Box::new(super::baselines::wavelet::WaveletDenoiser::default()),
+            Box::new(SaeMethod::new(name.to_string(), copy)),
+        ];
         let mut windows = Vec::new();
         for kind in ArtifactKind::ALL {
             windows.extend(self.corpus.level_windows(
@@ -768,8 +780,12 @@ impl Card<'_> {
                 usize::MAX,
             )?);
         }
-        let ev = super::harness::evaluate(&mut methods, &windows, self.fs)?;
-        let mut s = String::new();
+        super::harness::evaluate(&mut methods, &windows, self.fs)
+    }
+
+    /// Title and the one-paragraph description of the model file.
+    fn write_header(&self, s: &mut String, name: &str) {
+        let meta = self.shipped.meta();
         let _ = writeln!(s, "# Model card: `{name}`\n");
         let _ = writeln!(
             s,
@@ -790,6 +806,11 @@ impl Card<'_> {
             },
             fnv1a64(self.bytes)
         );
+    }
+
+    /// Data, artifacts, trainer settings, the linear path and the selected run.
+    fn write_training(&self, s: &mut String) {
+        let a = self.args;
         let _ = writeln!(s, "## Training\n");
         let _ = writeln!(
             s,
@@ -809,12 +830,12 @@ impl Card<'_> {
         let _ = writeln!(
             s,
             "- Artifacts: generated EOG (blinks/saccades), EMG (20-150 Hz bursts), line noise, electrode pops, drift and mixtures; EEGdenoiseNet mixing (SNR -7..2 dB EOG, -7..4 dB others){}, windows normalised like the core does at inference. {} training windows.",
-            self.args.mix_len.map_or_else(String::new, |m| format!(
+            a.mix_len.map_or_else(String::new, |m| format!(
                 " over {m} samples ({:.2} s), each training window a random {}-sample crop of its mixture",
                 m as f64 / self.fs,
                 self.shipped.meta().d_in
             )),
-            self.args.per_segment * self.corpus.splits.train.len()
+            a.per_segment * self.corpus.splits.train.len()
         );
         let _ = writeln!(
             s,
@@ -849,103 +870,99 @@ impl Card<'_> {
         }
         let _ = writeln!(
             s,
-            "- Shipped run: MFR alpha **{}**, seed **{}** (validation loss {:.5}; training took {:.0} s, {:.0} windows/s).\n",
+            "- Selected run: MFR alpha **{}**, seed **{}** (validation loss {:.5}; training took {:.0} s, {:.0} windows/s).\n",
             self.ship.alpha,
             self.ship.seed,
             self.ship.val_loss,
             self.ship.train_seconds,
             self.ship.windows_per_s
         );
-        if self.results.len() > 1 {
+    }
+
+    /// The MFR alpha sweep (mean ± std per arm over seeds) and which arm validation chose;
+    /// nothing for a single run.
+    fn write_sweep(&self, s: &mut String) {
+        let a = self.args;
+        if self.results.len() <= 1 {
+            return;
+        }
+        let _ = writeln!(
+            s,
+            "### MFR alpha sweep (same budget and tuning; mean ± std over seeds {})\n",
+            fmt_list(&a.seeds)
+        );
+        let windows = a.select_by == SelectBy::ValWindows;
+        let _ = writeln!(
+            s,
+            "| alpha | val loss |{} test RRMSE_t (EOG+EMG) | test CC (EOG+EMG) |\n|---|---|{}---|---|",
+            if windows {
+                " val windows RRMSE_t (EOG+EMG) |"
+            } else {
+                ""
+            },
+            if windows { "---|" } else { "" }
+        );
+        for arm in summarise_arms(self.results) {
+            let vw = if windows {
+                let v: Vec<f64> = self
+                    .results
+                    .iter()
+                    .filter(|r| r.alpha == arm.alpha)
+                    .filter_map(|r| r.val_windows_rrmse_t)
+                    .collect();
+                let (m, sd) = mean_std(&v);
+                format!(" {m:.4} ± {sd:.4} |")
+            } else {
+                String::new()
+            };
             let _ = writeln!(
                 s,
-                "### MFR alpha sweep (same budget and tuning; mean ± std over seeds {})\n",
-                fmt_list(&a.seeds)
+                "| {} | {:.5} ± {:.5} |{vw} {:.4} ± {:.4} | {:.4} ± {:.4} |",
+                arm.alpha,
+                arm.val_loss.0,
+                arm.val_loss.1,
+                arm.test_rrmse_t.0,
+                arm.test_rrmse_t.1,
+                arm.test_cc.0,
+                arm.test_cc.1
             );
-            let windows = a.select_by == SelectBy::ValWindows;
-            let _ = writeln!(
-                s,
-                "| alpha | val loss |{} test RRMSE_t (EOG+EMG) | test CC (EOG+EMG) |\n|---|---|{}---|---|",
-                if windows {
-                    " val windows RRMSE_t (EOG+EMG) |"
-                } else {
-                    ""
-                },
-                if windows { "---|" } else { "" }
-            );
-            for arm in summarise_arms(self.results) {
-                let vw = if windows {
-                    let v: Vec<f64> = self
-                        .results
-                        .iter()
-                        .filter(|r| r.alpha == arm.alpha)
-                        .filter_map(|r| r.val_windows_rrmse_t)
-                        .collect();
-                    let (m, sd) = mean_std(&v);
-                    format!(" {m:.4} ± {sd:.4} |")
-                } else {
-                    String::new()
-                };
-                let _ = writeln!(
-                    s,
-                    "| {} | {:.5} ± {:.5} |{vw} {:.4} ± {:.4} | {:.4} ± {:.4} |",
-                    arm.alpha,
-                    arm.val_loss.0,
-                    arm.val_loss.1,
-                    arm.test_rrmse_t.0,
-                    arm.test_rrmse_t.1,
-                    arm.test_cc.0,
-                    arm.test_cc.1
-                );
+        }
+        let _ = writeln!(
+            s,
+            "\n{} Selection used the {} only; the test columns are reported, not used.\n",
+            self.sweep_verdict(),
+            if windows {
+                "validation windows"
+            } else {
+                "validation loss"
             }
-            let what = if windows {
-                "mean validation-window RRMSE_t"
-            } else {
-                "mean val loss"
-            };
-            let has_no_mfr = self.results.iter().any(|r| r.alpha == 0.0);
-            let verdict = if self.ship.alpha == 0.0 {
-                "Validation preferred **no MFR** (alpha 0), so this file is the alpha-0 model; MFR did not help at this budget.".to_string()
-            } else if !has_no_mfr {
-                "alpha 0 was not in the sweep.".to_string()
-            } else {
-                format!(
-                    "Validation preferred MFR alpha {} ({what} {:.5}) over no MFR ({:.5}).",
-                    self.ship.alpha,
-                    a.select_by.arm_mean(self.results, self.ship.alpha),
-                    a.select_by.arm_mean(self.results, 0.0)
-                )
-            };
-            let _ = writeln!(
-                s,
-                "\n{verdict} Selection used the {} only; the test columns are reported, not used.\n",
-                if windows {
-                    "validation windows"
-                } else {
-                    "validation loss"
-                }
-            );
-        }
-        let _ = writeln!(
-            s,
-            "## Test split (2 s windows, 10 SNR levels per artifact)\n"
         );
-        super::harness::average_table(&mut s, ev.rows.iter().filter(|r| r.snr_db.is_none()));
-        let base: Vec<String> = ev
-            .rows
-            .iter()
-            .map(|r| r.method.clone())
-            .filter(|m| m != &name)
-            .collect();
-        let base: Vec<&str> = base.iter().map(String::as_str).collect();
-        let (pass, total, fails) = super::harness::acceptance_summary(&ev.rows, &name, &base);
-        let _ = writeln!(
-            s,
-            "\nBeats band-pass and wavelet on both RRMSE_t and CC at **{pass} of {total}** EOG/EMG test SNR levels."
-        );
-        if !fails.is_empty() {
-            let _ = writeln!(s, "Not beaten at: {}.", fails.join(", "));
+    }
+
+    /// One sentence: which alpha validation preferred, against no MFR when it was swept.
+    fn sweep_verdict(&self) -> String {
+        let a = self.args;
+        let what = if a.select_by == SelectBy::ValWindows {
+            "mean validation-window RRMSE_t"
+        } else {
+            "mean val loss"
+        };
+        if self.ship.alpha == 0.0 {
+            "Validation preferred **no MFR** (alpha 0), so this file is the alpha-0 model; MFR did not help at this budget.".to_string()
+        } else if !self.results.iter().any(|r| r.alpha == 0.0) {
+            "alpha 0 was not in the sweep.".to_string()
+        } else {
+            format!(
+                "Validation preferred MFR alpha {} ({what} {:.5}) over no MFR ({:.5}).",
+                self.ship.alpha,
+                a.select_by.arm_mean(self.results, self.ship.alpha),
+                a.select_by.arm_mean(self.results, 0.0)
+            )
         }
+    }
+
+    /// The commands that rebuild this file and the sweep that chose it.
+    fn write_regeneration(&self, s: &mut String) {
         let _ = writeln!(
             s,
             "\n## Regenerate bit for bit\n\n```sh\n{}\n```\n",
@@ -956,10 +973,14 @@ impl Card<'_> {
             "Same machine class and backend give identical bytes (the model writer sorts the metadata keys). The corpus, splits, artifacts, initialisation and batch order are all fixed by the data seed and the training seed. The full sweep that chose this run:\n"
         );
         let _ = writeln!(s, "```sh\n{}\n```", self.sweep_cmd);
+    }
+
+    /// What the model is not: data it was not trained on, and its normalisation's blind spot.
+    fn write_limits(&self, s: &mut String) {
         let _ = writeln!(
             s,
             "\n## Limits\n\nTrained on semi-synthetic data (real EEG from one EEGMMIDB subject plus a physiological model; generated artifacts), not on EEGdenoiseNet; numbers are not directly comparable with published EEGdenoiseNet results. One channel at a time; no spatial information.{}",
-            match meta.normalisation {
+            match self.shipped.meta().normalisation {
                 Normalisation::WindowZscore =>
                     " Known weakness: slow, large artifacts (EOG, drift, electrode pops) are removed poorly: `window_zscore` adds each window's *noisy* mean back after the SAE, and that mean is mostly artifact (`window_zscore_no_mean` fixes this).",
                 Normalisation::WindowZscoreNoMean =>
@@ -967,6 +988,24 @@ impl Card<'_> {
                 Normalisation::None => "",
             }
         );
-        Ok(s)
+    }
+}
+
+/// The per-artifact test table and the acceptance count against band-pass and wavelet.
+fn write_test_split(s: &mut String, ev: &Evaluation, name: &str) {
+    let _ = writeln!(
+        s,
+        "## Test split (2 s windows, 10 SNR levels per artifact)\n"
+    );
+    super::harness::average_table(s, ev.rows.iter().filter(|r| r.snr_db.is_none()));
+    let base = super::harness::acceptance_baselines(ev.rows.iter().map(|r| r.method.as_str()));
+    let base: Vec<&str> = base.iter().map(String::as_str).collect();
+    let (pass, total, fails) = super::harness::acceptance_summary(&ev.rows, name, &base);
+    let _ = writeln!(
+        s,
+        "\nBeats band-pass and wavelet on both RRMSE_t and CC at **{pass} of {total}** EOG/EMG test SNR levels."
+    );
+    if !fails.is_empty() {
+        let _ = writeln!(s, "Not beaten at: {}.", fails.join(", "));
     }
 }

@@ -379,6 +379,105 @@ mod tests {
         assert_ne!(x, w.sample(50, 3));
     }
 
+    /// Solves `a x = b` (n x n, row-major) by Gaussian elimination with partial pivoting.
+    fn solve(mut a: Vec<f64>, mut b: Vec<f64>, n: usize) -> Vec<f64> {
+        for c in 0..n {
+            let p = (c..n)
+                .max_by(|&i, &j| a[i * n + c].abs().total_cmp(&a[j * n + c].abs()))
+                .unwrap();
+            for j in 0..n {
+                a.swap(c * n + j, p * n + j);
+            }
+            b.swap(c, p);
+            for r in c + 1..n {
+                let f = a[r * n + c] / a[c * n + c];
+                for j in c..n {
+                    a[r * n + j] -= f * a[c * n + j];
+                }
+                b[r] -= f * b[c];
+            }
+        }
+        let mut x = vec![0.0; n];
+        for r in (0..n).rev() {
+            let s: f64 = (r + 1..n).map(|j| a[r * n + j] * x[j]).sum();
+            x[r] = (b[r] - s) / a[r * n + r];
+        }
+        x
+    }
+
+    /// With more dimensions than features, the features are linearly independent, so each
+    /// sample's coefficients can be recovered exactly (least squares) and checked against the
+    /// generator's rule: `active` distinct features, all from one group, each coefficient in
+    /// [0, 1), nothing else.
+    #[test]
+    fn each_sample_uses_active_features_of_one_group() {
+        let (nf, dim, active) = (12, 40, 3);
+        let spec = SynthSpec {
+            n_features: nf,
+            dim,
+            groups: 2,
+            active,
+            decay: 0.8,
+        };
+        let w = SynthWorld::new(spec, 4).unwrap();
+        // The groups partition the features.
+        let mut all: Vec<usize> = w.groups.concat();
+        all.sort_unstable();
+        assert_eq!(all, (0..nf).collect::<Vec<_>>());
+        assert!(w.groups.iter().all(|g| g.len() == nf / 2));
+        let f = |i: usize, d: usize| f64::from(w.features[i * dim + d]);
+        // Gram matrix F F^T of the true features.
+        let gram: Vec<f64> = (0..nf * nf)
+            .map(|ij| (0..dim).map(|d| f(ij / nf, d) * f(ij % nf, d)).sum())
+            .collect();
+        let rows = 200;
+        let x = w.sample(rows, 9);
+        let mut exact = 0;
+        let mut first_of_group = 0;
+        for row in x.chunks_exact(dim) {
+            let rhs: Vec<f64> = (0..nf)
+                .map(|i| (0..dim).map(|d| f(i, d) * f64::from(row[d])).sum())
+                .collect();
+            let c = solve(gram.clone(), rhs, nf);
+            // The row is exactly that combination (f32 data: residual at rounding level).
+            for (d, &v) in row.iter().enumerate() {
+                let fit: f64 = (0..nf).map(|i| c[i] * f(i, d)).sum();
+                assert!(
+                    (fit - f64::from(v)).abs() < 1e-4,
+                    "residual {}",
+                    fit - f64::from(v)
+                );
+            }
+            // Coefficients are uniform in [0, 1): a recovered |c| > 1e-4 is an active feature.
+            let on: Vec<usize> = (0..nf).filter(|&i| c[i].abs() > 1e-4).collect();
+            assert!(
+                c.iter().all(|&v| (-1e-4..1.0 + 1e-4).contains(&v)),
+                "coefficients outside [0, 1): {c:?}"
+            );
+            assert!(on.len() <= active, "{} active features", on.len());
+            let g = w.groups.iter().position(|g| g.contains(&on[0])).unwrap();
+            assert!(
+                on.iter().all(|i| w.groups[g].contains(i)),
+                "features {on:?} span more than one group"
+            );
+            exact += usize::from(on.len() == active);
+            first_of_group += usize::from(on.contains(&w.groups[g][0]));
+        }
+        // A drawn coefficient below 1e-4 hides a feature with probability 1e-4 per draw, so
+        // nearly every row shows exactly `active` features (600 draws: expect < 1 hidden).
+        assert!(
+            exact >= rows - 2,
+            "{exact} of {rows} rows with {active} features"
+        );
+        // Decaying weights: the group's first feature (weight 1 of 1, 0.8, ..., 0.8^5) is
+        // among the 3 drawn with probability 0.703; uniform draws would give 0.5. The bound
+        // sits ~3 standard deviations (6.5 rows) from both.
+        assert!(
+            first_of_group > rows * 60 / 100,
+            "{first_of_group} of {rows}"
+        );
+    }
+
     #[test]
     fn perfect_decoder_scores_one() {
         let w = SynthWorld::new(

@@ -257,12 +257,15 @@ impl HostState {
 /// rounding (the parity tests compare them); they differ in speed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum GradPath {
-    /// burn autodiff over dense `[N, B, d_sae]` latents, everything on the device. The default
-    /// on wgpu, where the device does the dense work fast and host round trips cost.
+    /// burn autodiff over dense `[N, B, d_sae]` latents, run by the backend (on the GPU for
+    /// wgpu). The default on wgpu, where the device does the dense work fast and host round
+    /// trips cost.
     Autodiff,
-    /// The dense encoder product and the MFR cosines on the device, everything that only
-    /// touches the k selected latents by the host kernels of [`crate::train::sparse`]. The
-    /// default on the CPU backends (about 3x faster there).
+    /// The whole step as host code on every backend ([`crate::train::sparse`]): the dense
+    /// encoder product and MFR cosines through the `gemm` crate on the CPU, everything else by
+    /// kernels that touch only the k selected latents. The backend only keeps a copy of the
+    /// weights, uploaded after each update. The default on the CPU backends (about 3x faster
+    /// than autodiff there).
     Sparse,
 }
 

@@ -1,5 +1,6 @@
-//! Integration tests: core_stream — streaming equals offline bit for bit, identity
-//! reproduction, the zero-allocation proof, fault handling.
+//! Integration tests: core_stream — streaming equals offline bit for bit (f32 and int8, with
+//! and without the gated linear path, the shipped models, and a proptest property over random
+//! models and chunkings), identity reproduction, the zero-allocation proof, fault handling.
 
 use crate::core_forward::random_model;
 use mfr_eeg::core::{
@@ -90,6 +91,163 @@ fn offline(sae: &Sae<'_>, hop: usize, x: &[f32]) -> Vec<f32> {
     out
 }
 
+/// Whether streaming the reflect-padded `x` in random chunks gives, after the padding and the
+/// latency, exactly the offline result (bit for bit: both run the same window code on the same
+/// samples in the same order).
+fn streamed_equals_offline(sae: Sae<'_>, hop: usize, x: &[f32], chunk_seed: u64) -> bool {
+    let d_in = sae.d_in();
+    let want = offline(&sae, hop, x);
+    let padded = reflect_padded(x, d_in);
+    let (streamed, _) = stream_in_chunks(sae, hop, &padded, chunk_seed);
+    let lead = offline_pad(d_in) + (d_in - 1); // padding + latency
+    streamed[lead..lead + x.len()]
+        .iter()
+        .zip(&want)
+        .all(|(a, b)| a.to_bits() == b.to_bits())
+}
+
+/// A signal whose high-frequency content switches every 64 samples (quiet sine, then a noise
+/// burst), so the linear path's gate both opens and stays shut along it.
+fn bursty_signal(seed: u64, n: usize) -> Vec<f32> {
+    let mut r = Rng::new(seed);
+    (0..n)
+        .map(|i| {
+            let noise = if (i / 64) % 2 == 0 { 0.5 } else { 15.0 };
+            (20.0 * (0.13 * i as f64).sin() + noise * r.normal() + 3.0) as f32
+        })
+        .collect()
+}
+
+/// A random model with the given options (int8 by the project's quantiser).
+fn model_with(
+    seed: u64,
+    (d_in, d_sae, k, hop): (usize, usize, usize, usize),
+    act: Activation,
+    norm: Normalisation,
+    int8: bool,
+    skip: Option<mfr_eeg::model::SkipPath>,
+) -> Model {
+    use mfr_eeg::model::quantize::quantize_tensors;
+    let mut meta = crate::core_forward::meta(d_in, d_sae, k, act, norm);
+    meta.hop = hop;
+    let mut t = crate::core_forward::random_tensors(seed, d_in, d_sae);
+    t.skip = skip;
+    if int8 {
+        Model::from_int8(&meta, &quantize_tensors(&meta, &t)).unwrap()
+    } else {
+        Model::from_tensors(&meta, &t).unwrap()
+    }
+}
+
+#[test]
+fn streaming_equals_offline_for_int8_and_linear_path_models() {
+    let (d_in, d_sae, k) = (16, 24, 4);
+    let taps: Vec<f32> = (0..7).map(|i| 0.05 * (i as f32 - 3.0)).collect();
+    for (int8, with_skip) in [(true, false), (false, true), (true, true)] {
+        for norm in [
+            Normalisation::WindowZscoreNoMean,
+            Normalisation::WindowZscore,
+        ] {
+            for hop in [4, 5, 16] {
+                let skip = with_skip.then(|| mfr_eeg::model::SkipPath {
+                    taps: taps.clone(),
+                    gate: 0.3,
+                });
+                let dims = (d_in, d_sae, k, hop);
+                let model = model_with(31, dims, Activation::TopkRelu, norm, int8, skip);
+                let sae = model.view().sae();
+                assert_eq!(sae.is_int8(), int8);
+                assert_eq!(sae.skip().is_some(), with_skip);
+                let x = bursty_signal(hop as u64, 517);
+                assert!(
+                    streamed_equals_offline(sae, hop, &x, 40 + hop as u64),
+                    "int8 {int8}, linear path {with_skip}, {norm:?}, hop {hop}: streamed != offline"
+                );
+                if with_skip {
+                    // The gate must have opened in some windows and stayed shut in others, or
+                    // the comparison above did not cover both branches.
+                    let plain = model_with(31, dims, Activation::TopkRelu, norm, int8, None);
+                    let (a, b) = (
+                        offline(&sae, hop, &x),
+                        offline(&plain.view().sae(), hop, &x),
+                    );
+                    let same = a
+                        .iter()
+                        .zip(&b)
+                        .filter(|(p, q)| p.to_bits() == q.to_bits())
+                        .count();
+                    assert!(
+                        same > 0 && same < x.len(),
+                        "{norm:?} hop {hop}: {same} of {} samples untouched by the path",
+                        x.len()
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Both shipped models carry the linear path, and `tiny-128hz-int8` is int8: streaming them in
+/// random chunks equals the offline path bit for bit, at their own hop.
+#[test]
+fn shipped_models_stream_equals_offline_bit_for_bit() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+    for (file, int8) in [
+        ("general-256hz.safetensors", false),
+        ("tiny-128hz-int8.safetensors", true),
+    ] {
+        let model = Model::load(&dir.join(file)).unwrap();
+        let sae = model.view().sae();
+        let hop = model.meta().hop;
+        assert_eq!(sae.is_int8(), int8, "{file}");
+        assert!(sae.skip().is_some(), "{file} has the linear path");
+        let x = bursty_signal(7, 3 * sae.d_in() + 37);
+        assert!(
+            streamed_equals_offline(sae, hop, &x, 11),
+            "{file}: streamed != offline"
+        );
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::test_runner::Config {
+        cases: 64,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(0x5EED),
+        failure_persistence: None,
+        ..proptest::test_runner::Config::default()
+    })]
+
+    /// Property: for any model (f32 or int8, either activation, every normalisation, with or
+    /// without a linear path of any odd length and gate), any hop, any length and any chunking,
+    /// streaming the reflect-padded signal equals the offline path bit for bit.
+    #[test]
+    fn streaming_equals_offline_for_any_model_and_chunking(
+        d_in in 2usize..20,
+        d_sae in 1usize..24,
+        pick in proptest::prelude::any::<u64>(),
+        n in 1usize..300,
+        chunk_seed in proptest::prelude::any::<u64>(),
+        int8 in proptest::prelude::any::<bool>(),
+        with_skip in proptest::prelude::any::<bool>(),
+    ) {
+        let k = 1 + (pick % d_sae as u64) as usize;
+        let hop = 1 + ((pick >> 8) % d_in as u64) as usize;
+        let act = if (pick >> 16) & 1 == 0 { Activation::TopkRelu } else { Activation::TopkSigned };
+        let norm = [Normalisation::None, Normalisation::WindowZscore, Normalisation::WindowZscoreNoMean]
+            [((pick >> 17) % 3) as usize];
+        let skip = with_skip.then(|| {
+            let half = ((pick >> 20) % d_in.div_ceil(2) as u64) as usize; // 2 * half + 1 <= d_in
+            mfr_eeg::model::SkipPath {
+                taps: (0..2 * half + 1).map(|i| 0.1 - 0.03 * i as f32).collect(),
+                gate: [0.05, 0.3, 1.0, 1e9][((pick >> 28) % 4) as usize],
+            }
+        });
+        let model = model_with(pick, (d_in, d_sae, k, hop), act, norm, int8, skip);
+        let x = bursty_signal(pick ^ 0xABC, n);
+        proptest::prop_assert!(streamed_equals_offline(model.view().sae(), hop, &x, chunk_seed));
+    }
+}
+
 #[test]
 fn streaming_equals_offline_bit_for_bit_for_random_chunks() {
     let d_in = 16;
@@ -106,17 +264,8 @@ fn streaming_equals_offline_bit_for_bit_for_random_chunks() {
         for hop in [8, 4, 5, 1, 16] {
             for (i, n) in [1usize, 2, 7, 15, 16, 17, 100, 333].into_iter().enumerate() {
                 let x = signal(n as u64 * 31 + hop as u64, n);
-                let want = offline(&sae, hop, &x);
-                let padded = reflect_padded(&x, d_in);
-                let (streamed, _) = stream_in_chunks(sae, hop, &padded, i as u64 * 7 + hop as u64);
-                let lead = offline_pad(d_in) + (d_in - 1); // padding + latency
-                let got = &streamed[lead..lead + n];
-                let same = got
-                    .iter()
-                    .zip(&want)
-                    .all(|(a, b)| a.to_bits() == b.to_bits());
                 assert!(
-                    same,
+                    streamed_equals_offline(sae, hop, &x, i as u64 * 7 + hop as u64),
                     "hop {hop}, n {n}, {act:?}/{norm:?}: streamed != offline"
                 );
             }

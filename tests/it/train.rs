@@ -170,8 +170,9 @@ fn parity(mmcs: MmcsKind, activation: ActivationKind, other: BackendKind) {
     );
 }
 
-/// Path parity: the sparse host kernels on `backend` against autodiff on flex, which checks
-/// every hand-derived gradient against burn's.
+/// Path parity: the sparse step (host code on every backend; `backend` only holds the copy of
+/// the weights uploaded after each update) against autodiff on flex, which checks every
+/// hand-derived gradient against burn's and the weights' round trip through `backend`.
 fn sparse_parity(cfg: &TrainConfig, backend: BackendKind) {
     let reference = trace(BackendKind::Flex, GradPath::Autodiff, cfg, 5);
     assert!(
@@ -183,14 +184,14 @@ fn sparse_parity(cfg: &TrainConfig, backend: BackendKind) {
         &got,
         &reference,
         &format!(
-            "sparse on {backend} vs autodiff on flex ({:?}, {:?}, tied {}, relative {})",
+            "sparse host step (weights kept in {backend}) vs autodiff on flex ({:?}, {:?}, tied {}, relative {})",
             cfg.mmcs, cfg.activation, cfg.tied, cfg.relative_loss
         ),
     );
 }
 
 #[test]
-fn parity_sparse_max_relu() {
+fn parity_sparse_host_step_max_relu() {
     sparse_parity(
         &small_cfg(MmcsKind::Max, ActivationKind::TopkRelu),
         BackendKind::Flex,
@@ -198,7 +199,7 @@ fn parity_sparse_max_relu() {
 }
 
 #[test]
-fn parity_sparse_hungarian_signed_ndarray() {
+fn parity_sparse_host_step_with_ndarray_weights() {
     sparse_parity(
         &small_cfg(MmcsKind::Hungarian, ActivationKind::TopkSigned),
         BackendKind::Ndarray,
@@ -206,7 +207,7 @@ fn parity_sparse_hungarian_signed_ndarray() {
 }
 
 #[test]
-fn parity_sparse_tied_relative() {
+fn parity_sparse_host_step_tied_relative() {
     let cfg = small_cfg(MmcsKind::Max, ActivationKind::TopkRelu)
         .with_tied(true)
         .with_relative_loss(true);
@@ -214,7 +215,7 @@ fn parity_sparse_tied_relative() {
 }
 
 #[test]
-fn parity_sparse_on_wgpu() {
+fn parity_sparse_host_step_with_wgpu_weights() {
     sparse_parity(
         &small_cfg(MmcsKind::Max, ActivationKind::TopkSigned),
         BackendKind::Wgpu,
