@@ -16,11 +16,11 @@ const EEGMMIDB: &str = concat!(
     "/data/eegmmidb_S001R02_64ch_160Hz_61s.edf"
 );
 
-fn bin() -> Command {
+pub(crate) fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_mfr-eeg"))
 }
 
-fn run(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
+pub(crate) fn run(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
     let mut c = bin();
     for a in args {
         c.arg(a);
@@ -33,7 +33,7 @@ fn stderr(o: &Output) -> String {
 }
 
 /// Writes an identity model (window `d_in`, hop `d_in / 4`) for `rate_hz` into `dir`.
-fn identity_file(dir: &Path, d_in: usize, rate_hz: f32) -> PathBuf {
+pub(crate) fn identity_file(dir: &Path, d_in: usize, rate_hz: f32) -> PathBuf {
     let (meta, t) = identity_model(d_in, d_in / 4, rate_hz);
     let p = dir.join(format!("identity-{d_in}-{rate_hz}.safetensors"));
     write_model(&p, &meta, &t).unwrap();
@@ -41,7 +41,7 @@ fn identity_file(dir: &Path, d_in: usize, rate_hz: f32) -> PathBuf {
 }
 
 /// Names in `dir`, sorted (to prove nothing else, e.g. a temporary file, was left).
-fn names(dir: &Path) -> Vec<String> {
+pub(crate) fn names(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

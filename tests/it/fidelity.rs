@@ -2,15 +2,17 @@
 //! (EDF and BDF), the band above the model, blocks equal to the whole signal, clipping as an
 //! error, interrupts, and many files.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use mfr_eeg::denoise::{DenoiseError, DenoiseOptions, HighBand, denoise_file};
 use mfr_eeg::io::edf::{
     EdfReader, EdfWriter, Format, Header, HeaderSpec, SignalHeader, encode_physical,
 };
-use mfr_eeg::model::{Model, identity_model, write_model};
+use mfr_eeg::model::Model;
+
+use super::cli::{bin, identity_file, names, run};
 use mfr_eeg::rng::Rng;
 
 const EEGMMIDB: &str = concat!(
@@ -22,29 +24,8 @@ const DEFAULT_MODEL: &str = concat!(
     "/models/general-256hz.safetensors"
 );
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_mfr-eeg"))
-}
-
-fn run(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
-    let mut c = bin();
-    for a in args {
-        c.arg(a);
-    }
-    c.output().expect("the mfr-eeg binary runs")
-}
-
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
-}
-
-fn names(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
 }
 
 fn quiet(_: mfr_eeg::denoise::Progress) {}
@@ -364,13 +345,6 @@ fn blocks_at_awkward_places_equal_the_whole_signal_at_mixed_rates() {
             "channel {c}: {worst} > one step {step}"
         );
     }
-}
-
-fn identity_file(dir: &Path, d_in: usize, rate_hz: f32) -> PathBuf {
-    let (meta, t) = identity_model(d_in, d_in / 4, rate_hz);
-    let p = dir.join(format!("identity-{d_in}-{rate_hz}.safetensors"));
-    write_model(&p, &meta, &t).unwrap();
-    p
 }
 
 /// Power of `x` at `f_hz` (a single-bin DFT, normalised to the amplitude of a sine).
