@@ -2,8 +2,9 @@
 //! library code, prints results and maps errors to exit codes (0 ok, 2 usage error, 1 data
 //! error). Each subcommand's arguments and `run` live with their area.
 //!
-//! Adding a subcommand: one variant in [`Command`] holding the area's `clap::Args` struct and
-//! one arm in [`run`] calling the area's `run(args)` (any error type converts into anyhow).
+//! Adding a subcommand: a `src/cli/<area>.rs` with the `clap::Args` struct and a `run(args)`
+//! that turns the arguments into the library's options, calls the library and prints its
+//! report; then one variant in [`Command`] and one arm in [`run`].
 
 mod cli;
 
@@ -30,18 +31,18 @@ enum Command {
     /// Draw one channel's raw and denoised traces and their spectra to a PNG.
     Plot(cli::plot::PlotArgs),
     /// Quantise an f32 model to int8 (per-latent scales) after checking its quality loss.
-    Quantize(mfr_eeg::model::quantize::QuantizeArgs),
+    Quantize(cli::quantize::QuantizeArgs),
     /// Benchmark quality vs band-pass and wavelet, MFR vs no MFR, speed and model sizes.
-    Bench(mfr_eeg::eval::bench::BenchArgs),
+    Bench(cli::bench::BenchArgs),
     /// Train N TopK SAEs (optionally with Mutual Feature Regularization) and export a model.
     #[cfg(feature = "train")]
-    Train(mfr_eeg::train::cli::TrainArgs),
+    Train(cli::train::TrainArgs),
     /// The MFR paper's known-feature experiment: an alpha sweep over seeds, printed as a table.
     #[cfg(feature = "train")]
-    SynthFeatures(mfr_eeg::train::synth_features::SynthArgs),
+    SynthFeatures(cli::synth_features::SynthArgs),
     /// Train denoising SAEs on the benchmark corpus (alpha sweep over seeds), export to models/.
     #[cfg(feature = "train")]
-    TrainDenoiser(mfr_eeg::eval::train_denoiser::TrainDenoiserArgs),
+    TrainDenoiser(cli::train_denoiser::TrainDenoiserArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -53,14 +54,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::EogCheck(a) => cli::eog_check::run(a),
         Command::Inspect(a) => cli::inspect::run(a),
         Command::Plot(a) => cli::plot::run(a),
-        Command::Quantize(a) => Ok(mfr_eeg::model::quantize::run(a)?),
-        Command::Bench(a) => Ok(mfr_eeg::eval::bench::run(a)?),
+        Command::Quantize(a) => cli::quantize::run(a),
+        Command::Bench(a) => cli::bench::run(a),
         #[cfg(feature = "train")]
-        Command::Train(a) => Ok(mfr_eeg::train::cli::run(a)?),
+        Command::Train(a) => cli::train::run(a),
         #[cfg(feature = "train")]
-        Command::SynthFeatures(a) => Ok(mfr_eeg::train::synth_features::run(a)?),
+        Command::SynthFeatures(a) => cli::synth_features::run(a),
         #[cfg(feature = "train")]
-        Command::TrainDenoiser(a) => Ok(mfr_eeg::eval::train_denoiser::run(a)?),
+        Command::TrainDenoiser(a) => cli::train_denoiser::run(a),
     }
 }
 

@@ -95,32 +95,20 @@ pub fn draw_comparison(c: &Comparison<'_>, path: &Path, size: (u32, u32)) -> Res
         path: path.to_path_buf(),
         problem: e.to_string(),
     };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    if !dir.is_dir() {
-        return Err(draw_err(&format!(
+    // plotters picks the encoder from the extension, so the temporary name keeps ".png".
+    match crate::io::atomic::write_atomic_with(path, ".png", |temp| {
+        render(c, &freqs, &p_raw, &p_den, temp, size)
+    }) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(draw_err(&e)),
+        Err(crate::io::atomic::AtomicError::DirMissing { dir, .. }) => Err(draw_err(&format!(
             "directory {} does not exist",
             dir.display()
-        )));
-    }
-    let name = path
-        .file_name()
-        .map(|s| s.to_string_lossy().into_owned())
-        .ok_or_else(|| draw_err(&"not a file path"))?;
-    // plotters picks the encoder from the extension, so the temporary name keeps ".png".
-    let temp = dir.join(format!(".{name}.{}.tmp.png", std::process::id()));
-    let result = render(c, &freqs, &p_raw, &p_den, &temp, size);
-    match result {
-        Ok(()) => std::fs::rename(&temp, path).map_err(|e| {
-            let _ = std::fs::remove_file(&temp);
-            draw_err(&e)
-        }),
-        Err(e) => {
-            let _ = std::fs::remove_file(&temp);
-            Err(draw_err(&e))
+        ))),
+        Err(crate::io::atomic::AtomicError::IsDirectory { .. }) => {
+            Err(draw_err(&"not a file path"))
         }
+        Err(e) => Err(draw_err(&e)),
     }
 }
 

@@ -1,9 +1,19 @@
-//! The CLI's own subcommands (`denoise`, `eog-check`, `inspect`, `plot`) and the error-to-exit-code rule.
+//! The CLI's subcommands, one file per area: arguments (clap), the call into the library,
+//! and everything printed (results, progress lines and bars); plus the error-to-exit-code
+//! rule. The library below never prints or parses arguments.
 
+pub mod bench;
 pub mod denoise;
 pub mod eog_check;
 pub mod inspect;
 pub mod plot;
+pub mod quantize;
+#[cfg(feature = "train")]
+pub mod synth_features;
+#[cfg(feature = "train")]
+pub mod train;
+#[cfg(feature = "train")]
+pub mod train_denoiser;
 
 use mfr_eeg::denoise::DenoiseError;
 

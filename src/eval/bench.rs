@@ -16,30 +16,64 @@ use super::harness::{
 };
 use crate::model::Model;
 
-/// Arguments of `mfr-eeg bench`.
-#[derive(clap::Args, Debug, Clone)]
-pub struct BenchArgs {
+/// What one bench run measures and where it writes. [`Default`] holds the defaults of
+/// `mfr-eeg bench`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BenchOptions {
     /// Small sizes for CI (< 2 minutes on 2 cores).
-    #[arg(long)]
     pub quick: bool,
     /// Output directory.
-    #[arg(long, default_value = "bench-report")]
     pub out: PathBuf,
     /// Models to benchmark (missing files are skipped with a note).
-    #[arg(long, default_values = ["models/general-256hz.safetensors", "models/tiny-128hz-int8.safetensors"])]
     pub model: Vec<PathBuf>,
     /// Real recordings for clean EEG.
-    #[arg(long, default_value = "data/eegmmidb_S001R02_64ch_160Hz_61s.edf")]
     pub edf: Vec<PathBuf>,
     /// Use EEGdenoiseNet's own files from this directory (256 Hz models only).
-    #[arg(long)]
     pub eegdenoisenet: Option<PathBuf>,
     /// Seeds per arm in the MFR comparison.
-    #[arg(long, default_value_t = 3)]
     pub seeds: u64,
     /// Skip training (no MFR comparison, no training throughput).
-    #[arg(long)]
     pub no_train: bool,
+    /// The command line recorded in the report.
+    pub command: String,
+    /// A real-data set (`scripts/real_data.py` builds it: EEG and EMG recordings, each in one
+    /// split): adds quality per held-out recording, with recorded EMG.
+    pub real: Option<PathBuf>,
+    /// Write the 256 Hz train/validation/test pairs as .npy plus export.json (splits,
+    /// recordings, SNRs) into DIR, so an outside model can use exactly the same data.
+    pub export_data: Option<PathBuf>,
+    /// Train the compact U-Net peer for N steps (batch 128, the default SAE's loss and
+    /// schedule; feature `train`) and score it beside the SAE; 0 = off.
+    pub cnn_steps: usize,
+    /// Which pairs the U-Net trains on: `default` (the main 256 Hz corpus, the shipped default
+    /// model's pairs) or `real` (that corpus plus the `--real` training recordings and EMG).
+    pub cnn_data: String,
+    /// At most this many test segments per artifact kind (and per real recording); default:
+    /// all (12 and 6 with `--quick`).
+    pub test_segments: Option<usize>,
+}
+
+impl Default for BenchOptions {
+    fn default() -> Self {
+        Self {
+            quick: false,
+            out: "bench-report".into(),
+            model: vec![
+                "models/general-256hz.safetensors".into(),
+                "models/tiny-128hz-int8.safetensors".into(),
+            ],
+            edf: vec!["data/eegmmidb_S001R02_64ch_160Hz_61s.edf".into()],
+            eegdenoisenet: None,
+            seeds: 3,
+            no_train: false,
+            command: String::new(),
+            real: None,
+            export_data: None,
+            cnn_steps: 0,
+            cnn_data: "default".into(),
+            test_segments: None,
+        }
+    }
 }
 
 /// Sizes of one bench run.
@@ -103,6 +137,16 @@ pub fn quality(
     plan: &BenchPlan,
     models: Vec<(String, Model)>,
 ) -> Result<super::harness::Evaluation, EvalError> {
+    quality_with(corpus, plan, models, Vec::new())
+}
+
+/// [`quality`] with `extra` methods (e.g. a trained peer) scored after the models.
+pub fn quality_with<'a>(
+    corpus: &Corpus,
+    plan: &BenchPlan,
+    models: Vec<(String, Model)>,
+    extra: Vec<Box<dyn Method + 'a>>,
+) -> Result<super::harness::Evaluation, EvalError> {
     let fs = corpus.config.fs;
     let mut val = Vec::new();
     for kind in [ArtifactKind::Eog, ArtifactKind::Emg] {
@@ -113,14 +157,18 @@ pub fn quality(
             plan.max_val_segments,
         )?);
     }
-    let mut methods: Vec<Box<dyn Method>> = vec![
+    let mut methods: Vec<Box<dyn Method + 'a>> = vec![
         Box::new(Unprocessed),
         Box::new(tune_bandpass(&val, Some(corpus.config.line_hz), fs)?),
         Box::new(WaveletDenoiser::default()),
+        Box::new(super::baselines::wavelet::SlowArtifactWavelet::new(
+            fs, 2.0, 16.0,
+        )),
     ];
     for (name, m) in models {
         methods.push(Box::new(SaeMethod::new(name, m)));
     }
+    methods.extend(extra);
     evaluate(&mut methods, &test_windows(corpus, plan)?, fs)
 }
 
@@ -145,22 +193,12 @@ fn model_name(p: &Path) -> String {
     )
 }
 
-/// `mfr-eeg bench`: runs [`run_report`] and prints where the report went.
-pub fn run(args: BenchArgs) -> Result<(), EvalError> {
-    let out = args.out.clone();
-    let r = run_report(args)?;
-    println!(
-        "wrote {} ({} quality rows, {} figures)",
-        out.join("report.md").display(),
-        r.quality.len(),
-        r.figures.len()
-    );
-    Ok(())
-}
-
 /// Runs the whole bench and writes the report into `args.out`.
-pub fn run_report(args: BenchArgs) -> Result<Report, EvalError> {
-    let plan = BenchPlan::new(args.quick);
+pub fn run_report(args: &BenchOptions) -> Result<Report, EvalError> {
+    let mut plan = BenchPlan::new(args.quick);
+    if let Some(n) = args.test_segments {
+        plan.max_test_segments = n;
+    }
     let t0 = std::time::Instant::now();
     let recs: Vec<Recording> = args
         .edf
@@ -173,7 +211,7 @@ pub fn run_report(args: BenchArgs) -> Result<Report, EvalError> {
         .map(EegDenoiseNet::load)
         .transpose()?;
     let mut report = Report {
-        command: std::env::args().collect::<Vec<_>>().join(" "),
+        command: args.command.clone(),
         quick: args.quick,
         data: match &args.eegdenoisenet {
             Some(d) => format!(
@@ -228,6 +266,19 @@ pub fn run_report(args: BenchArgs) -> Result<Report, EvalError> {
             None => by_rate.push((fs, vec![(model_name(p), m)])),
         }
     }
+    let real = args
+        .real
+        .as_deref()
+        .map(super::real::RealSet::load)
+        .transpose()?;
+    let peer = peer_cnn(
+        &args,
+        &plan,
+        &recs,
+        edn.as_ref(),
+        real.as_ref(),
+        &mut report,
+    )?;
     for (fs, models) in by_rate {
         let corpus = corpus_at(fs, &plan, &recs, edn.as_ref())?;
         speed_frontier(&mut report, &corpus, &plan, &models)?;
@@ -235,7 +286,8 @@ pub fn run_report(args: BenchArgs) -> Result<Report, EvalError> {
         if main {
             report.candidate = models.first().map(|m| m.0.clone());
         }
-        let ev = quality(&corpus, &plan, models)?;
+        let extra = if main { peer.methods() } else { Vec::new() };
+        let ev = quality_with(&corpus, &plan, models, extra)?;
         if main {
             for kind in ArtifactKind::ALL {
                 let n = ev
@@ -257,6 +309,70 @@ pub fn run_report(args: BenchArgs) -> Result<Report, EvalError> {
         } else {
             report.other_rates.push((fs, ev.rows));
         }
+    }
+    if let (Some(dir), Some(real)) = (&args.real, &real) {
+        let mut rates: Vec<f64> = vec![256.0];
+        for m in &report.models {
+            if !rates.iter().any(|r| (r - m.sample_rate_hz).abs() < 1e-6) {
+                rates.push(m.sample_rate_hz);
+            }
+        }
+        for fs in rates {
+            let models = args
+                .model
+                .iter()
+                .filter(|p| p.exists())
+                .map(|p| Model::load(p).map(|m| (model_name(p), m)))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| EvalError::Model(e.to_string()))?
+                .into_iter()
+                .filter(|(_, m)| (m.meta().sample_rate_hz as f64 - fs).abs() < 1e-6)
+                .collect();
+            let mut cfg = CorpusConfig::at_rate(fs);
+            cfg.n_model_segments = plan.model_segments;
+            let extra = if (fs - 256.0).abs() < 1e-6 {
+                peer.methods()
+            } else {
+                Vec::new()
+            };
+            let rows = super::real::bench_section(
+                real,
+                cfg,
+                &recs,
+                models,
+                extra,
+                args.test_segments
+                    .unwrap_or(if plan.quick { 6 } else { 60 }),
+            )?;
+            report.real.push((fs, rows));
+        }
+        report.real_data = format!(
+            "{}: test recordings {} (EOG generated, EMG recorded; band-pass tuned on the validation recordings)",
+            dir.display(),
+            real.eeg_names(Split::Test).join(", ")
+        );
+    }
+    if let Some(dir) = &args.export_data {
+        let mut cfg = CorpusConfig::at_rate(256.0);
+        cfg.n_model_segments = plan.model_segments;
+        let corpus = match &real {
+            Some(r) => r.corpus(cfg, &recs)?,
+            None => match &edn {
+                Some(e) => Corpus::from_eegdenoisenet(cfg, e)?,
+                None => Corpus::build(cfg, &recs)?,
+            },
+        };
+        let written =
+            super::export::export_data(&corpus, &super::export::ExportPlan::default_model(), dir)?;
+        report.notes.push(format!(
+            "exported {} to {}",
+            written
+                .iter()
+                .map(|(n, r)| format!("{n} ({r} rows)"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            dir.display()
+        ));
     }
     // Full run: the shipped model's own alpha sweep (same budget and tuning per arm, test
     // numbers measured at export) is the MFR comparison; quick runs train a small one.
@@ -346,7 +462,7 @@ fn mfr_section(
     recs: &[Recording],
     seeds: u64,
 ) -> Result<(), EvalError> {
-    use super::train_denoiser::{prepare, train_one};
+    use super::train_denoiser::{DenoiserEvent, prepare, train_one};
     use crate::train::{BackendKind, TrainConfig};
     // Quick: a small model and budget (the comparison is noisy, but real). Full: the shipped
     // general model's shape at a reduced step budget.
@@ -407,6 +523,7 @@ fn mfr_section(
                 256.0,
                 &[128],
                 "bench",
+                &mut |_: DenoiserEvent<'_>| {},
             )?;
             report.mfr_seeds.push(r.result);
         }
@@ -426,4 +543,105 @@ fn mfr_section(
         .notes
         .push("built without the `train` feature: MFR comparison skipped".into());
     Ok(())
+}
+
+/// The trained U-Net peer (feature `train`), if `--cnn-steps` asked for one.
+#[derive(Default)]
+struct Peer {
+    #[cfg(feature = "train")]
+    net: Option<(super::cnn::UNet, usize, usize)>,
+}
+
+impl Peer {
+    /// A fresh method per table (each keeps its own scratch).
+    fn methods<'a>(&self) -> Vec<Box<dyn Method + 'a>> {
+        #[cfg(feature = "train")]
+        if let Some((net, d_in, hop)) = &self.net {
+            return vec![Box::new(super::cnn::CnnMethod::new(
+                "CNN U-Net",
+                net.clone(),
+                *d_in,
+                *hop,
+                burn::tensor::Device::flex(),
+            ))];
+        }
+        Vec::new()
+    }
+}
+
+#[cfg(feature = "train")]
+fn peer_cnn(
+    args: &BenchOptions,
+    plan: &BenchPlan,
+    recs: &[Recording],
+    edn: Option<&EegDenoiseNet>,
+    real: Option<&super::real::RealSet>,
+    report: &mut Report,
+) -> Result<Peer, EvalError> {
+    use super::cnn::{CnnConfig, train_cnn};
+    if args.cnn_steps == 0 {
+        return Ok(Peer::default());
+    }
+    let corpus = match (args.cnn_data.as_str(), real) {
+        ("real", Some(r)) => {
+            let mut cfg = CorpusConfig::at_rate(256.0);
+            cfg.n_model_segments = plan.model_segments;
+            r.corpus(cfg, recs)?
+        }
+        ("real", None) => {
+            return Err(EvalError::Invalid(
+                "--cnn-data real needs --real DIR".into(),
+            ));
+        }
+        _ => corpus_at(256.0, plan, recs, edn)?,
+    };
+    // The default model's pairs: d_in 256, 32 crops per training segment, 8 per validation
+    // segment, window_zscore_no_mean (models/general-256hz.md).
+    let data = super::train_denoiser::prepare(
+        &corpus,
+        256,
+        256,
+        32,
+        8,
+        1,
+        crate::core::Normalisation::WindowZscoreNoMean,
+    )?;
+    let cfg = CnnConfig {
+        steps: args.cnn_steps,
+        ..CnnConfig::default_peer()
+    };
+    let device = burn::tensor::Device::flex();
+    let (net, run) = train_cnn(&cfg, &data.train, &data.val, &device, |_, _| {})?;
+    report.notes.push(format!(
+        "CNN U-Net peer: {} parameters, {} steps x batch {}, lr {}, relative loss, trained on the {} pairs ({} windows) in {:.0} s; validation relative loss {:.4}; overlap-add hop {}",
+        run.n_params,
+        cfg.steps,
+        cfg.batch,
+        cfg.lr,
+        args.cnn_data,
+        data.train.inputs.len() / 256,
+        run.train_seconds,
+        run.val_loss,
+        cfg.hop
+    ));
+    Ok(Peer {
+        net: Some((net, 256, cfg.hop)),
+    })
+}
+
+#[cfg(not(feature = "train"))]
+fn peer_cnn(
+    args: &BenchOptions,
+    _plan: &BenchPlan,
+    _recs: &[Recording],
+    _edn: Option<&EegDenoiseNet>,
+    _real: Option<&super::real::RealSet>,
+    report: &mut Report,
+) -> Result<Peer, EvalError> {
+    if args.cnn_steps > 0 {
+        report
+            .notes
+            .push("built without the `train` feature: the CNN peer was skipped".into());
+    }
+    Ok(Peer::default())
 }

@@ -52,6 +52,9 @@ pub struct ArtifactBanks {
     pub eog: [Vec<Vec<f32>>; 3],
     /// EMG epochs for (train, val, test).
     pub emg: [Vec<Vec<f32>>; 3],
+    /// Use the generator for a kind whose bank is empty in a split (recorded EMG but no
+    /// recorded EOG, say); when `false` an empty bank is an error.
+    pub generated_when_empty: bool,
 }
 
 /// Clean segments split three ways, with their provenance.
@@ -81,6 +84,28 @@ pub enum Split {
 impl Split {
     fn index(self) -> usize {
         self as usize
+    }
+
+    /// All three, in order.
+    pub const ALL: [Split; 3] = [Split::Train, Split::Val, Split::Test];
+
+    /// Lower-case name (`train`, `val`, `test`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Split::Train => "train",
+            Split::Val => "val",
+            Split::Test => "test",
+        }
+    }
+
+    /// Parses `train`, `val`/`validation` or `test`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "train" => Some(Split::Train),
+            "val" | "validation" => Some(Split::Val),
+            "test" => Some(Split::Test),
+            _ => None,
+        }
     }
 }
 
@@ -138,6 +163,7 @@ impl Corpus {
         let banks = ArtifactBanks {
             eog: split_bank(&d.eog, config.fractions, config.seed),
             emg: split_bank(&d.emg, config.fractions, config.seed ^ 1),
+            generated_when_empty: false,
         };
         Ok(Self {
             config,
@@ -156,10 +182,16 @@ impl Corpus {
         }
     }
 
-    fn source(&self, split: Split, kind: ArtifactKind) -> ArtifactSource<'_> {
-        match (&self.banks, kind) {
-            (Some(b), ArtifactKind::Eog) => ArtifactSource::Bank(&b.eog[split.index()]),
-            (Some(b), ArtifactKind::Emg) => ArtifactSource::Bank(&b.emg[split.index()]),
+    /// Where `kind`'s artifacts for `split` come from: the recorded bank when the corpus has
+    /// one with epochs for that split, else the generator.
+    pub fn source(&self, split: Split, kind: ArtifactKind) -> ArtifactSource<'_> {
+        let (bank, fallback) = match (&self.banks, kind) {
+            (Some(b), ArtifactKind::Eog) => (Some(&b.eog[split.index()]), b.generated_when_empty),
+            (Some(b), ArtifactKind::Emg) => (Some(&b.emg[split.index()]), b.generated_when_empty),
+            _ => (None, true),
+        };
+        match bank {
+            Some(epochs) if !(epochs.is_empty() && fallback) => ArtifactSource::Bank(epochs),
             _ => ArtifactSource::Generated,
         }
     }

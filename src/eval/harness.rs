@@ -46,6 +46,15 @@ impl Method for BandPass {
     }
 }
 
+impl Method for super::baselines::wavelet::SlowArtifactWavelet {
+    fn name(&self) -> String {
+        super::baselines::wavelet::SlowArtifactWavelet::name(self)
+    }
+    fn denoise(&mut self, x: &[f32]) -> Result<Vec<f32>, EvalError> {
+        super::baselines::wavelet::SlowArtifactWavelet::denoise(self, x)
+    }
+}
+
 impl Method for WaveletDenoiser {
     fn name(&self) -> String {
         "wavelet db4 soft (universal)".into()
@@ -341,6 +350,12 @@ pub struct Report {
     pub figures: Vec<String>,
     /// Free-text notes (what was skipped and why).
     pub notes: Vec<String>,
+    /// Where the real held-out recordings came from, in words (empty without `--real`).
+    #[serde(default)]
+    pub real_data: String,
+    /// Quality per held-out real recording and pooled, per sample rate (`--real`).
+    #[serde(default)]
+    pub real: Vec<(f64, Vec<super::real::RecordingQuality>)>,
 }
 
 /// Writes one per-SNR-level table (RRMSE_t / CC) per artifact kind; returns the method
@@ -695,6 +710,16 @@ impl Report {
                 );
             }
         }
+        if !self.real.is_empty() {
+            let _ = writeln!(s, "\n## Real held-out recordings\n\n{}", self.real_data);
+            for (fs, rows) in &self.real {
+                let _ = writeln!(s, "\n### {fs} Hz");
+                s.push_str(&super::real::markdown(
+                    rows,
+                    &[ArtifactKind::Eog, ArtifactKind::Emg],
+                ));
+            }
+        }
         if !self.figures.is_empty() {
             let _ = writeln!(s, "\n## Figures\n");
             for f in &self.figures {
@@ -796,9 +821,8 @@ fn line_chart(
         y1 = y0 + 1.0;
     }
     let pad = 0.05 * (y1 - y0);
-    let tmp = path.with_extension("tmp.png");
-    {
-        let root = BitMapBackend::new(&tmp, (900, 520)).into_drawing_area();
+    let draw = |tmp: &Path| -> Result<(), EvalError> {
+        let root = BitMapBackend::new(tmp, (900, 520)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| perr(e.to_string()))?;
         let mut b = ChartBuilder::on(&root);
         b.caption(title, ("sans-serif", 22))
@@ -850,12 +874,12 @@ fn line_chart(
         } else {
             draw!(b.build_cartesian_2d(x0..x1, (y0 - pad)..(y1 + pad)));
         }
-        root.present().map_err(|e| perr(e.to_string()))?;
-    }
-    std::fs::rename(&tmp, path).map_err(|source| EvalError::Io {
+        root.present().map_err(|e| perr(e.to_string()))
+    };
+    crate::io::atomic::write_atomic_with(path, ".png", draw).map_err(|e| EvalError::Io {
         path: path.into(),
-        source,
-    })
+        source: e.into(),
+    })?
 }
 
 /// Writes the figures for an evaluation into `dir`; returns their file names. Skips (returns

@@ -6,25 +6,34 @@
 //!   artifact families), the EEGdenoiseNet mixing protocol and leak-free splits.
 //! - [`npy`] and [`eegdenoisenet`]: loading EEGdenoiseNet's own `.npy` epoch files.
 //! - [`corpus`]: clean segments from every source, split once; training/test windows.
+//! - [`real`]: real recordings split by recording (EEG and recorded EMG), quality per
+//!   held-out recording; [`export`]: the benchmark's pairs as `.npy` for outside models.
 //! - [`baselines`]: band-pass + notch (tuned on validation) and db4 wavelet thresholding.
 //! - [`frontier`]: batched-path GFLOP/s against a plain sgemm, the speed/quality frontier
 //!   over hop and model size, and timing an hour of EEG against a zero-phase band-pass.
 //! - [`ica`] and [`ocular`]: FastICA and the eye-artifact measures on real multi-channel
 //!   recordings (`mfr-eeg eog-check`).
 //! - [`harness`] and [`bench`]: `mfr-eeg bench` (quality, MFR vs no MFR, speed, figures).
+//! - [`quantize`]: the int8 model measured against its f32 original (`mfr-eeg quantize`).
+//! - `cnn` (feature `train`): a compact 1D U-Net peer trained in burn on the SAE's pairs.
 //! - `train_denoiser` (feature `train`): `mfr-eeg train-denoiser`, the shipped models.
 
 pub mod baselines;
 pub mod bench;
+#[cfg(feature = "train")]
+pub mod cnn;
 pub mod corpus;
 pub mod data;
 pub mod eegdenoisenet;
+pub mod export;
 pub mod frontier;
 pub mod harness;
 pub mod ica;
 pub mod metrics;
 pub mod npy;
 pub mod ocular;
+pub mod quantize;
+pub mod real;
 #[cfg(feature = "train")]
 pub mod train_denoiser;
 pub mod welch;

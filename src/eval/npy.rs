@@ -1,10 +1,11 @@
-//! A small reader and writer for NumPy `.npy` files (format versions 1-3) holding f32 or f64
-//! arrays, enough for EEGdenoiseNet's epoch files and for writing test fixtures.
-//! Hand-written because it is ~150 lines and the crates that do it pull in ndarray.
+//! Whole-file `.npy` reading (through the crate's one header parser, [`crate::io::npy`]) and
+//! writing of f32/f64 arrays: enough for EEGdenoiseNet's epoch files and for test fixtures.
+//! Hand-written because it is small and the crates that do it pull in ndarray.
 
 use std::path::Path;
 
 use super::EvalError;
+use crate::io::npy::{self, MAGIC};
 
 /// A dense array read from `.npy`, converted to f64, in C (row-major) order.
 #[derive(Clone, Debug, PartialEq)]
@@ -15,8 +16,6 @@ pub struct NpyArray {
     pub data: Vec<f64>,
 }
 
-const MAGIC: &[u8] = b"\x93NUMPY";
-
 fn bad(path: &Path, problem: impl Into<String>) -> EvalError {
     EvalError::Format {
         path: path.to_path_buf(),
@@ -24,83 +23,21 @@ fn bad(path: &Path, problem: impl Into<String>) -> EvalError {
     }
 }
 
-/// Parses `.npy` bytes; `path` only names the source in errors.
+/// Parses `.npy` bytes (f2, f4 or f8 elements); `path` only names the source in errors.
 pub fn parse_npy(bytes: &[u8], path: &Path) -> Result<NpyArray, EvalError> {
-    if bytes.len() < 10 || &bytes[..6] != MAGIC {
-        return Err(bad(path, "not a .npy file (missing \\x93NUMPY magic)"));
-    }
-    let major = bytes[6];
-    let (hlen, hstart) = match major {
-        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        2 | 3 => {
-            if bytes.len() < 12 {
-                return Err(bad(path, "truncated header"));
-            }
-            (
-                u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
-                12,
-            )
-        }
-        v => return Err(bad(path, format!("unsupported .npy format version {v}"))),
-    };
-    let header = bytes
-        .get(hstart..hstart + hlen)
-        .ok_or_else(|| bad(path, "truncated header"))?;
-    let header = std::str::from_utf8(header).map_err(|_| bad(path, "header is not UTF-8"))?;
-    let descr = dict_value(header, "descr").ok_or_else(|| bad(path, "header lacks 'descr'"))?;
-    let descr = descr.trim().trim_matches(|c| c == '\'' || c == '"');
-    let fortran = dict_value(header, "fortran_order")
-        .ok_or_else(|| bad(path, "header lacks 'fortran_order'"))?
-        .trim()
-        .starts_with("True");
-    let shape_txt = dict_value(header, "shape").ok_or_else(|| bad(path, "header lacks 'shape'"))?;
-    let shape_txt = shape_txt.trim().trim_start_matches('(');
-    let shape_txt = shape_txt.split(')').next().unwrap_or("");
-    let shape = shape_txt
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            s.parse::<usize>()
-                .map_err(|_| bad(path, format!("bad shape entry {s:?}")))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let (size, little) = match descr {
-        "<f8" => (8, true),
-        ">f8" => (8, false),
-        "<f4" => (4, true),
-        ">f4" => (4, false),
-        d => {
-            return Err(bad(
-                path,
-                format!("unsupported dtype {d:?} (need f4 or f8)"),
-            ));
-        }
-    };
-    let count = shape
-        .iter()
-        .try_fold(1usize, |a, &d| a.checked_mul(d))
-        .ok_or_else(|| bad(path, "shape overflows"))?;
-    let body = &bytes[hstart + hlen..];
-    let need = count
-        .checked_mul(size)
-        .ok_or_else(|| bad(path, "shape overflows"))?;
+    let h = npy::parse_header(bytes).map_err(|e| bad(path, e))?;
+    let shape = h.shape.clone();
+    let need = h.data_len().ok_or_else(|| bad(path, "shape overflows"))?;
+    let body = &bytes[h.data_offset..];
     if body.len() < need {
         return Err(bad(
             path,
             format!("data truncated: need {need} bytes, have {}", body.len()),
         ));
     }
-    let mut data: Vec<f64> = body[..need]
-        .chunks_exact(size)
-        .map(|c| match (size, little) {
-            (8, true) => f64::from_le_bytes(c.try_into().unwrap_or([0; 8])),
-            (8, false) => f64::from_be_bytes(c.try_into().unwrap_or([0; 8])),
-            (_, true) => f32::from_le_bytes(c.try_into().unwrap_or([0; 4])) as f64,
-            (_, false) => f32::from_be_bytes(c.try_into().unwrap_or([0; 4])) as f64,
-        })
-        .collect();
-    if fortran && shape.len() == 2 {
+    let mut data = Vec::with_capacity(need / h.element.size());
+    npy::decode_f64(&h, &body[..need], &mut data);
+    if h.fortran_order && shape.len() == 2 {
         let (r, c) = (shape[0], shape[1]);
         let mut t = vec![0.0; data.len()];
         for i in 0..r {
@@ -109,30 +46,13 @@ pub fn parse_npy(bytes: &[u8], path: &Path) -> Result<NpyArray, EvalError> {
             }
         }
         data = t;
-    } else if fortran && shape.len() > 2 {
+    } else if h.fortran_order && shape.len() > 2 {
         return Err(bad(
             path,
             "Fortran-order arrays above 2-D are not supported",
         ));
     }
     Ok(NpyArray { shape, data })
-}
-
-/// The text after `'key':` up to the next top-level comma (tuples kept whole).
-fn dict_value<'a>(header: &'a str, key: &str) -> Option<&'a str> {
-    let pat = format!("'{key}':");
-    let start = header.find(&pat)? + pat.len();
-    let rest = &header[start..];
-    let mut depth = 0i32;
-    for (i, ch) in rest.char_indices() {
-        match ch {
-            '(' => depth += 1,
-            ')' => depth -= 1,
-            ',' | '}' if depth == 0 => return Some(&rest[..i]),
-            _ => {}
-        }
-    }
-    Some(rest)
 }
 
 /// Reads a `.npy` file.
@@ -207,20 +127,11 @@ pub fn write_npy(
     write_atomic(path, &bytes)
 }
 
-/// Writes `bytes` to `path` via a sibling temporary file and a rename, so a failure never
-/// leaves a half-written file.
+/// Writes `bytes` to `path` with the crate's one atomic writer ([`crate::io::atomic`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), EvalError> {
-    let io = |source| EvalError::Io {
+    crate::io::atomic::write_atomic(path, bytes).map_err(|e| EvalError::Io {
         path: path.to_path_buf(),
-        source,
-    };
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = std::path::PathBuf::from(tmp);
-    std::fs::write(&tmp, bytes).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        io(e)
+        source: e.into(),
     })
 }
 

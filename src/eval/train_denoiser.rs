@@ -17,119 +17,130 @@ use super::eegdenoisenet::EegDenoiseNet;
 use super::harness::{Evaluation, Method, SaeMethod, SeedResult, mean_std, summarise_arms};
 use crate::core::{Activation, Normalisation};
 use crate::model::{Model, ModelMeta, ModelTensors};
-use crate::train::cli::NormArg;
+use crate::train::trainer::GradPath;
 use crate::train::{ActivationKind, BackendKind, Dataset, TrainConfig};
 use std::fmt::Write as _;
 
-/// Arguments of `mfr-eeg train-denoiser`.
-#[derive(clap::Args, Debug, Clone)]
-pub struct TrainDenoiserArgs {
+/// One `train-denoiser` job. [`Default`] holds the defaults of `mfr-eeg train-denoiser`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainDenoiserOptions {
     /// Output model file (safetensors); the card goes beside it as `.md`, all runs as `.runs.json`.
-    #[arg(long, default_value = "models/general-256hz.safetensors")]
     pub out: PathBuf,
     /// Sample rate of the model (Hz); recordings are resampled to it.
-    #[arg(long, default_value_t = 256.0)]
     pub sample_rate: f64,
-    /// Window length in samples (default: one second).
-    #[arg(long)]
+    /// Window length in samples (`None`: one second).
     pub d_in: Option<usize>,
     /// Latents per SAE.
-    #[arg(long, default_value_t = 512)]
     pub d_sae: usize,
     /// Latents kept per window.
-    #[arg(long, default_value_t = 16)]
     pub k: usize,
-    /// Hop candidates tried on validation (samples; default d_in/2 and d_in/4).
-    #[arg(long, value_delimiter = ',')]
+    /// Hop candidates tried on validation (samples; empty: d_in/2 and d_in/4).
     pub hops: Vec<usize>,
     /// SAEs trained side by side (MFR needs >= 2).
-    #[arg(long, default_value_t = 3)]
     pub n_saes: usize,
-    /// MFR alphas to sweep (log scale, include 0); without it, `--mfr-alpha` alone.
-    #[arg(long, value_delimiter = ',')]
+    /// MFR alphas to sweep (log scale, include 0); empty: `mfr_alpha` alone.
     pub sweep_alpha: Vec<f64>,
     /// MFR alpha when not sweeping.
-    #[arg(long, default_value_t = 1e-2)]
     pub mfr_alpha: f64,
     /// Training seeds (each arm runs every seed).
-    #[arg(long, value_delimiter = ',', default_value = "0")]
     pub seeds: Vec<u64>,
     /// Optimiser steps per run.
-    #[arg(long, default_value_t = 3000)]
     pub steps: usize,
     /// Windows per batch.
-    #[arg(long, default_value_t = 256)]
     pub batch_size: usize,
     /// Peak learning rate.
-    #[arg(long, default_value_t = 1e-3)]
     pub lr: f64,
     /// Training windows cut from each training segment (fresh artifact each).
-    #[arg(long, default_value_t = 16)]
     pub per_segment: usize,
-    /// Validation windows per validation segment (default: a quarter of `--per-segment`).
-    /// Fix it when comparing runs with different `--per-segment`, so they share one
-    /// validation set.
-    #[arg(long)]
+    /// Validation windows per validation segment (`None`: a quarter of `per_segment`). Fix
+    /// it when comparing runs with different `per_segment`, so they share one validation set.
     pub val_per_segment: Option<usize>,
     /// Samples the artifact is mixed into at the drawn SNR before a `d_in` window is cut
-    /// from them (default `d_in`: each window holds its SNR exactly). The benchmark defines
+    /// from them (`None`: `d_in`, so each window holds its SNR exactly). The benchmark defines
     /// SNR over 2 s segments, as EEGdenoiseNet does; a 1 s model sliding over them sees local
-    /// SNRs spread around that, which `--mix-len` = two seconds of samples trains for.
-    #[arg(long)]
+    /// SNRs spread around that, which `mix_len` = two seconds of samples trains for.
     pub mix_len: Option<usize>,
-    /// Fit a gated linear path beside each trained SAE (an FIR of `--skip-taps` taps,
+    /// Fit a gated linear path beside each trained SAE (an FIR of `skip_taps` taps,
     /// applied in windows whose high-frequency ratio is at most the gate) for each of these
-    /// gates, and keep the gate the validation windows prefer, or none.
-    #[arg(long, value_delimiter = ',')]
+    /// gates, and keep the gate the validation windows prefer, or none (empty: no path).
     pub skip_gates: Vec<f32>,
     /// Taps of the linear path (odd).
-    #[arg(long, default_value_t = 33)]
     pub skip_taps: usize,
     /// Choose the shipped run by validation loss (1 s windows, all artifact kinds) or by the
     /// RRMSE_t of the validation EOG+EMG level windows through the model's overlap-add (what
-    /// the benchmark measures; needs `--skip-gates`).
-    #[arg(long, value_enum, default_value = "val-loss")]
+    /// the benchmark measures; needs `skip_gates`).
     pub select_by: SelectBy,
     /// Validate every this many steps and keep each SAE's best weights (early stopping;
     /// the final weights compete too).
-    #[arg(long)]
     pub select_every: Option<usize>,
     /// Real recordings for clean EEG (EDF/EDF+/BDF).
-    #[arg(long, default_value = "data/eegmmidb_S001R02_64ch_160Hz_61s.edf")]
     pub edf: Vec<PathBuf>,
+    /// A real-data set (`scripts/real_data.py`): its EEG recordings join the splits whole
+    /// (train, validation or test as its manifest says) and its EMG recordings become the
+    /// EMG artifacts of each split.
+    pub real: Option<PathBuf>,
     /// Physiological-model segments added to the real ones.
-    #[arg(long, default_value_t = 600)]
     pub model_segments: usize,
     /// Use EEGdenoiseNet's own files from this directory instead of the generator.
-    #[arg(long)]
     pub eegdenoisenet: Option<PathBuf>,
     /// Seed of the corpus (split and artifacts), independent of the training seeds.
-    #[arg(long, default_value_t = 2026)]
     pub data_seed: u64,
     /// Train on the relative (per-window) squared error instead of plain MSE, so low-SNR
     /// windows count as much as clean ones (what RRMSE_t measures).
-    #[arg(long)]
     pub relative_loss: bool,
     /// Energy floor of the relative loss (larger: closer to plain MSE).
-    #[arg(long, default_value_t = crate::train::loss::RELATIVE_EPS)]
     pub relative_eps: f64,
     /// Per-window normalisation (recorded in the model).
-    #[arg(long, value_enum, default_value = "window-zscore")]
-    pub normalisation: NormArg,
+    pub normalisation: Normalisation,
     /// Training backend.
-    #[arg(long, value_enum, default_value = "flex")]
     pub backend: BackendKind,
-    /// Gradient computation (default: sparse on flex/ndarray, autodiff on wgpu). Models
-    /// trained before the sparse path existed regenerate with `--grad-path autodiff`.
-    #[arg(long, value_enum)]
-    pub grad_path: Option<crate::train::trainer::GradPath>,
-    /// Also quantise to int8 (the file at `--out` is then the int8 model).
-    #[arg(long)]
+    /// Gradient computation (`None`: the backend's default).
+    pub grad_path: Option<GradPath>,
+    /// Also quantise to int8 (the file at `out` is then the int8 model).
     pub int8: bool,
 }
 
+impl Default for TrainDenoiserOptions {
+    fn default() -> Self {
+        let train = TrainConfig::default();
+        Self {
+            out: "models/general-256hz.safetensors".into(),
+            sample_rate: 256.0,
+            d_in: None,
+            d_sae: train.d_sae,
+            k: train.k,
+            hops: Vec::new(),
+            n_saes: 3,
+            sweep_alpha: Vec::new(),
+            mfr_alpha: 1e-2,
+            seeds: vec![0],
+            steps: 3000,
+            batch_size: train.batch_size,
+            lr: train.lr,
+            per_segment: 16,
+            val_per_segment: None,
+            mix_len: None,
+            skip_gates: Vec::new(),
+            skip_taps: 33,
+            select_by: SelectBy::ValLoss,
+            select_every: None,
+            edf: vec!["data/eegmmidb_S001R02_64ch_160Hz_61s.edf".into()],
+            real: None,
+            model_segments: 600,
+            eegdenoisenet: None,
+            data_seed: 2026,
+            relative_loss: false,
+            relative_eps: train.relative_eps,
+            normalisation: Normalisation::WindowZscore,
+            backend: BackendKind::Flex,
+            grad_path: None,
+            int8: false,
+        }
+    }
+}
+
 /// What `train-denoiser` ranks runs by.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SelectBy {
     /// Validation loss of the SAE.
     ValLoss,
@@ -296,6 +307,7 @@ pub fn meta_for(
 }
 
 /// One trained run: its selected SAE as a model, and its row in the comparison.
+#[derive(Clone, Debug)]
 pub struct Run {
     /// Metadata (hop chosen on validation).
     pub meta: ModelMeta,
@@ -314,7 +326,7 @@ pub struct RunSettings {
     /// Training backend.
     pub backend: BackendKind,
     /// Gradient path (`None`: the backend's default).
-    pub grad_path: Option<crate::train::trainer::GradPath>,
+    pub grad_path: Option<GradPath>,
     /// Early stopping period ([`crate::train::trainer::TrainOptions::select_every`]).
     pub select_every: Option<usize>,
     /// Fit the gated linear path ([`crate::core::Skip`]) with this many taps for each of
@@ -324,7 +336,8 @@ pub struct RunSettings {
     pub relative_eps: Option<f64>,
 }
 
-/// Trains one configuration, selects the best SAE and hop on validation, measures test.
+/// Trains one configuration, selects the best SAE and hop on validation, measures test;
+/// `on_event` hears each linear-path gate tried.
 pub fn train_one(
     data: &TrainData,
     cfg: &TrainConfig,
@@ -332,6 +345,7 @@ pub fn train_one(
     fs: f64,
     hops: &[usize],
     provenance: &str,
+    on_event: &mut dyn FnMut(DenoiserEvent<'_>),
 ) -> Result<Run, EvalError> {
     let t0 = Instant::now();
     for (d, what) in [(&data.train, "training set"), (&data.val, "validation set")] {
@@ -387,10 +401,11 @@ pub fn train_one(
             };
             let m = Model::from_tensors(&meta, &t).map_err(|e| EvalError::Model(e.to_string()))?;
             let (r, _) = sae_quality(&m, &data.val_windows)?;
-            eprintln!(
-                "  linear path gate {}: validation windows RRMSE_t {r:.4} (best before: {val_windows:.4})",
-                t.skip.as_ref().map_or(0.0, |s| s.gate)
-            );
+            on_event(DenoiserEvent::Gate {
+                gate: t.skip.as_ref().map_or(0.0, |s| s.gate),
+                rrmse_t: r,
+                best_before: val_windows,
+            });
             if val_windows.is_nan() || r < val_windows {
                 val_windows = r;
                 tensors = t;
@@ -448,8 +463,8 @@ pub fn fnv1a64(bytes: &[u8]) -> u64 {
     })
 }
 
-/// The training config a command line stands for.
-pub fn config_of(a: &TrainDenoiserArgs, d_in: usize, alpha: f64, seed: u64) -> TrainConfig {
+/// The training config of one (alpha, seed) run of `a`.
+pub fn config_of(a: &TrainDenoiserOptions, d_in: usize, alpha: f64, seed: u64) -> TrainConfig {
     TrainConfig::new(d_in, a.d_sae, a.k)
         .with_n_saes(a.n_saes)
         .with_steps(a.steps)
@@ -471,75 +486,171 @@ fn fmt_list<T: std::fmt::Display>(v: &[T]) -> String {
         .join(",")
 }
 
-/// Runs the command.
-pub fn run(a: TrainDenoiserArgs) -> Result<(), EvalError> {
-    let fs = a.sample_rate;
-    let d_in = a.d_in.unwrap_or(fs.round() as usize);
-    let hops: Vec<usize> = if a.hops.is_empty() {
-        vec![d_in / 2, d_in / 4]
-    } else {
-        a.hops.clone()
+/// What [`run`] reports while it works (the library prints nothing).
+#[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
+pub enum DenoiserEvent<'a> {
+    /// The corpus is being built at `fs` Hz.
+    BuildingCorpus {
+        /// Sample rate.
+        fs: f64,
+    },
+    /// The corpus and training data are ready.
+    CorpusReady {
+        /// Training, validation and test segments.
+        segments: [usize; 3],
+        /// Training windows.
+        windows: usize,
+        /// Window length.
+        d_in: usize,
+    },
+    /// One (alpha, seed) run starts.
+    Training {
+        /// MFR weight.
+        alpha: f64,
+        /// Training seed.
+        seed: u64,
+    },
+    /// A linear-path gate was tried on the validation windows.
+    Gate {
+        /// The gate.
+        gate: f32,
+        /// Mean validation-window RRMSE_t with it.
+        rrmse_t: f64,
+        /// The best before it (NaN when no hop was tried).
+        best_before: f64,
+    },
+    /// One run is done.
+    Trained(&'a Run),
+    /// The shipped model file was written.
+    ModelWritten {
+        /// Its path.
+        path: &'a Path,
+        /// Its size.
+        bytes: usize,
+        /// Its FNV-1a 64 fingerprint.
+        fnv1a64: u64,
+    },
+}
+
+/// Files a [`run`] wrote.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DenoiserReport {
+    /// The shipped model.
+    pub model: PathBuf,
+    /// Its model card (`.md`).
+    pub card: PathBuf,
+    /// Every run's numbers (`.runs.json`).
+    pub runs: PathBuf,
+}
+
+/// Sizes derived from the options and checked before any work.
+struct Plan {
+    fs: f64,
+    d_in: usize,
+    hops: Vec<usize>,
+    alphas: Vec<f64>,
+}
+
+impl Plan {
+    fn new(a: &TrainDenoiserOptions) -> Result<Self, EvalError> {
+        let fs = a.sample_rate;
+        let d_in = a.d_in.unwrap_or(fs.round() as usize);
+        let hops: Vec<usize> = if a.hops.is_empty() {
+            vec![d_in / 2, d_in / 4]
+        } else {
+            a.hops.clone()
+        };
+        if hops
+            .iter()
+            .any(|&h| h == 0 || h > d_in || !d_in.is_multiple_of(h))
+        {
+            return Err(EvalError::Invalid(format!(
+                "hops must divide d_in {d_in}: {hops:?}"
+            )));
+        }
+        let alphas = if a.sweep_alpha.is_empty() {
+            vec![a.mfr_alpha]
+        } else {
+            a.sweep_alpha.clone()
+        };
+        if a.select_by == SelectBy::ValWindows && a.skip_gates.is_empty() {
+            return Err(EvalError::Invalid(
+                "--select-by val-windows needs --skip-gates (the runs' validation-window scores are measured while fitting the linear path)".into(),
+            ));
+        }
+        if a.skip_taps.is_multiple_of(2) || a.skip_taps > d_in {
+            return Err(EvalError::Invalid(format!(
+                "--skip-taps must be odd and at most the window ({d_in}): {}",
+                a.skip_taps
+            )));
+        }
+        if a.skip_gates.iter().any(|g| !(g.is_finite() && *g >= 0.0)) {
+            return Err(EvalError::Invalid(format!(
+                "--skip-gates must be finite and >= 0: {:?}",
+                a.skip_gates
+            )));
+        }
+        if a.seeds.is_empty() {
+            return Err(EvalError::Invalid("--seeds needs at least one seed".into()));
+        }
+        Ok(Self {
+            fs,
+            d_in,
+            hops,
+            alphas,
+        })
+    }
+}
+
+/// Builds the corpus and cuts the training data from it.
+fn corpus_and_data(
+    a: &TrainDenoiserOptions,
+    plan: &Plan,
+    on_event: &mut dyn FnMut(DenoiserEvent<'_>),
+) -> Result<(Corpus, TrainData), EvalError> {
+    let (fs, d_in) = (plan.fs, plan.d_in);
+    on_event(DenoiserEvent::BuildingCorpus { fs });
+    let corpus = match &a.real {
+        Some(dir) => {
+            let mut cfg = CorpusConfig::at_rate(fs);
+            cfg.seed = a.data_seed;
+            cfg.n_model_segments = a.model_segments;
+            super::real::RealSet::load(dir)?.corpus(cfg, &load_recordings(&a.edf)?)?
+        }
+        None => build_corpus(
+            fs,
+            &a.edf,
+            a.model_segments,
+            a.data_seed,
+            a.eegdenoisenet.as_deref(),
+        )?,
     };
-    if hops
-        .iter()
-        .any(|&h| h == 0 || h > d_in || !d_in.is_multiple_of(h))
-    {
-        return Err(EvalError::Invalid(format!(
-            "hops must divide d_in {d_in}: {hops:?}"
-        )));
-    }
-    let alphas = if a.sweep_alpha.is_empty() {
-        vec![a.mfr_alpha]
-    } else {
-        a.sweep_alpha.clone()
-    };
-    if a.select_by == SelectBy::ValWindows && a.skip_gates.is_empty() {
-        return Err(EvalError::Invalid(
-            "--select-by val-windows needs --skip-gates (the runs' validation-window scores are measured while fitting the linear path)".into(),
-        ));
-    }
-    if a.skip_taps.is_multiple_of(2) || a.skip_taps > d_in {
-        return Err(EvalError::Invalid(format!(
-            "--skip-taps must be odd and at most the window ({d_in}): {}",
-            a.skip_taps
-        )));
-    }
-    if a.skip_gates.iter().any(|g| !(g.is_finite() && *g >= 0.0)) {
-        return Err(EvalError::Invalid(format!(
-            "--skip-gates must be finite and >= 0: {:?}",
-            a.skip_gates
-        )));
-    }
-    if a.seeds.is_empty() {
-        return Err(EvalError::Invalid("--seeds needs at least one seed".into()));
-    }
-    eprintln!("building corpus at {fs} Hz ...");
-    let corpus = build_corpus(
-        fs,
-        &a.edf,
-        a.model_segments,
-        a.data_seed,
-        a.eegdenoisenet.as_deref(),
-    )?;
-    let mix_len = a.mix_len.unwrap_or(d_in);
     let data = prepare(
         &corpus,
         d_in,
-        mix_len,
+        a.mix_len.unwrap_or(d_in),
         a.per_segment,
         a.val_per_segment
             .unwrap_or_else(|| default_val_per_segment(a.per_segment)),
         usize::MAX,
-        a.normalisation.normalisation(),
+        a.normalisation,
     )?;
-    eprintln!(
-        "corpus: {} train / {} val / {} test segments; {} training windows of {d_in}",
-        corpus.splits.train.len(),
-        corpus.splits.val.len(),
-        corpus.splits.test.len(),
-        data.train.inputs.len() / d_in
-    );
-    let data_desc = match &a.eegdenoisenet {
+    on_event(DenoiserEvent::CorpusReady {
+        segments: [
+            corpus.splits.train.len(),
+            corpus.splits.val.len(),
+            corpus.splits.test.len(),
+        ],
+        windows: data.train.inputs.len() / d_in,
+        d_in,
+    });
+    Ok((corpus, data))
+}
+
+/// One line naming the training data, for provenance and the card.
+fn data_description(a: &TrainDenoiserOptions) -> String {
+    match &a.eegdenoisenet {
         Some(d) => format!("EEGdenoiseNet files in {}", d.display()),
         None => format!(
             "{} + {} physiological-model segments, data seed {}",
@@ -553,20 +664,31 @@ pub fn run(a: TrainDenoiserArgs) -> Result<(), EvalError> {
             a.model_segments,
             a.data_seed
         ),
-    };
+    }
+}
+
+/// Trains every (alpha, seed) of the sweep.
+fn train_all(
+    a: &TrainDenoiserOptions,
+    plan: &Plan,
+    data: &TrainData,
+    data_desc: &str,
+    on_event: &mut dyn FnMut(DenoiserEvent<'_>),
+) -> Result<Vec<Run>, EvalError> {
+    let (fs, d_in) = (plan.fs, plan.d_in);
     let mut runs: Vec<Run> = Vec::new();
-    for &alpha in &alphas {
+    for &alpha in &plan.alphas {
         for &seed in &a.seeds {
-            let cfg = config_of(&a, d_in, alpha, seed);
+            let cfg = config_of(a, d_in, alpha, seed);
             let prov = format!(
                 "mfr-eeg train-denoiser: {data_desc}; fs {fs} Hz, d_in {d_in}, d_sae {}, k {}, n_saes {}, mfr_alpha {alpha}, seed {seed}, steps {}, batch {}, lr {}, per_segment {}",
                 a.d_sae, a.k, a.n_saes, a.steps, a.batch_size, a.lr, a.per_segment
             ) + &a
                 .mix_len
                 .map_or_else(String::new, |m| format!(", mix_len {m}"));
-            eprintln!("training alpha {alpha} seed {seed} ...");
+            on_event(DenoiserEvent::Training { alpha, seed });
             let r = train_one(
-                &data,
+                data,
                 &cfg,
                 RunSettings {
                     backend: a.backend,
@@ -576,36 +698,35 @@ pub fn run(a: TrainDenoiserArgs) -> Result<(), EvalError> {
                     relative_eps: a.relative_loss.then_some(a.relative_eps),
                 },
                 fs,
-                &hops,
+                &plan.hops,
                 &prov,
+                on_event,
             )?;
-            eprintln!(
-                "  val loss {:.5}, validation windows (EOG+EMG levels) RRMSE_t {:.4}, test RRMSE_t {:.4}, CC {:.4}, hop {}, {:.1} s",
-                r.result.val_loss,
-                r.val_windows_rrmse_t,
-                r.result.test_rrmse_t,
-                r.result.test_cc,
-                r.meta.hop,
-                r.result.train_seconds
-            );
+            on_event(DenoiserEvent::Trained(&r));
             runs.push(r);
         }
     }
+    Ok(runs)
+}
+
+/// The run to ship: the arm (alpha) with the best mean score, then its best seed.
+fn choose<'r>(runs: &'r [Run], plan: &Plan, by: SelectBy) -> Result<&'r Run, EvalError> {
     let results: Vec<SeedResult> = runs.iter().map(|r| r.result.clone()).collect();
-    let arms = summarise_arms(&results);
-    let by = a.select_by;
-    let chosen_alpha = arms
+    let chosen_alpha = summarise_arms(&results)
         .iter()
         .min_by(|x, y| {
             by.arm_mean(&results, x.alpha)
                 .total_cmp(&by.arm_mean(&results, y.alpha))
         })
-        .map_or(alphas[0], |x| x.alpha);
-    let ship = runs
-        .iter()
+        .map_or(plan.alphas[0], |x| x.alpha);
+    runs.iter()
         .filter(|r| r.result.alpha == chosen_alpha)
         .min_by(|x, y| by.score(&x.result).total_cmp(&by.score(&y.result)))
-        .ok_or_else(|| EvalError::Invalid("no run to ship".into()))?;
+        .ok_or_else(|| EvalError::Invalid("no run to ship".into()))
+}
+
+/// Writes the shipped run to `a.out` (int8 when asked) and returns the file's bytes.
+fn write_shipped(a: &TrainDenoiserOptions, ship: &Run) -> Result<Vec<u8>, EvalError> {
     if let Some(dir) = a.out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|source| EvalError::Io {
             path: dir.into(),
@@ -621,27 +742,25 @@ pub fn run(a: TrainDenoiserArgs) -> Result<(), EvalError> {
         crate::model::write_model(&a.out, meta, &ship.tensors)
             .map_err(|e| EvalError::Model(e.to_string()))?;
     }
-    let bytes = std::fs::read(&a.out).map_err(|source| EvalError::Io {
+    std::fs::read(&a.out).map_err(|source| EvalError::Io {
         path: a.out.clone(),
         source,
-    })?;
-    eprintln!(
-        "wrote {} ({} bytes, fnv1a64 {:016x})",
+    })
+}
+
+/// The single-run command that regenerates the shipped file bit for bit.
+fn regen_command(a: &TrainDenoiserOptions, plan: &Plan, ship: &SeedResult) -> String {
+    format!(
+        "cargo run --release -- train-denoiser --out {} --sample-rate {} --d-in {} --d-sae {} --k {} --n-saes {} --hops {} --mfr-alpha {} --seeds {} --steps {} --batch-size {} --lr {} --per-segment {}{}{} --model-segments {} --data-seed {} --backend {}{} --normalisation {}{}{}{}",
         a.out.display(),
-        bytes.len(),
-        fnv1a64(&bytes)
-    );
-    // Card: the shipped file on the test split beside the baselines.
-    let shipped = Model::from_bytes(bytes.clone()).map_err(|e| EvalError::Model(e.to_string()))?;
-    let regen = format!(
-        "cargo run --release -- train-denoiser --out {} --sample-rate {fs} --d-in {d_in} --d-sae {} --k {} --n-saes {} --hops {} --mfr-alpha {} --seeds {} --steps {} --batch-size {} --lr {} --per-segment {}{}{} --model-segments {} --data-seed {} --backend {}{} --normalisation {}{}{}{}",
-        a.out.display(),
+        plan.fs,
+        plan.d_in,
         a.d_sae,
         a.k,
         a.n_saes,
-        fmt_list(&hops),
-        ship.result.alpha,
-        ship.result.seed,
+        fmt_list(&plan.hops),
+        ship.alpha,
+        ship.seed,
         a.steps,
         a.batch_size,
         a.lr,
@@ -671,8 +790,8 @@ pub fn run(a: TrainDenoiserArgs) -> Result<(), EvalError> {
         a.backend.name(),
         a.grad_path
             .map_or_else(String::new, |p| format!(" --grad-path {}", p.name())),
-        clap::ValueEnum::to_possible_value(&a.normalisation)
-            .map_or_else(String::new, |v| v.get_name().to_string()),
+        // The CLI spells the metadata name with dashes.
+        a.normalisation.as_str().replace('_', "-"),
         if a.relative_loss {
             format!(" --relative-loss --relative-eps {}", a.relative_eps)
         } else {
@@ -683,7 +802,29 @@ pub fn run(a: TrainDenoiserArgs) -> Result<(), EvalError> {
             .map(|p| format!(" --edf {}", p.display()))
             .collect::<String>(),
         if a.int8 { " --int8" } else { "" }
-    );
+    )
+}
+
+/// Trains the sweep, ships the chosen run to `a.out` and writes its model card (`.md`) and
+/// every run's numbers (`.runs.json`) beside it; `on_event` hears the progress.
+pub fn run(
+    a: &TrainDenoiserOptions,
+    on_event: &mut dyn FnMut(DenoiserEvent<'_>),
+) -> Result<DenoiserReport, EvalError> {
+    let plan = Plan::new(a)?;
+    let (corpus, data) = corpus_and_data(a, &plan, on_event)?;
+    let data_desc = data_description(a);
+    let runs = train_all(a, &plan, &data, &data_desc, on_event)?;
+    let ship = choose(&runs, &plan, a.select_by)?;
+    let bytes = write_shipped(a, ship)?;
+    on_event(DenoiserEvent::ModelWritten {
+        path: &a.out,
+        bytes: bytes.len(),
+        fnv1a64: fnv1a64(&bytes),
+    });
+    // Card: the shipped file on the test split beside the baselines.
+    let shipped = Model::from_bytes(bytes.clone()).map_err(|e| EvalError::Model(e.to_string()))?;
+    let regen = regen_command(a, &plan, &ship.result);
     let sweep_cmd = regen.replace(
         &format!(
             "--mfr-alpha {} --seeds {}",
@@ -691,13 +832,14 @@ pub fn run(a: TrainDenoiserArgs) -> Result<(), EvalError> {
         ),
         &format!(
             "--sweep-alpha {} --seeds {}",
-            fmt_list(&alphas),
+            fmt_list(&plan.alphas),
             fmt_list(&a.seeds)
         ),
     );
+    let results: Vec<SeedResult> = runs.iter().map(|r| r.result.clone()).collect();
     let card = Card {
-        args: &a,
-        fs,
+        args: a,
+        fs: plan.fs,
         corpus: &corpus,
         shipped: &shipped,
         bytes: &bytes,
@@ -712,13 +854,17 @@ pub fn run(a: TrainDenoiserArgs) -> Result<(), EvalError> {
     super::npy::write_atomic(&card_path, md.as_bytes())?;
     let json =
         serde_json::to_string_pretty(&results).map_err(|e| EvalError::Invalid(e.to_string()))?;
-    super::npy::write_atomic(&a.out.with_extension("runs.json"), json.as_bytes())?;
-    eprintln!("wrote {}", card_path.display());
-    Ok(())
+    let runs_path = a.out.with_extension("runs.json");
+    super::npy::write_atomic(&runs_path, json.as_bytes())?;
+    Ok(DenoiserReport {
+        model: a.out.clone(),
+        card: card_path,
+        runs: runs_path,
+    })
 }
 
 struct Card<'a> {
-    args: &'a TrainDenoiserArgs,
+    args: &'a TrainDenoiserOptions,
     fs: f64,
     corpus: &'a Corpus,
     shipped: &'a Model,
@@ -837,6 +983,13 @@ impl Card<'_> {
             )),
             a.per_segment * self.corpus.splits.train.len()
         );
+        if let Some(dir) = &self.args.real {
+            let _ = writeln!(
+                s,
+                "- Real-data set {} (`scripts/real_data.py`): its EEG recordings join the splits whole (no recording in two splits; the per-recording counts above include them), and its recorded EMG replaces the generated EMG in every split (EMG epochs of each split from that split's EMG recordings only).",
+                dir.display()
+            );
+        }
         let _ = writeln!(
             s,
             "- Trainer: {} TopK SAEs side by side with MFR (max-MMCS penalty, cosine warm-up), AuxK, Adam, {} loss; {} steps, batch {}, lr {}, backend {}. The SAE with the lowest validation loss is exported; the hop is chosen on validation windows.",

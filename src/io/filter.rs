@@ -96,8 +96,8 @@ impl Biquad {
         let w = 2.0 * ::core::f64::consts::PI * f_hz / fs_hz;
         let z1 = C64::new(w.cos(), -w.sin());
         let z2 = z1 * z1;
-        let num = C64::real(self.b[0]) + z1.scale(self.b[1]) + z2.scale(self.b[2]);
-        let den = C64::real(1.0) + z1.scale(self.a[0]) + z2.scale(self.a[1]);
+        let num = C64::from(self.b[0]) + z1.scale(self.b[1]) + z2.scale(self.b[2]);
+        let den = C64::from(1.0) + z1.scale(self.a[0]) + z2.scale(self.a[1]);
         num / den
     }
 
@@ -191,9 +191,9 @@ impl Filter {
             }
             Band::HighPass(f) => {
                 let wo = warp(f)?;
-                let p: Vec<C64> = proto.iter().map(|p| C64::real(wo) / *p).collect();
+                let p: Vec<C64> = proto.iter().map(|p| C64::from(wo) / *p).collect();
                 // k = real(prod(-z) / prod(-p)) with no prototype zeros.
-                let prod = proto.iter().fold(C64::real(1.0), |acc, p| acc * (-*p));
+                let prod = proto.iter().fold(C64::from(1.0), |acc, p| acc * (-*p));
                 (p, 1.0 / prod.re, order, 0)
             }
             Band::BandPass { lo, hi } => {
@@ -210,7 +210,7 @@ impl Filter {
                 let mut p = Vec::with_capacity(2 * order);
                 for q in &proto {
                     let pl = q.scale(bw / 2.0);
-                    let r = (pl * pl - C64::real(wo2)).sqrt();
+                    let r = (pl * pl - C64::from(wo2)).sqrt();
                     p.push(pl + r);
                     p.push(pl - r);
                 }
@@ -221,11 +221,11 @@ impl Filter {
         // where analog zeros at 0 contribute fs2 each.
         let zp: Vec<C64> = poles
             .iter()
-            .map(|p| (C64::real(fs2) + *p) / (C64::real(fs2) - *p))
+            .map(|p| (C64::from(fs2) + *p) / (C64::from(fs2) - *p))
             .collect();
         let den = poles
             .iter()
-            .fold(C64::real(1.0), |acc, p| acc * (C64::real(fs2) - *p));
+            .fold(C64::from(1.0), |acc, p| acc * (C64::from(fs2) - *p));
         let k = gain * (fs2.powi(zeros_at_dc as i32) / den).re;
         Ok(Filter {
             sections: zpk_to_sections(&zp, zeros_at_dc, zeros_at_nyq, k),
@@ -278,8 +278,8 @@ impl Filter {
     pub fn gain_at(&self, f_hz: f64, fs_hz: f64) -> f64 {
         self.sections
             .iter()
-            .fold(C64::real(1.0), |acc, s| acc * s.response(f_hz, fs_hz))
-            .abs()
+            .fold(C64::from(1.0), |acc, s| acc * s.response(f_hz, fs_hz))
+            .norm()
     }
 
     /// Edge padding used by [`Filter::filtfilt`]: SciPy's `sosfiltfilt` default
@@ -410,7 +410,7 @@ fn check_freq(f: f64, fs_hz: f64) -> Result<(), FilterError> {
 /// circle come last (SciPy's ordering, less overflow in early sections) and puts the gain in
 /// the first section.
 fn zpk_to_sections(poles: &[C64], zeros_at_dc: usize, zeros_at_nyq: usize, k: f64) -> Vec<Biquad> {
-    let scale = poles.iter().map(|p| p.abs()).fold(1.0, f64::max);
+    let scale = poles.iter().map(|p| p.norm()).fold(1.0, f64::max);
     let tol = 1e-10 * scale;
     let mut complex: Vec<C64> = poles.iter().copied().filter(|p| p.im > tol).collect();
     let mut real: Vec<f64> = poles
@@ -418,13 +418,13 @@ fn zpk_to_sections(poles: &[C64], zeros_at_dc: usize, zeros_at_nyq: usize, k: f6
         .filter(|p| p.im.abs() <= tol)
         .map(|p| p.re)
         .collect();
-    complex.sort_by(|a, b| a.abs().total_cmp(&b.abs()));
+    complex.sort_by(|a, b| a.norm().total_cmp(&b.norm()));
     real.sort_by(|a, b| a.abs().total_cmp(&b.abs()));
 
     // Denominators with their largest pole radius, for ordering.
     let mut dens: Vec<([f64; 2], f64, bool)> = complex
         .iter()
-        .map(|p| ([-2.0 * p.re, p.re * p.re + p.im * p.im], p.abs(), false))
+        .map(|p| ([-2.0 * p.re, p.re * p.re + p.im * p.im], p.norm(), false))
         .collect();
     let mut it = real.chunks(2);
     for pair in it.by_ref() {
@@ -480,78 +480,8 @@ fn zpk_to_sections(poles: &[C64], zeros_at_dc: usize, zeros_at_nyq: usize, k: f6
     sections
 }
 
-/// Minimal complex arithmetic for filter design.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct C64 {
-    re: f64,
-    im: f64,
-}
-
-impl C64 {
-    const fn new(re: f64, im: f64) -> Self {
-        Self { re, im }
-    }
-    const fn real(re: f64) -> Self {
-        Self { re, im: 0.0 }
-    }
-    fn scale(self, s: f64) -> Self {
-        Self::new(self.re * s, self.im * s)
-    }
-    fn abs(self) -> f64 {
-        self.re.hypot(self.im)
-    }
-    /// Principal square root.
-    fn sqrt(self) -> Self {
-        let r = self.abs();
-        let re = ((r + self.re) / 2.0).max(0.0).sqrt();
-        let im = ((r - self.re) / 2.0).max(0.0).sqrt();
-        Self::new(re, if self.im < 0.0 { -im } else { im })
-    }
-}
-
-impl ::core::ops::Add for C64 {
-    type Output = C64;
-    fn add(self, o: C64) -> C64 {
-        C64::new(self.re + o.re, self.im + o.im)
-    }
-}
-impl ::core::ops::Sub for C64 {
-    type Output = C64;
-    fn sub(self, o: C64) -> C64 {
-        C64::new(self.re - o.re, self.im - o.im)
-    }
-}
-impl ::core::ops::Mul for C64 {
-    type Output = C64;
-    fn mul(self, o: C64) -> C64 {
-        C64::new(
-            self.re * o.re - self.im * o.im,
-            self.re * o.im + self.im * o.re,
-        )
-    }
-}
-impl ::core::ops::Div for C64 {
-    type Output = C64;
-    fn div(self, o: C64) -> C64 {
-        let d = o.re * o.re + o.im * o.im;
-        C64::new(
-            (self.re * o.re + self.im * o.im) / d,
-            (self.im * o.re - self.re * o.im) / d,
-        )
-    }
-}
-impl ::core::ops::Div<C64> for f64 {
-    type Output = C64;
-    fn div(self, o: C64) -> C64 {
-        C64::real(self) / o
-    }
-}
-impl ::core::ops::Neg for C64 {
-    type Output = C64;
-    fn neg(self) -> C64 {
-        C64::new(-self.re, -self.im)
-    }
-}
+/// Complex numbers for filter design (poles, frequency responses).
+type C64 = num_complex::Complex<f64>;
 
 /// Amplitude and in-phase (sine) coefficient of the `f_hz` tone in `y[range]`, by least squares
 /// against sin and cos (exact for a pure tone when the range spans whole cycles). Test support

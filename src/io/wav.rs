@@ -92,7 +92,7 @@ pub fn write_wav(path: &Path, sample_rate: u32, channels: &[&[f32]]) -> Result<(
         path: path.to_path_buf(),
         source,
     };
-    let mut file = AtomicFile::create(path)?;
+    let mut file = AtomicFile::create(path).map_err(EdfError::from)?;
     {
         let mut w = hound::WavWriter::new(file.writer(), spec).map_err(hound_err)?;
         for i in 0..n {
@@ -102,7 +102,7 @@ pub fn write_wav(path: &Path, sample_rate: u32, channels: &[&[f32]]) -> Result<(
         }
         w.finalize().map_err(hound_err)?;
     }
-    file.commit()?;
+    file.commit().map_err(EdfError::from)?;
     Ok(())
 }
 

@@ -6,7 +6,6 @@ use super::view::{
 use crate::core::{Activation, CoreError, Normalisation};
 use safetensors::tensor::{Dtype, TensorView};
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Model metadata (everything but the tensors).
@@ -451,33 +450,12 @@ fn serialize_int8(
     )
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file in the same directory, fsync, rename.
-/// On any error the temporary is removed and an existing `path` is left untouched.
+/// Writes `bytes` to `path` with the crate's one atomic writer ([`crate::io::atomic`]).
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ModelFileError> {
-    let io = |source| ModelFileError::Io {
+    crate::io::atomic::write_atomic(path, bytes).map_err(|e| ModelFileError::Io {
         path: path.to_owned(),
-        source,
-    };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(io(e));
-    }
-    Ok(())
+        source: e.into(),
+    })
 }
 
 /// Writes an f32 model (format version 1) atomically, after checking it reads back valid.

@@ -5,9 +5,7 @@ use super::TrainError;
 use burn::tensor::Device;
 
 /// Which burn backend trains the SAEs.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BackendKind {
     /// burn-wgpu: the GPU (or lavapipe) through Vulkan/Metal/DX12.

@@ -1,6 +1,7 @@
 //! Checkpoints: the complete training state (weights, Adam moments and step, batch-order
 //! position, dead-latent counters, configuration) in one safetensors file, written atomically
-//! (temporary file in the same directory, fsync, rename), so a crash never leaves a torn file.
+//! by [`crate::io::atomic`] (temporary file beside it, fsync, rename, directory fsync), so a
+//! crash never leaves a torn file.
 
 use super::TrainError;
 use super::auxk::DeadCounter;
@@ -8,8 +9,7 @@ use super::config::TrainConfig;
 use super::sae::SaeTensors;
 use safetensors::tensor::{Dtype, TensorView};
 use std::collections::HashMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 const FORMAT: &str = "mfr-eeg-checkpoint-1";
 
@@ -101,27 +101,9 @@ pub fn write(path: &Path, ck: &Checkpoint) -> Result<(), TrainError> {
     atomic_write(path, &bytes)
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same directory and a rename.
+/// Writes `bytes` to `path` with the crate's one atomic writer ([`crate::io::atomic`]).
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp: PathBuf = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    result.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        TrainError::io(path, e)
-    })
+    crate::io::atomic::write_atomic(path, bytes).map_err(|e| TrainError::io(path, e.into()))
 }
 
 /// Reads a checkpoint written by [`write`].

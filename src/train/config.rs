@@ -4,9 +4,7 @@
 use burn::config::Config;
 
 /// Which latents a TopK SAE keeps and what it does to them (mirrors the core's `Activation`).
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ActivationKind {
     /// Keep the k largest pre-activations, then ReLU (a kept negative value becomes 0).
@@ -16,9 +14,7 @@ pub enum ActivationKind {
 }
 
 /// How two decoder dictionaries are compared in the MFR penalty.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MmcsKind {
     /// Mean over one dictionary's atoms of the max cosine to the other's, averaged over both
@@ -115,6 +111,15 @@ pub struct TrainConfig {
     /// squared target is far below it are weighted as if it were this.
     #[config(default = 1e-3)]
     pub relative_eps: f64,
+}
+
+impl Default for TrainConfig {
+    /// The standard configuration: 1 s windows at 256 Hz (`d_in` 256), `d_sae` 512, `k` 16,
+    /// and every other field at its `#[config(default)]`. The CLI's defaults are read from
+    /// here, so each default is written once.
+    fn default() -> Self {
+        Self::new(256, 512, 16)
+    }
 }
 
 impl TrainConfig {
@@ -219,6 +224,14 @@ mod tests {
         let back: TrainConfig = serde_json::from_str(&json).unwrap();
         assert_eq!(c, back);
         assert!(json.contains("\"hungarian\""), "{json}");
+    }
+
+    #[test]
+    fn default_is_the_standard_config() {
+        let c = TrainConfig::default();
+        assert_eq!((c.d_in, c.d_sae, c.k, c.n_saes), (256, 512, 16, 2));
+        assert_eq!((c.steps, c.batch_size, c.lr), (2000, 256, 1e-3));
+        assert!(c.validate().is_ok());
     }
 
     #[test]

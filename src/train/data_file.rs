@@ -7,6 +7,7 @@
 
 use super::TrainError;
 use super::data::BatchSource;
+use crate::io::npy::{self, NpyElement};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -29,25 +30,6 @@ impl DiskDtype {
             Self::F16 | Self::Bf16 => 2,
         }
     }
-}
-
-/// Converts IEEE binary16 bits to f32 (exact; subnormals, infinities and NaN included).
-pub fn f16_to_f32(h: u16) -> f32 {
-    let sign = ((h >> 15) as u32) << 31;
-    let exp = ((h >> 10) & 0x1f) as u32;
-    let man = (h & 0x3ff) as u32;
-    let bits = match (exp, man) {
-        (0, 0) => sign,
-        (0, m) => {
-            // Subnormal: value = m * 2^-24, exactly representable in f32.
-            let v = m as f32 * f32::from_bits(0x3380_0000); // 2^-24
-            return if sign != 0 { -v } else { v };
-        }
-        (0x1f, 0) => sign | 0x7f80_0000,
-        (0x1f, m) => sign | 0x7fc0_0000 | (m << 13),
-        (e, m) => sign | ((e + 127 - 15) << 23) | (m << 13),
-    };
-    f32::from_bits(bits)
 }
 
 /// A row-major `[rows, cols]` matrix inside a file, read row by row on demand.
@@ -132,12 +114,12 @@ impl DiskMatrix {
             DiskDtype::F16 => out.extend(
                 self.buf
                     .chunks_exact(2)
-                    .map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]]))),
+                    .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()),
             ),
             DiskDtype::Bf16 => out.extend(
                 self.buf
                     .chunks_exact(2)
-                    .map(|c| f32::from_bits((u16::from_le_bytes([c[0], c[1]]) as u32) << 16)),
+                    .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()),
             ),
         }
         if let Some(i) = out[start..].iter().position(|v| !v.is_finite()) {
@@ -151,71 +133,52 @@ impl DiskMatrix {
 }
 
 fn npy_header(path: &Path, f: &mut File) -> Result<(u64, Vec<usize>, DiskDtype), TrainError> {
-    let mut pre = [0u8; 10];
-    f.read_exact(&mut pre)
-        .map_err(|_| bad(path, "too short for an .npy header"))?;
-    if &pre[..6] != b"\x93NUMPY" {
-        return Err(bad(path, "not an .npy file (bad magic)"));
-    }
-    let (hlen, start) = match pre[6] {
-        1 => (u16::from_le_bytes([pre[8], pre[9]]) as usize, 10u64),
-        2 | 3 => {
-            let mut ext = [0u8; 2];
-            f.read_exact(&mut ext)
-                .map_err(|e| TrainError::io(path, e))?;
-            (
-                u32::from_le_bytes([pre[8], pre[9], ext[0], ext[1]]) as usize,
-                12u64,
-            )
-        }
-        v => return Err(bad(path, format!("unsupported .npy version {v}"))),
-    };
-    if hlen > 1 << 20 {
-        return Err(bad(path, "implausibly large .npy header"));
-    }
-    let mut h = vec![0u8; hlen];
-    f.read_exact(&mut h)
+    let mut pre = [0u8; 12];
+    let got = read_up_to(f, &mut pre).map_err(|e| TrainError::io(path, e))?;
+    let size = npy::header_size(&pre[..got]).map_err(|e| bad(path, e))?;
+    let mut h = vec![0u8; size];
+    h[..got].copy_from_slice(&pre[..got]);
+    f.read_exact(&mut h[got..])
         .map_err(|_| bad(path, "truncated .npy header"))?;
-    let h = String::from_utf8_lossy(&h);
-    let field = |key: &str| -> Option<&str> {
-        let i = h.find(&format!("'{key}'"))?;
-        let rest = &h[i + key.len() + 2..];
-        Some(rest[rest.find(':')? + 1..].trim_start())
+    let h = npy::parse_header(&h).map_err(|e| bad(path, e))?;
+    let dtype = match (h.element, h.little_endian) {
+        (NpyElement::F32, true) => DiskDtype::F32,
+        (NpyElement::F16, true) => DiskDtype::F16,
+        (e, little) => {
+            return Err(bad(
+                path,
+                format!(
+                    "unsupported dtype {}{e:?} (expected little-endian float32 or float16)",
+                    if little {
+                        "little-endian "
+                    } else {
+                        "big-endian "
+                    }
+                ),
+            ));
+        }
     };
-    let descr = field("descr").ok_or_else(|| bad(path, ".npy header has no descr"))?;
-    let dtype = if descr.starts_with("'<f4'") || descr.starts_with("'float32'") {
-        DiskDtype::F32
-    } else if descr.starts_with("'<f2'") || descr.starts_with("'float16'") {
-        DiskDtype::F16
-    } else {
-        let d: String = descr.chars().take_while(|&c| c != ',').collect();
-        return Err(bad(
-            path,
-            format!("unsupported dtype {d} (expected little-endian float32 or float16)"),
-        ));
-    };
-    let fortran = field("fortran_order").ok_or_else(|| bad(path, "no fortran_order"))?;
-    if fortran.starts_with("True") {
+    if h.fortran_order {
         return Err(bad(
             path,
             "Fortran-ordered arrays are not supported (save C order)",
         ));
     }
-    let shape = field("shape").ok_or_else(|| bad(path, ".npy header has no shape"))?;
-    let inner = shape
-        .strip_prefix('(')
-        .and_then(|s| s.split(')').next())
-        .ok_or_else(|| bad(path, "malformed shape"))?;
-    let dims = inner
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            s.parse::<usize>()
-                .map_err(|_| bad(path, format!("bad dimension '{s}'")))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok((start + hlen as u64, dims, dtype))
+    Ok((h.data_offset as u64, h.shape, dtype))
+}
+
+/// Reads until `buf` is full or the file ends; returns the bytes read.
+fn read_up_to(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
 }
 
 fn safetensors_header(
@@ -383,6 +346,10 @@ impl BatchSource for FileSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn f16_to_f32(h: u16) -> f32 {
+        half::f16::from_bits(h).to_f32()
+    }
 
     #[test]
     fn f16_conversion_reference_values() {

@@ -26,7 +26,7 @@ pub struct ExportInfo {
 }
 
 /// Which SAEs of a run to export.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExportWhich {
     /// The SAE with the lowest validation loss, to the given path.
     Best,
@@ -70,8 +70,13 @@ pub fn model_meta(cfg: &TrainConfig, info: &ExportInfo) -> ModelMeta {
 
 /// Path of the training-configuration JSON saved beside a model file.
 pub fn config_path(model: &Path) -> PathBuf {
-    let mut s = model.as_os_str().to_owned();
-    s.push(".train.json");
+    with_suffix(model, ".train.json")
+}
+
+/// `path` with `suffix` appended to its file name (`a.safetensors` -> `a.safetensors.ckpt`).
+pub(crate) fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
     PathBuf::from(s)
 }
 

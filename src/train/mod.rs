@@ -13,12 +13,12 @@
 pub mod auxk;
 pub mod backend;
 pub mod checkpoint;
-pub mod cli;
 pub mod config;
 pub mod data;
 pub mod data_file;
 pub mod export;
 pub mod hungarian;
+pub mod job;
 pub mod loss;
 pub mod optim;
 pub mod sae;
@@ -31,7 +31,7 @@ pub mod trainer;
 pub use backend::BackendKind;
 pub use config::{ActivationKind, MmcsKind, TrainConfig};
 pub use data::Dataset;
-pub use trainer::{SaeTensors, StepMetrics, TrainOutcome, train, train_with};
+pub use trainer::{SaeTensors, StepMetrics, TrainEvent, TrainOutcome, train, train_with};
 
 use std::path::PathBuf;
 

@@ -1,4 +1,4 @@
-//! `mfr-eeg synth-features`: the MFR paper's known-feature experiment.
+//! The MFR paper's known-feature experiment (behind `mfr-eeg synth-features`).
 //!
 //! Data with known ground truth (Marks et al. 2024, section 4): 512 unit-norm features in 256
 //! dimensions, split into 12 correlated groups. Each data point picks one group uniformly,
@@ -17,9 +17,9 @@ use super::backend::BackendKind;
 use super::config::{MmcsKind, TrainConfig};
 use super::data::Dataset;
 use super::loss::mfr::max_cosines_host;
+use super::trainer::GradPath;
 use crate::rng::Rng;
-use std::io::Write;
-use std::path::PathBuf;
+use std::path::Path;
 
 /// The generator's parameters.
 #[derive(Clone, Debug, PartialEq)]
@@ -152,60 +152,79 @@ pub fn score(world: &SynthWorld, w_dec: &[f32]) -> (f64, f64) {
     (mean, rec)
 }
 
-/// Command-line arguments of `synth-features`.
-#[derive(Clone, Debug, clap::Args)]
-pub struct SynthArgs {
+/// One sweep of the known-feature experiment. [`Default`] holds the defaults of
+/// `mfr-eeg synth-features`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SynthOptions {
     /// MFR weights to compare (0 = independent SAEs).
-    #[arg(long, value_delimiter = ',', default_values_t = vec![0.0, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0])]
     pub alphas: Vec<f64>,
-    /// Seeds (each re-draws features, data and initialisation).
-    #[arg(long, default_value_t = 3)]
+    /// Seeds `0..seeds` (each re-draws features, data and initialisation).
     pub seeds: u64,
     /// Optimiser steps per run.
-    #[arg(long, default_value_t = 500)]
     pub steps: usize,
     /// Batch size.
-    #[arg(long, default_value_t = 256)]
     pub batch_size: usize,
     /// Learning rate (the same for every arm).
-    #[arg(long, default_value_t = 5e-3)]
     pub lr: f64,
     /// Training data points per seed.
-    #[arg(long, default_value_t = 16384)]
     pub train_points: usize,
     /// Validation data points per seed.
-    #[arg(long, default_value_t = 2048)]
     pub val_points: usize,
     /// SAEs trained together.
-    #[arg(long, default_value_t = 2)]
     pub n_saes: usize,
     /// Latents per SAE.
-    #[arg(long, default_value_t = 512)]
     pub d_sae: usize,
     /// Latents kept.
-    #[arg(long, default_value_t = 32)]
     pub k: usize,
     /// MMCS variant of the penalty.
-    #[arg(long, value_enum, default_value_t = MmcsKind::Max)]
     pub mmcs: MmcsKind,
     /// MFR warm-up steps.
-    #[arg(long, default_value_t = 50)]
     pub mfr_warmup: usize,
     /// Backend.
-    #[arg(long, value_enum, default_value_t = BackendKind::Flex)]
     pub backend: BackendKind,
-    /// Gradient computation (default: sparse on flex/ndarray, autodiff on wgpu).
-    #[arg(long, value_enum)]
-    pub grad_path: Option<super::trainer::GradPath>,
+    /// Gradient computation (`None`: the backend's default).
+    pub grad_path: Option<GradPath>,
     /// Active features per data point (all from one group).
-    #[arg(long, default_value_t = 32)]
     pub active: usize,
     /// Geometric decay of the selection weight within a group.
-    #[arg(long, default_value_t = 0.95)]
     pub decay: f64,
-    /// Also write every run's scores as JSON here.
-    #[arg(long)]
-    pub json: Option<PathBuf>,
+}
+
+impl Default for SynthOptions {
+    fn default() -> Self {
+        let (train, spec) = (TrainConfig::default(), SynthSpec::default());
+        Self {
+            alphas: vec![0.0, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0],
+            seeds: 3,
+            steps: 500,
+            batch_size: train.batch_size,
+            lr: 5e-3,
+            train_points: 16384,
+            val_points: 2048,
+            n_saes: train.n_saes,
+            d_sae: train.d_sae,
+            k: 32,
+            mmcs: MmcsKind::Max,
+            mfr_warmup: 50,
+            backend: BackendKind::Flex,
+            grad_path: None,
+            active: spec.active,
+            decay: spec.decay,
+        }
+    }
+}
+
+/// One trained SAE's scores, reported by [`sweep`] as soon as its run ends.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RunScore {
+    /// Seed of the run.
+    pub seed: u64,
+    /// Its MFR weight.
+    pub alpha: f64,
+    /// Which of the SAEs trained together.
+    pub sae: usize,
+    /// The scores.
+    pub score: SaeScore,
 }
 
 /// Aggregated result of one alpha.
@@ -224,8 +243,11 @@ fn mean_std(v: &[f64]) -> (f64, f64) {
     (m, var.sqrt())
 }
 
-/// Runs the sweep and returns one result per alpha.
-pub fn sweep(args: &SynthArgs, mut log: impl Write) -> Result<Vec<ArmResult>, TrainError> {
+/// Runs the sweep and returns one result per alpha; `on_run` hears each SAE's scores.
+pub fn sweep(
+    args: &SynthOptions,
+    mut on_run: impl FnMut(RunScore),
+) -> Result<Vec<ArmResult>, TrainError> {
     let spec = SynthSpec {
         active: args.active,
         decay: args.decay,
@@ -280,12 +302,12 @@ pub fn sweep(args: &SynthArgs, mut log: impl Write) -> Result<Vec<ArmResult>, Tr
                     fvu: out.val_fvu[i] as f64,
                     dead: last.map(|m| m.dead_frac[i] as f64).unwrap_or(0.0),
                 };
-                writeln!(
-                    log,
-                    "seed {seed} alpha {:e} sae {i}: mmcs_true {:.4} recovered {:.3} fvu {:.4} dead {:.3}",
-                    arm.alpha, s.mmcs_true, s.recovered, s.fvu, s.dead
-                )
-                .map_err(|e| TrainError::io("log", e))?;
+                on_run(RunScore {
+                    seed,
+                    alpha: arm.alpha,
+                    sae: i,
+                    score: s,
+                });
                 arm.scores.push(s);
             }
         }
@@ -321,35 +343,10 @@ pub fn table(arms: &[ArmResult]) -> String {
     s
 }
 
-/// Entry point of the `synth-features` subcommand: prints the table to stdout.
-pub fn run(args: SynthArgs) -> Result<(), TrainError> {
-    let arms = sweep(&args, std::io::stderr())?;
-    let n = arms.first().map(|a| a.scores.len()).unwrap_or(0);
-    println!(
-        "Known-feature experiment: {} seeds x {} SAEs = {n} values per cell (mean ± std); \
-         {} steps, batch {}, lr {}, d_sae {}, k {}, {} active of a group (decay {}), MMCS {:?}, \
-         backend {}, {} gradients.\n",
-        args.seeds,
-        args.n_saes,
-        args.steps,
-        args.batch_size,
-        args.lr,
-        args.d_sae,
-        args.k,
-        args.active,
-        args.decay,
-        args.mmcs,
-        args.backend,
-        args.grad_path
-            .unwrap_or_else(|| super::trainer::GradPath::default_for(args.backend))
-            .name()
-    );
-    print!("{}", table(&arms));
-    if let Some(p) = &args.json {
-        let json = serde_json::to_vec_pretty(&arms).expect("serialisable");
-        super::checkpoint::atomic_write(p, &json)?;
-    }
-    Ok(())
+/// Writes every run's scores as JSON (atomically).
+pub fn write_json(path: &Path, arms: &[ArmResult]) -> Result<(), TrainError> {
+    let json = serde_json::to_vec_pretty(arms).map_err(|e| TrainError::io(path, e.into()))?;
+    super::checkpoint::atomic_write(path, &json)
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ pub use super::sae::SaeTensors;
 use super::sae::{Forward, SaeStack, column_means, normalize_rows};
 use super::sparse::{self, dot};
 use burn::tensor::{Device, Tensor, TensorData};
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::PathBuf;
 
 /// Metrics of one logged step (one JSON line each).
@@ -66,13 +66,32 @@ pub struct TrainOutcome {
     pub steps_run: usize,
 }
 
+/// What [`train_with`] reports while it runs, through [`TrainOptions::progress`].
+#[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
+pub enum TrainEvent<'a> {
+    /// The loop starts (or resumes) at `step` of `steps`.
+    Start {
+        /// First step of this call.
+        step: usize,
+        /// Configured steps.
+        steps: usize,
+    },
+    /// A metrics line was logged (every `log_every` steps and at the last step).
+    Metrics(&'a StepMetrics),
+    /// `step` steps are done.
+    Step(usize),
+    /// The loop ended; final validation and export follow.
+    Done,
+}
+
 /// Optional behaviour of [`train_with`].
 #[derive(Default)]
 pub struct TrainOptions<'a> {
     /// Where JSON-line metrics go.
     pub metrics_out: Option<&'a mut dyn Write>,
-    /// Show a progress bar on stderr (only drawn when stderr is a terminal).
-    pub progress: bool,
+    /// Told where the run stands, for a progress display (the library prints nothing).
+    pub progress: Option<&'a mut dyn FnMut(TrainEvent<'_>)>,
     /// Checkpoint file and period in steps.
     pub checkpoint: Option<(PathBuf, usize)>,
     /// Resume from this checkpoint.
@@ -255,7 +274,7 @@ impl HostState {
 
 /// How a step's loss and gradients are computed. Both give the same numbers up to f32
 /// rounding (the parity tests compare them); they differ in speed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GradPath {
     /// burn autodiff over dense `[N, B, d_sae]` latents, run by the backend (on the GPU for
     /// wgpu). The default on wgpu, where the device does the dense work fast and host round
@@ -969,19 +988,16 @@ pub fn train_with(
         })?;
     }
     let start = trainer.step;
-    let bar = if opts.progress && std::io::stderr().is_terminal() {
-        let b = indicatif::ProgressBar::new(cfg.steps as u64);
-        b.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} steps, ETA {eta} {msg}",
-            )
-            .expect("static template"),
-        );
-        b.set_position(start as u64);
-        b
-    } else {
-        indicatif::ProgressBar::hidden()
+    let mut progress = opts.progress.take();
+    let mut report = |e: TrainEvent<'_>| {
+        if let Some(p) = progress.as_mut() {
+            p(e);
+        }
     };
+    report(TrainEvent::Start {
+        step: start,
+        steps: cfg.steps,
+    });
     let mut metrics = Vec::new();
     let mut steps_run = 0;
     struct Kept {
@@ -1011,11 +1027,7 @@ pub fn train_with(
                 let line = serde_json::to_string(&m).expect("metrics serialise");
                 writeln!(out, "{line}").map_err(|e| TrainError::io("metrics output", e))?;
             }
-            bar.set_message(format!(
-                "mse {:.4} fvu {:.3}",
-                m.mse.iter().sum::<f32>() / m.mse.len() as f32,
-                m.fvu.iter().sum::<f32>() / m.fvu.len() as f32
-            ));
+            report(TrainEvent::Metrics(&m));
             metrics.push(m);
         }
         trainer.apply(&c);
@@ -1040,7 +1052,7 @@ pub fn train_with(
                 }
             }
         }
-        bar.set_position(trainer.step as u64);
+        report(TrainEvent::Step(trainer.step));
         if let Some((path, every)) = &opts.checkpoint
             && *every > 0
             && (trainer.step % every == 0 || trainer.step == cfg.steps)
@@ -1048,7 +1060,7 @@ pub fn train_with(
             checkpoint::write(path, &trainer.state(sampler.position()))?;
         }
     }
-    bar.finish_and_clear();
+    report(TrainEvent::Done);
     let (mut val_loss, mut val_fvu) = trainer.validate(val_src, cfg.val_max)?;
     let mut saes = trainer.stack.to_host();
     let mut best_step = vec![trainer.step; cfg.n_saes];

@@ -323,8 +323,8 @@ fn harness_writes_a_report_of_real_numbers_at_tiny_size() {
         ..Report::default()
     };
     report.write(dir.path()).unwrap();
-    // 4 methods x 6 kinds x (10 levels + 1 average).
-    assert_eq!(ev.rows.len(), 4 * 6 * 11);
+    // 5 methods (noisy, band-pass, two wavelets, the SAE) x 6 kinds x (10 levels + 1 average).
+    assert_eq!(ev.rows.len(), 5 * 6 * 11);
     for r in &ev.rows {
         assert!(
             r.rrmse_t.is_finite()
@@ -368,6 +368,20 @@ fn harness_writes_a_report_of_real_numbers_at_tiny_size() {
             .rrmse_t
     };
     assert!(emg("band-pass") < emg("noisy input"));
+    // The slow-artifact wavelet does help on blinks (it zeroes < 2 Hz, clips 2-16 Hz).
+    let eog = |m: &str| {
+        ev.rows
+            .iter()
+            .find(|r| r.method.starts_with(m) && r.kind == ArtifactKind::Eog && r.snr_db.is_none())
+            .unwrap()
+            .rrmse_t
+    };
+    assert!(
+        eog("wavelet db4 slow-artifact") < 0.8 * eog("noisy input"),
+        "{} vs {}",
+        eog("wavelet db4 slow-artifact"),
+        eog("noisy input")
+    );
     let json: Report =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("report.json")).unwrap())
             .unwrap();

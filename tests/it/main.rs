@@ -9,5 +9,7 @@ mod eval;
 mod fidelity;
 mod model_file;
 mod multichannel;
+mod quality;
+mod topk;
 #[cfg(feature = "train")]
 mod train;

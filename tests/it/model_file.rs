@@ -516,13 +516,22 @@ fn malformed_int8_files() {
 
 #[test]
 fn quantize_command_on_identity_model() {
-    use mfr_eeg::model::quantize::{QuantizeError, quantize_file};
+    use mfr_eeg::eval::quantize::{QuantizeError, QuantizeOptions, quantize_file};
     let dir = tempfile::tempdir().unwrap();
     let (m, t) = identity_model(64, 32, 128.0);
     let src = dir.path().join("id.safetensors");
     let dst = dir.path().join("id8.safetensors");
     write_model(&src, &m, &t).unwrap();
-    let r = quantize_file(&src, &dst, 3, 60, false).unwrap();
+    let r = quantize_file(
+        &src,
+        &dst,
+        &QuantizeOptions {
+            seed: 3,
+            segments: 60,
+            force: false,
+        },
+    )
+    .unwrap();
     assert!(r.windows > 0);
     // The identity's +-1 weights are exact in int8; only the 16-bit activation codes differ,
     // so the int8 copy must match f32 quality to far better than the 2 % the command allows.
@@ -536,7 +545,15 @@ fn quantize_command_on_identity_model() {
     assert!(q.is_int8());
     // Quantising an int8 model is refused.
     assert!(matches!(
-        quantize_file(&dst, &dir.path().join("x"), 3, 60, false),
+        quantize_file(
+            &dst,
+            &dir.path().join("x"),
+            &QuantizeOptions {
+                seed: 3,
+                segments: 60,
+                force: false,
+            }
+        ),
         Err(QuantizeError::AlreadyInt8 { .. })
     ));
 }
@@ -604,7 +621,8 @@ fn int8_pca_dictionary_within_two_percent_on_synthetic_test_split() {
     use mfr_eeg::eval::data::{
         ArtifactKind, ArtifactSource, SnrPlan, make_windows, model_segments, split_segments,
     };
-    use mfr_eeg::model::quantize::{evaluate, quantize_tensors};
+    use mfr_eeg::eval::quantize::evaluate;
+    use mfr_eeg::model::quantize::quantize_tensors;
     let (d_in, comps, k, fs) = (128usize, 64usize, 8usize, 128.0);
     let seed = 2024; // the quantize command's default seed: the same test split
     let segs = model_segments(seed, 200, 2 * d_in, fs, 0);
@@ -671,7 +689,7 @@ fn int8_pca_dictionary_within_two_percent_on_synthetic_test_split() {
     // The dictionary must actually denoise (RRMSE_t clearly below the noisy input's), or the
     // 2 % comparison below would be between two useless models.
     assert!(r.rrmse_t_f32 < 0.9 * r.rrmse_t_input, "{r}");
-    // Issue 6's acceptance: int8 no more than 2 % worse in RRMSE_t and CC.
+    // The quantize command's acceptance: int8 no more than 2 % worse in RRMSE_t and CC.
     assert!(r.acceptable(), "{r}");
 }
 

@@ -341,6 +341,22 @@ impl EdfError {
     }
 }
 
+impl From<crate::io::atomic::AtomicError> for EdfError {
+    fn from(e: crate::io::atomic::AtomicError) -> Self {
+        use crate::io::atomic::AtomicError as A;
+        match e {
+            A::DirMissing { target, dir } => EdfError::OutputDirMissing {
+                output: target,
+                dir,
+            },
+            A::IsDirectory { target } => EdfError::IsDirectory { path: target },
+            A::Io {
+                path, step, source, ..
+            } => EdfError::io(&path, step, source),
+        }
+    }
+}
+
 impl From<FormatError> for EdfError {
     fn from(problem: FormatError) -> Self {
         EdfError::Format {

@@ -585,6 +585,46 @@ pub fn parse_header(bytes: &[u8]) -> Result<Header, EdfError> {
 }
 
 fn parse_header_inner(bytes: &[u8]) -> Result<Header, FormatError> {
+    check_fixed_size(bytes)?;
+    let mut c = Cursor { b: bytes, pos: 0 };
+    let format = parse_version(c.take(8).0)?;
+    let fixed = FixedText::read(&mut c)?;
+    let (ns, header_len) = signal_count(&fixed, bytes.len())?;
+    check_clock("start date", &fixed.start_date, [(1, 31), (1, 12), (0, 99)])?;
+    check_clock("start time", &fixed.start_time, [(0, 23), (0, 59), (0, 59)])?;
+    let declared_records = parse_int("number of data records", None, &fixed.records)?;
+    if declared_records < -1 {
+        return Err(FormatError::BadField {
+            field: "number of data records",
+            channel: None,
+            value: declared_records.to_string(),
+            problem: "must be >= 0 (or -1 while recording)".into(),
+        });
+    }
+    let record_duration = parse_f64("record duration", None, &fixed.duration)?;
+    let plus = parse_plus(format, &fixed.reserved)?;
+    let (labels, cols) = read_signal_columns(&mut c, ns)?;
+    let signals = (0..ns)
+        .map(|i| parse_signal(format, i, &labels, &cols))
+        .collect::<Result<Vec<_>, _>>()?;
+    check_record_layout(format, plus, &fixed, record_duration, &signals)?;
+    Ok(Header {
+        raw: bytes[..header_len].to_vec(),
+        format,
+        plus,
+        patient: fixed.patient,
+        recording: fixed.recording,
+        start_date: fixed.start_date,
+        start_time: fixed.start_time,
+        reserved: fixed.reserved,
+        declared_records,
+        record_duration,
+        signals,
+    })
+}
+
+/// Something to parse, and the 256-byte fixed header present.
+fn check_fixed_size(bytes: &[u8]) -> Result<(), FormatError> {
     if bytes.is_empty() {
         return Err(FormatError::Empty);
     }
@@ -595,35 +635,63 @@ fn parse_header_inner(bytes: &[u8]) -> Result<Header, FormatError> {
             got: bytes.len() as u64,
         });
     }
-    let mut c = Cursor { b: bytes, pos: 0 };
-    let (version, _) = c.take(8);
-    let format = if version == b"0       " {
-        Format::Edf
+    Ok(())
+}
+
+/// The format from the 8-byte version field.
+fn parse_version(version: &[u8]) -> Result<Format, FormatError> {
+    if version == b"0       " {
+        Ok(Format::Edf)
     } else if version == b"\xFFBIOSEMI" {
-        Format::Bdf
+        Ok(Format::Bdf)
     } else {
         let found: String = version
             .iter()
             .flat_map(|&b| std::ascii::escape_default(b))
             .map(char::from)
             .collect();
-        return Err(FormatError::BadVersion { found });
-    };
-    let text = |c: &mut Cursor, n: usize, field: &'static str| {
-        let (b, at) = c.take(n);
-        check_ascii(field, None, b, at)
-    };
-    let patient = text(&mut c, 80, "patient")?;
-    let recording = text(&mut c, 80, "recording")?;
-    let start_date = text(&mut c, 8, "start date")?;
-    let start_time = text(&mut c, 8, "start time")?;
-    let header_bytes_t = text(&mut c, 8, "header bytes")?;
-    let reserved = text(&mut c, 44, "reserved")?;
-    let records_t = text(&mut c, 8, "number of data records")?;
-    let duration_t = text(&mut c, 8, "record duration")?;
-    let ns_t = text(&mut c, 4, "number of signals")?;
+        Err(FormatError::BadVersion { found })
+    }
+}
 
-    let ns = parse_int("number of signals", None, &ns_t)?;
+/// The fixed header's text fields after the version, checked to be printable ASCII and
+/// trimmed of trailing spaces.
+struct FixedText {
+    patient: String,
+    recording: String,
+    start_date: String,
+    start_time: String,
+    header_bytes: String,
+    reserved: String,
+    records: String,
+    duration: String,
+    signals: String,
+}
+
+impl FixedText {
+    fn read(c: &mut Cursor<'_>) -> Result<Self, FormatError> {
+        let mut text = |n: usize, field: &'static str| {
+            let (b, at) = c.take(n);
+            check_ascii(field, None, b, at)
+        };
+        Ok(Self {
+            patient: text(80, "patient")?,
+            recording: text(80, "recording")?,
+            start_date: text(8, "start date")?,
+            start_time: text(8, "start time")?,
+            header_bytes: text(8, "header bytes")?,
+            reserved: text(44, "reserved")?,
+            records: text(8, "number of data records")?,
+            duration: text(8, "record duration")?,
+            signals: text(4, "number of signals")?,
+        })
+    }
+}
+
+/// The number of signals, checked against the header-bytes field and the bytes present;
+/// returns it with the header's length.
+fn signal_count(fixed: &FixedText, have: usize) -> Result<(usize, usize), FormatError> {
+    let ns = parse_int("number of signals", None, &fixed.signals)?;
     if ns < 1 {
         return Err(FormatError::BadField {
             field: "number of signals",
@@ -633,7 +701,7 @@ fn parse_header_inner(bytes: &[u8]) -> Result<Header, FormatError> {
         });
     }
     let ns = ns as usize; // < 10_000 (4 digits)
-    let header_bytes = parse_int("header bytes", None, &header_bytes_t)?;
+    let header_bytes = parse_int("header bytes", None, &fixed.header_bytes)?;
     let expected_hb = FIXED_HEADER_BYTES + SIGNAL_HEADER_BYTES * ns;
     if header_bytes != expected_hb as i64 {
         return Err(FormatError::BadField {
@@ -643,66 +711,64 @@ fn parse_header_inner(bytes: &[u8]) -> Result<Header, FormatError> {
             problem: format!("must be 256 * (signals + 1) = {expected_hb} for {ns} signals"),
         });
     }
-    if bytes.len() < expected_hb {
+    if have < expected_hb {
         return Err(FormatError::Truncated {
             what: format!("the header of {ns} signals"),
             needed: expected_hb as u64,
-            got: bytes.len() as u64,
+            got: have as u64,
         });
     }
-    check_clock("start date", &start_date, [(1, 31), (1, 12), (0, 99)])?;
-    check_clock("start time", &start_time, [(0, 23), (0, 59), (0, 59)])?;
-    let declared_records = parse_int("number of data records", None, &records_t)?;
-    if declared_records < -1 {
-        return Err(FormatError::BadField {
-            field: "number of data records",
-            channel: None,
-            value: declared_records.to_string(),
-            problem: "must be >= 0 (or -1 while recording)".into(),
-        });
-    }
-    let record_duration = parse_f64("record duration", None, &duration_t)?;
-    let plus = {
-        let r = reserved.as_bytes();
-        let tag = match format {
-            Format::Edf => b"EDF+",
-            Format::Bdf => b"BDF+",
-        };
-        if r.starts_with(tag) && r.len() >= 5 && r[4] == b'C' {
-            Plus::Continuous
-        } else if r.starts_with(tag) && r.len() >= 5 && r[4] == b'D' {
-            Plus::Discontinuous
-        } else if r.starts_with(tag) {
-            return Err(FormatError::BadField {
-                field: "reserved",
-                channel: None,
-                value: format!("{reserved:?}"),
-                problem: format!(
-                    "{} must be followed by C or D",
-                    String::from_utf8_lossy(tag)
-                ),
-            });
-        } else {
-            Plus::No
-        }
-    };
+    Ok((ns, expected_hb))
+}
 
-    // Per-signal fields: each field for all signals, then the next field.
-    let mut cols: Vec<Vec<String>> = Vec::with_capacity(10);
-    let widths: [(usize, &'static str); 10] = [
-        (16, "label"),
-        (80, "transducer"),
-        (8, "physical dimension"),
-        (8, "physical minimum"),
-        (8, "physical maximum"),
-        (8, "digital minimum"),
-        (8, "digital maximum"),
-        (80, "prefiltering"),
-        (8, "samples per record"),
-        (32, "signal reserved"),
-    ];
+/// EDF+/BDF+ continuity from the reserved field ("EDF+C", "EDF+D", or plain).
+fn parse_plus(format: Format, reserved: &str) -> Result<Plus, FormatError> {
+    let r = reserved.as_bytes();
+    let tag = match format {
+        Format::Edf => b"EDF+",
+        Format::Bdf => b"BDF+",
+    };
+    if !r.starts_with(tag) {
+        return Ok(Plus::No);
+    }
+    match r.get(4) {
+        Some(b'C') => Ok(Plus::Continuous),
+        Some(b'D') => Ok(Plus::Discontinuous),
+        _ => Err(FormatError::BadField {
+            field: "reserved",
+            channel: None,
+            value: format!("{reserved:?}"),
+            problem: format!(
+                "{} must be followed by C or D",
+                String::from_utf8_lossy(tag)
+            ),
+        }),
+    }
+}
+
+/// Widths and names of the per-signal fields, in file order.
+const SIGNAL_FIELDS: [(usize, &str); 10] = [
+    (16, "label"),
+    (80, "transducer"),
+    (8, "physical dimension"),
+    (8, "physical minimum"),
+    (8, "physical maximum"),
+    (8, "digital minimum"),
+    (8, "digital maximum"),
+    (80, "prefiltering"),
+    (8, "samples per record"),
+    (32, "signal reserved"),
+];
+
+/// The per-signal text fields (each field for all signals, then the next field), checked to
+/// be printable ASCII: the labels, and one column of `ns` texts per field.
+fn read_signal_columns(
+    c: &mut Cursor<'_>,
+    ns: usize,
+) -> Result<(Vec<String>, Vec<Vec<String>>), FormatError> {
+    let mut cols: Vec<Vec<String>> = Vec::with_capacity(SIGNAL_FIELDS.len());
     let mut labels: Vec<String> = Vec::with_capacity(ns);
-    for (w, field) in widths {
+    for (w, field) in SIGNAL_FIELDS {
         let mut col = Vec::with_capacity(ns);
         for i in 0..ns {
             let (b, at) = c.take(w);
@@ -720,87 +786,109 @@ fn parse_header_inner(bytes: &[u8]) -> Result<Header, FormatError> {
         }
         cols.push(col);
     }
+    Ok((labels, cols))
+}
+
+/// Signal `i` from the columns: numbers parsed, ranges and scale checked.
+fn parse_signal(
+    format: Format,
+    i: usize,
+    labels: &[String],
+    cols: &[Vec<String>],
+) -> Result<SignalHeader, FormatError> {
     let (dlo, dhi) = format.digital_limits();
-    let mut signals = Vec::with_capacity(ns);
-    for i in 0..ns {
-        let ch = || {
-            Some(ChannelRef {
-                index: i,
-                label: labels[i].trim().to_string(),
-            })
-        };
-        let pmin = parse_f64("physical minimum", ch(), &cols[3][i])?;
-        let pmax = parse_f64("physical maximum", ch(), &cols[4][i])?;
-        let dmin = parse_int("digital minimum", ch(), &cols[5][i])?;
-        let dmax = parse_int("digital maximum", ch(), &cols[6][i])?;
-        let spr = parse_int("samples per record", ch(), &cols[8][i])?;
-        if pmin == pmax {
-            return Err(FormatError::PhysicalRangeEmpty {
-                channel: ch().unwrap(),
-                value: pmin,
-            });
-        }
-        for (v, field) in [(dmin, "digital minimum"), (dmax, "digital maximum")] {
-            if v < dlo as i64 || v > dhi as i64 {
-                return Err(FormatError::BadField {
-                    field,
-                    channel: ch(),
-                    value: v.to_string(),
-                    problem: format!(
-                        "outside the {}-bit sample range {dlo}..={dhi}",
-                        8 * format.sample_bytes()
-                    ),
-                });
-            }
-        }
-        if dmin >= dmax {
-            return Err(FormatError::DigitalRange {
-                channel: ch().unwrap(),
-                min: dmin,
-                max: dmax,
-            });
-        }
-        let gain = (pmax - pmin) / (dmax - dmin) as f64;
-        let scale_problem = if !gain.is_finite() {
-            Some("the gain overflows")
-        } else if !gain.is_normal() {
-            Some("the gain underflows to zero or a subnormal number")
-        } else if pmin.abs() > f32::MAX as f64 || pmax.abs() > f32::MAX as f64 {
-            Some("physical values beyond the f32 range")
-        } else {
-            None
-        };
-        if let Some(problem) = scale_problem {
-            return Err(FormatError::BadScale {
-                channel: ch().unwrap(),
-                physical_min: pmin,
-                physical_max: pmax,
-                digital_min: dmin,
-                digital_max: dmax,
-                problem,
-            });
-        }
-        if spr < 1 {
-            return Err(FormatError::BadField {
-                field: "samples per record",
-                channel: ch(),
-                value: spr.to_string(),
-                problem: "must be at least 1".into(),
-            });
-        }
-        signals.push(SignalHeader {
-            label: labels[i].clone(),
-            transducer: cols[1][i].clone(),
-            physical_dimension: cols[2][i].clone(),
-            physical_min: pmin,
-            physical_max: pmax,
-            digital_min: dmin as i32,
-            digital_max: dmax as i32,
-            prefiltering: cols[7][i].clone(),
-            samples_per_record: spr as usize, // <= 99_999_999 (8 digits)
-            reserved: cols[9][i].clone(),
+    let ch = || {
+        Some(ChannelRef {
+            index: i,
+            label: labels[i].trim().to_string(),
+        })
+    };
+    let pmin = parse_f64("physical minimum", ch(), &cols[3][i])?;
+    let pmax = parse_f64("physical maximum", ch(), &cols[4][i])?;
+    let dmin = parse_int("digital minimum", ch(), &cols[5][i])?;
+    let dmax = parse_int("digital maximum", ch(), &cols[6][i])?;
+    let spr = parse_int("samples per record", ch(), &cols[8][i])?;
+    if pmin == pmax {
+        return Err(FormatError::PhysicalRangeEmpty {
+            channel: ch().unwrap(),
+            value: pmin,
         });
     }
+    for (v, field) in [(dmin, "digital minimum"), (dmax, "digital maximum")] {
+        if v < dlo as i64 || v > dhi as i64 {
+            return Err(FormatError::BadField {
+                field,
+                channel: ch(),
+                value: v.to_string(),
+                problem: format!(
+                    "outside the {}-bit sample range {dlo}..={dhi}",
+                    8 * format.sample_bytes()
+                ),
+            });
+        }
+    }
+    if dmin >= dmax {
+        return Err(FormatError::DigitalRange {
+            channel: ch().unwrap(),
+            min: dmin,
+            max: dmax,
+        });
+    }
+    if let Some(problem) = scale_problem(pmin, pmax, dmin, dmax) {
+        return Err(FormatError::BadScale {
+            channel: ch().unwrap(),
+            physical_min: pmin,
+            physical_max: pmax,
+            digital_min: dmin,
+            digital_max: dmax,
+            problem,
+        });
+    }
+    if spr < 1 {
+        return Err(FormatError::BadField {
+            field: "samples per record",
+            channel: ch(),
+            value: spr.to_string(),
+            problem: "must be at least 1".into(),
+        });
+    }
+    Ok(SignalHeader {
+        label: labels[i].clone(),
+        transducer: cols[1][i].clone(),
+        physical_dimension: cols[2][i].clone(),
+        physical_min: pmin,
+        physical_max: pmax,
+        digital_min: dmin as i32,
+        digital_max: dmax as i32,
+        prefiltering: cols[7][i].clone(),
+        samples_per_record: spr as usize, // <= 99_999_999 (8 digits)
+        reserved: cols[9][i].clone(),
+    })
+}
+
+/// Why converting digital to physical values would give NaN or infinity, if it would.
+fn scale_problem(pmin: f64, pmax: f64, dmin: i64, dmax: i64) -> Option<&'static str> {
+    let gain = (pmax - pmin) / (dmax - dmin) as f64;
+    if !gain.is_finite() {
+        Some("the gain overflows")
+    } else if !gain.is_normal() {
+        Some("the gain underflows to zero or a subnormal number")
+    } else if pmin.abs() > f32::MAX as f64 || pmax.abs() > f32::MAX as f64 {
+        Some("physical values beyond the f32 range")
+    } else {
+        None
+    }
+}
+
+/// A positive record duration (0 only for EDF+ files of annotations alone), and an
+/// annotation signal in every EDF+/BDF+ file.
+fn check_record_layout(
+    format: Format,
+    plus: Plus,
+    fixed: &FixedText,
+    record_duration: f64,
+    signals: &[SignalHeader],
+) -> Result<(), FormatError> {
     let only_annotations = signals.iter().all(|s| s.is_annotation());
     let duration_ok =
         record_duration > 0.0 || (record_duration == 0.0 && plus != Plus::No && only_annotations);
@@ -808,7 +896,7 @@ fn parse_header_inner(bytes: &[u8]) -> Result<Header, FormatError> {
         return Err(FormatError::BadField {
             field: "record duration",
             channel: None,
-            value: duration_t.trim().to_string(),
+            value: fixed.duration.trim().to_string(),
             problem:
                 "must be > 0 seconds (0 is allowed only in EDF+ files holding annotations alone)"
                     .into(),
@@ -818,27 +906,15 @@ fn parse_header_inner(bytes: &[u8]) -> Result<Header, FormatError> {
         return Err(FormatError::BadField {
             field: "reserved",
             channel: None,
-            value: format!("{reserved:?}"),
+            value: format!("{:?}", fixed.reserved),
             problem: format!(
                 "an {} file must have an '{}' signal",
-                &reserved[..5],
+                &fixed.reserved[..5],
                 format.annotation_label()
             ),
         });
     }
-    Ok(Header {
-        raw: bytes[..expected_hb].to_vec(),
-        format,
-        plus,
-        patient,
-        recording,
-        start_date,
-        start_time,
-        reserved,
-        declared_records,
-        record_duration,
-        signals,
-    })
+    Ok(())
 }
 
 #[cfg(test)]

@@ -8,120 +8,14 @@
 //! partial output (only a process killed outright may leave a hidden `.NAME.*.tmp` beside it,
 //! never a truncated NAME).
 
-use std::fs::File;
-use std::io::{BufWriter, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::io::{Seek, SeekFrom, Write};
+use std::path::Path;
 
 use super::error::{ChannelRef, EdfError};
 use super::header::{Format, Header, SignalHeader};
 use super::reader::EdfReader;
 
-/// A file written under a temporary name beside its target and renamed into place by
-/// [`AtomicFile::commit`]; dropped without commit, the temporary file is removed.
-#[derive(Debug)]
-pub struct AtomicFile {
-    target: PathBuf,
-    temp: PathBuf,
-    file: Option<BufWriter<File>>,
-}
-
-static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-impl AtomicFile {
-    /// Create the temporary file. Errors if the target's directory is missing or the
-    /// target is a directory.
-    pub fn create(target: impl AsRef<Path>) -> Result<Self, EdfError> {
-        let target = target.as_ref();
-        let name = match target.file_name() {
-            Some(n) => n.to_string_lossy().into_owned(),
-            None => {
-                return Err(EdfError::IsDirectory {
-                    path: target.to_path_buf(),
-                });
-            }
-        };
-        let dir = match target.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        if !dir.is_dir() {
-            return Err(EdfError::OutputDirMissing {
-                output: target.to_path_buf(),
-                dir,
-            });
-        }
-        if target.is_dir() {
-            return Err(EdfError::IsDirectory {
-                path: target.to_path_buf(),
-            });
-        }
-        loop {
-            let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-            let temp = dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
-            match std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&temp)
-            {
-                Ok(f) => {
-                    return Ok(AtomicFile {
-                        target: target.to_path_buf(),
-                        temp,
-                        file: Some(BufWriter::with_capacity(1 << 16, f)),
-                    });
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(EdfError::io(&temp, "create temporary file", e)),
-            }
-        }
-    }
-
-    /// The writer for the content.
-    pub fn writer(&mut self) -> &mut BufWriter<File> {
-        self.file.as_mut().expect("AtomicFile used after commit")
-    }
-
-    /// The temporary path being written.
-    pub fn temp_path(&self) -> &Path {
-        &self.temp
-    }
-
-    /// The final path.
-    pub fn target(&self) -> &Path {
-        &self.target
-    }
-
-    /// Flush, sync to disk and rename over the target.
-    pub fn commit(mut self) -> Result<(), EdfError> {
-        let w = self.file.take().expect("AtomicFile committed twice");
-        let f = w
-            .into_inner()
-            .map_err(|e| EdfError::io(&self.temp, "write", e.into_error()))?;
-        f.sync_all()
-            .map_err(|e| EdfError::io(&self.temp, "sync", e))?;
-        drop(f);
-        std::fs::rename(&self.temp, &self.target).map_err(|e| {
-            EdfError::io(
-                &self.target,
-                format!("rename {} to", self.temp.display()),
-                e,
-            )
-        })?;
-        // Nothing to remove in Drop any more.
-        self.temp = PathBuf::new();
-        Ok(())
-    }
-}
-
-impl Drop for AtomicFile {
-    fn drop(&mut self) {
-        if !self.temp.as_os_str().is_empty() {
-            self.file.take();
-            let _ = std::fs::remove_file(&self.temp);
-        }
-    }
-}
+pub use crate::io::atomic::AtomicFile;
 
 /// Refuse `output` when it is the input file: same path after canonicalisation (symlinks,
 /// `./`, `..`) or, on Unix, the same inode (hard links).

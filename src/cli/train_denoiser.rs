@@ -1,0 +1,210 @@
+//! `mfr-eeg train-denoiser`: arguments, and progress lines on stderr.
+
+use std::path::PathBuf;
+
+use mfr_eeg::eval::train_denoiser::{DenoiserEvent, TrainDenoiserOptions, run as train_denoiser};
+
+use super::train::{BackendArg, GradPathArg, NormArg, SelectByArg};
+
+fn opts() -> TrainDenoiserOptions {
+    TrainDenoiserOptions::default()
+}
+
+/// Arguments of `mfr-eeg train-denoiser`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct TrainDenoiserArgs {
+    /// Output model file (safetensors); the card goes beside it as `.md`, all runs as `.runs.json`.
+    #[arg(long, default_value_os_t = opts().out)]
+    pub out: PathBuf,
+    /// Sample rate of the model (Hz); recordings are resampled to it.
+    #[arg(long, default_value_t = opts().sample_rate)]
+    pub sample_rate: f64,
+    /// Window length in samples (default: one second).
+    #[arg(long)]
+    pub d_in: Option<usize>,
+    /// Latents per SAE.
+    #[arg(long, default_value_t = opts().d_sae)]
+    pub d_sae: usize,
+    /// Latents kept per window.
+    #[arg(long, default_value_t = opts().k)]
+    pub k: usize,
+    /// Hop candidates tried on validation (samples; default d_in/2 and d_in/4).
+    #[arg(long, value_delimiter = ',')]
+    pub hops: Vec<usize>,
+    /// SAEs trained side by side (MFR needs >= 2).
+    #[arg(long, default_value_t = opts().n_saes)]
+    pub n_saes: usize,
+    /// MFR alphas to sweep (log scale, include 0); without it, `--mfr-alpha` alone.
+    #[arg(long, value_delimiter = ',')]
+    pub sweep_alpha: Vec<f64>,
+    /// MFR alpha when not sweeping.
+    #[arg(long, default_value_t = opts().mfr_alpha)]
+    pub mfr_alpha: f64,
+    /// Training seeds (each arm runs every seed).
+    #[arg(long, value_delimiter = ',', default_values_t = opts().seeds)]
+    pub seeds: Vec<u64>,
+    /// Optimiser steps per run.
+    #[arg(long, default_value_t = opts().steps)]
+    pub steps: usize,
+    /// Windows per batch.
+    #[arg(long, default_value_t = opts().batch_size)]
+    pub batch_size: usize,
+    /// Peak learning rate.
+    #[arg(long, default_value_t = opts().lr)]
+    pub lr: f64,
+    /// Training windows cut from each training segment (fresh artifact each).
+    #[arg(long, default_value_t = opts().per_segment)]
+    pub per_segment: usize,
+    /// Validation windows per validation segment (default: a quarter of `--per-segment`).
+    /// Fix it when comparing runs with different `--per-segment`, so they share one
+    /// validation set.
+    #[arg(long)]
+    pub val_per_segment: Option<usize>,
+    /// Samples the artifact is mixed into at the drawn SNR before a `d_in` window is cut
+    /// from them (default `d_in`: each window holds its SNR exactly). The benchmark defines
+    /// SNR over 2 s segments, as EEGdenoiseNet does; a 1 s model sliding over them sees local
+    /// SNRs spread around that, which `--mix-len` = two seconds of samples trains for.
+    #[arg(long)]
+    pub mix_len: Option<usize>,
+    /// Fit a gated linear path beside each trained SAE (an FIR of `--skip-taps` taps,
+    /// applied in windows whose high-frequency ratio is at most the gate) for each of these
+    /// gates, and keep the gate the validation windows prefer, or none.
+    #[arg(long, value_delimiter = ',')]
+    pub skip_gates: Vec<f32>,
+    /// Taps of the linear path (odd).
+    #[arg(long, default_value_t = opts().skip_taps)]
+    pub skip_taps: usize,
+    /// Choose the shipped run by validation loss (1 s windows, all artifact kinds) or by the
+    /// RRMSE_t of the validation EOG+EMG level windows through the model's overlap-add (what
+    /// the benchmark measures; needs `--skip-gates`).
+    #[arg(long, value_enum, default_value_t = opts().select_by.into())]
+    pub select_by: SelectByArg,
+    /// Validate every this many steps and keep each SAE's best weights (early stopping;
+    /// the final weights compete too).
+    #[arg(long)]
+    pub select_every: Option<usize>,
+    /// Real recordings for clean EEG (EDF/EDF+/BDF).
+    #[arg(long, default_values_os_t = opts().edf)]
+    pub edf: Vec<PathBuf>,
+    /// Physiological-model segments added to the real ones.
+    #[arg(long, default_value_t = opts().model_segments)]
+    pub model_segments: usize,
+    /// Use EEGdenoiseNet's own files from this directory instead of the generator.
+    #[arg(long)]
+    pub eegdenoisenet: Option<PathBuf>,
+    /// A real-data set (`scripts/real_data.py`): its EEG recordings join the splits whole
+    /// (train, validation or test as its manifest says) and its EMG recordings become the
+    /// EMG artifacts of each split.
+    #[arg(long, value_name = "DIR")]
+    pub real: Option<PathBuf>,
+    /// Seed of the corpus (split and artifacts), independent of the training seeds.
+    #[arg(long, default_value_t = opts().data_seed)]
+    pub data_seed: u64,
+    /// Train on the relative (per-window) squared error instead of plain MSE, so low-SNR
+    /// windows count as much as clean ones (what RRMSE_t measures).
+    #[arg(long)]
+    pub relative_loss: bool,
+    /// Energy floor of the relative loss (larger: closer to plain MSE).
+    #[arg(long, default_value_t = opts().relative_eps)]
+    pub relative_eps: f64,
+    /// Per-window normalisation (recorded in the model).
+    #[arg(long, value_enum, default_value_t = opts().normalisation.into())]
+    pub normalisation: NormArg,
+    /// Training backend.
+    #[arg(long, value_enum, default_value_t = opts().backend.into())]
+    pub backend: BackendArg,
+    /// Gradient computation (default: sparse on flex/ndarray, autodiff on wgpu). Models
+    /// trained before the sparse path existed regenerate with `--grad-path autodiff`.
+    #[arg(long, value_enum)]
+    pub grad_path: Option<GradPathArg>,
+    /// Also quantise to int8 (the file at `--out` is then the int8 model).
+    #[arg(long)]
+    pub int8: bool,
+}
+
+impl From<TrainDenoiserArgs> for TrainDenoiserOptions {
+    fn from(a: TrainDenoiserArgs) -> Self {
+        Self {
+            out: a.out,
+            sample_rate: a.sample_rate,
+            d_in: a.d_in,
+            d_sae: a.d_sae,
+            k: a.k,
+            hops: a.hops,
+            n_saes: a.n_saes,
+            sweep_alpha: a.sweep_alpha,
+            mfr_alpha: a.mfr_alpha,
+            seeds: a.seeds,
+            steps: a.steps,
+            batch_size: a.batch_size,
+            lr: a.lr,
+            per_segment: a.per_segment,
+            val_per_segment: a.val_per_segment,
+            mix_len: a.mix_len,
+            skip_gates: a.skip_gates,
+            skip_taps: a.skip_taps,
+            select_by: a.select_by.into(),
+            select_every: a.select_every,
+            edf: a.edf,
+            model_segments: a.model_segments,
+            eegdenoisenet: a.eegdenoisenet,
+            real: a.real,
+            data_seed: a.data_seed,
+            relative_loss: a.relative_loss,
+            relative_eps: a.relative_eps,
+            normalisation: a.normalisation.into(),
+            backend: a.backend.into(),
+            grad_path: a.grad_path.map(Into::into),
+            int8: a.int8,
+        }
+    }
+}
+
+/// One progress line on stderr per event.
+fn show(e: DenoiserEvent<'_>) {
+    match e {
+        DenoiserEvent::BuildingCorpus { fs } => eprintln!("building corpus at {fs} Hz ..."),
+        DenoiserEvent::CorpusReady {
+            segments: [train, val, test],
+            windows,
+            d_in,
+        } => eprintln!(
+            "corpus: {train} train / {val} val / {test} test segments; {windows} training windows of {d_in}"
+        ),
+        DenoiserEvent::Training { alpha, seed } => {
+            eprintln!("training alpha {alpha} seed {seed} ...");
+        }
+        DenoiserEvent::Gate {
+            gate,
+            rrmse_t,
+            best_before,
+        } => eprintln!(
+            "  linear path gate {gate}: validation windows RRMSE_t {rrmse_t:.4} (best before: {best_before:.4})"
+        ),
+        DenoiserEvent::Trained(r) => eprintln!(
+            "  val loss {:.5}, validation windows (EOG+EMG levels) RRMSE_t {:.4}, test RRMSE_t {:.4}, CC {:.4}, hop {}, {:.1} s",
+            r.result.val_loss,
+            r.val_windows_rrmse_t,
+            r.result.test_rrmse_t,
+            r.result.test_cc,
+            r.meta.hop,
+            r.result.train_seconds
+        ),
+        DenoiserEvent::ModelWritten {
+            path,
+            bytes,
+            fnv1a64,
+        } => eprintln!(
+            "wrote {} ({bytes} bytes, fnv1a64 {fnv1a64:016x})",
+            path.display()
+        ),
+        _ => {}
+    }
+}
+
+/// Trains the sweep, ships the chosen run and writes its card.
+pub fn run(a: TrainDenoiserArgs) -> anyhow::Result<()> {
+    let report = train_denoiser(&a.into(), &mut show)?;
+    eprintln!("wrote {}", report.card.display());
+    Ok(())
+}

@@ -1,0 +1,396 @@
+//! Real recordings split by recording, and quality per held-out recording.
+//!
+//! A real-data set is a directory with a `MANIFEST.json` (written by `scripts/real_data.py`,
+//! which rebuilds it from a PyPI package) naming EDF files of clean-ish EEG and of recorded
+//! surface EMG, each assigned to one split. Every recording lands in exactly one split, so
+//! train, validation and test never share a recording (nor, for a multichannel recording, a
+//! channel of it). [`RealSet::corpus`] adds these recordings to the usual corpus (whose own
+//! recordings and model segments keep their time-span split) and turns the EMG recordings into
+//! per-split artifact banks; EOG stays generated. [`per_recording`] evaluates methods on each
+//! held-out recording separately and pooled.
+//!
+//! Key types: [`RealSet`], [`RealRecording`], [`RecordingQuality`].
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::EvalError;
+use super::corpus::{ArtifactBanks, Corpus, CorpusConfig, Split};
+use super::data::{
+    ArtifactKind, Recording, SelectionRule, SnrPlan, Window, condition_channel, make_windows,
+    recording_segments,
+};
+use super::harness::{Method, QualityRow, evaluate};
+
+/// One recording of a real-data set and the split it belongs to.
+#[derive(Clone, Debug)]
+pub struct RealRecording {
+    /// The recording (its `name` is the file name).
+    pub recording: Recording,
+    /// Its split.
+    pub split: Split,
+    /// Device or subject note from the manifest (for reports).
+    pub note: String,
+}
+
+/// EEG recordings and EMG recordings, each assigned to a split.
+#[derive(Clone, Debug, Default)]
+pub struct RealSet {
+    /// Clean(ish) EEG; segments pass the usual low-artifact rule.
+    pub eeg: Vec<RealRecording>,
+    /// Recorded EMG (one or more channels), cut into artifact epochs.
+    pub emg: Vec<RealRecording>,
+}
+
+#[derive(serde::Deserialize)]
+struct Entry {
+    file: String,
+    split: String,
+    #[serde(default)]
+    device: Vec<String>,
+    #[serde(default)]
+    note: String,
+}
+
+#[derive(serde::Deserialize)]
+struct Manifest {
+    eeg: BTreeMap<String, Entry>,
+    #[serde(default)]
+    emg: BTreeMap<String, Entry>,
+}
+
+impl RealSet {
+    /// Reads `dir/MANIFEST.json` and every EDF it names.
+    pub fn load(dir: &Path) -> Result<Self, EvalError> {
+        let path = dir.join("MANIFEST.json");
+        let text = std::fs::read_to_string(&path).map_err(|source| EvalError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let m: Manifest = serde_json::from_str(&text).map_err(|e| EvalError::Format {
+            path: path.clone(),
+            problem: e.to_string(),
+        })?;
+        let read = |name: &str, e: &Entry| -> Result<RealRecording, EvalError> {
+            let split = Split::parse(&e.split).ok_or_else(|| EvalError::Format {
+                path: path.clone(),
+                problem: format!(
+                    "recording {name}: split {:?} is not train, val or test",
+                    e.split
+                ),
+            })?;
+            let file: PathBuf = dir.join(&e.file);
+            Ok(RealRecording {
+                recording: Recording::from_edf(&file)?,
+                split,
+                note: if e.device.is_empty() {
+                    e.note.clone()
+                } else {
+                    format!("device {}; {}", e.device.join(", "), e.note)
+                },
+            })
+        };
+        let eeg = m
+            .eeg
+            .iter()
+            .map(|(n, e)| read(n, e))
+            .collect::<Result<Vec<_>, _>>()?;
+        let emg = m
+            .emg
+            .iter()
+            .map(|(n, e)| read(n, e))
+            .collect::<Result<Vec<_>, _>>()?;
+        if eeg.is_empty() {
+            return Err(EvalError::Format {
+                path,
+                problem: "no EEG recordings listed".into(),
+            });
+        }
+        Ok(Self { eeg, emg })
+    }
+
+    /// Names of the EEG recordings in `split`.
+    pub fn eeg_names(&self, split: Split) -> Vec<String> {
+        self.eeg
+            .iter()
+            .filter(|r| r.split == split)
+            .map(|r| r.recording.name.clone())
+            .collect()
+    }
+
+    /// The corpus of `base` recordings and `config.n_model_segments` model segments split by
+    /// time span exactly as [`Corpus::build`] does (so its splits are unchanged), plus every
+    /// real EEG recording whole in its own split, and EMG banks from the real EMG recordings
+    /// (EOG generated).
+    pub fn corpus(&self, config: CorpusConfig, base: &[Recording]) -> Result<Corpus, EvalError> {
+        let mut corpus = Corpus::build(config, base)?;
+        let fs = corpus.config.fs;
+        for (i, r) in self.eeg.iter().enumerate() {
+            let (segs, rep) = recording_segments(
+                &r.recording,
+                fs,
+                corpus.config.seg_len,
+                corpus.config.line_hz,
+                SelectionRule::default(),
+                ((base.len() + i) as u64) << 32,
+            )?;
+            let dest = match r.split {
+                Split::Train => &mut corpus.splits.train,
+                Split::Val => &mut corpus.splits.val,
+                Split::Test => &mut corpus.splits.test,
+            };
+            dest.extend(segs);
+            corpus.selection.push((r.recording.name.clone(), rep));
+        }
+        let mut banks = ArtifactBanks {
+            generated_when_empty: true,
+            ..ArtifactBanks::default()
+        };
+        for r in &self.emg {
+            let epochs = emg_epochs(&r.recording, fs, corpus.config.seg_len)?;
+            let i = Split::ALL.iter().position(|s| *s == r.split).unwrap_or(0);
+            banks.emg[i].extend(epochs);
+        }
+        corpus.banks = Some(banks);
+        Ok(corpus)
+    }
+}
+
+/// Cuts a recorded EMG channel into artifact epochs of `len` samples at `fs`: band 1-120 Hz
+/// (below Nyquist), as EEGdenoiseNet's EMG epochs; only epochs at least as energetic as the
+/// recording's median are kept, so rest periods (amplifier noise) do not pose as EMG.
+pub fn emg_epochs(rec: &Recording, fs: f64, len: usize) -> Result<Vec<Vec<f32>>, EvalError> {
+    let hi = 120.0f64.min(0.45 * fs);
+    let mut out = Vec::new();
+    for (label, ch) in rec.labels.iter().zip(&rec.channels) {
+        let y = condition_channel(ch, rec.sample_rate_hz, fs, (1.0, hi), &[])?;
+        // Skip one second at each end (edge of the frequency-domain filter).
+        let edge = fs.round() as usize;
+        if y.len() < 2 * edge + len {
+            return Err(EvalError::Invalid(format!(
+                "{}: channel {}: EMG shorter than one {len}-sample epoch",
+                rec.name,
+                label.trim()
+            )));
+        }
+        let n = (y.len() - 2 * edge) / len;
+        let epochs: Vec<&[f32]> = (0..n)
+            .map(|i| &y[edge + i * len..edge + (i + 1) * len])
+            .collect();
+        let rms: Vec<f64> = epochs
+            .iter()
+            .map(|e| (e.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / len as f64).sqrt())
+            .collect();
+        let mut sorted = rms.clone();
+        sorted.sort_by(f64::total_cmp);
+        let median = sorted[sorted.len() / 2];
+        out.extend(
+            epochs
+                .iter()
+                .zip(&rms)
+                .filter(|(_, r)| **r >= median && **r > 0.0)
+                .map(|(e, _)| e.to_vec()),
+        );
+    }
+    Ok(out)
+}
+
+/// Quality of every method on one recording (or `pooled`), averaged over the SNR levels.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct RecordingQuality {
+    /// Recording name, or `pooled` for all of them together.
+    pub recording: String,
+    /// Clean 2 s segments used (each gives 10 windows per artifact kind).
+    pub segments: usize,
+    /// One row per method and kind (`snr_db` None) and per level.
+    pub rows: Vec<QualityRow>,
+}
+
+/// Test-protocol windows of `kinds` for the segments of `split` that come from `recording`
+/// (at most `max_segments` of them): the same artifacts and levels as
+/// [`Corpus::level_windows`], drawn per recording.
+pub fn recording_windows(
+    corpus: &Corpus,
+    split: Split,
+    recording: &str,
+    kinds: &[ArtifactKind],
+    max_segments: usize,
+) -> Result<(usize, Vec<Window>), EvalError> {
+    let segs: Vec<_> = corpus
+        .segments(split)
+        .iter()
+        .filter(|s| s.origin.split(':').next() == Some(recording))
+        .take(max_segments)
+        .cloned()
+        .collect();
+    let mut w = Vec::new();
+    for &kind in kinds {
+        if segs.is_empty() {
+            break;
+        }
+        w.extend(make_windows(
+            &segs,
+            kind,
+            corpus.source(split, kind),
+            &SnrPlan::Levels(kind.test_snr_levels_db().to_vec()),
+            corpus.config.seg_len,
+            corpus.config.fs,
+            corpus.config.seed ^ 0x4EA1 ^ fnv(recording),
+        )?);
+    }
+    Ok((segs.len(), w))
+}
+
+fn fnv(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Evaluates `methods` on each recording of `recordings` (segments of `split`) and on all of
+/// them pooled (the last entry). Recordings without a kept segment are reported with 0
+/// segments and no rows.
+pub fn per_recording(
+    corpus: &Corpus,
+    split: Split,
+    recordings: &[String],
+    methods: &mut [Box<dyn Method + '_>],
+    kinds: &[ArtifactKind],
+    max_segments: usize,
+) -> Result<Vec<RecordingQuality>, EvalError> {
+    let mut out = Vec::new();
+    let mut pooled = Vec::new();
+    let mut pooled_segments = 0;
+    for name in recordings {
+        let (n, w) = recording_windows(corpus, split, name, kinds, max_segments)?;
+        let rows = if w.is_empty() {
+            Vec::new()
+        } else {
+            evaluate(methods, &w, corpus.config.fs)?.rows
+        };
+        pooled_segments += n;
+        pooled.extend(w);
+        out.push(RecordingQuality {
+            recording: name.clone(),
+            segments: n,
+            rows,
+        });
+    }
+    if pooled.is_empty() {
+        return Err(EvalError::Invalid(format!(
+            "no clean {} segments in recordings {}",
+            split.name(),
+            recordings.join(", ")
+        )));
+    }
+    out.push(RecordingQuality {
+        recording: "pooled".into(),
+        segments: pooled_segments,
+        rows: evaluate(methods, &pooled, corpus.config.fs)?.rows,
+    });
+    Ok(out)
+}
+
+/// A markdown table per artifact kind: one line per recording, RRMSE_t / CC per method
+/// (averaged over the SNR levels).
+pub fn markdown(results: &[RecordingQuality], kinds: &[ArtifactKind]) -> String {
+    use std::fmt::Write as _;
+    let mut methods: Vec<String> = Vec::new();
+    for r in results.iter().flat_map(|q| &q.rows) {
+        if !methods.contains(&r.method) {
+            methods.push(r.method.clone());
+        }
+    }
+    let mut s = String::new();
+    for &kind in kinds {
+        let _ = writeln!(
+            s,
+            "\n{} (RRMSE_t / CC, mean over the 10 levels)\n",
+            kind.name().to_uppercase()
+        );
+        let _ = write!(s, "| recording | segments |");
+        for m in &methods {
+            let _ = write!(s, " {m} |");
+        }
+        let _ = write!(s, "\n|---|---|");
+        for _ in &methods {
+            let _ = write!(s, "---|");
+        }
+        let _ = writeln!(s);
+        for q in results {
+            let _ = write!(s, "| {} | {} |", q.recording, q.segments);
+            for m in &methods {
+                match q
+                    .rows
+                    .iter()
+                    .find(|r| r.kind == kind && r.snr_db.is_none() && &r.method == m)
+                {
+                    Some(r) => {
+                        let _ = write!(s, " {:.3} / {:.3} |", r.rrmse_t, r.cc);
+                    }
+                    None => {
+                        let _ = write!(s, " - |");
+                    }
+                }
+            }
+            let _ = writeln!(s);
+        }
+    }
+    s
+}
+
+/// The corpus used when no real-data set is given: [`Corpus::build`] with `base` only. Kept
+/// here so callers can switch on an optional [`RealSet`] in one place.
+pub fn corpus_with(
+    config: CorpusConfig,
+    base: &[Recording],
+    real: Option<&RealSet>,
+) -> Result<Corpus, EvalError> {
+    match real {
+        Some(r) => r.corpus(config, base),
+        None => Corpus::build(config, base),
+    }
+}
+
+/// The bench's real-data section at one rate: the corpus of `base` plus `real`, the band-pass
+/// tuned on its validation EOG+EMG windows, the wavelet baseline and `models`, scored on each
+/// held-out (test-split) real recording and pooled, EOG (generated) and EMG (recorded).
+pub fn bench_section<'a>(
+    real: &RealSet,
+    config: CorpusConfig,
+    base: &[Recording],
+    models: Vec<(String, crate::model::Model)>,
+    extra: Vec<Box<dyn Method + 'a>>,
+    max_segments: usize,
+) -> Result<Vec<RecordingQuality>, EvalError> {
+    use super::baselines::tune_bandpass;
+    use super::baselines::wavelet::WaveletDenoiser;
+    use super::harness::{SaeMethod, Unprocessed};
+    let corpus = real.corpus(config, base)?;
+    let fs = corpus.config.fs;
+    let kinds = [ArtifactKind::Eog, ArtifactKind::Emg];
+    let mut val = Vec::new();
+    for kind in kinds {
+        val.extend(corpus.level_windows(Split::Val, kind, corpus.config.seg_len, max_segments)?);
+    }
+    let mut methods: Vec<Box<dyn Method + 'a>> = vec![
+        Box::new(Unprocessed),
+        Box::new(tune_bandpass(&val, Some(corpus.config.line_hz), fs)?),
+        Box::new(WaveletDenoiser::default()),
+        Box::new(super::baselines::wavelet::SlowArtifactWavelet::new(
+            fs, 2.0, 16.0,
+        )),
+    ];
+    for (name, m) in models {
+        methods.push(Box::new(SaeMethod::new(name, m)));
+    }
+    methods.extend(extra);
+    per_recording(
+        &corpus,
+        Split::Test,
+        &real.eeg_names(Split::Test),
+        &mut methods,
+        &kinds,
+        max_segments,
+    )
+}

@@ -1,0 +1,242 @@
+//! Quality regression tests: each shipped model on a small fixed test set, against the
+//! numbers in its model card (with a stated margin), and on real recordings that no shipped
+//! model was trained on (the shipped PLUX extracts, test split of `scripts/real_data.py`).
+
+use std::path::Path;
+
+use mfr_eeg::eval::baselines::BandPass;
+use mfr_eeg::eval::corpus::{Corpus, CorpusConfig, Split};
+use mfr_eeg::eval::data::{ArtifactKind, Recording};
+use mfr_eeg::eval::harness::{Method, QualityRow, SaeMethod, evaluate};
+use mfr_eeg::eval::real::{RealRecording, RealSet, emg_epochs, per_recording};
+use mfr_eeg::model::Model;
+
+const EEGMMIDB: &str = "data/eegmmidb_S001R02_64ch_160Hz_61s.edf";
+const PLUX_EEG: &str = "data/plux_2ch_eeg_p3p4_1000Hz_40s.edf";
+const PLUX_EMG: &str = "data/plux_1ch_emg_biceps_1000Hz_20s.edf";
+
+/// Test segments per kind in the fixed set (each gives 10 windows, one per SNR level).
+const SEGMENTS: usize = 40;
+
+fn average(rows: &[QualityRow], method: &str, kind: ArtifactKind) -> (f64, f64) {
+    let r = rows
+        .iter()
+        .find(|r| r.method == method && r.kind == kind && r.snr_db.is_none())
+        .unwrap_or_else(|| panic!("no {method} {kind:?} row"));
+    (r.rrmse_t, r.cc)
+}
+
+/// The card's corpus (data seed 2026, 600 model segments, the shipped EEGMMIDB file), the
+/// first `SEGMENTS` test segments per kind, the shipped model and the card's band-pass.
+fn card_subset(model: &str, fs: f64, band: (f64, f64)) -> Vec<QualityRow> {
+    let corpus = Corpus::build(
+        CorpusConfig::at_rate(fs),
+        &[Recording::from_edf(Path::new(EEGMMIDB)).unwrap()],
+    )
+    .unwrap();
+    let mut windows = Vec::new();
+    for kind in [ArtifactKind::Eog, ArtifactKind::Emg] {
+        windows.extend(
+            corpus
+                .level_windows(Split::Test, kind, corpus.config.seg_len, SEGMENTS)
+                .unwrap(),
+        );
+    }
+    let mut methods: Vec<Box<dyn Method>> = vec![
+        Box::new(BandPass::new(band.0, band.1, Some(60.0), fs).unwrap()),
+        Box::new(SaeMethod::new(
+            "sae",
+            Model::load(Path::new(model)).unwrap(),
+        )),
+    ];
+    let rows = evaluate(&mut methods, &windows, fs).unwrap().rows;
+    for k in [ArtifactKind::Eog, ArtifactKind::Emg] {
+        let (bt, bc) = average(&rows, &methods[0].name(), k);
+        let (t, c) = average(&rows, "sae", k);
+        eprintln!("{model} {k:?}: sae {t:.4} / {c:.4}, band-pass {bt:.4} / {bc:.4}");
+    }
+    rows
+}
+
+/// Asserts the subset's mean RRMSE_t / CC within `margin` of the card's full-test-split
+/// averages: RRMSE_t <= card * (1 + margin), CC >= card * (1 - margin). The first 40 test
+/// segments are a little harder than the whole split (measured: RRMSE_t +4.0 to +6.1 %, CC
+/// -0.2 to -3.7 %), so the margin is 8 %.
+fn assert_card(rows: &[QualityRow], kind: ArtifactKind, card: (f64, f64), margin: f64) {
+    let (t, c) = average(rows, "sae", kind);
+    assert!(
+        t <= card.0 * (1.0 + margin),
+        "{kind:?}: RRMSE_t {t:.4} vs card {} (+{margin})",
+        card.0
+    );
+    assert!(
+        c >= card.1 * (1.0 - margin),
+        "{kind:?}: CC {c:.4} vs card {} (-{margin})",
+        card.1
+    );
+}
+
+#[test]
+fn general_model_keeps_its_card_quality_on_a_fixed_test_subset() {
+    let rows = card_subset("models/general-256hz.safetensors", 256.0, (4.0, 40.0));
+    // Card (models/general-256hz.md, all 341 test segments): EOG 0.491 / 0.867,
+    // EMG 0.408 / 0.916. On the subset: EOG 0.513 / 0.858, EMG 0.424 / 0.914.
+    assert_card(&rows, ArtifactKind::Eog, (0.491, 0.867), 0.08);
+    assert_card(&rows, ArtifactKind::Emg, (0.408, 0.916), 0.08);
+    // And it still beats the card's band-pass on the same windows, by the card's gap.
+    let bp = "band-pass 4-40 Hz + notch";
+    for kind in [ArtifactKind::Eog, ArtifactKind::Emg] {
+        let (t, c) = average(&rows, "sae", kind);
+        let (bt, bc) = average(&rows, bp, kind);
+        assert!(
+            t < bt - 0.05 && c > bc + 0.05,
+            "{kind:?}: {t}/{c} vs {bt}/{bc}"
+        );
+    }
+}
+
+#[test]
+fn tiny_int8_model_keeps_its_card_quality_on_a_fixed_test_subset() {
+    let rows = card_subset("models/tiny-128hz-int8.safetensors", 128.0, (1.0, 30.0));
+    // Card (models/tiny-128hz-int8.md, all 339 test segments): EOG 0.627 / 0.779,
+    // EMG 0.661 / 0.755. On the subset: EOG 0.657 / 0.760, EMG 0.701 / 0.727.
+    assert_card(&rows, ArtifactKind::Eog, (0.627, 0.779), 0.08);
+    assert_card(&rows, ArtifactKind::Emg, (0.661, 0.755), 0.08);
+    // Averaged over the levels it beats the card's band-pass (1-30 Hz) on RRMSE_t.
+    let bp = "band-pass 1-30 Hz + notch";
+    for kind in [ArtifactKind::Eog, ArtifactKind::Emg] {
+        let (t, _) = average(&rows, "sae", kind);
+        let (bt, _) = average(&rows, bp, kind);
+        assert!(t < bt - 0.1, "{kind:?}: {t} vs {bt}");
+    }
+}
+
+fn plux_set() -> RealSet {
+    let eeg = Recording::from_edf(Path::new(PLUX_EEG)).unwrap();
+    let emg = Recording::from_edf(Path::new(PLUX_EMG)).unwrap();
+    RealSet {
+        eeg: vec![RealRecording {
+            recording: eeg,
+            split: Split::Test,
+            note: String::new(),
+        }],
+        emg: vec![RealRecording {
+            recording: emg,
+            split: Split::Test,
+            note: String::new(),
+        }],
+    }
+}
+
+#[test]
+fn real_emg_epochs_keep_the_active_half_and_the_emg_band() {
+    let emg = Recording::from_edf(Path::new(PLUX_EMG)).unwrap();
+    // 20 s at 1000 Hz, 1 s dropped at each end: 9 epochs of 2 s, the upper half by RMS kept.
+    let e = emg_epochs(&emg, 256.0, 512).unwrap();
+    assert_eq!(e.len(), 5);
+    for x in &e {
+        assert_eq!(x.len(), 512);
+        // Band 1-120 Hz of surface EMG: under 1 % of the epoch's power below 1 Hz (DC and the
+        // first bin) and most of it (> 80 %) in 20-120 Hz. Naive DFT, 0.5 Hz bins.
+        let power = |k: usize| {
+            let (mut re, mut im) = (0.0f64, 0.0f64);
+            for (n, &v) in x.iter().enumerate() {
+                let ph = -2.0 * std::f64::consts::PI * (k * n) as f64 / 512.0;
+                re += v as f64 * ph.cos();
+                im += v as f64 * ph.sin();
+            }
+            re * re + im * im
+        };
+        let p: Vec<f64> = (0..=256).map(power).collect();
+        let total: f64 = p.iter().sum();
+        let low: f64 = p[..2].iter().sum();
+        let emg: f64 = p[40..=240].iter().sum();
+        assert!(low < 0.01 * total, "below 1 Hz: {}", low / total);
+        assert!(emg > 0.8 * total, "20-120 Hz: {}", emg / total);
+    }
+}
+
+#[test]
+fn general_model_on_a_held_out_real_recording_with_recorded_emg() {
+    // P3/P4 from a biosignalsplux device and biceps EMG, neither seen in training.
+    let real = plux_set();
+    let corpus = real.corpus(CorpusConfig::at_rate(256.0), &[]).unwrap();
+    let names = real.eeg_names(Split::Test);
+    let mut methods: Vec<Box<dyn Method>> = vec![
+        Box::new(BandPass::new(4.0, 40.0, Some(60.0), 256.0).unwrap()),
+        Box::new(SaeMethod::new(
+            "sae",
+            Model::load(Path::new("models/general-256hz.safetensors")).unwrap(),
+        )),
+    ];
+    let q = per_recording(
+        &corpus,
+        Split::Test,
+        &names,
+        &mut methods,
+        &[ArtifactKind::Eog, ArtifactKind::Emg],
+        usize::MAX,
+    )
+    .unwrap();
+    assert_eq!(q.len(), 2, "one recording and the pool");
+    let pooled = &q[1];
+    assert!(pooled.segments >= 20, "{} clean segments", pooled.segments);
+    for kind in [ArtifactKind::Eog, ArtifactKind::Emg] {
+        let (t, c) = average(&pooled.rows, "sae", kind);
+        let (bt, bc) = average(&pooled.rows, "band-pass 4-40 Hz + notch", kind);
+        eprintln!("plux {kind:?}: sae {t:.4} / {c:.4}, band-pass {bt:.4} / {bc:.4}");
+    }
+    // Measured (docs/experiments/real-heldout-recordings.md): EOG 0.534 / 0.803
+    // (band-pass 0.549 / 0.808: a tie), EMG 0.562 / 0.742 (band-pass 0.859 / 0.664).
+    // Margin 7 % on the model; on EMG it must keep most of its lead over the band-pass.
+    let (t, c) = average(&pooled.rows, "sae", ArtifactKind::Eog);
+    assert!(t <= 0.534 * 1.07 && c >= 0.803 * 0.93, "EOG {t} / {c}");
+    let (t, c) = average(&pooled.rows, "sae", ArtifactKind::Emg);
+    let (bt, bc) = average(&pooled.rows, "band-pass 4-40 Hz + notch", ArtifactKind::Emg);
+    assert!(t <= 0.562 * 1.07 && c >= 0.742 * 0.93, "EMG {t} / {c}");
+    assert!(
+        t < bt - 0.2 && c > bc + 0.04,
+        "EMG {t}/{c} vs band-pass {bt}/{bc}"
+    );
+}
+
+#[cfg(feature = "train")]
+mod cnn {
+    use mfr_eeg::eval::cnn::{CnnConfig, UNet, train_cnn, val_loss};
+    use mfr_eeg::rng::Rng;
+    use mfr_eeg::train::Dataset;
+
+    #[test]
+    fn unet_shapes_and_parameter_count() {
+        let dev = burn::tensor::Device::flex();
+        let net = UNet::init(8, 7, 0, &dev);
+        // 8*1*7+8 + 16*8*7+16 + 16*16*7+16 + 8*32*7+8 + 8*16*7+8 + 8+1
+        assert_eq!(net.n_params(), 5497);
+        let x = burn::tensor::Tensor::<2>::zeros([3, 256], &dev);
+        assert_eq!(net.forward(x).dims(), [3, 256]);
+    }
+
+    #[test]
+    fn unet_training_lowers_the_loss_on_a_learnable_map() {
+        // Target = half the input: a conv net learns this in a few dozen steps.
+        let mut rng = Rng::new(3);
+        let (d, n) = (64, 256);
+        let inputs: Vec<f32> = (0..n * d).map(|_| rng.normal() as f32).collect();
+        let targets: Vec<f32> = inputs.iter().map(|v| 0.5 * v).collect();
+        let data = Dataset {
+            inputs,
+            targets,
+            dim: d,
+        };
+        let dev = burn::tensor::Device::flex();
+        let cfg = CnnConfig {
+            steps: 60,
+            batch: 32,
+            lr: 1e-2,
+            ..CnnConfig::default_peer()
+        };
+        let before = val_loss(&UNet::init(8, 7, 0, &dev), &data, 1e-3, &dev);
+        let (_, run) = train_cnn(&cfg, &data, &data, &dev, |_, _| {}).unwrap();
+        assert!(run.val_loss < 0.5 * before, "{before} -> {}", run.val_loss);
+    }
+}
