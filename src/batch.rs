@@ -26,8 +26,8 @@
 //! f32 (exact up to 2^24, rounding beyond).
 
 use crate::core::{
-    Activation, CoreError, FaultCounts, Normalisation, SAMPLE_LIMIT, Sae, SaeConfig, Skip, Weights,
-    ola_window_into, reflect_index, zscore_stats,
+    Activation, CoreError, FaultCounts, Normalisation, Sae, SaeConfig, Skip, Weights,
+    ola_window_into, reflect_index, sane, sanitise, zscore_stats,
 };
 
 /// Windows encoded per matrix product unless [`BatchScratch::with_batch`] says otherwise.
@@ -481,21 +481,6 @@ impl BatchModel {
                 *o += w * yv;
             }
         }
-    }
-}
-
-#[inline(always)]
-fn sane(v: f32) -> bool {
-    (-SAMPLE_LIMIT..=SAMPLE_LIMIT).contains(&v)
-}
-
-#[inline(always)]
-fn sanitise(v: f32, faults: &mut FaultCounts) -> f32 {
-    if sane(v) {
-        v
-    } else {
-        faults.input_samples = faults.input_samples.saturating_add(1);
-        0.0
     }
 }
 

@@ -164,6 +164,10 @@ pub struct TrainArgs {
     /// Tied weights (decoder = row-normalised encoder transpose).
     #[arg(long)]
     pub tied: bool,
+    /// Residual SAEs: each learns the correction targets - inputs (needs --targets to mean
+    /// anything), and the exported model adds its input back through an identity path.
+    #[arg(long)]
+    pub residual: bool,
     /// Optimiser steps.
     #[arg(long, default_value_t = cfg().steps)]
     pub steps: usize,
@@ -255,6 +259,7 @@ impl TrainArgs {
             n_saes: self.n_saes,
             activation: self.activation.into(),
             tied: self.tied,
+            residual: self.residual,
             steps: self.steps,
             batch_size: self.batch_size,
             lr: self.lr,

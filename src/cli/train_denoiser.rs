@@ -107,6 +107,10 @@ pub struct TrainDenoiserArgs {
     /// Energy floor of the relative loss (larger: closer to plain MSE).
     #[arg(long, default_value_t = opts().relative_eps)]
     pub relative_eps: f64,
+    /// Train residual SAEs: each predicts the correction to its input, which an always-open
+    /// linear path (the identity, or an FIR fitted on every window) carries to the output.
+    #[arg(long)]
+    pub residual: bool,
     /// Per-window normalisation (recorded in the model).
     #[arg(long, value_enum, default_value_t = opts().normalisation.into())]
     pub normalisation: NormArg,
@@ -151,6 +155,7 @@ impl From<TrainDenoiserArgs> for TrainDenoiserOptions {
             real: a.real,
             data_seed: a.data_seed,
             relative_loss: a.relative_loss,
+            residual: a.residual,
             relative_eps: a.relative_eps,
             normalisation: a.normalisation.into(),
             backend: a.backend.into(),

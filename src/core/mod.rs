@@ -23,4 +23,5 @@ pub use stream::{
     FaultCounts, SAMPLE_LIMIT, StreamView, Streamer, denoise_offline_into, offline_pad,
     offline_work_len, ola_window_into, reflect_index,
 };
+pub(crate) use stream::{sane, sanitise};
 pub use topk::topk_into;

@@ -30,13 +30,14 @@ pub struct FaultCounts {
 }
 
 #[inline(always)]
-fn sane(v: f32) -> bool {
+pub(crate) fn sane(v: f32) -> bool {
     // NaN fails both comparisons.
     (-SAMPLE_LIMIT..=SAMPLE_LIMIT).contains(&v)
 }
 
+/// `v` if it is [`sane`], else 0 (counted in `faults`).
 #[inline(always)]
-fn sanitise(v: f32, faults: &mut FaultCounts) -> f32 {
+pub(crate) fn sanitise(v: f32, faults: &mut FaultCounts) -> f32 {
     if sane(v) {
         v
     } else {

@@ -147,19 +147,36 @@ pub fn quality_with<'a>(
     models: Vec<(String, Model)>,
     extra: Vec<Box<dyn Method + 'a>>,
 ) -> Result<super::harness::Evaluation, EvalError> {
-    let fs = corpus.config.fs;
+    let val = val_level_windows(corpus, plan.max_val_segments)?;
+    let mut methods = methods_with(corpus, &val, models, extra)?;
+    evaluate(&mut methods, &test_windows(corpus, plan)?, corpus.config.fs)
+}
+
+/// The validation windows of every EOG and EMG level (at most `max_segments` segments each),
+/// on which the band-pass corners are tuned.
+pub(crate) fn val_level_windows(
+    corpus: &Corpus,
+    max_segments: usize,
+) -> Result<Vec<Window>, EvalError> {
     let mut val = Vec::new();
     for kind in [ArtifactKind::Eog, ArtifactKind::Emg] {
-        val.extend(corpus.level_windows(
-            Split::Val,
-            kind,
-            corpus.config.seg_len,
-            plan.max_val_segments,
-        )?);
+        val.extend(corpus.level_windows(Split::Val, kind, corpus.config.seg_len, max_segments)?);
     }
+    Ok(val)
+}
+
+/// The methods every quality table compares: the unprocessed input, the band-pass tuned on
+/// `val`, both wavelet baselines, then `models`, then `extra`.
+pub(crate) fn methods_with<'a>(
+    corpus: &Corpus,
+    val: &[Window],
+    models: Vec<(String, Model)>,
+    extra: Vec<Box<dyn Method + 'a>>,
+) -> Result<Vec<Box<dyn Method + 'a>>, EvalError> {
+    let fs = corpus.config.fs;
     let mut methods: Vec<Box<dyn Method + 'a>> = vec![
         Box::new(Unprocessed),
-        Box::new(tune_bandpass(&val, Some(corpus.config.line_hz), fs)?),
+        Box::new(tune_bandpass(val, Some(corpus.config.line_hz), fs)?),
         Box::new(WaveletDenoiser::default()),
         Box::new(super::baselines::wavelet::SlowArtifactWavelet::new(
             fs, 2.0, 16.0,
@@ -169,7 +186,7 @@ pub fn quality_with<'a>(
         methods.push(Box::new(SaeMethod::new(name, m)));
     }
     methods.extend(extra);
-    evaluate(&mut methods, &test_windows(corpus, plan)?, fs)
+    Ok(methods)
 }
 
 fn corpus_at(
@@ -271,14 +288,7 @@ pub fn run_report(args: &BenchOptions) -> Result<Report, EvalError> {
         .as_deref()
         .map(super::real::RealSet::load)
         .transpose()?;
-    let peer = peer_cnn(
-        &args,
-        &plan,
-        &recs,
-        edn.as_ref(),
-        real.as_ref(),
-        &mut report,
-    )?;
+    let peer = peer_cnn(args, &plan, &recs, edn.as_ref(), real.as_ref(), &mut report)?;
     for (fs, models) in by_rate {
         let corpus = corpus_at(fs, &plan, &recs, edn.as_ref())?;
         speed_frontier(&mut report, &corpus, &plan, &models)?;
@@ -423,15 +433,7 @@ fn speed_frontier(
     if models.is_empty() {
         return Ok(());
     }
-    let mut val = Vec::new();
-    for kind in [ArtifactKind::Eog, ArtifactKind::Emg] {
-        val.extend(corpus.level_windows(
-            Split::Val,
-            kind,
-            corpus.config.seg_len,
-            plan.max_val_segments,
-        )?);
-    }
+    let val = val_level_windows(corpus, plan.max_val_segments)?;
     let (name, m) = &models[0];
     let seconds = if plan.quick { 60.0 } else { 300.0 };
     report

@@ -196,7 +196,7 @@ pub fn train_cnn(
     device: &Device,
     mut progress: impl FnMut(usize, f64),
 ) -> Result<(UNet, CnnRun), EvalError> {
-    if train.dim % 4 != 0 || train.inputs.is_empty() || cfg.kernel % 2 == 0 {
+    if !train.dim.is_multiple_of(4) || train.inputs.is_empty() || cfg.kernel.is_multiple_of(2) {
         return Err(EvalError::Invalid(format!(
             "CNN: window {} must be a non-zero multiple of 4 with data, kernel {} odd",
             train.dim, cfg.kernel

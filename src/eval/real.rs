@@ -363,28 +363,10 @@ pub fn bench_section<'a>(
     extra: Vec<Box<dyn Method + 'a>>,
     max_segments: usize,
 ) -> Result<Vec<RecordingQuality>, EvalError> {
-    use super::baselines::tune_bandpass;
-    use super::baselines::wavelet::WaveletDenoiser;
-    use super::harness::{SaeMethod, Unprocessed};
     let corpus = real.corpus(config, base)?;
-    let fs = corpus.config.fs;
     let kinds = [ArtifactKind::Eog, ArtifactKind::Emg];
-    let mut val = Vec::new();
-    for kind in kinds {
-        val.extend(corpus.level_windows(Split::Val, kind, corpus.config.seg_len, max_segments)?);
-    }
-    let mut methods: Vec<Box<dyn Method + 'a>> = vec![
-        Box::new(Unprocessed),
-        Box::new(tune_bandpass(&val, Some(corpus.config.line_hz), fs)?),
-        Box::new(WaveletDenoiser::default()),
-        Box::new(super::baselines::wavelet::SlowArtifactWavelet::new(
-            fs, 2.0, 16.0,
-        )),
-    ];
-    for (name, m) in models {
-        methods.push(Box::new(SaeMethod::new(name, m)));
-    }
-    methods.extend(extra);
+    let val = super::bench::val_level_windows(&corpus, max_segments)?;
+    let mut methods = super::bench::methods_with(&corpus, &val, models, extra)?;
     per_recording(
         &corpus,
         Split::Test,

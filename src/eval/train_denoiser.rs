@@ -90,6 +90,9 @@ pub struct TrainDenoiserOptions {
     pub relative_loss: bool,
     /// Energy floor of the relative loss (larger: closer to plain MSE).
     pub relative_eps: f64,
+    /// Train residual SAEs: each predicts the correction to its input, which an always-open
+    /// linear path (the identity, or an FIR fitted on every window) carries to the output.
+    pub residual: bool,
     /// Per-window normalisation (recorded in the model).
     pub normalisation: Normalisation,
     /// Training backend.
@@ -130,6 +133,7 @@ impl Default for TrainDenoiserOptions {
             eegdenoisenet: None,
             data_seed: 2026,
             relative_loss: false,
+            residual: false,
             relative_eps: train.relative_eps,
             normalisation: Normalisation::WindowZscore,
             backend: BackendKind::Flex,
@@ -361,14 +365,7 @@ pub fn train_one(
         .map_err(|e| EvalError::Train(e.to_string()))?;
     let secs = t0.elapsed().as_secs_f64();
     let best = out.best;
-    let s = &out.saes[best];
-    let tensors = ModelTensors {
-        w_enc: s.w_enc.clone(),
-        w_dec: s.w_dec.clone(),
-        b_enc: s.b_enc.clone(),
-        b_dec: s.b_dec.clone(),
-        skip: None,
-    };
+    let tensors = crate::train::export::model_tensors(&out.saes[best], cfg.residual);
     let mut best_hop: Option<(f64, usize)> = None;
     for &hop in hops {
         let meta = meta_for(cfg, data.normalisation, hop, fs, provenance.to_string());
@@ -386,12 +383,25 @@ pub fn train_one(
     let mut tensors = tensors;
     let mut val_windows = best_hop.map_or(f64::NAN, |b| b.0);
     if let Some((taps, gates)) = &run.skip {
+        // A residual model's path must stay open in every window (it carries the input), so
+        // its only candidate is a fitted FIR on all windows in place of the identity.
+        let bare = ModelTensors {
+            skip: None,
+            ..tensors.clone()
+        };
+        let bare =
+            Model::from_tensors(&meta, &bare).map_err(|e| EvalError::Model(e.to_string()))?;
+        let gates = if cfg.residual {
+            vec![crate::train::export::ALWAYS_OPEN]
+        } else {
+            gates.clone()
+        };
         let fits = crate::train::skip::fit_skips(
-            &model.view().sae(),
+            &bare.view().sae(),
             &data.train.inputs,
             &data.train.targets,
             *taps,
-            gates,
+            &gates,
             run.relative_eps,
         );
         for fit in fits {
@@ -476,6 +486,7 @@ pub fn config_of(a: &TrainDenoiserOptions, d_in: usize, alpha: f64, seed: u64) -
         .with_seed(seed)
         .with_relative_loss(a.relative_loss)
         .with_relative_eps(a.relative_eps)
+        .with_residual(a.residual)
         .with_log_every(a.steps.max(1))
 }
 
@@ -751,7 +762,7 @@ fn write_shipped(a: &TrainDenoiserOptions, ship: &Run) -> Result<Vec<u8>, EvalEr
 /// The single-run command that regenerates the shipped file bit for bit.
 fn regen_command(a: &TrainDenoiserOptions, plan: &Plan, ship: &SeedResult) -> String {
     format!(
-        "cargo run --release -- train-denoiser --out {} --sample-rate {} --d-in {} --d-sae {} --k {} --n-saes {} --hops {} --mfr-alpha {} --seeds {} --steps {} --batch-size {} --lr {} --per-segment {}{}{} --model-segments {} --data-seed {} --backend {}{} --normalisation {}{}{}{}",
+        "cargo run --release -- train-denoiser --out {} --sample-rate {} --d-in {} --d-sae {} --k {} --n-saes {} --hops {} --mfr-alpha {} --seeds {} --steps {} --batch-size {} --lr {} --per-segment {}{}{} --model-segments {} --data-seed {} --backend {}{} --normalisation {}{}{}{}{}",
         a.out.display(),
         plan.fs,
         plan.d_in,
@@ -797,6 +808,7 @@ fn regen_command(a: &TrainDenoiserOptions, plan: &Plan, ship: &SeedResult) -> St
         } else {
             String::new()
         },
+        if a.residual { " --residual" } else { "" },
         a.edf
             .iter()
             .map(|p| format!(" --edf {}", p.display()))
@@ -1004,7 +1016,23 @@ impl Card<'_> {
             a.lr,
             a.backend.name()
         );
-        if !a.skip_gates.is_empty() {
+        if a.residual {
+            let _ = writeln!(
+                s,
+                "- Residual: each SAE predicts the correction to its (normalised) input, trained on target - input with the loss still relative to the target's energy; a linear path open in every window carries the input to the output: the identity, or a {}-tap FIR fitted by {}least squares over all training windows, whichever the validation windows prefer. This run: {}.",
+                a.skip_taps,
+                if a.relative_loss {
+                    "relative-loss-weighted "
+                } else {
+                    ""
+                },
+                if self.shipped.skip().is_some_and(|p| p.taps.len() > 1) {
+                    "the fitted FIR"
+                } else {
+                    "the identity"
+                }
+            );
+        } else if !a.skip_gates.is_empty() {
             let _ = writeln!(
                 s,
                 "- Linear path: beside each trained SAE, a {}-tap FIR on the normalised window, added to the SAE's output in windows whose high-frequency ratio sum(dx^2)/sum(x^2) is at most a gate; taps fitted by {}least squares on the SAE's residuals over the training windows, for gates {}; the gate (or no path) is chosen on the validation windows. This run: {}.",

@@ -111,6 +111,12 @@ pub struct TrainConfig {
     /// squared target is far below it are weighted as if it were this.
     #[config(default = 1e-3)]
     pub relative_eps: f64,
+    /// The SAE predicts the correction `target - input`, added to the input at inference (the
+    /// model is exported with an identity linear path), so EEG unlike anything in training
+    /// passes through instead of being rebuilt from the dictionary. The relative loss is still
+    /// over the target's energy, so the objective's value is unchanged.
+    #[config(default = false)]
+    pub residual: bool,
 }
 
 impl Default for TrainConfig {

@@ -7,7 +7,7 @@ use super::config::{ActivationKind, TrainConfig};
 use super::sae::SaeTensors;
 use super::trainer::TrainOutcome;
 use crate::core::{Activation, Normalisation};
-use crate::model::{ModelMeta, ModelTensors, write_model};
+use crate::model::{ModelMeta, ModelTensors, SkipPath, write_model};
 use std::path::{Path, PathBuf};
 
 /// What the model file says about the data it expects, beyond the SAE sizes.
@@ -42,14 +42,22 @@ pub fn core_activation(a: ActivationKind) -> Activation {
     }
 }
 
-/// The model file's tensors for one SAE.
-pub fn model_tensors(s: &SaeTensors) -> ModelTensors {
+/// Gate of a linear path that opens in every window (`Skip::opens` compares the window's
+/// high-frequency ratio with it).
+pub const ALWAYS_OPEN: f32 = f32::MAX;
+
+/// The model file's tensors for one SAE; a residual SAE's output is a correction, so it gets
+/// the identity as an always-open linear path, which adds the input back.
+pub fn model_tensors(s: &SaeTensors, residual: bool) -> ModelTensors {
     ModelTensors {
         w_enc: s.w_enc.clone(),
         w_dec: s.w_dec.clone(),
         b_enc: s.b_enc.clone(),
         b_dec: s.b_dec.clone(),
-        skip: None,
+        skip: residual.then(|| SkipPath {
+            taps: vec![1.0],
+            gate: ALWAYS_OPEN,
+        }),
     }
 }
 
@@ -87,11 +95,14 @@ pub fn export_sae(
     sae: &SaeTensors,
     info: &ExportInfo,
 ) -> Result<(), TrainError> {
-    write_model(path, &model_meta(cfg, info), &model_tensors(sae)).map_err(|e| {
-        TrainError::Export {
-            path: path.into(),
-            problem: e.to_string(),
-        }
+    write_model(
+        path,
+        &model_meta(cfg, info),
+        &model_tensors(sae, cfg.residual),
+    )
+    .map_err(|e| TrainError::Export {
+        path: path.into(),
+        problem: e.to_string(),
     })?;
     atomic_write(
         &config_path(path),

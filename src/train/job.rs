@@ -244,7 +244,7 @@ mod tests {
             "done",
         ];
         assert_eq!(events, want);
-        assert_eq!(report.written, [job.out.clone()]);
+        assert_eq!(report.written, std::slice::from_ref(&job.out));
         let m = crate::model::Model::load(&job.out).unwrap();
         assert_eq!((m.meta().d_in, m.meta().hop), (d, d / 2));
         assert!(with_suffix(&job.out, ".metrics.jsonl").exists());

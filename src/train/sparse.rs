@@ -115,6 +115,9 @@ pub struct StepIn<'a> {
     pub signed: bool,
     /// `Some(eps)`: the relative loss with this epsilon; `None`: plain MSE.
     pub relative_eps: Option<f64>,
+    /// Per-window mean square `[B]` the relative loss divides by, when it is not the target's
+    /// own (a residual SAE's target is a correction; its loss is relative to the clean window).
+    pub energy: Option<&'a [f32]>,
     /// AuxK, when some latent is dead and its weight is positive.
     pub auxk: Option<AuxkIn<'a>>,
 }
@@ -250,7 +253,11 @@ pub fn step(inp: &StepIn<'_>) -> StepOut {
                 let tw = &inp.t[w * di..(w + 1) * di];
                 let weight = match inp.relative_eps {
                     Some(eps) => {
-                        1.0 / (tw.iter().map(|v| v * v).sum::<f32>() / di as f32 + eps as f32)
+                        let e = match inp.energy {
+                            Some(en) => en[w],
+                            None => tw.iter().map(|v| v * v).sum::<f32>() / di as f32,
+                        };
+                        1.0 / (e + eps as f32)
                     }
                     None => 1.0,
                 };

@@ -8,7 +8,7 @@ use super::checkpoint::{self, Checkpoint};
 use super::config::{ActivationKind, MmcsKind, TrainConfig};
 use super::data::{BatchSource, Dataset, Sampler};
 use super::loss::mfr::{self, Matching};
-use super::loss::{fvu_per_sae, mse_per_sae, relative_mse_per_sae};
+use super::loss::{fvu_per_sae, mse_per_sae, relative_mse_per_sae, relative_mse_per_sae_over};
 use super::optim::{Adam, AdamParams, clip_per_sae, remove_parallel};
 pub use super::sae::SaeTensors;
 use super::sae::{Forward, SaeStack, column_means, normalize_rows};
@@ -394,14 +394,48 @@ impl Trainer {
 
     /// Loss and gradients of the current parameters on one batch (row-major `[B, d_in]`).
     pub fn compute(&mut self, inputs: &[f32], targets: &[f32]) -> Computed {
+        self.compute_over(inputs, targets, None)
+    }
+
+    /// [`Trainer::compute`] with the relative loss over the given per-window mean squares
+    /// (`[B]`) instead of the targets' own (see [`Trainer::to_residual`]).
+    pub fn compute_over(
+        &mut self,
+        inputs: &[f32],
+        targets: &[f32],
+        energy: Option<&[f32]>,
+    ) -> Computed {
         match self.path {
-            GradPath::Autodiff => self.compute_autodiff(inputs, targets),
-            GradPath::Sparse => self.compute_sparse(inputs, targets),
+            GradPath::Autodiff => self.compute_autodiff(inputs, targets, energy),
+            GradPath::Sparse => self.compute_sparse(inputs, targets, energy),
         }
     }
 
+    /// For a residual SAE (`residual` in the configuration), turns `targets` into the
+    /// corrections `targets - inputs` and returns each window's mean squared target (what the
+    /// relative loss divides by); `None` and no change otherwise.
+    pub fn to_residual(&self, inputs: &[f32], targets: &mut [f32]) -> Option<Vec<f32>> {
+        if !self.cfg.residual {
+            return None;
+        }
+        let d = self.cfg.d_in;
+        let energy = targets
+            .chunks_exact(d)
+            .map(|t| t.iter().map(|v| v * v).sum::<f32>() / d as f32)
+            .collect();
+        for (t, x) in targets.iter_mut().zip(inputs) {
+            *t -= x;
+        }
+        Some(energy)
+    }
+
     /// [`GradPath::Sparse`]: the whole step on the host, see [`crate::train::sparse`].
-    fn compute_sparse(&mut self, inputs: &[f32], targets: &[f32]) -> Computed {
+    fn compute_sparse(
+        &mut self,
+        inputs: &[f32],
+        targets: &[f32],
+        energy: Option<&[f32]>,
+    ) -> Computed {
         let cfg = self.cfg.clone();
         let (n, di, ds) = (cfg.n_saes, cfg.d_in, cfg.d_sae);
         let b = inputs.len() / di;
@@ -438,6 +472,7 @@ impl Trainer {
             b_dec,
             signed,
             relative_eps: cfg.relative_loss.then_some(cfg.relative_eps),
+            energy,
             auxk: auxk_on.then_some(sparse::AuxkIn {
                 dead: &dead,
                 k_aux: cfg.k_aux,
@@ -529,7 +564,12 @@ impl Trainer {
     }
 
     /// [`GradPath::Autodiff`]: the whole objective through burn's autodiff.
-    fn compute_autodiff(&mut self, inputs: &[f32], targets: &[f32]) -> Computed {
+    fn compute_autodiff(
+        &mut self,
+        inputs: &[f32],
+        targets: &[f32],
+        energy: Option<&[f32]>,
+    ) -> Computed {
         let cfg = &self.cfg;
         let signed = cfg.activation == ActivationKind::TopkSigned;
         let x = self.batch_tensor(inputs);
@@ -537,7 +577,16 @@ impl Trainer {
         let tracked = self.stack.tracked();
         let fwd = tracked.forward(x, cfg.k, cfg.activation, self.host_select);
         let mse = if cfg.relative_loss {
-            relative_mse_per_sae(fwd.x_hat.clone(), t.clone(), cfg.relative_eps)
+            match energy {
+                Some(e) => {
+                    let e = Tensor::<2>::from_data(
+                        TensorData::new(e.to_vec(), [e.len(), 1]),
+                        &self.device,
+                    );
+                    relative_mse_per_sae_over(fwd.x_hat.clone(), t.clone(), e, cfg.relative_eps)
+                }
+                None => relative_mse_per_sae(fwd.x_hat.clone(), t.clone(), cfg.relative_eps),
+            }
         } else {
             mse_per_sae(fwd.x_hat.clone(), t.clone())
         };
@@ -790,7 +839,7 @@ impl Trainer {
     }
 
     /// Per-SAE validation loss (MSE, or the relative MSE when `relative_loss` is set) and FVU
-    /// over `val` (at most `max` windows; 0 = all).
+    /// (of the correction, for a residual SAE) over `val` (at most `max` windows; 0 = all).
     pub fn validate(
         &self,
         val: &mut dyn BatchSource,
@@ -811,6 +860,7 @@ impl Trainer {
         for start in (0..n_rows).step_by(bs) {
             let idx: Vec<usize> = (start..(start + bs).min(n_rows)).collect();
             val.read_rows(&idx, &mut xi, &mut ti)?;
+            let energy = self.to_residual(&xi, &mut ti);
             let fwd = self.stack.forward(
                 self.batch_tensor(&xi),
                 self.cfg.k,
@@ -837,8 +887,14 @@ impl Trainer {
             }
             if self.cfg.relative_loss {
                 for (i, e) in err.iter().enumerate() {
-                    let row = &ti[(i % b) * d..(i % b + 1) * d];
-                    let energy = row.iter().map(|&v| v as f64 * v as f64).sum::<f64>() / d as f64;
+                    let w = i % b;
+                    let energy = match &energy {
+                        Some(en) => en[w] as f64,
+                        None => {
+                            let row = &ti[w * d..(w + 1) * d];
+                            row.iter().map(|&v| v as f64 * v as f64).sum::<f64>() / d as f64
+                        }
+                    };
                     rel[i / b] += *e as f64 / d as f64 / (energy + self.cfg.relative_eps);
                 }
             }
@@ -1013,7 +1069,9 @@ pub fn train_with(
         }
         let idx = sampler.next_batch(cfg.batch_size);
         train_src.read_rows(&idx, &mut xi, &mut ti)?;
-        let c = trainer.compute(&xi, &ti);
+        // A residual SAE learns (and its logged FVU is of) the correction target - input.
+        let energy = trainer.to_residual(&xi, &mut ti);
+        let c = trainer.compute_over(&xi, &ti, energy.as_deref());
         let log = trainer.step % cfg.log_every == 0 || trainer.step + 1 == cfg.steps;
         if log {
             let m = trainer.metrics(&c, &ti);

@@ -66,8 +66,9 @@ fn trace(backend: BackendKind, path: GradPath, cfg: &TrainConfig, steps: usize) 
     let mut out = Vec::new();
     for s in 0..steps {
         let x = random_rows(cfg.batch_size, d, 100 + s as u64);
-        let t: Vec<f32> = x.iter().map(|v| 0.8 * v).collect();
-        let c = tr.compute(&x, &t);
+        let mut t: Vec<f32> = x.iter().map(|v| 0.8 * v).collect();
+        let energy = tr.to_residual(&x, &mut t);
+        let c = tr.compute_over(&x, &t, energy.as_deref());
         let v1 =
             |t: burn::tensor::Tensor<1>| t.without_autodiff().try_into_vec_as::<f32>().unwrap();
         let v3 =
@@ -212,6 +213,86 @@ fn parity_sparse_host_step_tied_relative() {
         .with_tied(true)
         .with_relative_loss(true);
     sparse_parity(&cfg, BackendKind::Flex);
+}
+
+#[test]
+fn parity_sparse_host_step_residual_relative() {
+    let cfg = small_cfg(MmcsKind::Max, ActivationKind::TopkRelu)
+        .with_residual(true)
+        .with_relative_loss(true);
+    sparse_parity(&cfg, BackendKind::Flex);
+}
+
+/// A residual SAE learns the correction and its exported model adds the input back: on
+/// windows that need no correction (targets = inputs) it passes them through, which a plain
+/// SAE with k = 2 of 32 latents cannot do for 16-sample white noise.
+#[test]
+fn residual_sae_passes_clean_windows_through() {
+    use mfr_eeg::core::Normalisation;
+    use mfr_eeg::model::Model;
+    use mfr_eeg::train::export::{ExportInfo, model_meta, model_tensors};
+    let data = Dataset::reconstruction(random_rows(512, 16, 5), 16);
+    let val = Dataset::reconstruction(random_rows(64, 16, 6), 16);
+    let cfg = TrainConfig::new(16, 32, 2)
+        .with_n_saes(1)
+        .with_batch_size(32)
+        .with_steps(200)
+        .with_lr(1e-2)
+        .with_relative_loss(true)
+        .with_seed(1);
+    let run = |residual: bool| {
+        let cfg = cfg.clone().with_residual(residual);
+        let out = train_with(
+            &cfg,
+            &mut &data,
+            &mut &val,
+            BackendKind::Flex,
+            TrainOptions::default(),
+        )
+        .unwrap();
+        (cfg, out)
+    };
+    let (_, plain) = run(false);
+    let (cfg, res) = run(true);
+    assert!(
+        plain.val_loss[0] > 0.4,
+        "plain SAE relative loss {}",
+        plain.val_loss[0]
+    );
+    assert!(
+        res.val_loss[0] < 0.05,
+        "residual SAE relative loss {} (plain {})",
+        res.val_loss[0],
+        plain.val_loss[0]
+    );
+    // The exported model: output = input + the SAE's correction, in every window.
+    let info = ExportInfo {
+        hop: 8,
+        sample_rate_hz: 16.0,
+        channel_type: "EEG".into(),
+        normalisation: Normalisation::None,
+        provenance: "test".into(),
+    };
+    let with_path =
+        Model::from_tensors(&model_meta(&cfg, &info), &model_tensors(&res.saes[0], true)).unwrap();
+    let bare = Model::from_tensors(
+        &model_meta(&cfg, &info),
+        &model_tensors(&res.saes[0], false),
+    )
+    .unwrap();
+    let (a, b) = (with_path.view().sae(), bare.view().sae());
+    let mut scratch = vec![0f32; a.scratch_len()];
+    let mut topk = vec![0usize; a.k()];
+    let (mut ya, mut yb) = (vec![0f32; 16], vec![0f32; 16]);
+    let mut worst = 0f32;
+    for x in val.inputs.chunks_exact(16) {
+        a.forward_into(x, &mut ya, &mut scratch, &mut topk).unwrap();
+        b.forward_into(x, &mut yb, &mut scratch, &mut topk).unwrap();
+        for ((&p, &q), &v) in ya.iter().zip(&yb).zip(x) {
+            worst = worst.max((p - (q + v)).abs());
+        }
+    }
+    assert!(worst < 1e-5, "output - (input + correction) up to {worst}");
 }
 
 #[test]

@@ -32,11 +32,21 @@ pub const RELATIVE_EPS: f64 = 1e-3;
 /// so low-SNR windows (small clean targets) hardly count; this weights every window alike,
 /// as the RRMSE_t benchmark metric does.
 pub fn relative_mse_per_sae(x_hat: Tensor<3>, target: Tensor<2>, eps: f64) -> Tensor<1> {
+    let energy = target.clone().square().mean_dim(1);
+    relative_mse_per_sae_over(x_hat, target, energy, eps)
+}
+
+/// [`relative_mse_per_sae`] with each window's mean square given (`[B, 1]`) instead of taken
+/// from the target: a residual SAE's target is a correction, its loss relative to the clean
+/// window.
+pub fn relative_mse_per_sae_over(
+    x_hat: Tensor<3>,
+    target: Tensor<2>,
+    energy: Tensor<2>,
+    eps: f64,
+) -> Tensor<1> {
     let [n, b, d] = x_hat.dims();
-    let w = target
-        .clone()
-        .square()
-        .mean_dim(1)
+    let w = energy
         .add_scalar(eps as f32)
         .recip()
         .unsqueeze_dim::<3>(0)
