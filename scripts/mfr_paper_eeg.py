@@ -116,23 +116,30 @@ def main():
     runs = {}
     for alpha in [float(v) for v in a.alphas.split(",")]:
         for seed in [int(v) for v in a.seeds.split(",")]:
-            mse, fvu = train(a.bin, data, n_train, n_val, fs, alpha, seed, a.steps, a.out)
-            runs.setdefault(alpha, []).append({"seed": seed, "mse": mse, "fvu": fvu})
-            print(f"alpha {alpha} seed {seed}: held-out MSE mean {np.mean(mse):.5f}", file=sys.stderr)
-    with open(os.path.join(a.out, "runs.json"), "w") as f:
-        json.dump({str(k): v for k, v in runs.items()}, f, indent=1)
-    # Per seed, the mean over its 5 SAEs (the paper compares average SAE loss); then mean and
-    # std over seeds, and the change against alpha 0.
-    base = np.mean([np.mean(r["mse"]) for r in runs.get(0.0, [])]) if 0.0 in runs else None
-    print("| alpha | held-out MSE (mean of 5 SAEs) | best SAE | FVU | change vs alpha 0 |")
-    print("|---|---|---|---|---|")
+            # One JSON per finished run, so an interrupted sweep resumes where it stopped.
+            done = os.path.join(a.out, f"a{alpha}_s{seed}_{a.steps}.json")
+            if os.path.exists(done):
+                with open(done) as f:
+                    r = json.load(f)
+            else:
+                mse, fvu = train(a.bin, data, n_train, n_val, fs, alpha, seed, a.steps, a.out)
+                r = {"alpha": alpha, "seed": seed, "steps": a.steps, "mse": mse, "fvu": fvu}
+                with open(done, "w") as f:
+                    json.dump(r, f)
+            runs.setdefault(alpha, []).append(r)
+            print(f"alpha {alpha} seed {seed}: held-out MSE mean {np.mean(r['mse']):.5f}",
+                  file=sys.stderr)
+    # Per seed, the mean over its 5 SAEs (the paper compares the SAEs' average loss); then
+    # mean and std over seeds, and the change against alpha 0.
+    base = np.mean([np.mean(r["mse"]) for r in runs[0.0]]) if 0.0 in runs else None
+    print("| alpha | held-out MSE (mean of 5 SAEs) | held-out FVU | change vs alpha 0 |")
+    print("|---|---|---|---|")
     for alpha, rs in runs.items():
         m = np.array([np.mean(r["mse"]) for r in rs])
-        b = np.array([np.min(r["mse"]) for r in rs])
         v = np.array([np.mean(r["fvu"]) for r in rs])
         ch = f"{100 * (m.mean() / base - 1):+.2f} %" if base else "-"
-        print(f"| {alpha:g} | {m.mean():.5f} +- {m.std():.5f} | {b.mean():.5f} +- {b.std():.5f} "
-              f"| {v.mean():.4f} +- {v.std():.4f} | {ch} |")
+        print(f"| {alpha:g} | {m.mean():.5f} +- {m.std():.5f} | {v.mean():.4f} +- {v.std():.4f} "
+              f"| {ch} |")
 
 
 if __name__ == "__main__":

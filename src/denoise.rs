@@ -763,80 +763,26 @@ pub fn denoise_file_cancellable(
     let records = reader.num_records();
     let sigs = header.signals();
 
-    let rate_sum: f64 = selected.iter().map(|&c| header.sample_rate(c)).sum();
-    let block_seconds = match opts.block_seconds {
-        Some(s) if s > 0.0 => s,
-        Some(s) => {
-            return Err(DenoiseError::Options(format!(
-                "block length {s} s must be positive"
-            )));
-        }
-        None => MAX_BLOCK_SECONDS.min(BLOCK_SAMPLE_BUDGET / rate_sum.max(1.0)),
-    };
-    let mut lanes = Vec::with_capacity(selected.len());
-    for &ch in &selected {
-        let fs = header.sample_rate(ch);
-        let dim = sigs[ch].physical_dimension.trim();
-        let to_uv = microvolt_factor(dim).unwrap_or_else(|| {
-            notes.push(format!(
-                "{}: physical dimension {dim:?} is not a voltage; samples passed to the model \
-                 unscaled",
-                sigs[ch].label.trim()
-            ));
-            1.0
-        });
-        let spr = sigs[ch].samples_per_record;
-        let n = usize::try_from(records * spr as u64).unwrap_or(usize::MAX);
-        let block = if block_seconds.is_finite() {
-            ((block_seconds * fs).round() as usize).clamp(1, n.max(1))
-        } else {
-            n.max(1)
-        };
-        lanes.push(Lane {
-            ch,
-            label: sigs[ch].label.trim().to_string(),
-            plan: plans.iter().position(|p| p.fs_hz == fs).unwrap_or(0),
-            to_uv,
-            spr,
-            n,
-            block,
-            raw: Vec::new(),
-            raw_start: 0,
-            next: 0,
-            out: VecDeque::new(),
-            out_start: 0,
-            faults: FaultCounts::default(),
-        });
-    }
+    let block_seconds = block_seconds(opts, &header, &selected)?;
+    let mut lanes = make_lanes(
+        &header,
+        &selected,
+        &plans,
+        records,
+        block_seconds,
+        &mut notes,
+    );
     // Eye artifacts across channels (crate::ocular), applied to each record as it is read,
     // before each channel's own denoising.
-    let mut spatial = None;
-    let mut spatial_line = None;
-    if opts.spatial {
-        let iso = crate::ocular::Isolator {
-            sae: denoiser.sae,
-            hop: denoiser.hop,
-            rate_hz: denoiser.rate_hz,
-        };
-        let found = crate::ocular::SpatialStage::prepare(
-            input,
-            &header,
-            &selected,
-            opts.eog.as_deref(),
-            iso,
-        )
-        .map_err(|error| DenoiseError::Ocular {
-            file: input.to_path_buf(),
-            error: Box::new(error),
-        })?;
-        match found {
-            crate::ocular::SpatialPlan::Run(stage, line) => {
-                spatial = Some(stage);
-                spatial_line = Some(line);
+    let (mut spatial, spatial_line) =
+        match prepare_spatial(input, &header, &selected, &denoiser, opts)? {
+            Some(crate::ocular::SpatialPlan::Run(stage, line)) => (Some(stage), Some(line)),
+            Some(crate::ocular::SpatialPlan::Skip(note)) => {
+                notes.push(note);
+                (None, None)
             }
-            crate::ocular::SpatialPlan::Skip(note) => notes.push(note),
-        }
-    }
+            None => (None, None),
+        };
     progress(Progress::Started {
         records,
         channels: selected.len(),
@@ -892,57 +838,6 @@ pub fn denoise_file_cancellable(
         Ok(true)
     };
 
-    let denoiser_ref = &denoiser;
-    let plans_ref = &plans;
-    // Computes every lane whose next block has all its samples, channels in parallel.
-    let run_ready = |lanes: &mut [Lane],
-                     scratches: &mut [(Scratch, Vec<f32>)]|
-     -> Result<usize, DenoiseError> {
-        let ready: Vec<&mut Lane> = lanes.iter_mut().filter(|l| l.ready(plans_ref)).collect();
-        let count = ready.len();
-        if count == 0 {
-            return Ok(0);
-        }
-        let queue = Mutex::new(ready);
-        let first_error: Mutex<Option<DenoiseError>> = Mutex::new(None);
-        let work = |(scratch, buf): &mut (Scratch, Vec<f32>)| loop {
-            if cancel.load(Ordering::Relaxed) {
-                first_error
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get_or_insert(DenoiseError::Interrupted {
-                        file: input.to_path_buf(),
-                    });
-                return;
-            }
-            let Some(lane) = queue.lock().unwrap_or_else(|p| p.into_inner()).pop() else {
-                return;
-            };
-            if let Err(e) = lane.step(denoiser_ref, plans_ref, scratch, buf) {
-                let e = channel_error(lane, e.to_string());
-                first_error
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get_or_insert(e);
-                return;
-            }
-        };
-        let used = threads.min(count);
-        if used == 1 {
-            work(&mut scratches[0]);
-        } else {
-            std::thread::scope(|s| {
-                for sc in scratches.iter_mut().take(used) {
-                    s.spawn(|| work(sc));
-                }
-            });
-        }
-        match first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
-            Some(e) => Err(e),
-            None => Ok(count),
-        }
-    };
-
     let lane_channels: Vec<usize> = lanes.iter().map(|l| l.ch).collect();
     let written = rewrite_checked(
         input,
@@ -956,7 +851,9 @@ pub fn denoise_file_cancellable(
                         file: input.to_path_buf(),
                     });
                 }
-                if run_ready(&mut lanes, &mut scratches)? == 0 && !read_more(&mut lanes)? {
+                if run_ready(&mut lanes, &mut scratches, &denoiser, &plans, input, cancel)? == 0
+                    && !read_more(&mut lanes)?
+                {
                     return Err(channel_error(
                         &lanes[k],
                         format!("record {r} is past the samples read (internal error)"),
@@ -977,26 +874,7 @@ pub fn denoise_file_cancellable(
             }
             Ok(())
         },
-        |summary| {
-            if opts.allow_clipping {
-                return Ok(());
-            }
-            for c in &summary.clipped {
-                if c.clipped as f64 > MAX_CLIP_FRACTION * c.samples as f64 {
-                    let sig = &sigs[c.channel.index];
-                    return Err(DenoiseError::Clipping {
-                        file: input.to_path_buf(),
-                        channel: c.channel.label.clone(),
-                        clipped: c.clipped,
-                        samples: c.samples,
-                        physical_min: sig.physical_min,
-                        physical_max: sig.physical_max,
-                        unit: sig.physical_dimension.trim().to_string(),
-                    });
-                }
-            }
-            Ok(())
-        },
+        |summary| check_clipping(input, sigs, summary, opts.allow_clipping),
     );
     let written = match written {
         Ok(w) => w,
@@ -1008,19 +886,7 @@ pub fn denoise_file_cancellable(
         export_wav(output, wav, &selected)?;
     }
 
-    let reports: Vec<ChannelReport> = lanes
-        .iter()
-        .zip(&written.clipped)
-        .map(|(l, c)| ChannelReport {
-            index: l.ch,
-            label: l.label.clone(),
-            sample_rate_hz: plans[l.plan].fs_hz,
-            samples: l.n as u64,
-            resampled_to_hz: plans[l.plan].resample.as_ref().map(|_| denoiser.rate_hz),
-            clipped: c.clipped,
-            faults: l.faults,
-        })
-        .collect();
+    let reports = channel_reports(&lanes, &plans, &written, denoiser.rate_hz);
     let samples = reports.iter().map(|r| r.samples).sum();
     Ok(DenoiseSummary {
         input: input.to_path_buf(),
@@ -1035,6 +901,204 @@ pub fn denoise_file_cancellable(
         notes,
         spatial: spatial_line,
     })
+}
+
+/// Computes every lane whose next block has all its samples, channels in parallel on up to
+/// `scratches.len()` threads; returns how many lanes moved.
+fn run_ready(
+    lanes: &mut [Lane],
+    scratches: &mut [(Scratch, Vec<f32>)],
+    denoiser: &Denoiser<'_>,
+    plans: &[RatePlan],
+    input: &Path,
+    cancel: &AtomicBool,
+) -> Result<usize, DenoiseError> {
+    let ready: Vec<&mut Lane> = lanes.iter_mut().filter(|l| l.ready(plans)).collect();
+    let count = ready.len();
+    if count == 0 {
+        return Ok(0);
+    }
+    let queue = Mutex::new(ready);
+    let first_error: Mutex<Option<DenoiseError>> = Mutex::new(None);
+    let work = |(scratch, buf): &mut (Scratch, Vec<f32>)| loop {
+        if cancel.load(Ordering::Relaxed) {
+            first_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_or_insert(DenoiseError::Interrupted {
+                    file: input.to_path_buf(),
+                });
+            return;
+        }
+        let Some(lane) = queue.lock().unwrap_or_else(|p| p.into_inner()).pop() else {
+            return;
+        };
+        if let Err(e) = lane.step(denoiser, plans, scratch, buf) {
+            let e = DenoiseError::Channel {
+                file: input.to_path_buf(),
+                channel: lane.label.clone(),
+                problem: e.to_string(),
+            };
+            first_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_or_insert(e);
+            return;
+        }
+    };
+    let used = scratches.len().min(count);
+    if used == 1 {
+        work(&mut scratches[0]);
+    } else {
+        std::thread::scope(|s| {
+            for sc in scratches.iter_mut().take(used) {
+                s.spawn(|| work(sc));
+            }
+        });
+    }
+    match first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        Some(e) => Err(e),
+        None => Ok(count),
+    }
+}
+
+/// Seconds of signal per block: the option, or the largest block within
+/// [`MAX_BLOCK_SECONDS`] and [`BLOCK_SAMPLE_BUDGET`] over the selected channels.
+fn block_seconds(
+    opts: &DenoiseOptions,
+    header: &Header,
+    selected: &[usize],
+) -> Result<f64, DenoiseError> {
+    let rate_sum: f64 = selected.iter().map(|&c| header.sample_rate(c)).sum();
+    match opts.block_seconds {
+        Some(s) if s > 0.0 => Ok(s),
+        Some(s) => Err(DenoiseError::Options(format!(
+            "block length {s} s must be positive"
+        ))),
+        None => Ok(MAX_BLOCK_SECONDS.min(BLOCK_SAMPLE_BUDGET / rate_sum.max(1.0))),
+    }
+}
+
+/// One empty [`Lane`] per selected channel; notes channels whose unit is not a voltage.
+fn make_lanes(
+    header: &Header,
+    selected: &[usize],
+    plans: &[RatePlan],
+    records: u64,
+    block_seconds: f64,
+    notes: &mut Vec<String>,
+) -> Vec<Lane> {
+    let sigs = header.signals();
+    let mut lanes = Vec::with_capacity(selected.len());
+    for &ch in selected {
+        let fs = header.sample_rate(ch);
+        let dim = sigs[ch].physical_dimension.trim();
+        let to_uv = microvolt_factor(dim).unwrap_or_else(|| {
+            notes.push(format!(
+                "{}: physical dimension {dim:?} is not a voltage; samples passed to the model \
+                 unscaled",
+                sigs[ch].label.trim()
+            ));
+            1.0
+        });
+        let spr = sigs[ch].samples_per_record;
+        let n = usize::try_from(records * spr as u64).unwrap_or(usize::MAX);
+        let block = if block_seconds.is_finite() {
+            ((block_seconds * fs).round() as usize).clamp(1, n.max(1))
+        } else {
+            n.max(1)
+        };
+        lanes.push(Lane {
+            ch,
+            label: sigs[ch].label.trim().to_string(),
+            plan: plans.iter().position(|p| p.fs_hz == fs).unwrap_or(0),
+            to_uv,
+            spr,
+            n,
+            block,
+            raw: Vec::new(),
+            raw_start: 0,
+            next: 0,
+            out: VecDeque::new(),
+            out_start: 0,
+            faults: FaultCounts::default(),
+        });
+    }
+    lanes
+}
+
+/// The multi-channel eye stage's plan when `--spatial` asks for it.
+fn prepare_spatial(
+    input: &Path,
+    header: &Header,
+    selected: &[usize],
+    denoiser: &Denoiser<'_>,
+    opts: &DenoiseOptions,
+) -> Result<Option<crate::ocular::SpatialPlan>, DenoiseError> {
+    if !opts.spatial {
+        return Ok(None);
+    }
+    let iso = crate::ocular::Isolator {
+        sae: denoiser.sae,
+        hop: denoiser.hop,
+        rate_hz: denoiser.rate_hz,
+    };
+    crate::ocular::SpatialStage::prepare(input, header, selected, opts.eog.as_deref(), iso)
+        .map(Some)
+        .map_err(|error| DenoiseError::Ocular {
+            file: input.to_path_buf(),
+            error: Box::new(error),
+        })
+}
+
+/// [`DenoiseError::Clipping`] for the first channel that clipped more than
+/// [`MAX_CLIP_FRACTION`] of its samples, unless clipping is allowed.
+fn check_clipping(
+    input: &Path,
+    sigs: &[crate::io::edf::SignalHeader],
+    summary: &crate::io::edf::RewriteSummary,
+    allow: bool,
+) -> Result<(), DenoiseError> {
+    if allow {
+        return Ok(());
+    }
+    for c in &summary.clipped {
+        if c.clipped as f64 > MAX_CLIP_FRACTION * c.samples as f64 {
+            let sig = &sigs[c.channel.index];
+            return Err(DenoiseError::Clipping {
+                file: input.to_path_buf(),
+                channel: c.channel.label.clone(),
+                clipped: c.clipped,
+                samples: c.samples,
+                physical_min: sig.physical_min,
+                physical_max: sig.physical_max,
+                unit: sig.physical_dimension.trim().to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// What the summary says about each denoised channel.
+fn channel_reports(
+    lanes: &[Lane],
+    plans: &[RatePlan],
+    written: &crate::io::edf::RewriteSummary,
+    model_rate_hz: f64,
+) -> Vec<ChannelReport> {
+    lanes
+        .iter()
+        .zip(&written.clipped)
+        .map(|(l, c)| ChannelReport {
+            index: l.ch,
+            label: l.label.clone(),
+            sample_rate_hz: plans[l.plan].fs_hz,
+            samples: l.n as u64,
+            resampled_to_hz: plans[l.plan].resample.as_ref().map(|_| model_rate_hz),
+            clipped: c.clipped,
+            faults: l.faults,
+        })
+        .collect()
 }
 
 /// Option checks that need no file.

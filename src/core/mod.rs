@@ -23,5 +23,6 @@ pub use stream::{
     FaultCounts, SAMPLE_LIMIT, StreamView, Streamer, denoise_offline_into, offline_pad,
     offline_work_len, ola_window_into, reflect_index,
 };
+#[cfg(feature = "std")]
 pub(crate) use stream::{sane, sanitise};
 pub use topk::topk_into;
