@@ -29,17 +29,7 @@ fn generate(path: &Path, hours: f64) {
         samples_per_record: RATE,
         reserved: String::new(),
     };
-    let spec = HeaderSpec {
-        format: Format::Edf,
-        patient: "X X X X".into(),
-        recording: "Startdate 01-JAN-2020 X X X".into(),
-        start_date: "01.01.20".into(),
-        start_time: "10.00.00".into(),
-        reserved: String::new(),
-        num_records: records,
-        record_duration: 1.0,
-        signals: (0..CHANNELS).map(sig).collect(),
-    };
+    let spec = HeaderSpec::generated(records, 1.0, (0..CHANNELS).map(sig).collect());
     let header = Header::from_spec(&spec).unwrap();
     let mut w = EdfWriter::create(path, &header).unwrap();
     let mut rng = Rng::new(1);

@@ -179,17 +179,11 @@ fn mixed_rate_file(
         samples_per_record: spr,
         reserved: String::new(),
     };
-    let spec = HeaderSpec {
-        format: Format::Edf,
-        patient: "X X X X".into(),
-        recording: "Startdate 01-JAN-2020 X X X".into(),
-        start_date: "01.01.20".into(),
-        start_time: "10.00.00".into(),
-        reserved: String::new(),
-        num_records: seconds as i64,
-        record_duration: record_s,
-        signals: vec![sig("EEG A", rate_a), sig("EEG B", rate_b)],
-    };
+    let spec = HeaderSpec::generated(
+        seconds as i64,
+        record_s,
+        vec![sig("EEG A", rate_a), sig("EEG B", rate_b)],
+    );
     let header = Header::from_spec(&spec).unwrap();
     let tone = |spr: usize| -> Vec<f32> {
         (0..spr * seconds)

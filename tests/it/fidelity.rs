@@ -233,21 +233,15 @@ fn generated_mixed(path: &Path, seconds: f64) -> Vec<Vec<f32>> {
         samples_per_record: spr,
         reserved: String::new(),
     };
-    let spec = HeaderSpec {
-        format: Format::Edf,
-        patient: "X X X X".into(),
-        recording: "Startdate 01-JAN-2020 X X X".into(),
-        start_date: "01.01.20".into(),
-        start_time: "10.00.00".into(),
-        reserved: String::new(),
-        num_records: records as i64,
-        record_duration: record_s,
-        signals: vec![
+    let spec = HeaderSpec::generated(
+        records as i64,
+        record_s,
+        vec![
             sig("Fz", (256.0 * record_s) as usize),
             sig("Cz", (1000.0 * record_s) as usize),
             sig("Pz", (200.0 * record_s) as usize),
         ],
-    };
+    );
     let mut rng = Rng::new(7);
     let data: Vec<Vec<f32>> = rates
         .iter()
@@ -364,16 +358,10 @@ fn the_band_above_the_model_is_kept_or_dropped_as_asked() {
     let input = dir.path().join("fast.edf");
     let fs = 1000.0;
     let seconds = 8usize;
-    let spec = HeaderSpec {
-        format: Format::Edf,
-        patient: "X X X X".into(),
-        recording: "Startdate 01-JAN-2020 X X X".into(),
-        start_date: "01.01.20".into(),
-        start_time: "10.00.00".into(),
-        reserved: String::new(),
-        num_records: seconds as i64,
-        record_duration: 1.0,
-        signals: vec![SignalHeader {
+    let spec = HeaderSpec::generated(
+        seconds as i64,
+        1.0,
+        vec![SignalHeader {
             label: "C3".into(),
             transducer: String::new(),
             physical_dimension: "uV".into(),
@@ -385,7 +373,7 @@ fn the_band_above_the_model_is_kept_or_dropped_as_asked() {
             samples_per_record: 1000,
             reserved: String::new(),
         }],
-    };
+    );
     // 10 Hz (inside the model's band) and 200 Hz high gamma (above its 128 Hz Nyquist).
     let x: Vec<f32> = (0..1000 * seconds)
         .map(|i| {

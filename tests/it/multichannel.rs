@@ -366,17 +366,7 @@ fn montage_file(path: &std::path::Path, labels: &[&str]) {
         samples_per_record: 256,
         reserved: String::new(),
     };
-    let spec = HeaderSpec {
-        format: Format::Edf,
-        patient: "X X X X".into(),
-        recording: "Startdate 01-JAN-2020 X X X".into(),
-        start_date: "01.01.20".into(),
-        start_time: "10.00.00".into(),
-        reserved: String::new(),
-        num_records: 8,
-        record_duration: 1.0,
-        signals: labels.iter().map(|l| sig(l)).collect(),
-    };
+    let spec = HeaderSpec::generated(8, 1.0, labels.iter().map(|l| sig(l)).collect());
     let header = Header::from_spec(&spec).unwrap();
     let mut w = EdfWriter::create(path, &header).unwrap();
     for r in 0..8 {

@@ -164,6 +164,24 @@ pub struct HeaderSpec {
     pub signals: Vec<SignalHeader>,
 }
 
+impl HeaderSpec {
+    /// A plain EDF header with anonymous EDF+-style identification ("X" fields) starting
+    /// 01.01.20 10.00.00, for generated recordings.
+    pub fn generated(num_records: i64, record_duration: f64, signals: Vec<SignalHeader>) -> Self {
+        Self {
+            format: Format::Edf,
+            patient: "X X X X".into(),
+            recording: "Startdate 01-JAN-2020 X X X".into(),
+            start_date: "01.01.20".into(),
+            start_time: "10.00.00".into(),
+            reserved: String::new(),
+            num_records,
+            record_duration,
+            signals,
+        }
+    }
+}
+
 impl Header {
     /// Build a header from values, formatting each field as space-padded ASCII, then
     /// validate it exactly as a parsed file would be.
