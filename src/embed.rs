@@ -1,11 +1,13 @@
 //! Entry points for other languages (the C ABI in `capi/`, the Python package in `python/`):
 //! the offline pipeline of `mfr-eeg denoise` on channels held in memory instead of a file
-//! ([`denoise_channels`]), and the core's streaming denoiser owning its buffers and its model
-//! ([`OwnedStreamer`]), so a foreign handle can keep it between calls.
+//! ([`denoise_channels`]), the same pipeline fed in chunks ([`ArrayStream`], equal to it bit for
+//! bit), and the core's low-latency streaming denoiser owning its buffers and its model
+//! ([`OwnedStreamer`], no baseline, no resampling), so a foreign handle can keep it between
+//! calls.
 //!
-//! Both go through the same pieces as [`crate::denoise::denoise_file`] ([`Prefilter`],
-//! [`Denoiser::plan`], [`Denoiser::denoise_in_place`]) and report errors with the same
-//! messages ([`DenoiseError`]).
+//! The first two go through the same pieces as [`crate::denoise::denoise_file`]
+//! ([`Prefilter`], [`Denoiser::plan`], [`Denoiser::process_block`]) and report errors with the
+//! same messages ([`DenoiseError`]).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -52,25 +54,24 @@ fn channel_error(labels: Option<&[String]>, k: usize, problem: String) -> Denois
     }
 }
 
-/// Denoises equally long channels sampled at `fs_hz` in place, each as a whole signal through
-/// [`Denoiser::denoise_in_place`], the per-channel computation of
-/// [`crate::denoise::denoise_file`] (prefilters, baseline, scaling by `to_uv` to microvolts,
-/// resampling to the model's rate and back, the core's offline denoiser, `opts.high_band`).
-/// `opts.channels` and `opts.wav` concern files and must be `None`; `allow_clipping` and
-/// `block_seconds` do not apply (nothing is clipped, the whole signal is one block). Channels run on `opts.threads` threads (0: one per core). `labels` name the channels
-/// in errors (`#k` otherwise).
-///
-/// Errors: options the CLI would refuse (same messages), no channels or no samples, channels of
-/// different lengths, a rate or scale that is not finite and positive, and any non-finite
-/// sample after scaling (named by channel and index). Nothing is changed on error.
-pub fn denoise_channels(
-    channels: &mut [&mut [f32]],
+/// The model side and the rate plan shared by [`denoise_channels`] and [`ArrayStream`],
+/// after the checks both make.
+struct ArraySetup<'m> {
+    denoiser: Denoiser<'m>,
+    plan: RatePlan,
+    notes: Vec<String>,
+}
+
+/// Checks what does not depend on the samples (options, rate, scale, channel count, names,
+/// hop, model rate) and builds the denoiser and its plan for `n_channels` channels at `fs_hz`.
+fn array_setup<'m>(
+    model: &'m Model,
+    n_channels: usize,
     labels: Option<&[String]>,
     fs_hz: f64,
     to_uv: f64,
-    model: &Model,
     opts: &DenoiseOptions,
-) -> Result<ArrayReport, DenoiseError> {
+) -> Result<ArraySetup<'m>, DenoiseError> {
     if let Some((lo, hi)) = opts.bandpass_hz
         && !(lo.is_finite() && hi.is_finite() && lo > 0.0 && lo < hi)
     {
@@ -83,6 +84,13 @@ pub fn denoise_channels(
             "channel selection and WAV export apply to files, not to arrays".into(),
         ));
     }
+    if opts.spatial || opts.eog.is_some() {
+        return Err(DenoiseError::Options(
+            "the multi-channel eye-artifact stage (--spatial, --eog) applies to files, not to \
+             arrays"
+                .into(),
+        ));
+    }
     if !(fs_hz.is_finite() && fs_hz > 0.0) {
         return Err(DenoiseError::Options(format!(
             "sampling rate {fs_hz} Hz: need a finite rate > 0"
@@ -93,39 +101,17 @@ pub fn denoise_channels(
             "unit scale {to_uv} to microvolts: need a finite scale > 0"
         )));
     }
-    if channels.is_empty() {
+    if n_channels == 0 {
         return Err(DenoiseError::Options("no channels to denoise".into()));
     }
     if let Some(l) = labels
-        && l.len() != channels.len()
+        && l.len() != n_channels
     {
         return Err(DenoiseError::Options(format!(
-            "{} channel names for {} channels",
+            "{} channel names for {n_channels} channels",
             l.len(),
-            channels.len()
         )));
     }
-    let n = channels[0].len();
-    if n == 0 {
-        return Err(DenoiseError::Options("channels have no samples".into()));
-    }
-    if let Some(k) = channels.iter().position(|c| c.len() != n) {
-        return Err(channel_error(
-            labels,
-            k,
-            format!("has {} samples, channel 0 has {n}", channels[k].len()),
-        ));
-    }
-    for (k, c) in channels.iter().enumerate() {
-        if let Some(i) = c.iter().position(|&v| !(f64::from(v) * to_uv).is_finite()) {
-            return Err(channel_error(
-                labels,
-                k,
-                format!("sample {i} is {} (not a finite number)", c[i]),
-            ));
-        }
-    }
-
     let view = model.view();
     let meta = view.meta();
     let model_rate_hz = f64::from(meta.sample_rate_hz);
@@ -165,6 +151,70 @@ pub fn denoise_channels(
     let plan: RatePlan = denoiser
         .plan(fs_hz, pre.filter)
         .map_err(|e| channel_error(labels, 0, e.to_string()))?;
+    Ok(ArraySetup {
+        denoiser,
+        plan,
+        notes,
+    })
+}
+
+/// The first sample of `c` (global index `offset + i`) that is not finite in microvolts.
+fn check_finite(
+    c: &[f32],
+    to_uv: f64,
+    offset: usize,
+    labels: Option<&[String]>,
+    k: usize,
+) -> Result<(), DenoiseError> {
+    match c.iter().position(|&v| !(f64::from(v) * to_uv).is_finite()) {
+        Some(i) => Err(channel_error(
+            labels,
+            k,
+            format!("sample {} is {} (not a finite number)", offset + i, c[i]),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Denoises equally long channels sampled at `fs_hz` in place, each as a whole signal through
+/// [`Denoiser::denoise_in_place`], the per-channel computation of
+/// [`crate::denoise::denoise_file`] (prefilters, baseline, scaling by `to_uv` to microvolts,
+/// resampling to the model's rate and back, the core's offline denoiser, `opts.high_band`).
+/// `opts.channels`, `opts.wav` and the spatial stage concern files and must be off;
+/// `allow_clipping` and `block_seconds` do not apply (nothing is clipped, the whole signal is
+/// one block). Channels run on `opts.threads` threads (0: one per core). `labels` name the
+/// channels in errors (`#k` otherwise).
+///
+/// Errors: options the CLI would refuse (same messages), no channels or no samples, channels of
+/// different lengths, a rate or scale that is not finite and positive, and any non-finite
+/// sample after scaling (named by channel and index). Nothing is changed on error.
+pub fn denoise_channels(
+    channels: &mut [&mut [f32]],
+    labels: Option<&[String]>,
+    fs_hz: f64,
+    to_uv: f64,
+    model: &Model,
+    opts: &DenoiseOptions,
+) -> Result<ArrayReport, DenoiseError> {
+    let ArraySetup {
+        denoiser,
+        plan,
+        notes,
+    } = array_setup(model, channels.len(), labels, fs_hz, to_uv, opts)?;
+    let n = channels[0].len();
+    if n == 0 {
+        return Err(DenoiseError::Options("channels have no samples".into()));
+    }
+    if let Some(k) = channels.iter().position(|c| c.len() != n) {
+        return Err(channel_error(
+            labels,
+            k,
+            format!("has {} samples, channel 0 has {n}", channels[k].len()),
+        ));
+    }
+    for (k, c) in channels.iter().enumerate() {
+        check_finite(c, to_uv, 0, labels, k)?;
+    }
 
     let total = channels.len();
     let threads = if opts.threads == 0 {
@@ -222,6 +272,245 @@ pub fn denoise_channels(
         dst.copy_from_slice(src);
     }
     Ok(report)
+}
+
+/// Default block length of [`ArrayStream`] in seconds: each block recomputes the pipeline's
+/// margins on both sides (the baseline's 2.25 s, the model's window), so shorter blocks cost
+/// more CPU per sample; one second keeps that overhead near 3x at the shipped model's rate.
+pub const STREAM_BLOCK_SECONDS: f64 = 1.0;
+
+/// [`denoise_channels`] fed in chunks: push samples as they arrive, get the denoised samples
+/// that are final, then [`ArrayStream::finish`] for the rest. The concatenated output equals
+/// [`denoise_channels`] on the whole recording bit for bit (the blocks of
+/// [`crate::denoise::denoise_file`], with the recording's end unknown until `finish`).
+///
+/// Output lags input by at most [`ArrayStream::latency`] samples: the centred baseline median
+/// looks [`crate::denoise::baseline::WINDOW_SECONDS`] / 2 ahead, the model a window, and
+/// samples are released a block at a time. For a lower delay without the baseline, use the
+/// core's [`OwnedStreamer`]. Memory is bounded by the block and its margins, whatever the
+/// recording's length.
+#[derive(Debug)]
+pub struct ArrayStream {
+    model: Arc<Model>,
+    hop: usize,
+    high_band: crate::denoise::HighBand,
+    plan: RatePlan,
+    to_uv: f64,
+    labels: Option<Vec<String>>,
+    notes: Vec<String>,
+    block: usize,
+    /// Samples a block needs after its end.
+    ahead: usize,
+    /// Raw samples held per channel, from global index `raw_start`.
+    raw: Vec<Vec<f32>>,
+    raw_start: usize,
+    /// Samples pushed per channel.
+    pushed: usize,
+    /// Start of the next block to compute.
+    next: usize,
+    finished: bool,
+    faults: FaultCounts,
+    scratch: Scratch,
+}
+
+impl ArrayStream {
+    /// A stream of `n_channels` channels at `fs_hz` (physical units, `to_uv` to microvolts)
+    /// with the options of [`denoise_channels`] (same checks and messages);
+    /// `opts.block_seconds` sets the block (default [`STREAM_BLOCK_SECONDS`]).
+    pub fn new(
+        model: Arc<Model>,
+        n_channels: usize,
+        labels: Option<Vec<String>>,
+        fs_hz: f64,
+        to_uv: f64,
+        opts: &DenoiseOptions,
+    ) -> Result<Self, DenoiseError> {
+        let ArraySetup {
+            denoiser,
+            plan,
+            notes,
+        } = array_setup(&model, n_channels, labels.as_deref(), fs_hz, to_uv, opts)?;
+        let seconds = opts.block_seconds.unwrap_or(STREAM_BLOCK_SECONDS);
+        if !(seconds.is_finite() && seconds > 0.0) {
+            return Err(DenoiseError::Options(format!(
+                "block of {seconds} s: need a finite length > 0"
+            )));
+        }
+        let block = ((seconds * fs_hz).ceil() as usize)
+            .div_ceil(plan.align)
+            .max(1)
+            * plan.align;
+        let ahead = plan.chain_margin + plan.baseline.margin() + plan.prefilter_margin;
+        let (hop, high_band) = (denoiser.hop, denoiser.high_band);
+        Ok(Self {
+            hop,
+            high_band,
+            plan,
+            to_uv,
+            labels,
+            notes,
+            block,
+            ahead,
+            raw: vec![Vec::new(); n_channels],
+            raw_start: 0,
+            pushed: 0,
+            next: 0,
+            finished: false,
+            faults: FaultCounts::default(),
+            scratch: Scratch::default(),
+            model,
+        })
+    }
+
+    /// Most samples between an input sample and its denoised output: a block plus what a
+    /// block needs after its end.
+    pub fn latency(&self) -> usize {
+        self.block + self.ahead
+    }
+
+    /// Number of channels.
+    pub fn channels(&self) -> usize {
+        self.raw.len()
+    }
+
+    /// Samples per channel released so far.
+    pub fn released(&self) -> usize {
+        self.next
+    }
+
+    /// Non-finite model inputs or outputs the core repaired so far.
+    pub fn faults(&self) -> FaultCounts {
+        self.faults
+    }
+
+    /// What [`ArrayReport::notes`] would say (filters skipped or reduced, content above the
+    /// model's band).
+    pub fn notes(&self) -> &[String] {
+        &self.notes
+    }
+
+    /// Appends `chunk` (one equally long slice per channel, any length) and appends the
+    /// samples that became final to `out[k]`; returns how many per channel. On error (wrong
+    /// channel count or lengths, a non-finite sample, a call after `finish`) nothing is taken
+    /// and nothing is released.
+    pub fn push(&mut self, chunk: &[&[f32]], out: &mut [Vec<f32>]) -> Result<usize, DenoiseError> {
+        let c = self.channels();
+        if self.finished {
+            return Err(DenoiseError::Options(
+                "the stream was finished; start a new one".into(),
+            ));
+        }
+        if chunk.len() != c || out.len() != c {
+            return Err(DenoiseError::Options(format!(
+                "chunk has {} channels and output {}, the stream {c}",
+                chunk.len(),
+                out.len()
+            )));
+        }
+        let m = chunk[0].len();
+        let labels = self.labels.as_deref();
+        if let Some(k) = chunk.iter().position(|x| x.len() != m) {
+            return Err(channel_error(
+                labels,
+                k,
+                format!("chunk has {} samples, channel 0 has {m}", chunk[k].len()),
+            ));
+        }
+        for (k, x) in chunk.iter().enumerate() {
+            check_finite(x, self.to_uv, self.pushed, labels, k)?;
+        }
+        for (r, x) in self.raw.iter_mut().zip(chunk) {
+            r.extend_from_slice(x);
+        }
+        self.pushed += m;
+        let mut released = 0;
+        // `usize::MAX` as the length: ranges are not clipped at an end not yet known, which is
+        // what the whole recording gives any block this far from its end.
+        while self.next + self.block + self.ahead <= self.pushed {
+            released += self.run(self.next..self.next + self.block, usize::MAX, out)?;
+        }
+        Ok(released)
+    }
+
+    /// Ends the recording: appends the remaining samples to `out[k]` and returns how many per
+    /// channel. Errors if nothing was pushed or if already finished.
+    pub fn finish(&mut self, out: &mut [Vec<f32>]) -> Result<usize, DenoiseError> {
+        if self.finished {
+            return Err(DenoiseError::Options(
+                "the stream was finished; start a new one".into(),
+            ));
+        }
+        if out.len() != self.channels() {
+            return Err(DenoiseError::Options(format!(
+                "output has {} channels, the stream {}",
+                out.len(),
+                self.channels()
+            )));
+        }
+        if self.pushed == 0 {
+            return Err(DenoiseError::Options("channels have no samples".into()));
+        }
+        self.finished = true;
+        let n = self.pushed;
+        let mut released = 0;
+        while self.next < n {
+            released += self.run(self.next..(self.next + self.block).min(n), n, out)?;
+        }
+        self.raw.iter_mut().for_each(Vec::clear);
+        Ok(released)
+    }
+
+    /// Computes `core` of a recording of `n` samples on every channel, appends it to `out`,
+    /// and drops the raw samples no later block needs.
+    fn run(
+        &mut self,
+        core: std::ops::Range<usize>,
+        n: usize,
+        out: &mut [Vec<f32>],
+    ) -> Result<usize, DenoiseError> {
+        let view = self.model.view();
+        let d = Denoiser {
+            sae: view.sae(),
+            hop: self.hop,
+            rate_hz: f64::from(view.meta().sample_rate_hz),
+            high_band: self.high_band,
+        };
+        let len = core.len();
+        // Every channel first, then release: an error leaves `out` as it was.
+        let mut blocks = vec![vec![0.0f32; len]; self.raw.len()];
+        for (k, (r, b)) in self.raw.iter().zip(&mut blocks).enumerate() {
+            let f = d
+                .process_block(
+                    &self.plan,
+                    r,
+                    self.raw_start,
+                    n,
+                    core.clone(),
+                    self.to_uv,
+                    b,
+                    &mut self.scratch,
+                )
+                .map_err(|e| channel_error(self.labels.as_deref(), k, e.to_string()))?;
+            self.faults.input_samples += f.input_samples;
+            self.faults.windows += f.windows;
+        }
+        for (o, b) in out.iter_mut().zip(&blocks) {
+            o.extend_from_slice(b);
+        }
+        self.next = core.end;
+        let keep = self
+            .plan
+            .raw_range(&(self.next..self.next + self.block), usize::MAX)
+            .start;
+        let drop = keep
+            .saturating_sub(self.raw_start)
+            .min(self.pushed - self.raw_start);
+        for r in &mut self.raw {
+            r.drain(..drop);
+        }
+        self.raw_start += drop;
+        Ok(len)
+    }
 }
 
 /// The core's [`StreamView`] owning its buffers and sharing its model, for handles that live

@@ -3,7 +3,7 @@
 Three parts in one process, talking only through LSL:
 1. a replayer: an outlet "mfr-raw" that plays the shipped EEGMMIDB recording (8 channels,
    resampled by MNE to the model's 256 Hz) in real time, 16-sample chunks;
-2. a cleaner: an inlet on "mfr-raw", a ``mfr_eeg.Streamer``, an outlet "mfr-clean" whose chunks
+2. a cleaner: an inlet on "mfr-raw", a ``mfr_eeg.CoreStreamer``, an outlet "mfr-clean" whose chunks
    carry the LSL timestamp of the newest raw sample they were computed from;
 3. a consumer: an inlet on "mfr-clean" that measures, per chunk, receive time minus that
    timestamp (transport + denoising + queueing).
@@ -67,7 +67,7 @@ def clean(pylsl, n_channels: int, stop: threading.Event, ready: threading.Event)
     inlet = pylsl.StreamInlet(streams[0], max_chunklen=CHUNK)
     info = pylsl.StreamInfo("mfr-clean", "EEG", n_channels, 256.0, "float32", "mfr-clean-src")
     out = pylsl.StreamOutlet(info, chunk_size=CHUNK)
-    s = mfr_eeg.Streamer(mfr_eeg.Model.default(), n_channels, 256.0)
+    s = mfr_eeg.CoreStreamer(mfr_eeg.Model.default(), n_channels, 256.0)
     ready.set()
     while not stop.is_set():
         data, stamps = inlet.pull_chunk(timeout=0.2, max_samples=CHUNK)

@@ -6,9 +6,14 @@
 - ``denoise_raw(raw, picks="eeg", ...)``: the same on an ``mne.io.Raw``; returns a copy with
   ``info`` and annotations kept.
 - ``denoise_file(input, output, ...)``: an EDF/EDF+/BDF file exactly as the CLI does.
-- ``Streamer(model, n_channels, sfreq)``: the allocation-free streaming core; ``push(chunk)``
-  returns as many samples as it is given, delayed by ``latency`` samples (``d_in - 1``: 255
-  samples, 1.0 s, for the default 256 Hz model).
+- ``Streamer(model, n_channels, sfreq, **options)``: the pipeline of ``denoise`` fed in chunks;
+  ``push(chunk)`` returns the samples that became final, ``finish()`` the rest, and together
+  they equal ``denoise`` of the whole recording bit for bit. Delay: at most ``latency``
+  samples (4.25 s at 256 Hz: a 1 s block, the baseline's 2.25 s look-ahead, the 1 s window).
+- ``CoreStreamer(model, n_channels, sfreq)``: the allocation-free streaming core alone, for
+  the lowest delay; ``push(chunk)`` returns as many samples as it is given, delayed by
+  ``latency`` samples (``d_in - 1``: 255 samples, 1.0 s, for the default 256 Hz model). It has
+  no baseline stage, so its input must be free of DC offsets (e.g. high-passed).
 - ``Model.load(path)`` / ``Model.default()``: a validated model and its ``metadata``.
 
 Work runs in Rust with the GIL released. Errors raise ``ModelError`` or ``DenoiseError`` (a
@@ -23,11 +28,14 @@ from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
-from ._core import DenoiseError, Model, ModelError, Streamer as _CoreStreamer
+from ._core import CoreStreamer as _CoreStreamer
+from ._core import DenoiseError, Model, ModelError
+from ._core import Streamer as _Streamer
 from ._core import denoise as _denoise
 from ._core import denoise_file as _denoise_file
 
 __all__ = [
+    "CoreStreamer",
     "DenoiseError",
     "Model",
     "ModelError",
@@ -157,14 +165,93 @@ def denoise_raw(raw: Any, picks: Any = "eeg", model: ModelLike = None, *, copy: 
 
 
 class Streamer:
-    """The streaming denoiser for ``n_channels`` channels at the model's sampling rate.
+    """The pipeline of :func:`denoise` fed in chunks, for ``n_channels`` channels at ``sfreq`` Hz.
+
+    ``push(chunk)`` takes ``[n_channels, n]`` (any n, float32 or float64, in ``unit``) and
+    returns ``[n_channels, m]``: the samples that became final (whole blocks of
+    ``block_seconds``, so m varies and is often 0). ``finish()`` ends the recording and returns
+    the rest. Concatenated, the outputs equal :func:`denoise` of the whole recording with the
+    same options, bit for bit, however the stream is cut into chunks. A sample comes out at most
+    ``latency`` samples after it went in: a block, the look-ahead of the centred baseline
+    median (2.25 s) and of the model's window. Memory stays bounded by the block and its margins.
+    The options are :func:`denoise`'s.
+    """
+
+    def __init__(
+        self,
+        model: ModelLike,
+        n_channels: int,
+        sfreq: float,
+        *,
+        unit: Union[str, float] = "uV",
+        notch: Optional[float] = None,
+        notch_harmonics: bool = False,
+        bandpass: Optional[tuple[float, float]] = None,
+        order: int = 4,
+        hop: Optional[int] = None,
+        ch_names: Optional[Sequence[str]] = None,
+        above_model_band: str = "keep",
+        block_seconds: float = 1.0,
+    ):
+        self._s = _Streamer(
+            _model(model),
+            int(n_channels),
+            float(sfreq),
+            scale=_scale(unit),
+            notch=notch,
+            notch_harmonics=notch_harmonics,
+            bandpass=None if bandpass is None else (float(bandpass[0]), float(bandpass[1])),
+            order=order,
+            hop=hop,
+            names=None if ch_names is None else [str(c) for c in ch_names],
+            above_model_band=above_model_band,
+            block_seconds=float(block_seconds),
+        )
+
+    def push(self, chunk: Any) -> np.ndarray:
+        """Push ``[n_channels, n]`` samples; returns the ``[n_channels, m]`` that became final."""
+        return self._s.push(_check_array(chunk))
+
+    def finish(self) -> np.ndarray:
+        """End the recording; returns the remaining ``[n_channels, m]`` samples."""
+        return self._s.finish()
+
+    @property
+    def latency(self) -> int:
+        """Most samples between an input sample and its output."""
+        return self._s.latency
+
+    @property
+    def latency_s(self) -> float:
+        """The delay in seconds."""
+        return self._s.latency_s
+
+    @property
+    def n_channels(self) -> int:
+        """Number of channels."""
+        return self._s.n_channels
+
+    @property
+    def released(self) -> int:
+        """Samples per channel returned so far."""
+        return self._s.released
+
+    @property
+    def faults(self) -> int:
+        """Model inputs replaced by 0 because they were NaN, infinite or huge."""
+        return self._s.faults
+
+
+class CoreStreamer:
+    """The allocation-free streaming core for ``n_channels`` channels at the model's rate.
 
     ``push(chunk)`` takes ``[n_channels, n]`` (any n, float32 or float64, in ``unit``) and
     returns ``[n_channels, n]``: the denoised signal delayed by ``latency`` samples
     (``d_in - 1``, i.e. 255 samples = 1.0 s for the default model; the first ``latency``
     outputs are the warm-up). How the stream is cut into chunks does not change the output.
     The core allocates nothing per push; this wrapper copies each chunk in and out. It is the
-    core alone: unlike :func:`denoise` it does not set each channel's baseline aside first.
+    core alone: unlike :class:`Streamer` it does not set each channel's baseline aside first,
+    so DC-coupled input should be high-passed before it.
     """
 
     def __init__(self, model: ModelLike, n_channels: int, sfreq: float, *, hop: Optional[int] = None, unit: Union[str, float] = "uV"):

@@ -42,6 +42,36 @@ class Streamer:
         n_channels: int,
         sfreq: float,
         *,
+        scale: float = 1.0,
+        notch: Optional[float] = None,
+        notch_harmonics: bool = False,
+        bandpass: Optional[tuple[float, float]] = None,
+        order: int = 4,
+        hop: Optional[int] = None,
+        names: Optional[list[str]] = None,
+        above_model_band: str = "keep",
+        block_seconds: float = 1.0,
+    ) -> None: ...
+    def push(self, chunk: _Float2D) -> _Float2D: ...
+    def finish(self) -> _Float2D: ...
+    @property
+    def latency(self) -> int: ...
+    @property
+    def latency_s(self) -> float: ...
+    @property
+    def n_channels(self) -> int: ...
+    @property
+    def released(self) -> int: ...
+    @property
+    def faults(self) -> int: ...
+
+class CoreStreamer:
+    def __init__(
+        self,
+        model: Optional[Model],
+        n_channels: int,
+        sfreq: float,
+        *,
         hop: Optional[int] = None,
         scale: float = 1.0,
     ) -> None: ...

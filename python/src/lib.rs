@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use mfr_eeg::denoise::{
     DEFAULT_BANDPASS_ORDER, DenoiseOptions, HighBand, denoise_file as rust_denoise_file,
 };
-use mfr_eeg::embed::{OwnedStreamer, default_model, denoise_channels};
+use mfr_eeg::embed::{
+    ArrayStream, OwnedStreamer, STREAM_BLOCK_SECONDS, default_model, denoise_channels,
+};
 use mfr_eeg::model::Model as RustModel;
 use numpy::ndarray::Array2;
 use numpy::{IntoPyArray, PyReadonlyArray2, PyUntypedArrayMethods};
@@ -383,9 +385,10 @@ fn denoise_file<'py>(
     Ok(d)
 }
 
-/// The core's streaming denoiser for `n_channels` channels at the model's rate.
+/// The core's low-latency streaming denoiser for `n_channels` channels at the model's rate
+/// (no baseline, no resampling, no prefilters).
 #[pyclass(frozen, module = "mfr_eeg._core")]
-struct Streamer {
+struct CoreStreamer {
     inner: Mutex<OwnedStreamer>,
     scale: f64,
     channels: usize,
@@ -394,7 +397,7 @@ struct Streamer {
 }
 
 #[pymethods]
-impl Streamer {
+impl CoreStreamer {
     #[new]
     #[pyo3(signature = (model, n_channels, sfreq, *, hop=None, scale=1.0))]
     fn new(
@@ -410,7 +413,7 @@ impl Streamer {
         if (sfreq - rate).abs() > 1e-9 * rate {
             return Err(denoise_err(format!(
                 "streaming runs at the model's rate ({rate} Hz), not {sfreq} Hz; resample the \
-                 stream first, or denoise whole recordings with mfr_eeg.denoise (which resamples)"
+                 stream first, or use mfr_eeg.Streamer (which resamples)"
             )));
         }
         let s = OwnedStreamer::new(model, n_channels, hop)
@@ -489,10 +492,155 @@ impl Streamer {
     }
 }
 
+/// The pipeline of `denoise` fed in chunks: `push` returns the samples that became final,
+/// `finish` the rest; concatenated they equal `denoise` on the whole recording bit for bit.
+#[pyclass(frozen, module = "mfr_eeg._core")]
+struct Streamer {
+    inner: Mutex<StreamState>,
+    scale: f64,
+    latency: usize,
+    sfreq: f64,
+}
+
+struct StreamState {
+    stream: ArrayStream,
+    /// Whether outputs are float64 (the dtype of the last chunk pushed).
+    f64_out: bool,
+}
+
+#[pymethods]
+impl Streamer {
+    #[new]
+    #[pyo3(signature = (model, n_channels, sfreq, *, scale=1.0, notch=None, notch_harmonics=false,
+                        bandpass=None, order=DEFAULT_BANDPASS_ORDER, hop=None, names=None,
+                        above_model_band="keep", block_seconds=STREAM_BLOCK_SECONDS))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        model: Option<&Bound<'_, Model>>,
+        n_channels: usize,
+        sfreq: f64,
+        scale: f64,
+        notch: Option<f64>,
+        notch_harmonics: bool,
+        bandpass: Option<(f64, f64)>,
+        order: usize,
+        hop: Option<usize>,
+        names: Option<Vec<String>>,
+        above_model_band: &str,
+        block_seconds: f64,
+    ) -> PyResult<Self> {
+        check_scale(scale)?;
+        let opts = DenoiseOptions {
+            block_seconds: Some(block_seconds),
+            ..options(
+                notch,
+                notch_harmonics,
+                bandpass,
+                order,
+                hop,
+                1,
+                None,
+                above_model_band,
+            )?
+        };
+        let stream = ArrayStream::new(model_or_default(model), n_channels, names, sfreq, 1.0, &opts)
+            .map_err(denoise_err)?;
+        Ok(Self {
+            latency: stream.latency(),
+            inner: Mutex::new(StreamState {
+                stream,
+                f64_out: false,
+            }),
+            scale,
+            sfreq,
+        })
+    }
+
+    /// Pushes `chunk` [n_channels, n] (any n >= 0, float32 or float64) and returns the samples
+    /// that became final, [n_channels, m] in the chunk's dtype (m varies: whole blocks).
+    fn push(&self, py: Python<'_>, chunk: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        let (rows, f64_out) = rows_in(chunk, self.scale)?;
+        let out = py.detach(|| {
+            let mut st = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+            let refs: Vec<&[f32]> = rows.iter().map(Vec::as_slice).collect();
+            let mut out = vec![Vec::new(); st.stream.channels()];
+            st.stream
+                .push(&refs, &mut out)
+                .map_err(|e| e.to_string())?;
+            st.f64_out = f64_out;
+            Ok::<_, String>(out)
+        });
+        let out = out.map_err(denoise_err)?;
+        let n_rows = out.len();
+        rows_out(py, out.concat(), n_rows, self.scale, f64_out)
+    }
+
+    /// Ends the recording and returns the remaining samples [n_channels, m] (dtype of the last
+    /// chunk pushed). The streamer takes no more samples afterwards.
+    fn finish(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let out = py.detach(|| {
+            let mut st = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+            let mut out = vec![Vec::new(); st.stream.channels()];
+            st.stream
+                .finish(&mut out)
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>((out, st.f64_out))
+        });
+        let (out, f64_out) = out.map_err(denoise_err)?;
+        let n_rows = out.len();
+        rows_out(py, out.concat(), n_rows, self.scale, f64_out)
+    }
+
+    /// Most samples between an input sample and its output (a block, the baseline's look-ahead
+    /// and the model's window).
+    #[getter]
+    fn latency(&self) -> usize {
+        self.latency
+    }
+
+    /// The same delay in seconds.
+    #[getter]
+    fn latency_s(&self) -> f64 {
+        self.latency as f64 / self.sfreq
+    }
+
+    /// Number of channels.
+    #[getter]
+    fn n_channels(&self) -> usize {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .stream
+            .channels()
+    }
+
+    /// Samples per channel returned so far.
+    #[getter]
+    fn released(&self) -> usize {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .stream
+            .released()
+    }
+
+    /// Model inputs that were NaN, infinite or huge and were replaced by 0, so far.
+    #[getter]
+    fn faults(&self) -> u64 {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .stream
+            .faults()
+            .input_samples
+    }
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Model>()?;
     m.add_class::<Streamer>()?;
+    m.add_class::<CoreStreamer>()?;
     m.add_function(wrap_pyfunction!(denoise, m)?)?;
     m.add_function(wrap_pyfunction!(denoise_file, m)?)?;
     m.add("ModelError", m.py().get_type::<ModelError>())?;

@@ -41,13 +41,44 @@ def _signal(channels: int, n: int, seed: int) -> np.ndarray:
     return x.astype(np.float32)
 
 
-def test_streamer_chunks_of_random_sizes_equal_one_whole_push():
+def _stream(s, x, rng, most=700):
+    outs, at = [], 0
+    while at < x.shape[1]:
+        chunk = x[:, at : at + int(rng.integers(0, most))]  # empty chunks included
+        outs.append(s.push(chunk))
+        assert outs[-1].shape[0] == x.shape[0] and outs[-1].dtype == x.dtype
+        at += chunk.shape[1]
+        assert s.released <= at <= s.released + s.latency
+    return outs
+
+
+@pytest.mark.parametrize("sfreq,dtype", [(256.0, np.float32), (160.0, np.float64)])
+def test_streamer_chunks_of_random_sizes_equal_denoise(sfreq, dtype):
+    # DC offsets of hundreds of microvolts: the Streamer keeps each channel's baseline as
+    # denoise does, and equals it bit for bit (the stream's end is known only at finish).
+    x = (_signal(3, int(sfreq * 13.7), seed=1) + np.array([[-400.0], [0.0], [250.0]])).astype(dtype)
+    opts = dict(notch=50.0, unit="mV") if sfreq == 160.0 else {}
+    s = mfr_eeg.Streamer(None, 3, sfreq, **opts)
+    assert s.latency_s == pytest.approx(s.latency / sfreq)
+    if sfreq == 256.0:
+        # 1 s block + baseline look-ahead (2 s + 0.25 s grid) + the 256-sample window.
+        assert s.latency == 256 + 512 + 64 + 256
+    outs = _stream(s, x, np.random.default_rng(7))
+    outs.append(s.finish())
+    y = np.concatenate(outs, axis=1)
+    np.testing.assert_array_equal(y, mfr_eeg.denoise(x, sfreq, **opts))
+    assert np.abs(y - x).max() > (1e-3 if opts else 1.0), "denoising changed nothing"
+    with pytest.raises(mfr_eeg.DenoiseError, match="finished"):
+        s.push(x[:, :10])
+
+
+def test_core_streamer_chunks_of_random_sizes_equal_one_whole_push():
     # The streaming core's equality with its offline form is tested in Rust (core and C ABI
-    # tests); here: the binding passes every chunk size through unchanged. (`denoise` also
-    # sets each channel's baseline aside before the model, which the Streamer does not.)
+    # tests); here: the binding passes every chunk size through unchanged. (It has no baseline
+    # stage, so it is not `denoise`.)
     x = _signal(3, 1500, seed=1)
     model = mfr_eeg.Model.default()
-    s = mfr_eeg.Streamer(model, 3, 256.0)
+    s = mfr_eeg.CoreStreamer(model, 3, 256.0)
     assert s.latency == 255 and s.latency_s == pytest.approx(255 / 256)
     rng = np.random.default_rng(7)
     outs, at = [], 0
@@ -57,7 +88,7 @@ def test_streamer_chunks_of_random_sizes_equal_one_whole_push():
         at += n
     y = np.concatenate(outs, axis=1)
     assert y.shape == x.shape and y.dtype == np.float32
-    whole = mfr_eeg.Streamer(model, 3, 256.0).push(x)
+    whole = mfr_eeg.CoreStreamer(model, 3, 256.0).push(x)
     np.testing.assert_array_equal(y, whole)
     # Past the latency it is the signal, denoised: close to it, not equal.
     lag = x[:, 300 : 1500 - s.latency]
@@ -106,8 +137,8 @@ def test_bad_input_raises_clear_exceptions():
     with pytest.raises(mfr_eeg.DenoiseError, match="sampling rate -1"):
         mfr_eeg.denoise(x, -1.0)
     with pytest.raises(mfr_eeg.DenoiseError, match=r"model's rate \(256 Hz\), not 160 Hz"):
-        mfr_eeg.Streamer(None, 2, 160.0)
-    s = mfr_eeg.Streamer(None, 2, 256.0)
+        mfr_eeg.CoreStreamer(None, 2, 160.0)
+    s = mfr_eeg.CoreStreamer(None, 2, 256.0)
     with pytest.raises(mfr_eeg.DenoiseError, match="chunk has 3 channels, the streamer 2"):
         s.push(np.zeros((3, 10), dtype=np.float32))
     with pytest.raises(TypeError, match="dtype int32"):
@@ -116,7 +147,19 @@ def test_bad_input_raises_clear_exceptions():
     s.push(bad)
     assert s.faults == 1
     with pytest.raises(mfr_eeg.DenoiseError, match="at least one channel"):
-        mfr_eeg.Streamer(None, 0, 256.0)
+        mfr_eeg.CoreStreamer(None, 0, 256.0)
+    # The pipeline Streamer refuses non-finite samples (naming channel and sample) and keeps
+    # going as if the chunk had not been pushed.
+    p = mfr_eeg.Streamer(None, 2, 256.0, ch_names=["Fp1", "Cz"])
+    p.push(np.zeros((2, 30), dtype=np.float32))
+    with pytest.raises(mfr_eeg.DenoiseError, match=r'channel "Cz": sample 35 is NaN'):
+        p.push(bad)
+    with pytest.raises(mfr_eeg.DenoiseError, match="chunk has 3 channels"):
+        p.push(np.zeros((3, 10), dtype=np.float32))
+    with pytest.raises(mfr_eeg.DenoiseError, match="no samples"):
+        mfr_eeg.Streamer(None, 2, 256.0).finish()
+    with pytest.raises(mfr_eeg.DenoiseError, match="--hop 999"):
+        mfr_eeg.Streamer(None, 2, 256.0, hop=999)
 
 
 def test_non_contiguous_and_list_input():

@@ -47,9 +47,9 @@ def test_lsl_stream_is_denoised_in_real_time_on_loopback_only(tmp_path: Path):
     n = got.shape[1]
     # Samples published before the consumer connected are not delivered; the rest all are.
     assert n == result["samples_received"] and n > 0.8 * x.shape[1], (n, x.shape)
-    # What arrives is exactly the Streamer's output for the replayed input (LSL carries the
+    # What arrives is exactly the CoreStreamer's output for the replayed input (LSL carries the
     # float32 values unchanged), aligned at the end of the stream.
-    s = mfr_eeg.Streamer(mfr_eeg.Model.default(), x.shape[0], 256.0)
+    s = mfr_eeg.CoreStreamer(mfr_eeg.Model.default(), x.shape[0], 256.0)
     want = s.push(x)
     np.testing.assert_array_equal(got, want[:, -n:])
     assert np.abs(got - x[:, -n:]).max() > 1.0, "the stream was not denoised"

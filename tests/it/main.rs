@@ -1,5 +1,6 @@
 //! Integration tests, in one binary so the (large) library links once.
 
+mod array_stream;
 mod batch;
 mod cli;
 mod core_forward;
