@@ -7,6 +7,9 @@
 //! cargo run --release --example speed_frontier -- --out frontier-report \
 //!     --models models/general-256hz.safetensors --hops 8,16,32,64 --hour /tmp/hour64.edf
 //! ```
+//!
+//! `--hour-hops 8,32` times the first model at hops 8 and 32; `--hour-hops 8,small:32` adds
+//! the model whose file stem is `small` at hop 32.
 
 use std::path::PathBuf;
 
@@ -26,7 +29,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut models = vec![PathBuf::from("models/general-256hz.safetensors")];
     let mut hops: Vec<usize> = vec![8, 16, 32, 64];
     let mut hour: Option<PathBuf> = None;
-    let mut hour_hops: Vec<usize> = vec![8, 32];
+    // Hour timings: `H` (the first model at hop H) or `STEM:H` (the model of that file stem).
+    let mut hour_hops: Vec<String> = vec!["8".into(), "32".into()];
     let mut val_segments = usize::MAX;
     let mut threads = 2usize;
     let mut args = std::env::args().skip(1);
@@ -37,7 +41,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--models" => models = v()?.split(',').map(PathBuf::from).collect(),
             "--hops" => hops = list(&v()?),
             "--hour" => hour = Some(PathBuf::from(v()?)),
-            "--hour-hops" => hour_hops = list(&v()?),
+            "--hour-hops" => hour_hops = v()?.split(',').map(|s| s.trim().to_string()).collect(),
             "--val-segments" => val_segments = v()?.parse()?,
             "--threads" => threads = v()?.parse()?,
             _ => return Err(format!("unknown argument {a}").into()),
@@ -111,11 +115,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 );
                 write_generated_edf(p, 64, 3600, 256, 2026)?;
             }
-            let (name, m) = loaded.first().ok_or("no model")?;
-            let with: Vec<(String, Model, usize)> = hour_hops
-                .iter()
-                .map(|&h| (name.clone(), m.clone(), h))
-                .collect();
+            let mut with: Vec<(String, Model, usize)> = Vec::new();
+            for spec in &hour_hops {
+                let (stem, hop) = match spec.rsplit_once(':') {
+                    Some((s, h)) => (Some(s), h),
+                    None => (None, spec.as_str()),
+                };
+                let hop: usize = hop
+                    .parse()
+                    .map_err(|_| format!("--hour-hops {spec}: bad hop"))?;
+                let (name, m) = match stem {
+                    None => loaded.first().ok_or("no model")?,
+                    Some(s) => loaded
+                        .iter()
+                        .find(|(n, _)| n == s)
+                        .ok_or(format!("--hour-hops {spec}: no model {s} in --models"))?,
+                };
+                with.push((name.clone(), m.clone(), hop));
+            }
             let t = hour_timing(p, &with, threads)?;
             eprintln!("{t:?}");
             Some(t)
