@@ -614,19 +614,129 @@ fn select_topk(
     // Branch-free compaction of the c_lo - c_hi candidates (one spare slot at the end).
     keys.clear();
     keys.resize(c_lo - c_hi + 1, 0);
+    #[cfg(target_arch = "x86_64")]
+    let avx2 = std::arch::is_x86_feature_detected!("avx2");
+    #[cfg(target_arch = "x86_64")]
+    let nc = if avx2 {
+        // SAFETY: AVX2 support was detected at run time.
+        unsafe { candidates_avx2(ords, lo, hi, keys) }
+    } else {
+        candidates(ords, lo, hi, keys)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let nc = candidates(ords, lo, hi, keys);
+    let r = k - c_hi;
+    let kth = *keys[..nc].select_nth_unstable_by(r - 1, |a, b| b.cmp(a)).1;
+    #[cfg(target_arch = "x86_64")]
+    if avx2 {
+        // SAFETY: as above.
+        return unsafe { kept_avx2(ords, kth, idx) };
+    }
+    kept(ords, kth, idx)
+}
+
+/// Writes the keys of the ords in `[lo, hi)` to `keys` (index order); returns how many.
+/// `keys` has one slot more than that count (the compaction writes one past the last).
+#[inline(always)]
+fn candidates(ords: &[u32], lo: u32, hi: u32, keys: &mut [u64]) -> usize {
     let mut nc = 0usize;
     for (j, &o) in ords.iter().enumerate() {
+        // Branch-free compaction: always write, advance only when inside.
         keys[nc] = order_key(o, j);
         nc = nc.wrapping_add(usize::from(o >= lo && o < hi));
     }
-    let r = k - c_hi;
-    let kth = *keys[..nc].select_nth_unstable_by(r - 1, |a, b| b.cmp(a)).1;
+    nc
+}
+
+/// Writes the indices whose key is >= `kth` to `idx` in ascending order; returns how many
+/// (exactly k: keys are unique). `idx` has one slot more.
+#[inline(always)]
+fn kept(ords: &[u32], kth: u64, idx: &mut [usize]) -> usize {
     let mut got = 0;
     for (j, &o) in ords.iter().enumerate() {
-        // Branch-free compaction: always write, advance only when kept (got <= k here, since
-        // exactly k keys are >= kth).
         idx[got] = j;
         got = got.wrapping_add(usize::from(order_key(o, j) >= kth));
+    }
+    got
+}
+
+/// [`candidates`] with AVX2 compares over 8 ords at a time: most groups hold no candidate
+/// (at most [`TOPK_CANDIDATES`] of `d_sae`), so only set mask bits cost scalar work.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn candidates_avx2(ords: &[u32], lo: u32, hi: u32, keys: &mut [u64]) -> usize {
+    use std::arch::x86_64::*;
+    // Unsigned order through signed compares: flip the sign bit of both sides.
+    let flip = _mm256_set1_epi32(i32::MIN);
+    let lo_s = _mm256_xor_si256(_mm256_set1_epi32(lo as i32), flip);
+    let hi_s = _mm256_xor_si256(_mm256_set1_epi32(hi as i32), flip);
+    let groups = ords.len() / 8;
+    let mut nc = 0;
+    for g in 0..groups {
+        let base = g * 8;
+        // SAFETY: `base + 8 <= ords.len()`; unaligned load.
+        let v = unsafe { _mm256_loadu_si256(ords.as_ptr().add(base).cast()) };
+        let v_s = _mm256_xor_si256(v, flip);
+        let below_lo = _mm256_cmpgt_epi32(lo_s, v_s);
+        let below_hi = _mm256_cmpgt_epi32(hi_s, v_s);
+        let inside = _mm256_andnot_si256(below_lo, below_hi);
+        let mut bits = _mm256_movemask_ps(_mm256_castsi256_ps(inside)) as u32;
+        while bits != 0 {
+            let j = base + bits.trailing_zeros() as usize;
+            keys[nc] = order_key(ords[j], j);
+            nc += 1;
+            bits &= bits - 1;
+        }
+    }
+    for (j, &o) in ords.iter().enumerate().skip(groups * 8) {
+        if o >= lo && o < hi {
+            keys[nc] = order_key(o, j);
+            nc += 1;
+        }
+    }
+    nc
+}
+
+/// [`kept`] with AVX2 compares over 8 ords at a time; the index order is kept (bits are
+/// taken lowest first, groups in order).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn kept_avx2(ords: &[u32], kth: u64, idx: &mut [usize]) -> usize {
+    use std::arch::x86_64::*;
+    // key(o, j) >= kth  <=>  o > ko, or o == ko and j <= kj (see `order_key`).
+    let ko = (kth >> 32) as u32;
+    let kj = !(kth as u32) as usize;
+    let flip = _mm256_set1_epi32(i32::MIN);
+    let ko_v = _mm256_set1_epi32(ko as i32);
+    let ko_s = _mm256_xor_si256(ko_v, flip);
+    let groups = ords.len() / 8;
+    let mut got = 0;
+    for g in 0..groups {
+        let base = g * 8;
+        // SAFETY: `base + 8 <= ords.len()`; unaligned load.
+        let v = unsafe { _mm256_loadu_si256(ords.as_ptr().add(base).cast()) };
+        let above = _mm256_cmpgt_epi32(_mm256_xor_si256(v, flip), ko_s);
+        let equal = _mm256_cmpeq_epi32(v, ko_v);
+        let mut bits = _mm256_movemask_ps(_mm256_castsi256_ps(above)) as u32;
+        let mut ties = _mm256_movemask_ps(_mm256_castsi256_ps(equal)) as u32;
+        while ties != 0 {
+            let t = ties.trailing_zeros();
+            if base + t as usize <= kj {
+                bits |= 1 << t;
+            }
+            ties &= ties - 1;
+        }
+        while bits != 0 {
+            idx[got] = base + bits.trailing_zeros() as usize;
+            got += 1;
+            bits &= bits - 1;
+        }
+    }
+    for (j, &o) in ords.iter().enumerate().skip(groups * 8) {
+        if order_key(o, j) >= kth {
+            idx[got] = j;
+            got += 1;
+        }
     }
     got
 }
@@ -803,6 +913,46 @@ mod tests {
             let mut got = vec![0usize; k + 1];
             let kg = select_topk(&v, k, &mut ords, &mut keys, &mut got, &mut hint);
             assert_eq!(&got[..kg], &want[..], "trial {trial} k {k}");
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx2_compaction_equals_the_scalar_loops() {
+        if !std::arch::is_x86_feature_detected!("avx2") {
+            return;
+        }
+        let mut r = crate::rng::Rng::new(11);
+        for trial in 0..400 {
+            let n = 1 + trial % 45;
+            // Few distinct ords (ties), around the sign flip and the extremes.
+            let pick = [
+                0u32,
+                1,
+                0x7fff_ffff,
+                0x8000_0000,
+                0x8000_0001,
+                u32::MAX - 1,
+                5,
+                9,
+            ];
+            let ords: Vec<u32> = (0..n)
+                .map(|_| pick[(r.next_u64() % pick.len() as u64) as usize])
+                .collect();
+            let (lo, hi) = (pick[trial % 8], pick[(trial / 8) % 8]);
+            let (mut a, mut b) = (vec![0u64; n + 1], vec![0u64; n + 1]);
+            let na = candidates(&ords, lo, hi, &mut a);
+            // SAFETY: AVX2 support was detected above.
+            let nb = unsafe { candidates_avx2(&ords, lo, hi, &mut b) };
+            assert_eq!(&a[..na], &b[..nb], "ords {ords:?} [{lo}, {hi})");
+            let j = trial % n;
+            let kth = order_key(ords[j], j);
+            let (mut a, mut b) = (vec![0usize; n + 1], vec![0usize; n + 1]);
+            let ka = kept(&ords, kth, &mut a);
+            // SAFETY: as above.
+            let kb = unsafe { kept_avx2(&ords, kth, &mut b) };
+            assert_eq!(&a[..ka], &b[..kb], "ords {ords:?} kth of {j}");
+            assert!(ka >= 1 && a[..ka].contains(&j));
         }
     }
 
