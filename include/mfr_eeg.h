@@ -53,6 +53,12 @@ typedef enum mfr_status {
 typedef struct mfr_model mfr_model;
 
 /**
+ * The pipeline of [`mfr_denoise_in_place`] fed in chunks (opaque): any rate, each channel's
+ * baseline kept, output released a block at a time. Use each stream from one thread at a time.
+ */
+typedef struct mfr_stream mfr_stream;
+
+/**
  * A streaming denoiser for a fixed number of interleaved channels (opaque). It holds the
  * stream's state: use each streamer from one thread at a time.
  */
@@ -233,6 +239,71 @@ uint64_t mfr_streamer_faults(const struct mfr_streamer *streamer);
  * `streamer` must be NULL or a handle not yet freed.
  */
 void mfr_streamer_free(struct mfr_streamer *streamer);
+
+/**
+ * A stream of `channels` interleaved channels at `sample_rate_hz` with the options of
+ * [`mfr_denoise_in_place`] (`options` NULL for the defaults; `threads` is ignored, a stream
+ * runs on the calling thread) into `*out`. Blocks are `block_seconds` long (0: 1 s); a sample
+ * is released at most [`mfr_stream_latency`] samples after it was pushed.
+ *
+ * # Safety
+ * `model` must be a live handle; `options` NULL or valid; `out` a valid pointer.
+ */
+enum mfr_status mfr_stream_new(const struct mfr_model *model,
+                               size_t channels,
+                               double sample_rate_hz,
+                               const struct mfr_denoise_options *options,
+                               double block_seconds,
+                               struct mfr_stream **out);
+
+/**
+ * Pushes `frames` interleaved frames from `input` and writes the frames that became final to
+ * `output` (room for `capacity` frames; `frames + mfr_stream_latency()` always suffices),
+ * their number to `*released`. Concatenated over all calls and [`mfr_stream_finish`], the
+ * output equals [`mfr_denoise_in_place`] on the whole recording bit for bit. A non-finite
+ * sample is refused (`MFR_INVALID_DATA`, naming channel and sample) and the call then takes
+ * nothing, as does any failing call.
+ *
+ * # Safety
+ * `stream` must be a live handle; `input` valid for `frames * channels` floats; `output` for
+ * `capacity * channels` floats; `released` a valid pointer.
+ */
+enum mfr_status mfr_stream_push(struct mfr_stream *stream,
+                                const float *input,
+                                size_t frames,
+                                float *output,
+                                size_t capacity,
+                                size_t *released);
+
+/**
+ * Ends the recording: writes the remaining frames to `output` (room for `capacity` frames;
+ * [`mfr_stream_latency`] suffices) and their number to `*released`. The stream takes nothing
+ * afterwards.
+ *
+ * # Safety
+ * `stream` must be a live handle; `output` valid for `capacity * channels` floats;
+ * `released` a valid pointer.
+ */
+enum mfr_status mfr_stream_finish(struct mfr_stream *stream,
+                                  float *output,
+                                  size_t capacity,
+                                  size_t *released);
+
+/**
+ * Most samples between a pushed sample and its release (block + look-ahead); 0 for NULL.
+ *
+ * # Safety
+ * `stream` must be NULL or a live handle.
+ */
+size_t mfr_stream_latency(const struct mfr_stream *stream);
+
+/**
+ * Releases a stream (NULL is a no-op).
+ *
+ * # Safety
+ * `stream` must be NULL or a handle not yet freed.
+ */
+void mfr_stream_free(struct mfr_stream *stream);
 
 /**
  * The CLI's defaults: no notch, no band-pass (order 4), the model's hop, one thread per core,

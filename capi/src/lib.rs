@@ -3,7 +3,8 @@
 //! Opaque handles made by `*_new`/`*_load`/`*_from_bytes` and released by `*_free`:
 //! [`mfr_model`] (a validated model, shared by reference count, so a streamer stays valid
 //! after its model handle is freed) and [`mfr_streamer`] (the core's allocation-free streaming
-//! denoiser over interleaved frames). [`mfr_denoise_in_place`] runs the offline pipeline of
+//! denoiser over interleaved frames), and [`mfr_stream`] (the offline pipeline fed in chunks,
+//! equal to it bit for bit). [`mfr_denoise_in_place`] runs the offline pipeline of
 //! `mfr-eeg denoise` on a `[channels x samples]` buffer. Every function returns an
 //! [`mfr_status`]; on failure [`mfr_last_error_message`] gives the message (thread-local).
 //! Caller buffers come with their lengths, and no Rust panic crosses the boundary: every entry
@@ -22,7 +23,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use mfr_eeg::denoise::{DEFAULT_BANDPASS_ORDER, DenoiseError, DenoiseOptions, HighBand};
-use mfr_eeg::embed::{OwnedStreamer, default_model, denoise_channels};
+use mfr_eeg::embed::{ArrayStream, OwnedStreamer, default_model, denoise_channels};
 use mfr_eeg::model::{Model, ModelFileError};
 
 /// Result of every fallible call.
@@ -58,6 +59,15 @@ pub struct mfr_model {
 /// stream's state: use each streamer from one thread at a time.
 pub struct mfr_streamer {
     inner: OwnedStreamer,
+}
+
+/// The pipeline of [`mfr_denoise_in_place`] fed in chunks (opaque): any rate, each channel's
+/// baseline kept, output released a block at a time. Use each stream from one thread at a time.
+pub struct mfr_stream {
+    inner: ArrayStream,
+    /// Planar scratch for the interleaved frames of one call.
+    planar_in: Vec<Vec<f32>>,
+    planar_out: Vec<Vec<f32>>,
 }
 
 /// A model's metadata.
@@ -398,6 +408,204 @@ pub unsafe extern "C" fn mfr_streamer_free(streamer: *mut mfr_streamer) {
     }
 }
 
+fn denoise_failure(e: DenoiseError) -> Failure {
+    let status = match e {
+        DenoiseError::Options(_) => MFR_INVALID_ARGUMENT,
+        DenoiseError::Model { .. } => MFR_INVALID_MODEL,
+        _ => MFR_INVALID_DATA,
+    };
+    (status, e.to_string())
+}
+
+/// A stream of `channels` interleaved channels at `sample_rate_hz` with the options of
+/// [`mfr_denoise_in_place`] (`options` NULL for the defaults; `threads` is ignored, a stream
+/// runs on the calling thread) into `*out`. Blocks are `block_seconds` long (0: 1 s); a sample
+/// is released at most [`mfr_stream_latency`] samples after it was pushed.
+///
+/// # Safety
+/// `model` must be a live handle; `options` NULL or valid; `out` a valid pointer.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mfr_stream_new(
+    model: *const mfr_model,
+    channels: usize,
+    sample_rate_hz: f64,
+    options: *const mfr_denoise_options,
+    block_seconds: f64,
+    out: *mut *mut mfr_stream,
+) -> mfr_status {
+    guard(|| {
+        // SAFETY: the caller's contract.
+        let m = unsafe { model.as_ref() }.ok_or_else(|| null("model"))?;
+        if out.is_null() {
+            return Err(null("out"));
+        }
+        // SAFETY: the caller's contract.
+        let o = unsafe { options.as_ref() }
+            .copied()
+            .unwrap_or_else(|| mfr_denoise_options_default());
+        let opts = DenoiseOptions {
+            threads: 1,
+            block_seconds: (block_seconds != 0.0).then_some(block_seconds),
+            ..to_options(&o)?
+        };
+        let inner = ArrayStream::new(
+            m.model.clone(),
+            channels,
+            None,
+            sample_rate_hz,
+            o.to_microvolts,
+            &opts,
+        )
+        .map_err(denoise_failure)?;
+        let s = mfr_stream {
+            inner,
+            planar_in: vec![Vec::new(); channels],
+            planar_out: vec![Vec::new(); channels],
+        };
+        // SAFETY: checked non-null.
+        unsafe { *out = Box::into_raw(Box::new(s)) };
+        Ok(())
+    })
+}
+
+/// Writes the released planar samples as interleaved frames to `output` and their count to
+/// `*released`.
+fn interleave_out(
+    s: &mut mfr_stream,
+    output: *mut f32,
+    capacity: usize,
+    released: *mut usize,
+) -> Result<(), Failure> {
+    let c = s.planar_out.len();
+    let n = s.planar_out.first().map_or(0, Vec::len);
+    if n > capacity {
+        return Err((
+            MFR_INVALID_ARGUMENT,
+            format!("{n} frames released, output holds {capacity}"),
+        ));
+    }
+    // SAFETY: the caller's contract (valid for `capacity * channels` floats, n <= capacity).
+    let o = unsafe { slice_out(output, n * c, "output") }?;
+    for (ch, row) in s.planar_out.iter().enumerate() {
+        for (t, &v) in row.iter().enumerate() {
+            o[t * c + ch] = v;
+        }
+    }
+    // SAFETY: checked non-null by the callers.
+    unsafe { *released = n };
+    Ok(())
+}
+
+/// Pushes `frames` interleaved frames from `input` and writes the frames that became final to
+/// `output` (room for `capacity` frames; `frames + mfr_stream_latency()` always suffices),
+/// their number to `*released`. Concatenated over all calls and [`mfr_stream_finish`], the
+/// output equals [`mfr_denoise_in_place`] on the whole recording bit for bit. A non-finite
+/// sample is refused (`MFR_INVALID_DATA`, naming channel and sample) and the call then takes
+/// nothing, as does any failing call.
+///
+/// # Safety
+/// `stream` must be a live handle; `input` valid for `frames * channels` floats; `output` for
+/// `capacity * channels` floats; `released` a valid pointer.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mfr_stream_push(
+    stream: *mut mfr_stream,
+    input: *const f32,
+    frames: usize,
+    output: *mut f32,
+    capacity: usize,
+    released: *mut usize,
+) -> mfr_status {
+    guard(|| {
+        // SAFETY: the caller's contract.
+        let s = unsafe { stream.as_mut() }.ok_or_else(|| null("stream"))?;
+        if released.is_null() {
+            return Err(null("released"));
+        }
+        let c = s.planar_in.len();
+        let len = frames.checked_mul(c).ok_or_else(|| {
+            (
+                MFR_INVALID_ARGUMENT,
+                format!("{frames} frames overflow the address space"),
+            )
+        })?;
+        let most = frames.saturating_add(s.inner.latency());
+        if capacity < most {
+            // Refused up front so that a push never has to drop released samples.
+            return Err((
+                MFR_INVALID_ARGUMENT,
+                format!("output holds {capacity} frames; a push of {frames} needs {most}"),
+            ));
+        }
+        // SAFETY: the caller's contract.
+        let i = unsafe { slice_in(input, len, "input") }?;
+        for (ch, row) in s.planar_in.iter_mut().enumerate() {
+            row.clear();
+            row.extend(i.iter().skip(ch).step_by(c.max(1)).take(frames));
+        }
+        s.planar_out.iter_mut().for_each(Vec::clear);
+        let refs: Vec<&[f32]> = s.planar_in.iter().map(Vec::as_slice).collect();
+        s.inner
+            .push(&refs, &mut s.planar_out)
+            .map_err(denoise_failure)?;
+        interleave_out(s, output, capacity, released)
+    })
+}
+
+/// Ends the recording: writes the remaining frames to `output` (room for `capacity` frames;
+/// [`mfr_stream_latency`] suffices) and their number to `*released`. The stream takes nothing
+/// afterwards.
+///
+/// # Safety
+/// `stream` must be a live handle; `output` valid for `capacity * channels` floats;
+/// `released` a valid pointer.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mfr_stream_finish(
+    stream: *mut mfr_stream,
+    output: *mut f32,
+    capacity: usize,
+    released: *mut usize,
+) -> mfr_status {
+    guard(|| {
+        // SAFETY: the caller's contract.
+        let s = unsafe { stream.as_mut() }.ok_or_else(|| null("stream"))?;
+        if released.is_null() {
+            return Err(null("released"));
+        }
+        let most = s.inner.latency();
+        if capacity < most {
+            return Err((
+                MFR_INVALID_ARGUMENT,
+                format!("output holds {capacity} frames; finish needs {most}"),
+            ));
+        }
+        s.planar_out.iter_mut().for_each(Vec::clear);
+        s.inner.finish(&mut s.planar_out).map_err(denoise_failure)?;
+        interleave_out(s, output, capacity, released)
+    })
+}
+
+/// Most samples between a pushed sample and its release (block + look-ahead); 0 for NULL.
+///
+/// # Safety
+/// `stream` must be NULL or a live handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mfr_stream_latency(stream: *const mfr_stream) -> usize {
+    // SAFETY: the caller's contract.
+    unsafe { stream.as_ref() }.map_or(0, |s| s.inner.latency())
+}
+
+/// Releases a stream (NULL is a no-op).
+///
+/// # Safety
+/// `stream` must be NULL or a handle not yet freed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mfr_stream_free(stream: *mut mfr_stream) {
+    if !stream.is_null() {
+        // SAFETY: made by `Box::into_raw` in `mfr_stream_new`, freed once.
+        let _ = catch_unwind(AssertUnwindSafe(|| drop(unsafe { Box::from_raw(stream) })));
+    }
+}
+
 /// The CLI's defaults: no notch, no band-pass (order 4), the model's hop, one thread per core,
 /// data in microvolts.
 #[unsafe(no_mangle)]
@@ -496,14 +704,7 @@ pub unsafe extern "C" fn mfr_denoise_in_place(
             &opts,
         )
         .map(|_| ())
-        .map_err(|e| {
-            let status = match e {
-                DenoiseError::Options(_) => MFR_INVALID_ARGUMENT,
-                DenoiseError::Model { .. } => MFR_INVALID_MODEL,
-                _ => MFR_INVALID_DATA,
-            };
-            (status, e.to_string())
-        })
+        .map_err(denoise_failure)
     })
 }
 
@@ -609,6 +810,51 @@ mod tests {
                 "notch_hz 55: must be 0, 50 or 60".into()
             )
         );
+
+        // The pipeline stream refuses a NaN with channel and global sample, takes nothing,
+        // and goes on as if the call had not happened.
+        let mut ps: *mut mfr_stream = std::ptr::null_mut();
+        assert_eq!(
+            unsafe { mfr_stream_new(m, 2, 256.0, std::ptr::null(), 0.0, &mut ps) },
+            MFR_OK
+        );
+        let lat = unsafe { mfr_stream_latency(ps) };
+        assert_eq!(lat, 256 + 256 + 512 + 64);
+        let mut out = vec![0.0f32; 2 * (lat + 300)];
+        let mut rel = 0usize;
+        let x: Vec<f32> = (0..600).map(|i| (i as f32 * 0.05).sin() * 20.0).collect();
+        let push = |ps, x: &[f32], out: &mut Vec<f32>, rel: &mut usize| unsafe {
+            mfr_stream_push(
+                ps,
+                x.as_ptr(),
+                x.len() / 2,
+                out.as_mut_ptr(),
+                lat + 300,
+                rel,
+            )
+        };
+        assert_eq!(push(ps, &x[..200], &mut out, &mut rel), MFR_OK);
+        let mut bad = x[200..400].to_vec();
+        bad[7] = f32::NAN; // frame 103, channel 1
+        assert_eq!(push(ps, &bad, &mut out, &mut rel), MFR_INVALID_DATA);
+        assert_eq!(
+            last(),
+            "<array>: channel \"#1\": sample 103 is NaN (not a finite number)"
+        );
+        assert_eq!(push(ps, &x[200..], &mut out, &mut rel), MFR_OK);
+        assert_eq!(
+            unsafe { mfr_stream_finish(ps, out.as_mut_ptr(), lat + 300, &mut rel) },
+            MFR_OK
+        );
+        assert_eq!(
+            rel, 300,
+            "nothing released before finish: 300 frames < latency"
+        );
+        assert_eq!(
+            unsafe { mfr_stream_finish(ps, out.as_mut_ptr(), lat + 300, &mut rel) },
+            MFR_INVALID_ARGUMENT
+        );
+        unsafe { mfr_stream_free(ps) };
         unsafe { mfr_model_free(m) };
     }
 }

@@ -1,6 +1,7 @@
 //! A C program compiled with `cc` against `include/mfr_eeg.h` and `libmfr_eeg_c.a` streams
 //! samples of the shipped 64-channel recording through the C ABI in chunks of random sizes and
-//! denoises them offline; both outputs must equal the Rust library's bit for bit.
+//! denoises them offline; both outputs must equal the Rust library's bit for bit, and the
+//! pipeline stream fed in random chunks must equal the offline output.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -116,6 +117,18 @@ fn c_program_streams_and_denoises_exactly_as_rust() {
         "{stdout}"
     );
     assert!(stdout.contains("latency: 255 samples"), "{stdout}");
+    // At 160 Hz: a 1 s block (160 samples) + the chain margin + the baseline's 2.25 s.
+    assert!(
+        stdout.contains("pipeline stream: latency 717 samples, 9760 frames in")
+            && stdout.contains("calls, equal to offline"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "small output buffer: status 2, message: output holds 10 frames; a push of 10 needs 727"
+        ),
+        "{stdout}"
+    );
     assert!(
         stdout.contains("truncated model: status 3, message: <memory>: invalid model:"),
         "{stdout}"

@@ -92,6 +92,42 @@ int main(int argc, char **argv) {
   CHECK(mfr_denoise_in_place(model, out, channels, frames, sfreq, &opts));
   if (write_file(argv[7], out, channels * frames)) return 1;
 
+  /* The same pipeline fed in chunks: released frames, concatenated with finish(), must equal
+   * the offline result just computed (channel-major in `out`) bit for bit. */
+  mfr_stream *ps = NULL;
+  CHECK(mfr_stream_new(model, channels, sfreq, &opts, 0.0, &ps));
+  size_t plat = mfr_stream_latency(ps);
+  size_t cap = 200 + plat;
+  float *chunk_out = malloc(cap * channels * sizeof(float));
+  float *piped = malloc(channels * frames * sizeof(float));
+  size_t got = 0, rel = 0;
+  at = 0;
+  calls = 0;
+  while (at < frames) {
+    lcg = lcg * 1664525u + 1013904223u;
+    size_t n = (lcg >> 8) % 200; /* empty pushes included */
+    if (n > frames - at) n = frames - at;
+    CHECK(mfr_stream_push(ps, in + at * channels, n, chunk_out, cap, &rel));
+    memcpy(piped + got * channels, chunk_out, rel * channels * sizeof(float));
+    got += rel;
+    at += n;
+    calls++;
+  }
+  s = mfr_stream_push(ps, in, 10, chunk_out, 10, &rel);
+  printf("small output buffer: status %d, message: %s\n", (int)s, mfr_last_error_message());
+  CHECK(mfr_stream_finish(ps, chunk_out, cap, &rel));
+  memcpy(piped + got * channels, chunk_out, rel * channels * sizeof(float));
+  got += rel;
+  size_t differ = got == frames ? 0 : 1;
+  for (size_t c = 0; c < channels && !differ; c++)
+    for (size_t t = 0; t < frames; t++)
+      if (memcmp(&piped[t * channels + c], &out[c * frames + t], sizeof(float)) != 0) differ++;
+  printf("pipeline stream: latency %zu samples, %zu frames in %zu calls, %s offline\n", plat,
+         got, calls, differ ? "differs from" : "equal to");
+  mfr_stream_free(ps);
+  free(piped);
+  free(chunk_out);
+
   opts.bandpass_low_hz = 40;
   opts.bandpass_high_hz = 1;
   s = mfr_denoise_in_place(model, out, channels, frames, sfreq, &opts);
