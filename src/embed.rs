@@ -400,10 +400,15 @@ impl ArrayStream {
                 "the stream was finished; start a new one".into(),
             ));
         }
-        if chunk.len() != c || out.len() != c {
+        if chunk.len() != c {
             return Err(DenoiseError::Options(format!(
-                "chunk has {} channels and output {}, the stream {c}",
-                chunk.len(),
+                "chunk has {} channels, the stream {c}",
+                chunk.len()
+            )));
+        }
+        if out.len() != c {
+            return Err(DenoiseError::Options(format!(
+                "output has {} channels, the stream {c}",
                 out.len()
             )));
         }

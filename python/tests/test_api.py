@@ -154,7 +154,7 @@ def test_bad_input_raises_clear_exceptions():
     p.push(np.zeros((2, 30), dtype=np.float32))
     with pytest.raises(mfr_eeg.DenoiseError, match=r'channel "Cz": sample 35 is NaN'):
         p.push(bad)
-    with pytest.raises(mfr_eeg.DenoiseError, match="chunk has 3 channels"):
+    with pytest.raises(mfr_eeg.DenoiseError, match="chunk has 3 channels, the stream 2"):
         p.push(np.zeros((3, 10), dtype=np.float32))
     with pytest.raises(mfr_eeg.DenoiseError, match="no samples"):
         mfr_eeg.Streamer(None, 2, 256.0).finish()
