@@ -468,6 +468,35 @@ pub unsafe extern "C" fn mfr_stream_new(
     })
 }
 
+/// The stream behind `stream`, after checking `released` and that `capacity` frames hold the
+/// most a call with `frames` new frames can release (`frames` + latency); `what` names the
+/// call in the message. Refused up front, so
+/// that a call never has to drop released samples.
+///
+/// # Safety
+/// `stream` must be NULL or a live handle.
+unsafe fn stream_with_room<'a>(
+    stream: *mut mfr_stream,
+    released: *mut usize,
+    capacity: usize,
+    frames: usize,
+    what: &str,
+) -> Result<&'a mut mfr_stream, Failure> {
+    // SAFETY: the caller's contract.
+    let s = unsafe { stream.as_mut() }.ok_or_else(|| null("stream"))?;
+    if released.is_null() {
+        return Err(null("released"));
+    }
+    let most = frames.saturating_add(s.inner.latency());
+    if capacity < most {
+        return Err((
+            MFR_INVALID_ARGUMENT,
+            format!("output holds {capacity} frames; {what} needs {most}"),
+        ));
+    }
+    Ok(s)
+}
+
 /// Writes the released planar samples as interleaved frames to `output` and their count to
 /// `*released`.
 fn interleave_out(
@@ -517,10 +546,15 @@ pub unsafe extern "C" fn mfr_stream_push(
 ) -> mfr_status {
     guard(|| {
         // SAFETY: the caller's contract.
-        let s = unsafe { stream.as_mut() }.ok_or_else(|| null("stream"))?;
-        if released.is_null() {
-            return Err(null("released"));
-        }
+        let s = unsafe {
+            stream_with_room(
+                stream,
+                released,
+                capacity,
+                frames,
+                &format!("a push of {frames}"),
+            )
+        }?;
         let c = s.planar_in.len();
         let len = frames.checked_mul(c).ok_or_else(|| {
             (
@@ -528,14 +562,6 @@ pub unsafe extern "C" fn mfr_stream_push(
                 format!("{frames} frames overflow the address space"),
             )
         })?;
-        let most = frames.saturating_add(s.inner.latency());
-        if capacity < most {
-            // Refused up front so that a push never has to drop released samples.
-            return Err((
-                MFR_INVALID_ARGUMENT,
-                format!("output holds {capacity} frames; a push of {frames} needs {most}"),
-            ));
-        }
         // SAFETY: the caller's contract.
         let i = unsafe { slice_in(input, len, "input") }?;
         for (ch, row) in s.planar_in.iter_mut().enumerate() {
@@ -567,17 +593,7 @@ pub unsafe extern "C" fn mfr_stream_finish(
 ) -> mfr_status {
     guard(|| {
         // SAFETY: the caller's contract.
-        let s = unsafe { stream.as_mut() }.ok_or_else(|| null("stream"))?;
-        if released.is_null() {
-            return Err(null("released"));
-        }
-        let most = s.inner.latency();
-        if capacity < most {
-            return Err((
-                MFR_INVALID_ARGUMENT,
-                format!("output holds {capacity} frames; finish needs {most}"),
-            ));
-        }
+        let s = unsafe { stream_with_room(stream, released, capacity, 0, "finish") }?;
         s.planar_out.iter_mut().for_each(Vec::clear);
         s.inner.finish(&mut s.planar_out).map_err(denoise_failure)?;
         interleave_out(s, output, capacity, released)

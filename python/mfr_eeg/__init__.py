@@ -164,7 +164,37 @@ def denoise_raw(raw: Any, picks: Any = "eeg", model: ModelLike = None, *, copy: 
     return out
 
 
-class Streamer:
+class _Stream:
+    """What both streamers report (the compiled handle is ``self._s``)."""
+
+    _s: Any
+
+    def push(self, chunk: Any) -> np.ndarray:
+        """Push ``[n_channels, n]`` samples; returns the denoised samples that are ready."""
+        return self._s.push(_check_array(chunk))
+
+    @property
+    def latency(self) -> int:
+        """Most samples between an input sample and its denoised output."""
+        return self._s.latency
+
+    @property
+    def latency_s(self) -> float:
+        """The delay in seconds."""
+        return self._s.latency_s
+
+    @property
+    def n_channels(self) -> int:
+        """Number of channels."""
+        return self._s.n_channels
+
+    @property
+    def faults(self) -> int:
+        """Samples replaced by 0 because they were NaN, infinite or huge."""
+        return self._s.faults
+
+
+class Streamer(_Stream):
     """The pipeline of :func:`denoise` fed in chunks, for ``n_channels`` channels at ``sfreq`` Hz.
 
     ``push(chunk)`` takes ``[n_channels, n]`` (any n, float32 or float64, in ``unit``) and
@@ -208,41 +238,17 @@ class Streamer:
             block_seconds=float(block_seconds),
         )
 
-    def push(self, chunk: Any) -> np.ndarray:
-        """Push ``[n_channels, n]`` samples; returns the ``[n_channels, m]`` that became final."""
-        return self._s.push(_check_array(chunk))
-
     def finish(self) -> np.ndarray:
         """End the recording; returns the remaining ``[n_channels, m]`` samples."""
         return self._s.finish()
-
-    @property
-    def latency(self) -> int:
-        """Most samples between an input sample and its output."""
-        return self._s.latency
-
-    @property
-    def latency_s(self) -> float:
-        """The delay in seconds."""
-        return self._s.latency_s
-
-    @property
-    def n_channels(self) -> int:
-        """Number of channels."""
-        return self._s.n_channels
 
     @property
     def released(self) -> int:
         """Samples per channel returned so far."""
         return self._s.released
 
-    @property
-    def faults(self) -> int:
-        """Model inputs replaced by 0 because they were NaN, infinite or huge."""
-        return self._s.faults
 
-
-class CoreStreamer:
+class CoreStreamer(_Stream):
     """The allocation-free streaming core for ``n_channels`` channels at the model's rate.
 
     ``push(chunk)`` takes ``[n_channels, n]`` (any n, float32 or float64, in ``unit``) and
@@ -256,27 +262,3 @@ class CoreStreamer:
 
     def __init__(self, model: ModelLike, n_channels: int, sfreq: float, *, hop: Optional[int] = None, unit: Union[str, float] = "uV"):
         self._s = _CoreStreamer(_model(model), int(n_channels), float(sfreq), hop=hop, scale=_scale(unit))
-
-    def push(self, chunk: Any) -> np.ndarray:
-        """Push ``[n_channels, n]`` samples; returns ``[n_channels, n]`` denoised samples."""
-        return self._s.push(_check_array(chunk))
-
-    @property
-    def latency(self) -> int:
-        """Delay in samples between an input sample and its denoised output."""
-        return self._s.latency
-
-    @property
-    def latency_s(self) -> float:
-        """The delay in seconds."""
-        return self._s.latency_s
-
-    @property
-    def n_channels(self) -> int:
-        """Number of channels."""
-        return self._s.n_channels
-
-    @property
-    def faults(self) -> int:
-        """Input samples replaced by 0 because they were NaN, infinite or huge."""
-        return self._s.faults

@@ -607,32 +607,25 @@ impl Streamer {
     /// Number of channels.
     #[getter]
     fn n_channels(&self) -> usize {
-        self.inner
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .stream
-            .channels()
+        self.with_stream(ArrayStream::channels)
     }
 
     /// Samples per channel returned so far.
     #[getter]
     fn released(&self) -> usize {
-        self.inner
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .stream
-            .released()
+        self.with_stream(ArrayStream::released)
     }
 
     /// Model inputs that were NaN, infinite or huge and were replaced by 0, so far.
     #[getter]
     fn faults(&self) -> u64 {
-        self.inner
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .stream
-            .faults()
-            .input_samples
+        self.with_stream(|s| s.faults().input_samples)
+    }
+}
+
+impl Streamer {
+    fn with_stream<R>(&self, f: impl FnOnce(&ArrayStream) -> R) -> R {
+        f(&self.inner.lock().unwrap_or_else(|p| p.into_inner()).stream)
     }
 }
 
