@@ -78,6 +78,30 @@ def _check_array(x: Any) -> np.ndarray:
     return a
 
 
+def _pipeline_options(
+    unit: Union[str, float],
+    notch: Optional[float],
+    notch_harmonics: bool,
+    bandpass: Optional[tuple[float, float]],
+    order: int,
+    hop: Optional[int],
+    ch_names: Optional[Sequence[str]],
+    above_model_band: str,
+) -> dict:
+    """The compiled functions' keyword arguments for the pipeline options ``denoise`` and
+    ``Streamer`` share."""
+    return dict(
+        scale=_scale(unit),
+        notch=notch,
+        notch_harmonics=notch_harmonics,
+        bandpass=None if bandpass is None else (float(bandpass[0]), float(bandpass[1])),
+        order=order,
+        hop=hop,
+        names=None if ch_names is None else [str(c) for c in ch_names],
+        above_model_band=above_model_band,
+    )
+
+
 def denoise(
     x: Any,
     sfreq: float,
@@ -103,20 +127,8 @@ def denoise(
     in error messages.
     """
     a = _check_array(x)
-    return _denoise(
-        a,
-        float(sfreq),
-        _model(model),
-        scale=_scale(unit),
-        notch=notch,
-        notch_harmonics=notch_harmonics,
-        bandpass=None if bandpass is None else (float(bandpass[0]), float(bandpass[1])),
-        order=order,
-        hop=hop,
-        threads=threads,
-        names=None if ch_names is None else [str(c) for c in ch_names],
-        above_model_band=above_model_band,
-    )
+    opts = _pipeline_options(unit, notch, notch_harmonics, bandpass, order, hop, ch_names, above_model_band)
+    return _denoise(a, float(sfreq), _model(model), threads=threads, **opts)
 
 
 def denoise_file(input: Union[str, os.PathLike], output: Union[str, os.PathLike], model: ModelLike = None, **options: Any) -> dict:
@@ -223,20 +235,8 @@ class Streamer(_Stream):
         above_model_band: str = "keep",
         block_seconds: float = 1.0,
     ):
-        self._s = _Streamer(
-            _model(model),
-            int(n_channels),
-            float(sfreq),
-            scale=_scale(unit),
-            notch=notch,
-            notch_harmonics=notch_harmonics,
-            bandpass=None if bandpass is None else (float(bandpass[0]), float(bandpass[1])),
-            order=order,
-            hop=hop,
-            names=None if ch_names is None else [str(c) for c in ch_names],
-            above_model_band=above_model_band,
-            block_seconds=float(block_seconds),
-        )
+        opts = _pipeline_options(unit, notch, notch_harmonics, bandpass, order, hop, ch_names, above_model_band)
+        self._s = _Streamer(_model(model), int(n_channels), float(sfreq), block_seconds=float(block_seconds), **opts)
 
     def finish(self) -> np.ndarray:
         """End the recording; returns the remaining ``[n_channels, m]`` samples."""
