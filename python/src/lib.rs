@@ -543,8 +543,15 @@ impl Streamer {
                 above_model_band,
             )?
         };
-        let stream = ArrayStream::new(model_or_default(model), n_channels, names, sfreq, 1.0, &opts)
-            .map_err(denoise_err)?;
+        let stream = ArrayStream::new(
+            model_or_default(model),
+            n_channels,
+            names,
+            sfreq,
+            1.0,
+            &opts,
+        )
+        .map_err(denoise_err)?;
         Ok(Self {
             latency: stream.latency(),
             inner: Mutex::new(StreamState {
@@ -564,9 +571,7 @@ impl Streamer {
             let mut st = self.inner.lock().unwrap_or_else(|p| p.into_inner());
             let refs: Vec<&[f32]> = rows.iter().map(Vec::as_slice).collect();
             let mut out = vec![Vec::new(); st.stream.channels()];
-            st.stream
-                .push(&refs, &mut out)
-                .map_err(|e| e.to_string())?;
+            st.stream.push(&refs, &mut out).map_err(|e| e.to_string())?;
             st.f64_out = f64_out;
             Ok::<_, String>(out)
         });
@@ -581,9 +586,7 @@ impl Streamer {
         let out = py.detach(|| {
             let mut st = self.inner.lock().unwrap_or_else(|p| p.into_inner());
             let mut out = vec![Vec::new(); st.stream.channels()];
-            st.stream
-                .finish(&mut out)
-                .map_err(|e| e.to_string())?;
+            st.stream.finish(&mut out).map_err(|e| e.to_string())?;
             Ok::<_, String>((out, st.f64_out))
         });
         let (out, f64_out) = out.map_err(denoise_err)?;
