@@ -774,15 +774,14 @@ pub fn denoise_file_cancellable(
     );
     // Eye artifacts across channels (crate::ocular), applied to each record as it is read,
     // before each channel's own denoising.
-    let (mut spatial, spatial_line) =
-        match prepare_spatial(input, &header, &selected, &denoiser, opts)? {
-            Some(crate::ocular::SpatialPlan::Run(stage, line)) => (Some(stage), Some(line)),
-            Some(crate::ocular::SpatialPlan::Skip(note)) => {
-                notes.push(note);
-                (None, None)
-            }
-            None => (None, None),
-        };
+    let (mut spatial, spatial_line) = match prepare_spatial(input, &header, &selected, opts)? {
+        Some(crate::ocular::SpatialPlan::Run(stage, line)) => (Some(stage), Some(line)),
+        Some(crate::ocular::SpatialPlan::Skip(note)) => {
+            notes.push(note);
+            (None, None)
+        }
+        None => (None, None),
+    };
     progress(Progress::Started {
         records,
         channels: selected.len(),
@@ -1032,18 +1031,12 @@ fn prepare_spatial(
     input: &Path,
     header: &Header,
     selected: &[usize],
-    denoiser: &Denoiser<'_>,
     opts: &DenoiseOptions,
 ) -> Result<Option<crate::ocular::SpatialPlan>, DenoiseError> {
     if !opts.spatial {
         return Ok(None);
     }
-    let iso = crate::ocular::Isolator {
-        sae: denoiser.sae,
-        hop: denoiser.hop,
-        rate_hz: denoiser.rate_hz,
-    };
-    crate::ocular::SpatialStage::prepare(input, header, selected, opts.eog.as_deref(), iso)
+    crate::ocular::SpatialStage::prepare(input, header, selected, opts.eog.as_deref())
         .map(Some)
         .map_err(|error| DenoiseError::Ocular {
             file: input.to_path_buf(),

@@ -20,8 +20,9 @@
 //! Key types: [`ReferencePlan`], [`Reference`], [`Isolation`], [`BlockReport`], [`OcularError`].
 
 use crate::core::{
-    ArtifactGate, ChannelState, CoreError, DcBlocker, GateConfig, RefRegression, RegressionConfig,
-    Sae, SpatialError, denoise_offline_into, offline_work_len,
+    ArtifactGate, BlinkMwf, ChannelState, CoreError, DcBlocker, GateConfig, MwfChannel, MwfConfig,
+    MwfEstimator, RefRegression, RegressionConfig, Sae, SpatialError, denoise_offline_into,
+    offline_work_len,
 };
 use crate::denoise::microvolt_factor;
 use crate::io::edf::{EdfError, Header, normalise_label};
@@ -398,6 +399,81 @@ fn run<const R: usize>(
     Ok(BlockReport { gains })
 }
 
+/// What [`mwf_block`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MwfReport {
+    /// Whether the filter acted at the end (a blink source was found).
+    pub active: bool,
+    /// The blink source's power ratio at the last update.
+    pub lambda: f64,
+    /// Filter updates.
+    pub updates: u64,
+    /// |corr(source, reference)| over blink samples at the last update.
+    pub reference_corr: f64,
+    /// The source's amplitude on the reference over its largest on any channel.
+    pub reference_share: f64,
+}
+
+/// Runs the streaming multi-channel Wiener filter ([`BlinkMwf`]) over whole arrays, as a
+/// device would receive them, and writes `channels` back cleaned, aligned (the delay
+/// removed). `extra` channels (EOG) enter the filter and are not written; `detect` are the
+/// detection references (raw reference signals). All at `cfg.fs_hz`, one length, µV.
+pub fn mwf_block(
+    channels: &mut [Vec<f32>],
+    extra: &[Vec<f32>],
+    detect: &[Vec<f32>],
+    cfg: MwfConfig,
+) -> Result<MwfReport, OcularError> {
+    let n = channels.first().map_or(0, Vec::len);
+    for (i, c) in channels.iter().chain(extra).chain(detect).enumerate() {
+        if c.len() != n {
+            return Err(OcularError::Length {
+                index: i,
+                expected: n,
+                got: c.len(),
+            });
+        }
+    }
+    let (k, all) = (channels.len(), channels.len() + extra.len());
+    let states = vec![MwfChannel::default(); all];
+    let work = vec![0.0f64; MwfEstimator::<Vec<MwfChannel>, Vec<f64>>::workspace_len(all)];
+    let line =
+        vec![0.0f32; BlinkMwf::<Vec<MwfChannel>, Vec<f64>, Vec<f32>>::line_len(all, cfg.delay)];
+    let mut mwf = BlinkMwf::new(cfg, states, work, line)?;
+    let mut frame = vec![0.0f32; all];
+    let mut out = vec![0.0f32; all];
+    let mut r = vec![0.0f32; detect.len()];
+    let mut u = 0usize;
+    let put = |channels: &mut [Vec<f32>], out: &[f32], u: &mut usize| {
+        for (c, &v) in channels.iter_mut().zip(&out[..k]) {
+            c[*u] = v;
+        }
+        *u += 1;
+    };
+    for t in 0..n {
+        for (f, x) in frame.iter_mut().zip(channels.iter().chain(extra)) {
+            *f = x[t];
+        }
+        for (ri, d) in r.iter_mut().zip(detect) {
+            *ri = d[t];
+        }
+        if mwf.push(&r, &frame, &mut out)? {
+            put(channels, &out, &mut u);
+        }
+    }
+    while mwf.drain(&mut out)? {
+        put(channels, &out, &mut u);
+    }
+    let est = mwf.estimator();
+    Ok(MwfReport {
+        active: est.active(),
+        lambda: est.lambda(),
+        updates: est.version(),
+        reference_corr: est.reference_corr(),
+        reference_share: est.reference_share(),
+    })
+}
+
 /// Gated artifact waveforms of `references` (all at `fs_hz`): isolated, DC-blocked at
 /// [`PRE_DC_CORNER_HZ`], and, with `gated`, passed through an [`ArtifactGate`]. This is what
 /// [`clean_block`] and [`SpatialStage`] subtract.
@@ -434,22 +510,30 @@ pub fn artifact_waves(
         .collect())
 }
 
-/// The spatial stage of `mfr-eeg denoise`, applied record by record to the channels as they
-/// are read (before the single-channel model). The regression runs sample by sample in time
-/// order, so its result does not depend on how the file is cut into records or blocks.
+/// The spatial stage of `mfr-eeg denoise`: the streaming multi-channel Wiener filter
+/// ([`BlinkMwf`]) over the cleaned channels and the EOG channels, applied record by record to
+/// the channels as they are read (before the single-channel model).
 ///
-/// The gated artifact waveforms are computed once, when the stage is prepared, from the whole
-/// reference channels (1 to [`MAX_REFERENCES`] signals held in memory for the recording; on a
-/// device the core's streamer computes them with `d_in - 1` samples of latency instead).
+/// [`SpatialStage::prepare`] streams the file once through the filter, exactly as a device
+/// would (blinks detected on the references, output [`MwfConfig::delay`] frames late), and
+/// keeps only what the records need: each frame's projection `vᵀ x̂` and the pattern in
+/// force for it (one per filter update). [`SpatialStage::apply`] then subtracts
+/// `pattern · projection` from each record in place, so the result equals the streaming
+/// filter's output frame for frame and does not depend on how the file is cut into blocks.
+/// Memory: one `f64` per frame, plus one pattern per update (8 per second).
 #[derive(Debug)]
 pub struct SpatialStage {
-    reg: RefRegression<Vec<ChannelState<MAX_REFERENCES>>, MAX_REFERENCES>,
-    waves: Vec<Vec<f32>>,
-    /// For each lane (selected channel): its position in the regression and its µV factor.
+    /// Per frame: `vᵀ x̂` (0 for frames left alone).
+    proj: Vec<f64>,
+    /// Patterns (scaled by the Wiener gain), `clean.len()` values each.
+    patterns: Vec<f64>,
+    /// First frame each pattern applies to (ascending).
+    starts: Vec<u64>,
+    /// For each lane (selected channel): its position among the cleaned channels and its µV
+    /// factor.
     lanes: Vec<Option<(usize, f64)>>,
-    next: usize,
-    frame: Vec<f32>,
-    before: Vec<f32>,
+    cleaned: usize,
+    next: u64,
 }
 
 /// What [`SpatialStage::prepare`] found.
@@ -463,7 +547,7 @@ pub enum SpatialPlan {
 
 impl SpatialStage {
     /// Finds the references of `header`'s montage ([`find_references`]) for the `selected`
-    /// channels of `input` and computes their gated, SAE-isolated waveforms. The EOG channels
+    /// channels of `input` and streams the file through the filter. The EOG channels
     /// themselves are not changed. Mixed rates, units that are not voltages and montages
     /// without EOG or frontal channels give [`SpatialPlan::Skip`] with a note.
     pub fn prepare(
@@ -471,7 +555,6 @@ impl SpatialStage {
         header: &Header,
         selected: &[usize],
         eog: Option<&[String]>,
-        isolator: Isolator<'_>,
     ) -> Result<SpatialPlan, OcularError> {
         let sigs = header.signals();
         let labels: Vec<String> = sigs.iter().map(|s| s.label.clone()).collect();
@@ -491,13 +574,16 @@ impl SpatialStage {
                 "only EOG channels selected: spatial stage skipped".into(),
             ));
         }
-        let fs = header.sample_rate(selected[clean[0]]);
-        let all = clean
-            .iter()
-            .map(|&k| selected[k])
-            .chain(ref_chans.iter().copied());
-        let mut factors = std::collections::HashMap::new();
-        for c in all {
+        // The filter's channels: the cleaned ones, then EOG channels not among them.
+        let mut chans: Vec<usize> = clean.iter().map(|&k| selected[k]).collect();
+        for &c in &ref_chans {
+            if !chans.contains(&c) {
+                chans.push(c);
+            }
+        }
+        let fs = header.sample_rate(chans[0]);
+        let mut factors = Vec::with_capacity(chans.len());
+        for &c in &chans {
             if header.sample_rate(c) != fs {
                 return Ok(SpatialPlan::Skip(format!(
                     "spatial stage skipped: {} is {} Hz, other channels {fs} Hz (it needs one \
@@ -513,50 +599,107 @@ impl SpatialStage {
                     sigs[c].physical_dimension.trim()
                 )));
             };
-            factors.insert(c, f);
+            factors.push(f);
         }
-        let mut ref_data = crate::io::edf::read_channels_physical(input, &ref_chans)?;
-        for (x, c) in ref_data.iter_mut().zip(&ref_chans) {
-            let f = factors[c];
-            if f != 1.0 {
-                x.iter_mut().for_each(|v| *v = (f64::from(*v) * f) as f32);
-            }
-        }
-        let refs: Vec<Vec<f32>> = plan
+        let cfg = MwfConfig::for_rate(fs);
+        let all = chans.len();
+        let mut mwf = BlinkMwf::new(
+            cfg,
+            vec![MwfChannel::default(); all],
+            vec![0.0f64; MwfEstimator::<Vec<MwfChannel>, Vec<f64>>::workspace_len(all)],
+            vec![0.0f32; BlinkMwf::<Vec<MwfChannel>, Vec<f64>, Vec<f32>>::line_len(all, cfg.delay)],
+        )?;
+        // Each reference as weights over the filter's channels.
+        let weights: Vec<Vec<(usize, f64)>> = plan
             .references
             .iter()
             .map(|r| {
-                r.signal(|c| &ref_data[ref_chans.iter().position(|&x| x == c).expect("read")][..])
+                let at = |c: &usize| chans.iter().position(|x| x == c).expect("listed above");
+                let p = 1.0 / r.plus.len() as f64;
+                let mut w: Vec<(usize, f64)> = r.plus.iter().map(|c| (at(c), p)).collect();
+                if !r.minus.is_empty() {
+                    let m = -1.0 / r.minus.len() as f64;
+                    w.extend(r.minus.iter().map(|c| (at(c), m)));
+                }
+                w
             })
             .collect();
-        drop(ref_data);
-        let waves = artifact_waves(&refs, fs, Isolation::Sae(isolator), true)?;
-        let mut lanes = vec![None; selected.len()];
-        for (pos, &k) in clean.iter().enumerate() {
-            lanes[k] = Some((pos, factors[&selected[k]]));
+        let spr = header.signals()[chans[0]].samples_per_record;
+        let mut reader = crate::io::edf::EdfReader::open(input)?;
+        let mut rec = reader.new_record();
+        let mut block = vec![vec![0.0f32; spr]; all];
+        let mut frame = vec![0.0f32; all];
+        let mut out = vec![0.0f32; all];
+        let mut refs = vec![0.0f32; weights.len()];
+        let k = clean.len();
+        let mut stage = SpatialStage {
+            proj: Vec::with_capacity((reader.num_records() as usize).saturating_mul(spr)),
+            patterns: Vec::new(),
+            starts: Vec::new(),
+            lanes: vec![None; selected.len()],
+            cleaned: k,
+            next: 0,
+        };
+        let mut v = vec![0.0f64; all];
+        let mut q = vec![0.0f64; all];
+        let mut version = 0u64;
+        let mut keep = |mwf: &BlinkMwf<_, _, _>, stage: &mut SpatialStage| {
+            let est = mwf.estimator();
+            if stage.starts.is_empty() || est.version() != version {
+                version = est.version();
+                est.filter_into(&mut v, &mut q);
+                stage.starts.push(stage.proj.len() as u64);
+                stage.patterns.extend_from_slice(&q[..k]);
+            }
+            stage.proj.push(mwf.projection());
+        };
+        while reader.read_record_into(&mut rec)? {
+            for ((x, &c), &f) in block.iter_mut().zip(&chans).zip(&factors) {
+                rec.physical_into(c, x);
+                if f != 1.0 {
+                    x.iter_mut().for_each(|v| *v = (f64::from(*v) * f) as f32);
+                }
+            }
+            for t in 0..spr {
+                for (fr, x) in frame.iter_mut().zip(&block) {
+                    *fr = x[t];
+                }
+                for (r, w) in refs.iter_mut().zip(&weights) {
+                    *r = w
+                        .iter()
+                        .map(|&(i, wi)| wi * f64::from(frame[i]))
+                        .sum::<f64>() as f32;
+                }
+                if mwf.push(&refs, &frame, &mut out)? {
+                    keep(&mwf, &mut stage);
+                }
+            }
         }
-        let reg = RefRegression::new(
-            RegressionConfig::for_rate(fs as f32),
-            vec![ChannelState::default(); clean.len()],
-        )?;
-        let line = format!(
-            "{}: eye artifacts removed from {} channels by a running regression on the gated, \
-             SAE-isolated reference{} (streaming latency {:.2} s)",
-            plan.describe(),
-            clean.len(),
-            if plan.references.len() > 1 { "s" } else { "" },
-            isolator.latency_s()
-        );
+        while mwf.drain(&mut out)? {
+            keep(&mwf, &mut stage);
+        }
+        for (pos, &kk) in clean.iter().enumerate() {
+            stage.lanes[kk] = Some((pos, factors[pos]));
+        }
+        let est = mwf.estimator();
+        let what = if est.active() {
+            format!(
+                "eye artifacts removed from {k} channels by a multi-channel Wiener filter that \
+                 learns the blink pattern as the recording streams (blink source {:.1}x the \
+                 background, corr {:.2} with the reference; latency {:.2} s)",
+                est.lambda(),
+                est.reference_corr(),
+                cfg.delay as f64 / fs
+            )
+        } else {
+            format!(
+                "no blink source found in {k} channels (too few blinks, or none the reference \
+                 explains): left as they were"
+            )
+        };
         Ok(SpatialPlan::Run(
-            Box::new(SpatialStage {
-                reg,
-                waves,
-                lanes,
-                next: 0,
-                frame: vec![0.0; clean.len()],
-                before: vec![0.0; clean.len()],
-            }),
-            line,
+            Box::new(stage),
+            format!("{}: {what}", plan.describe()),
         ))
     }
 
@@ -579,31 +722,36 @@ impl SpatialStage {
                 });
             }
         }
-        let mut a = [0.0f32; MAX_REFERENCES];
+        let mut pattern = self
+            .starts
+            .partition_point(|&s| s <= self.next)
+            .saturating_sub(1);
         for i in 0..n {
-            let t = self.next + i;
-            for (ai, w) in a.iter_mut().zip(&self.waves) {
-                *ai = w.get(t).copied().unwrap_or(0.0);
+            let t = self.next + i as u64;
+            while pattern + 1 < self.starts.len() && self.starts[pattern + 1] <= t {
+                pattern += 1;
             }
-            for (m, l) in self.lanes.iter().zip(lanes.iter()) {
-                if let Some((pos, f)) = *m {
-                    self.frame[pos] = (f64::from(l[i]) * f) as f32;
-                }
+            let proj = self.proj.get(t as usize).copied().unwrap_or(0.0);
+            if proj == 0.0 {
+                continue;
             }
-            self.before.copy_from_slice(&self.frame);
-            self.reg.process_frame(&a, &mut self.frame)?;
-            // Only the correction goes back, so a zero correction leaves the sample's bits
-            // alone whatever the unit.
+            let q = &self.patterns[pattern * self.cleaned..(pattern + 1) * self.cleaned];
+            // Only the correction goes back, in the lane's unit, so channels the filter leaves
+            // alone keep their bits.
             for (m, l) in self.lanes.iter().zip(lanes.iter_mut()) {
                 if let Some((pos, f)) = *m {
-                    let d = f64::from(self.frame[pos]) - f64::from(self.before[pos]);
+                    let d = q[pos] * proj;
                     if d != 0.0 {
-                        l[i] = (f64::from(l[i]) + d / f) as f32;
+                        l[i] = if f == 1.0 {
+                            (f64::from(l[i]) - d) as f32
+                        } else {
+                            (f64::from(l[i]) - d / f) as f32
+                        };
                     }
                 }
             }
         }
-        self.next += n;
+        self.next += n as u64;
         Ok(())
     }
 }

@@ -1,16 +1,21 @@
 //! The `no_std`, allocation-free inference core: the TopK SAE forward (f32 and int8) over
 //! borrowed weights ([`Sae`]), TopK selection ([`topk_into`]), and the streaming overlap-add
 //! denoiser ([`Streamer`], [`StreamView`], [`denoise_offline_into`]), and the spatial
-//! eye-artifact regression ([`RefRegression`]). It uses `::core` and
+//! eye-artifact stages: the multi-channel Wiener filter that learns the blink pattern while
+//! it streams ([`BlinkMwf`]) and the reference regression ([`RefRegression`]). It uses `::core` and
 //! `libm` only; every hot-path function writes into caller buffers.
 
 mod error;
+mod mwf;
 mod sae;
 mod spatial;
 mod stream;
 mod topk;
 
 pub use error::{CoreError, TENSOR_NAMES};
+pub use mwf::{
+    BlinkMwf, DEFAULT_MWF_DELAY_S, MWF_MAX_REFERENCES, MwfChannel, MwfConfig, MwfEstimator,
+};
 pub use sae::{
     Activation, F32Weights, Int8Weights, Normalisation, Sae, SaeConfig, Skip, Weights, ZSCORE_EPS,
     zscore_stats,

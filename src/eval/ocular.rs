@@ -13,6 +13,11 @@
 //!   1-40 Hz, over samples at least [`BLINK_MARGIN_S`] from any blink, per channel over all
 //!   EEG channels, then averaged. Blinks are samples where the first reference, band-passed to
 //!   1-8 Hz, exceeds [`BLINK_THRESHOLD`] robust standard deviations.
+//! - **blink residual**: the blink-locked average (1-8 Hz, +-[`BLINK_EPOCH_S`] around each
+//!   blink's peak on the first reference) over the EEG channels in the leakage mean, as the
+//!   ratio of its energy after cleaning to before. Averaging over blinks cancels most EEG, so
+//!   this is the share of the blink's own waveform left (1 = untouched, 0 = removed), the
+//!   number leakage cannot give when blinks are a small part of the recording.
 //!
 //! Key entry point: [`check_file`] -> [`FileReport`].
 
@@ -20,11 +25,13 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::ica::{Ica, find_outliers};
+use crate::core::MwfConfig;
 use crate::denoise::microvolt_factor;
 use crate::io::edf::{EdfError, EdfReader, select_channels};
 use crate::io::filter::{Band, Filter, FilterError};
 use crate::ocular::{
     Isolation, Isolator, OcularError, ReferenceKind, ReferencePlan, clean_block, find_references,
+    mwf_block,
 };
 
 /// Distance from any blink sample, in seconds, for a sample to count as blink-free.
@@ -32,6 +39,8 @@ pub const BLINK_MARGIN_S: f64 = 0.6;
 /// Blink threshold in robust standard deviations (1.4826 x median absolute deviation) of the
 /// 1-8 Hz reference.
 pub const BLINK_THRESHOLD: f64 = 5.0;
+/// Half-width of the blink-locked epoch, in seconds.
+pub const BLINK_EPOCH_S: f64 = 0.5;
 /// ICA components at most (fewer when the montage has fewer channels).
 pub const ICA_COMPONENTS: usize = 20;
 
@@ -77,6 +86,8 @@ pub struct MethodRow {
     pub leakage: f64,
     /// Mean per-channel 1-40 Hz RRMSE against the raw EEG in blink-free spans.
     pub blink_free_change: f64,
+    /// Energy of the blink-locked average after cleaning over before (NaN without blinks).
+    pub blink_residual: f64,
     /// Wall-clock seconds the method took.
     pub seconds: f64,
 }
@@ -98,12 +109,20 @@ pub struct FileReport {
     pub seconds: f64,
     /// Blink events found (runs of above-threshold samples).
     pub blinks: usize,
+    /// Blink events whose whole epoch lies inside the recording (the residual's average).
+    pub blink_epochs: usize,
+    /// The blink residual's floor: the same average over as many blink-free epochs (mean of
+    /// 20 random draws), relative to the raw blink average: EEG that does not average out.
+    pub blink_floor: f64,
     /// Seconds counted as blink-free.
     pub blink_free_s: f64,
     /// ICA components removed, of how many.
     pub ica_removed: (Vec<usize>, usize),
-    /// Streaming latency of the SAE-isolated regression in seconds.
+    /// Streaming latency of the multi-channel Wiener filter (`mfr-eeg denoise`'s eye stage)
+    /// in seconds.
     pub latency_s: f64,
+    /// Streaming latency of the SAE-isolated regression in seconds.
+    pub regression_latency_s: f64,
     /// One row per method.
     pub rows: Vec<MethodRow>,
 }
@@ -164,6 +183,69 @@ pub fn blink_free_mask(reference_1_8: &[f32], fs: f64, margin_s: f64) -> (Vec<bo
         }
     }
     (free, blinks)
+}
+
+/// The peak sample of each blink event (a run of samples beyond [`BLINK_THRESHOLD`] robust
+/// standard deviations of the 1-8 Hz reference), in order; runs closer than `merge` samples
+/// count as one event.
+pub fn blink_peaks(reference_1_8: &[f32], merge: usize) -> Vec<usize> {
+    let x: Vec<f64> = reference_1_8.iter().map(|&v| f64::from(v)).collect();
+    if x.is_empty() {
+        return Vec::new();
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let med = median(&mut x.clone());
+    let mad = median(&mut x.iter().map(|v| (v - med).abs()).collect());
+    let limit = BLINK_THRESHOLD * (1.4826 * mad).max(1e-12);
+    let mut peaks: Vec<usize> = Vec::new();
+    let mut last_above: Option<usize> = None;
+    for (i, v) in x.iter().enumerate() {
+        let d = (v - med).abs();
+        if d <= limit {
+            continue;
+        }
+        match (last_above, peaks.last_mut()) {
+            (Some(j), Some(p)) if i - j <= merge => {
+                if d > (x[*p] - med).abs() {
+                    *p = i;
+                }
+            }
+            _ => peaks.push(i),
+        }
+        last_above = Some(i);
+    }
+    peaks
+}
+
+/// Blink-locked average of each channel over the epochs `[p - half, p + half]`.
+fn blink_average(x: &[Vec<f32>], peaks: &[usize], half: usize) -> Vec<Vec<f64>> {
+    x.iter()
+        .map(|c| {
+            let mut avg = vec![0.0f64; 2 * half + 1];
+            for &p in peaks {
+                for (a, &v) in avg.iter_mut().zip(&c[p - half..=p + half]) {
+                    *a += f64::from(v);
+                }
+            }
+            let n = peaks.len().max(1) as f64;
+            avg.iter_mut().for_each(|a| *a /= n);
+            avg
+        })
+        .collect()
+}
+
+/// Energy ratio of the cleaned blink-locked average to the raw one.
+fn blink_residual(raw_avg: &[Vec<f64>], cleaned_avg: &[Vec<f64>]) -> f64 {
+    let energy = |v: &[Vec<f64>]| v.iter().flatten().map(|a| a * a).sum::<f64>();
+    let den = energy(raw_avg);
+    if den > 0.0 {
+        (energy(cleaned_avg) / den).sqrt()
+    } else {
+        f64::NAN
+    }
 }
 
 /// Mean |corr| of `eeg` channels (1-8 Hz) with each reference (1-8 Hz).
@@ -296,6 +378,11 @@ pub fn check_file(
         .collect::<Result<_, _>>()
         .map_err(filt)?;
     let (free, blinks) = blink_free_mask(&refs_18[0], fs, BLINK_MARGIN_S);
+    let half = (BLINK_EPOCH_S * fs).round() as usize;
+    let epochs: Vec<usize> = blink_peaks(&refs_18[0], half)
+        .into_iter()
+        .filter(|&p| p >= half && p + half < n)
+        .collect();
     // Frontal differences (F7-F8) are mostly EEG; only recorded EOG channels or the vertical
     // frontal average stand for the EOG in the leakage.
     let leak_refs: Vec<Vec<f32>> = match plan.kind {
@@ -307,6 +394,30 @@ pub fn check_file(
         .map(|x| zero_phase(x, b140, fs))
         .collect::<Result<_, _>>()
         .map_err(filt)?;
+    let raw_18: Vec<Vec<f32>> = leak_idx
+        .iter()
+        .map(|&i| zero_phase(&raw[i], b18, fs))
+        .collect::<Result<_, _>>()
+        .map_err(filt)?;
+    let raw_blink = blink_average(&raw_18, &epochs, half);
+    let centres: Vec<usize> = (half..n.saturating_sub(half))
+        .filter(|&p| free[p])
+        .collect();
+    let blink_floor = if epochs.is_empty() || centres.is_empty() {
+        f64::NAN
+    } else {
+        let mut rng = crate::rng::Rng::new(seed ^ 0x5eed_b11c);
+        let draws = 20;
+        (0..draws)
+            .map(|_| {
+                let pick: Vec<usize> = (0..epochs.len())
+                    .map(|_| centres[rng.below(centres.len() as u64) as usize])
+                    .collect();
+                blink_residual(&raw_blink, &blink_average(&raw_18, &pick, half))
+            })
+            .sum::<f64>()
+            / f64::from(draws)
+    };
     let measure =
         |name: &str, cleaned: &[Vec<f32>], seconds: f64| -> Result<MethodRow, CheckError> {
             let c18: Vec<Vec<f32>> = leak_idx
@@ -314,6 +425,11 @@ pub fn check_file(
                 .map(|&i| zero_phase(&cleaned[i], b18, fs))
                 .collect::<Result<_, _>>()
                 .map_err(filt)?;
+            let residual = if epochs.is_empty() {
+                f64::NAN
+            } else {
+                blink_residual(&raw_blink, &blink_average(&c18, &epochs, half))
+            };
             let c140: Vec<Vec<f32>> = cleaned
                 .iter()
                 .map(|x| zero_phase(x, b140, fs))
@@ -323,6 +439,7 @@ pub fn check_file(
                 method: name.to_string(),
                 leakage: leakage(&c18, &leak_refs),
                 blink_free_change: blink_free_change(&raw_140, &c140, &free),
+                blink_residual: residual,
                 seconds,
             })
         };
@@ -406,6 +523,43 @@ pub fn check_file(
             spatial = Some((cleaned, secs));
         }
     }
+    // The multi-channel Wiener filter: every EEG channel and the EOG channels enter it; blinks
+    // are detected on the raw references, or on their SAE-isolated artifact part.
+    let extra: Vec<Vec<f32>> = match plan.kind {
+        ReferenceKind::Eog => plan
+            .references
+            .iter()
+            .flat_map(|r| r.channels())
+            .filter(|c| !eeg.contains(c))
+            .map(|c| data[pos(c)].clone())
+            .collect(),
+        ReferenceKind::Frontal => Vec::new(),
+    };
+    let isolated: Vec<Vec<f32>> = refs
+        .iter()
+        .map(|r| isolator.residual(r, fs))
+        .collect::<Result<_, _>>()
+        .map_err(ocular)?;
+    for (name, detect) in [
+        ("mfr-eeg MWF, blinks detected on the raw reference", &refs),
+        (
+            "mfr-eeg MWF, blinks detected on the SAE-isolated reference",
+            &isolated,
+        ),
+    ] {
+        let t = Instant::now();
+        let mut cleaned = raw.clone();
+        let rep =
+            mwf_block(&mut cleaned, &extra, detect, MwfConfig::for_rate(fs)).map_err(ocular)?;
+        let name = format!(
+            "{name} (final lambda {:.1}, reference corr {:.2}, share {:.2}{})",
+            rep.lambda,
+            rep.reference_corr,
+            rep.reference_share,
+            if rep.active { "" } else { ", off" }
+        );
+        rows.push(measure(&name, &cleaned, t.elapsed().as_secs_f64())?);
+    }
     let (spatial, spatial_s) = spatial.expect("run above");
     let t = Instant::now();
     let both: Vec<Vec<f32>> = spatial
@@ -427,9 +581,12 @@ pub fn check_file(
         leakage_channels: leak_idx.len(),
         seconds: n as f64 / fs,
         blinks,
+        blink_epochs: epochs.len(),
+        blink_floor,
         blink_free_s: free.iter().filter(|&&f| f).count() as f64 / fs,
         ica_removed: (excluded, k),
-        latency_s: isolator.latency_s(),
+        latency_s: MwfConfig::for_rate(fs).delay as f64 / fs,
+        regression_latency_s: isolator.latency_s(),
         rows,
     })
 }
