@@ -112,8 +112,9 @@ pub struct DenoiseOptions {
     /// [`MAX_BLOCK_SECONDS`] and [`BLOCK_SAMPLE_BUDGET`]; infinity: the whole recording at
     /// once). The output does not depend on it (see the module docs).
     pub block_seconds: Option<f64>,
-    /// Run the multi-channel eye-artifact stage ([`crate::ocular`]) before the model (the CLI
-    /// turns it on with `--spatial` or `--eog`; off by default).
+    /// Run the multi-channel eye-artifact stage ([`crate::ocular::SpatialStage`]) before the
+    /// model when the file has EOG or frontal channels. Off in `Default` (the in-memory array
+    /// paths have no montage); the CLI turns it on unless `--no-spatial`.
     pub spatial: bool,
     /// EOG channel labels for the spatial stage (`None`: found by label, else frontal).
     pub eog: Option<Vec<String>>,
@@ -1026,7 +1027,7 @@ fn make_lanes(
     lanes
 }
 
-/// The multi-channel eye stage's plan when `--spatial` asks for it.
+/// The multi-channel eye stage's plan when `opts.spatial` asks for it.
 fn prepare_spatial(
     input: &Path,
     header: &Header,

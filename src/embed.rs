@@ -86,7 +86,7 @@ fn array_setup<'m>(
     }
     if opts.spatial || opts.eog.is_some() {
         return Err(DenoiseError::Options(
-            "the multi-channel eye-artifact stage (--spatial, --eog) applies to files, not to \
+            "the multi-channel eye-artifact stage (spatial, eog) applies to files, not to \
              arrays"
                 .into(),
         ));

@@ -89,15 +89,13 @@ pub struct DenoiseArgs {
     /// change.
     #[arg(long, value_name = "SECONDS")]
     pub block_seconds: Option<f64>,
-    /// Remove eye artifacts across channels before each channel's own denoising (the
-    /// multi-channel stage: EOG channels, else frontal references). Off by default: it is
-    /// validated on one real recording only, and it holds its reference waveforms for the
-    /// whole recording in memory.
-    #[arg(long)]
-    pub spatial: bool,
-    /// EOG channels for the multi-channel eye-artifact stage, comma-separated labels (implies
-    /// --spatial; default there: channels labelled EOG/VEOG/HEOG, else the frontal Fp/AF and
-    /// F7-F8 channels).
+    /// Skip the multi-channel eye-artifact stage, which otherwise runs whenever the file has
+    /// EOG channels or frontal channels (a Wiener filter that learns the blink pattern from
+    /// the recording and acts only once it has found one).
+    #[arg(long, conflicts_with = "eog")]
+    pub no_spatial: bool,
+    /// EOG channels for the multi-channel eye-artifact stage, comma-separated labels
+    /// (default: channels labelled EOG/VEOG/HEOG, else the frontal Fp/AF and F7-F8 channels).
     #[arg(long, value_delimiter = ',', value_name = "LABEL[,LABEL]")]
     pub eog: Option<Vec<String>>,
 }
@@ -150,7 +148,7 @@ fn options(a: &DenoiseArgs) -> DenoiseOptions {
         },
         allow_clipping: a.allow_clipping,
         block_seconds: a.block_seconds,
-        spatial: a.spatial || a.eog.is_some(),
+        spatial: !a.no_spatial,
         eog: a.eog.clone(),
     }
 }

@@ -1,7 +1,9 @@
 //! Eye-artifact measures on real multi-channel recordings, for every method side by side:
 //! the recording as is, a 1-40 Hz band-pass, ICA with the EOG-correlated components removed
-//! (MNE's practice, [`super::ica`]), the single-channel SAE channel by channel, and the
-//! spatial regression ([`crate::ocular`]) on the raw reference and on the SAE-isolated one.
+//! (MNE's practice, [`super::ica`]), the single-channel SAE channel by channel, the reference
+//! regression ([`crate::ocular::clean_block`], a measured alternative) on the raw reference and
+//! on the SAE-isolated one, the multi-channel Wiener filter that `denoise` runs
+//! ([`crate::ocular::mwf_block`]), and that filter followed by the single-channel SAE.
 //!
 //! Two numbers per method ([`MethodRow`]):
 //! - **leakage**: mean over EEG channels (those not used to build a reference) and EOG
@@ -499,7 +501,6 @@ pub fn check_file(
     let single_s = t.elapsed().as_secs_f64();
     rows.push(measure("mfr-eeg single-channel SAE", &single, single_s)?);
 
-    let mut spatial = None;
     for (name, iso, gated) in [
         ("regression on raw reference", Isolation::Raw, false),
         ("regression on gated raw reference", Isolation::Raw, true),
@@ -509,7 +510,7 @@ pub fn check_file(
             false,
         ),
         (
-            "mfr-eeg spatial: gated SAE-isolated reference",
+            "regression on gated SAE-isolated reference",
             Isolation::Sae(isolator),
             true,
         ),
@@ -517,11 +518,7 @@ pub fn check_file(
         let t = Instant::now();
         let mut cleaned = raw.clone();
         clean_block(&mut cleaned, &refs, fs, iso, gated).map_err(ocular)?;
-        let secs = t.elapsed().as_secs_f64();
-        rows.push(measure(name, &cleaned, secs)?);
-        if gated && matches!(iso, Isolation::Sae(_)) {
-            spatial = Some((cleaned, secs));
-        }
+        rows.push(measure(name, &cleaned, t.elapsed().as_secs_f64())?);
     }
     // The multi-channel Wiener filter: every EEG channel and the EOG channels enter it; blinks
     // are detected on the raw references, or on their SAE-isolated artifact part.
@@ -540,26 +537,32 @@ pub fn check_file(
         .map(|r| isolator.residual(r, fs))
         .collect::<Result<_, _>>()
         .map_err(ocular)?;
+    let mut spatial = None;
     for (name, detect) in [
-        ("mfr-eeg MWF, blinks detected on the raw reference", &refs),
         (
-            "mfr-eeg MWF, blinks detected on the SAE-isolated reference",
+            "MWF, blinks detected on the SAE-isolated reference",
             &isolated,
+        ),
+        (
+            "mfr-eeg eye stage (MWF, blinks on the raw reference)",
+            &refs,
         ),
     ] {
         let t = Instant::now();
         let mut cleaned = raw.clone();
         let rep =
             mwf_block(&mut cleaned, &extra, detect, MwfConfig::for_rate(fs)).map_err(ocular)?;
+        let secs = t.elapsed().as_secs_f64();
         let name = format!(
-            "{name} (final lambda {:.1}, reference corr {:.2}, share {:.2}{})",
+            "{name} (final lambda {:.1}, reference corr {:.2}{})",
             rep.lambda,
             rep.reference_corr,
-            rep.reference_share,
             if rep.active { "" } else { ", off" }
         );
-        rows.push(measure(&name, &cleaned, t.elapsed().as_secs_f64())?);
+        rows.push(measure(&name, &cleaned, secs)?);
+        spatial = Some((cleaned, secs));
     }
+    // What `mfr-eeg denoise` does: the eye stage, then each channel's own model.
     let (spatial, spatial_s) = spatial.expect("run above");
     let t = Instant::now();
     let both: Vec<Vec<f32>> = spatial
@@ -568,7 +571,7 @@ pub fn check_file(
         .collect::<Result<_, _>>()
         .map_err(ocular)?;
     rows.push(measure(
-        "mfr-eeg spatial then single-channel SAE",
+        "mfr-eeg denoise: eye stage then single-channel SAE",
         &both,
         spatial_s + t.elapsed().as_secs_f64(),
     )?);

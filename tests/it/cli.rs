@@ -567,8 +567,9 @@ fn bad_paths_and_labels_exit_1_and_the_input_is_never_touched() {
 fn usage_errors_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("o.edf");
-    let cases: [&[&str]; 6] = [
+    let cases: [&[&str]; 7] = [
         &["denoise"],
+        &["denoise", EEGMMIDB, "x.edf", "--no-spatial", "--eog", "Fp1"],
         &["denoise", EEGMMIDB, "x.edf", "--notch", "55"],
         &["denoise", EEGMMIDB, "x.edf", "--bandpass", "40,1"],
         &["denoise", EEGMMIDB, "x.edf", "--bandpass", "abc"],
@@ -706,4 +707,52 @@ fn closed_stdout_pipe_is_not_a_panic() {
         .unwrap();
     assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
+
+/// The eye stage runs by default on a file with EOG channels (the summary says which and what
+/// it found), changes the EEG channels only and copies the EOG channels bit for bit;
+/// `--no-spatial` skips it.
+#[test]
+fn eye_stage_runs_by_default_and_no_spatial_skips_it() {
+    let input = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/data/eeglab_tutorial_32ch_128Hz_238s.edf"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (on, off) = (dir.path().join("on.edf"), dir.path().join("off.edf"));
+    let o = run(&[&"denoise", &input, &on]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains(
+            "eye         EOG channels EOG1, EOG2: eye artifacts removed from 30 channels"
+        ),
+        "{text}"
+    );
+    let o = run(&[&"denoise", &input, &off, &"--no-spatial"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("eye "));
+    let read = |p: &Path| {
+        let mut r = mfr_eeg::io::edf::EdfReader::open(p).unwrap();
+        let h = r.header().clone();
+        let all: Vec<usize> = (0..h.signals().len()).collect();
+        r.read_channels_physical(&all).unwrap()
+    };
+    let (a, b, raw) = (read(&on), read(&off), read(Path::new(input)));
+    // EOG1 and EOG2 (signals 1 and 5) are not denoised either way.
+    for c in [1, 5] {
+        assert!(a[c] == raw[c] && b[c] == raw[c], "EOG channel {c} changed");
+    }
+    // The eye stage takes the blink out of FPz before the model: at the largest blink the
+    // output with it is far smaller than without.
+    let peak = (0..raw[0].len())
+        .max_by(|&i, &j| raw[0][i].total_cmp(&raw[0][j]))
+        .unwrap();
+    assert!(raw[0][peak] > 400.0, "{}", raw[0][peak]);
+    assert!(
+        a[0][peak].abs() < 0.5 * b[0][peak].abs(),
+        "with {} without {}",
+        a[0][peak],
+        b[0][peak]
+    );
 }

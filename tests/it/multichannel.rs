@@ -341,7 +341,11 @@ fn real_blinks_spkit_segment_beats_ica() {
             .unwrap()
             .clone()
     };
-    let (raw, ica, spatial) = (row("raw"), row("ICA"), row("mfr-eeg spatial:"));
+    let (raw, ica, spatial) = (
+        row("raw"),
+        row("ICA"),
+        row("regression on gated SAE-isolated reference"),
+    );
     assert!(raw.leakage > 0.9, "{raw:?}");
     assert!(spatial.leakage <= 0.05, "{spatial:?}");
     assert!(
@@ -351,7 +355,7 @@ fn real_blinks_spkit_segment_beats_ica() {
     assert!(r.regression_latency_s <= 1.0);
     // The Wiener filter `denoise` runs: leakage 0.040, blink left 0.087 (ICA 0.088), blink-free
     // change 0.37 (ICA 0.63), 0.5 s late.
-    let mwf = row("mfr-eeg MWF, blinks detected on the raw reference");
+    let mwf = row("mfr-eeg eye stage");
     assert!(mwf.leakage <= 0.05, "{mwf:?}");
     assert!(mwf.blink_residual < 0.15, "{mwf:?}");
     assert!(
@@ -662,11 +666,7 @@ fn real_blinks_eeglab_recording_mwf_against_ica() {
             .unwrap()
             .clone()
     };
-    let (raw, ica, mwf) = (
-        row("raw"),
-        row("ICA"),
-        row("mfr-eeg MWF, blinks detected on the raw reference"),
-    );
+    let (raw, ica, mwf) = (row("raw"), row("ICA"), row("mfr-eeg eye stage"));
     assert_eq!(r.references, "EOG channels EOG1, EOG2");
     assert!(r.blink_epochs >= 15, "{}", r.blink_epochs);
     assert!((0.15..0.3).contains(&r.blink_floor), "{}", r.blink_floor);
