@@ -782,3 +782,177 @@ mod tests {
         assert!(err < 1e-3, "identity through resampling: error {err}");
     }
 }
+
+/// `denoise`'s multi-channel eye stage for channels streamed in chunks: the core's
+/// [`crate::core::BlinkMwf`] over every channel, with the references found from the channel
+/// names as `denoise` finds them ([`crate::ocular::find_references`]). Output comes
+/// [`EyeStream::latency`] samples late; EOG channels come out unchanged. Run it before
+/// [`ArrayStream`] (or any per-channel stage), all channels in microvolts at one rate.
+#[derive(Debug)]
+pub struct EyeStream {
+    mwf: crate::core::BlinkMwf<Vec<crate::core::MwfChannel>, Vec<f64>, Vec<f32>>,
+    /// Each reference as weights over the channels.
+    weights: Vec<Vec<(usize, f64)>>,
+    /// EOG channels (returned unchanged) and their delay lines.
+    eog: Vec<(usize, std::collections::VecDeque<f32>)>,
+    describe: String,
+    frame: Vec<f32>,
+    out: Vec<f32>,
+    refs: Vec<f32>,
+}
+
+impl EyeStream {
+    /// A stage for channels named `names` (their count is the channel count) at `fs_hz`;
+    /// `eog` names the reference channels (else EOG-labelled channels, else the frontal
+    /// channels). `Ok(None)`: the montage has neither EOG nor frontal channels.
+    pub fn new(
+        names: &[String],
+        fs_hz: f64,
+        eog: Option<&[String]>,
+    ) -> Result<Option<Self>, DenoiseError> {
+        let ocular = |error| DenoiseError::Ocular {
+            file: PathBuf::from(ARRAY_SOURCE),
+            error: Box::new(error),
+        };
+        if !(fs_hz.is_finite() && fs_hz > 0.0) {
+            return Err(DenoiseError::Options(format!(
+                "sampling rate must be positive and finite, got {fs_hz}"
+            )));
+        }
+        let Some(plan) = crate::ocular::find_references(names, eog).map_err(ocular)? else {
+            return Ok(None);
+        };
+        let n = names.len();
+        let cfg = crate::core::MwfConfig::for_rate(fs_hz);
+        type Mwf = crate::core::BlinkMwf<Vec<crate::core::MwfChannel>, Vec<f64>, Vec<f32>>;
+        let mwf = Mwf::new(
+            cfg,
+            vec![crate::core::MwfChannel::default(); n],
+            vec![
+                0.0;
+                crate::core::MwfEstimator::<Vec<crate::core::MwfChannel>, Vec<f64>>::workspace_len(
+                    n
+                )
+            ],
+            vec![0.0; Mwf::line_len(n, cfg.delay)],
+        )
+        .map_err(|e| ocular(e.into()))?;
+        let weights = plan
+            .references
+            .iter()
+            .map(|r| {
+                let p = 1.0 / r.plus.len() as f64;
+                let mut w: Vec<(usize, f64)> = r.plus.iter().map(|&c| (c, p)).collect();
+                if !r.minus.is_empty() {
+                    let m = -1.0 / r.minus.len() as f64;
+                    w.extend(r.minus.iter().map(|&c| (c, m)));
+                }
+                w
+            })
+            .collect();
+        let eog = match plan.kind {
+            crate::ocular::ReferenceKind::Eog => plan
+                .references
+                .iter()
+                .flat_map(|r| r.channels())
+                .map(|c| (c, std::collections::VecDeque::with_capacity(cfg.delay + 1)))
+                .collect(),
+            crate::ocular::ReferenceKind::Frontal => Vec::new(),
+        };
+        Ok(Some(EyeStream {
+            mwf,
+            weights,
+            eog,
+            describe: plan.describe(),
+            frame: vec![0.0; n],
+            out: vec![0.0; n],
+            refs: vec![0.0; plan.references.len()],
+        }))
+    }
+
+    /// Which references the stage uses, e.g. `EOG channels VEOG` or `frontal references
+    /// mean(Fp1,Fp2), F7-F8 (no EOG channel)`.
+    pub fn references(&self) -> &str {
+        &self.describe
+    }
+
+    /// Output delay in samples.
+    pub fn latency(&self) -> usize {
+        self.mwf.delay()
+    }
+
+    /// Whether the filter acts now (a blink source has been found).
+    pub fn active(&self) -> bool {
+        self.mwf.estimator().active()
+    }
+
+    fn emit(&mut self, out: &mut [Vec<f32>]) {
+        for (o, &v) in out.iter_mut().zip(&self.out) {
+            o.push(v);
+        }
+        for (c, line) in &mut self.eog {
+            if let (Some(v), Some(o)) = (line.pop_front(), out.get_mut(*c)) {
+                *o.last_mut().expect("pushed above") = v;
+            }
+        }
+    }
+
+    /// Takes the next samples of every channel (`chunk[c]`, one length) and appends the
+    /// samples now released to `out[c]`; returns how many per channel.
+    pub fn push(&mut self, chunk: &[&[f32]], out: &mut [Vec<f32>]) -> Result<usize, DenoiseError> {
+        let n = self.frame.len();
+        if chunk.len() != n || out.len() != n {
+            return Err(DenoiseError::Options(format!(
+                "the stage has {n} channels; got {} in and {} out",
+                chunk.len(),
+                out.len()
+            )));
+        }
+        let len = chunk.first().map_or(0, |c| c.len());
+        if let Some(k) = chunk.iter().position(|c| c.len() != len) {
+            return Err(channel_error(
+                None,
+                k,
+                format!("{} samples, channel 0 has {len}", chunk[k].len()),
+            ));
+        }
+        let mut released = 0;
+        for t in 0..len {
+            for (f, c) in self.frame.iter_mut().zip(chunk) {
+                *f = c[t];
+            }
+            for (r, w) in self.refs.iter_mut().zip(&self.weights) {
+                *r = w
+                    .iter()
+                    .map(|&(i, wi)| wi * f64::from(self.frame[i]))
+                    .sum::<f64>() as f32;
+            }
+            for (c, line) in &mut self.eog {
+                line.push_back(self.frame[*c]);
+            }
+            let ready = self
+                .mwf
+                .push(&self.refs, &self.frame, &mut self.out)
+                .map_err(|e| DenoiseError::Options(format!("eye stage: {e}")))?;
+            if ready {
+                self.emit(out);
+                released += 1;
+            }
+        }
+        Ok(released)
+    }
+
+    /// After the last push: appends the samples still held to `out[c]`; returns how many.
+    pub fn finish(&mut self, out: &mut [Vec<f32>]) -> Result<usize, DenoiseError> {
+        let mut released = 0;
+        while self
+            .mwf
+            .drain(&mut self.out)
+            .map_err(|e| DenoiseError::Options(format!("eye stage: {e}")))?
+        {
+            self.emit(out);
+            released += 1;
+        }
+        Ok(released)
+    }
+}

@@ -14,6 +14,10 @@
   the lowest delay; ``push(chunk)`` returns as many samples as it is given, delayed by
   ``latency`` samples (``d_in - 1``: 255 samples, 1.0 s, for the default 256 Hz model). It has
   no baseline stage, so its input must be free of DC offsets (e.g. high-passed).
+- ``EyeStream(ch_names, sfreq, eog=None)``: the multi-channel eye stage of ``mfr-eeg denoise``
+  (a Wiener filter that learns the blink pattern as it streams) for arrays fed in chunks;
+  ``push(chunk)`` returns the cleaned samples ``latency`` samples late (0.5 s), EOG channels
+  unchanged; chain it before ``Streamer`` or ``CoreStreamer``.
 - ``Model.load(path)`` / ``Model.default()``: a validated model and its ``metadata``.
 
 Work runs in Rust with the GIL released. Errors raise ``ModelError`` or ``DenoiseError`` (a
@@ -30,6 +34,7 @@ import numpy as np
 
 from ._core import CoreStreamer as _CoreStreamer
 from ._core import DenoiseError, Model, ModelError
+from ._core import EyeStream as _EyeStream
 from ._core import Streamer as _Streamer
 from ._core import denoise as _denoise
 from ._core import denoise_file as _denoise_file
@@ -37,6 +42,7 @@ from ._core import denoise_file as _denoise_file
 __all__ = [
     "CoreStreamer",
     "DenoiseError",
+    "EyeStream",
     "Model",
     "ModelError",
     "Streamer",
@@ -262,3 +268,49 @@ class CoreStreamer(_Stream):
 
     def __init__(self, model: ModelLike, n_channels: int, sfreq: float, *, hop: Optional[int] = None, unit: Union[str, float] = "uV"):
         self._s = _CoreStreamer(_model(model), int(n_channels), float(sfreq), hop=hop, scale=_scale(unit))
+
+
+class EyeStream:
+    """The multi-channel eye stage of ``mfr-eeg denoise`` for arrays fed in chunks.
+
+    A streaming multi-channel Wiener filter that learns the blink pattern from the recording
+    (no calibration step): blinks are detected on the EOG channels (``eog``, else channels
+    labelled EOG/VEOG/HEOG) or else on the frontal channels of ``ch_names``, and removed from
+    every channel. ``push(chunk)`` takes ``[n_channels, n]`` (float32 or float64, in ``unit``)
+    and returns the cleaned samples released so far, ``latency`` samples (0.5 s) late; EOG
+    channels come out unchanged. ``finish()`` returns the rest. Chunking does not change the
+    output. Chain it before :class:`Streamer` for the whole of ``denoise``'s processing.
+    Raises ``DenoiseError`` if ``ch_names`` has neither EOG nor frontal channels.
+    """
+
+    def __init__(self, ch_names: Sequence[str], sfreq: float, *, eog: Optional[Sequence[str]] = None, unit: Union[str, float] = "uV"):
+        self._s = _EyeStream([str(c) for c in ch_names], float(sfreq), eog=None if eog is None else [str(e) for e in eog], scale=_scale(unit))
+
+    def push(self, chunk: Any) -> np.ndarray:
+        """Push ``[n_channels, n]`` samples; returns the cleaned samples released."""
+        return self._s.push(_check_array(chunk))
+
+    def finish(self) -> np.ndarray:
+        """End the recording; returns the samples still held."""
+        return self._s.finish()
+
+    @property
+    def latency(self) -> int:
+        """Samples between an input sample and its output."""
+        return self._s.latency
+
+    @property
+    def latency_s(self) -> float:
+        """The delay in seconds."""
+        return self._s.latency_s
+
+    @property
+    def references(self) -> str:
+        """Which references the stage uses."""
+        return self._s.references
+
+    @property
+    def active(self) -> bool:
+        """Whether the filter acts now (a blink source has been found)."""
+        return self._s.active
+

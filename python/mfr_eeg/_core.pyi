@@ -85,6 +85,26 @@ class CoreStreamer:
     @property
     def faults(self) -> int: ...
 
+class EyeStream:
+    def __init__(
+        self,
+        ch_names: Sequence[str],
+        sfreq: float,
+        *,
+        eog: Optional[Sequence[str]] = None,
+        scale: float = 1.0,
+    ) -> None: ...
+    def push(self, chunk: _Float2D) -> _Float2D: ...
+    def finish(self) -> _Float2D: ...
+    @property
+    def latency(self) -> int: ...
+    @property
+    def latency_s(self) -> float: ...
+    @property
+    def references(self) -> str: ...
+    @property
+    def active(self) -> bool: ...
+
 def denoise(
     x: _Float2D,
     sfreq: float,

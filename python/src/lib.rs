@@ -632,11 +632,111 @@ impl Streamer {
     }
 }
 
+/// `denoise`'s multi-channel eye stage for arrays fed in chunks (`mfr_eeg::embed::EyeStream`):
+/// `push` returns the samples released (delayed by `latency`), `finish` the rest.
+#[pyclass(frozen, module = "mfr_eeg._core")]
+struct EyeStream {
+    inner: Mutex<(mfr_eeg::embed::EyeStream, bool)>,
+    scale: f64,
+    latency: usize,
+    sfreq: f64,
+    references: String,
+    n_channels: usize,
+}
+
+#[pymethods]
+impl EyeStream {
+    #[new]
+    #[pyo3(signature = (ch_names, sfreq, *, eog=None, scale=1.0))]
+    fn new(
+        ch_names: Vec<String>,
+        sfreq: f64,
+        eog: Option<Vec<String>>,
+        scale: f64,
+    ) -> PyResult<Self> {
+        check_scale(scale)?;
+        let stage = mfr_eeg::embed::EyeStream::new(&ch_names, sfreq, eog.as_deref())
+            .map_err(denoise_err)?
+            .ok_or_else(|| {
+                denoise_err(
+                    "no EOG channel and no frontal channels (Fp1/Fp2/Fpz, AF*, F7-F8) among \
+                     ch_names: the eye stage needs one of them",
+                )
+            })?;
+        Ok(Self {
+            latency: stage.latency(),
+            references: stage.references().to_string(),
+            n_channels: ch_names.len(),
+            inner: Mutex::new((stage, false)),
+            scale,
+            sfreq,
+        })
+    }
+
+    /// Pushes `chunk` [n_channels, n] and returns the samples released, [n_channels, m].
+    fn push(&self, py: Python<'_>, chunk: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        let (rows, f64_out) = rows_in(chunk, self.scale)?;
+        let n = self.n_channels;
+        let out = py.detach(|| {
+            let mut st = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+            let refs: Vec<&[f32]> = rows.iter().map(Vec::as_slice).collect();
+            let mut out = vec![Vec::new(); n];
+            st.0.push(&refs, &mut out).map_err(|e| e.to_string())?;
+            st.1 = f64_out;
+            Ok::<_, String>(out)
+        });
+        let out = out.map_err(denoise_err)?;
+        rows_out(py, out.concat(), n, self.scale, f64_out)
+    }
+
+    /// Ends the recording and returns the samples still held, [n_channels, latency].
+    fn finish(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let n = self.n_channels;
+        let out = py.detach(|| {
+            let mut st = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+            let mut out = vec![Vec::new(); n];
+            st.0.finish(&mut out).map_err(|e| e.to_string())?;
+            Ok::<_, String>((out, st.1))
+        });
+        let (out, f64_out) = out.map_err(denoise_err)?;
+        rows_out(py, out.concat(), n, self.scale, f64_out)
+    }
+
+    /// Samples between an input sample and its output.
+    #[getter]
+    fn latency(&self) -> usize {
+        self.latency
+    }
+
+    /// The same delay in seconds.
+    #[getter]
+    fn latency_s(&self) -> f64 {
+        self.latency as f64 / self.sfreq
+    }
+
+    /// Which references the stage uses.
+    #[getter]
+    fn references(&self) -> String {
+        self.references.clone()
+    }
+
+    /// Whether the filter acts now (a blink source has been found).
+    #[getter]
+    fn active(&self) -> bool {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+            .active()
+    }
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Model>()?;
     m.add_class::<Streamer>()?;
     m.add_class::<CoreStreamer>()?;
+    m.add_class::<EyeStream>()?;
     m.add_function(wrap_pyfunction!(denoise, m)?)?;
     m.add_function(wrap_pyfunction!(denoise_file, m)?)?;
     m.add("ModelError", m.py().get_type::<ModelError>())?;

@@ -192,3 +192,46 @@ def test_the_gil_is_released_during_work():
     call = span["end"] - span["start"]
     assert call > 0.2, f"work too short to tell ({call:.3f} s)"
     assert longest < call / 2, f"main thread paused {longest:.2f} s of a {call:.2f} s call"
+
+
+def _blink_montage(seconds=40.0, sfreq=256.0, seed=0):
+    """8 channels of independent noise-like EEG plus blinks with a fixed topography, and a
+    VEOG channel that sees the blink; returns (x [9, n], names, blink, topography)."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * sfreq)
+    t = np.arange(n) / sfreq
+    brain = np.stack([sum(rng.uniform(2, 6) * np.sin(2 * np.pi * f * t + rng.uniform(0, 6.3)) for f in rng.uniform(2, 30, 20)) for _ in range(8)])
+    blink = np.zeros(n)
+    start = 1.5
+    while start < seconds - 1.0:
+        i, m = int(start * sfreq), int(rng.uniform(0.3, 0.45) * sfreq)
+        blink[i:i + m] += rng.uniform(100, 200) * np.sin(np.pi * np.arange(m) / m) ** 2
+        start += rng.uniform(2.5, 5.0)
+    topo = np.array([1.0, 0.9, 0.55, 0.45, 0.2, 0.18, 0.05, 0.04])
+    x = np.vstack([brain + topo[:, None] * blink, 1.5 * blink + rng.normal(0, 1, n)]).astype(np.float32)
+    return x, ["Fp1", "Fp2", "F7", "F8", "C3", "C4", "O1", "O2", "VEOG"], blink, topo
+
+
+def test_eye_stream_removes_blinks_in_chunks_and_keeps_the_eog_channel():
+    x, names, blink, topo = _blink_montage()
+    s = mfr_eeg.EyeStream(names, 256.0)
+    assert s.references == "EOG channels VEOG" and s.latency == 128 and s.latency_s == 0.5
+    rng = np.random.default_rng(1)
+    parts, at = [], 0
+    while at < x.shape[1]:
+        m = int(rng.integers(0, 900))
+        parts.append(s.push(x[:, at:at + m]))
+        at += m
+    parts.append(s.finish())
+    y = np.concatenate(parts, axis=1)
+    assert y.shape == x.shape and y.dtype == np.float32 and s.active
+    whole = mfr_eeg.EyeStream(names, 256.0)
+    np.testing.assert_array_equal(y, np.concatenate([whole.push(x), whole.finish()], axis=1))
+    np.testing.assert_array_equal(y[8], x[8])
+    # After 5 s, the blink left on Fp1 is under 10 % of the blink there.
+    after = slice(5 * 256, None)
+    clean = x[0] - topo[0] * blink
+    left = np.sqrt(np.sum((y[0, after] - clean[after]) ** 2) / np.sum((topo[0] * blink[after]) ** 2))
+    assert left < 0.1, left
+    with pytest.raises(mfr_eeg.DenoiseError, match="no EOG channel and no frontal"):
+        mfr_eeg.EyeStream(["C3", "C4"], 256.0)

@@ -50,6 +50,10 @@ pub struct BenchArgs {
     /// all (12 and 6 with `--quick`).
     #[arg(long)]
     pub test_segments: Option<usize>,
+    /// Real multi-channel recordings with blinks scored as `mfr-eeg eog-check` does, with the
+    /// first model (`--quick`: those up to 60 s).
+    #[arg(long, value_name = "EDF", num_args = 1.., default_values_os_t = BenchOptions::default().eye)]
+    pub eye: Vec<PathBuf>,
 }
 
 /// Runs the bench and prints where the report went.
@@ -68,6 +72,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         cnn_steps: a.cnn_steps,
         cnn_data: a.cnn_data,
         test_segments: a.test_segments,
+        eye: a.eye,
     };
     let r = run_report(&opts)?;
     let mut out = String::new();

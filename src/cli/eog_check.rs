@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use mfr_eeg::eval::ocular::{BLINK_MARGIN_S, check_file};
+use mfr_eeg::eval::ocular::check_file;
 use mfr_eeg::ocular::Isolator;
 
 use super::denoise::load_model;
@@ -40,46 +40,7 @@ pub fn run(a: EogCheckArgs) -> anyhow::Result<()> {
     let mut o = String::new();
     for f in &a.files {
         let r = check_file(f, a.eog.as_deref(), iso, a.seed)?;
-        outln!(o, "## {}", r.path.display());
-        outln!(
-            o,
-            "{} EEG channels at {} Hz, {:.1} s; {}; {} blink events ({} in the blink-locked \
-             average; its floor, blink-free epochs averaged alike: {:.3}), {:.1} s blink-free (>= {BLINK_MARGIN_S} s from a blink); leakage over {} channels; ICA removed \
-             components {:?} of {}; streaming latency of the Wiener filter {:.3} s, of the \
-             regression on the SAE-isolated reference {:.3} s",
-            r.channels,
-            r.fs_hz,
-            r.seconds,
-            r.references,
-            r.blinks,
-            r.blink_epochs,
-            r.blink_floor,
-            r.blink_free_s,
-            r.leakage_channels,
-            r.ica_removed.0,
-            r.ica_removed.1,
-            r.latency_s,
-            r.regression_latency_s
-        );
-        outln!(o);
-        outln!(
-            o,
-            "| method | mean abs corr(EEG, ref) 1-8 Hz | blink left (blink-locked average) | \
-             blink-free 1-40 Hz change (RRMSE) | time (s) |"
-        );
-        outln!(o, "|---|---|---|---|---|");
-        for row in &r.rows {
-            outln!(
-                o,
-                "| {} | {:.3} | {:.3} | {:.3} | {:.2} |",
-                row.method,
-                row.leakage,
-                row.blink_residual,
-                row.blink_free_change,
-                row.seconds
-            );
-        }
-        outln!(o);
+        outln!(o, "{}", r.markdown());
     }
     write_stdout(&o)
 }

@@ -51,6 +51,9 @@ pub struct BenchOptions {
     /// At most this many test segments per artifact kind (and per real recording); default:
     /// all (12 and 6 with `--quick`).
     pub test_segments: Option<usize>,
+    /// Real multi-channel recordings with blinks, scored as `mfr-eeg eog-check` does (eye
+    /// stage, ICA, band-pass, ...) with the first model; `--quick` keeps those up to 60 s.
+    pub eye: Vec<PathBuf>,
 }
 
 impl Default for BenchOptions {
@@ -58,6 +61,10 @@ impl Default for BenchOptions {
         Self {
             quick: false,
             out: "bench-report".into(),
+            eye: vec![
+                "data/eeglab_tutorial_32ch_128Hz_238s.edf".into(),
+                "data/spkit_emotiv_14ch_128Hz_16s_blink.edf".into(),
+            ],
             model: vec![
                 "models/general-256hz.safetensors".into(),
                 "models/tiny-128hz-int8.safetensors".into(),
@@ -210,6 +217,46 @@ fn model_name(p: &Path) -> String {
     )
 }
 
+/// Scores the eye stage and its peers on `args.eye` ([`super::ocular::check_file`]) with the
+/// first model into `report.eye`.
+fn eye_section(args: &BenchOptions, report: &mut Report) -> Result<(), EvalError> {
+    let Some(first) = args.model.iter().find(|p| p.exists()) else {
+        return Ok(());
+    };
+    let model = Model::load(first).map_err(|e| EvalError::Model(e.to_string()))?;
+    let view = model.view();
+    let meta = view.meta();
+    let iso = crate::ocular::Isolator {
+        sae: view.sae(),
+        hop: meta.hop,
+        rate_hz: f64::from(meta.sample_rate_hz),
+    };
+    for p in &args.eye {
+        if !p.exists() {
+            report
+                .notes
+                .push(format!("eye recording {} not found; skipped", p.display()));
+            continue;
+        }
+        if args.quick {
+            let r = crate::io::edf::EdfReader::open(p)
+                .map_err(|e| EvalError::Invalid(e.to_string()))?;
+            if r.num_records() as f64 * r.header().record_duration() > 60.0 {
+                report.notes.push(format!(
+                    "eye recording {} is over 60 s; skipped with --quick",
+                    p.display()
+                ));
+                continue;
+            }
+        }
+        let r = super::ocular::check_file(p, None, iso, 1)
+            .map_err(|e| EvalError::Invalid(e.to_string()))?;
+        report.eye.push_str(&r.markdown());
+        report.eye.push('\n');
+    }
+    Ok(())
+}
+
 /// Runs the whole bench and writes the report into `args.out`.
 pub fn run_report(args: &BenchOptions) -> Result<Report, EvalError> {
     let mut plan = BenchPlan::new(args.quick);
@@ -289,6 +336,7 @@ pub fn run_report(args: &BenchOptions) -> Result<Report, EvalError> {
         .map(super::real::RealSet::load)
         .transpose()?;
     let peer = peer_cnn(args, &plan, &recs, edn.as_ref(), real.as_ref(), &mut report)?;
+    eye_section(args, &mut report)?;
     for (fs, models) in by_rate {
         let corpus = corpus_at(fs, &plan, &recs, edn.as_ref())?;
         speed_frontier(&mut report, &corpus, &plan, &models)?;

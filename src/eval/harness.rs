@@ -356,6 +356,9 @@ pub struct Report {
     /// Quality per held-out real recording and pooled, per sample rate (`--real`).
     #[serde(default)]
     pub real: Vec<(f64, Vec<super::real::RecordingQuality>)>,
+    /// Eye artifacts on real multi-channel recordings (`--eye`), as Markdown.
+    #[serde(default)]
+    pub eye: String,
 }
 
 /// Writes one per-SNR-level table (RRMSE_t / CC) per artifact kind; returns the method
@@ -719,6 +722,19 @@ impl Report {
                     &[ArtifactKind::Eog, ArtifactKind::Emg],
                 ));
             }
+        }
+        if !self.eye.is_empty() {
+            let _ = writeln!(
+                s,
+                "\n## Eye artifacts on real multi-channel recordings\n\nEach file as `mfr-eeg \
+                 eog-check` scores it; the eye stage is what `mfr-eeg denoise` runs first.\n"
+            );
+            s.push_str(
+                &self
+                    .eye
+                    .replace("\n## ", "\n### ")
+                    .replacen("## ", "### ", 1),
+            );
         }
         if !self.figures.is_empty() {
             let _ = writeln!(s, "\n## Figures\n");

@@ -129,6 +129,51 @@ pub struct FileReport {
     pub rows: Vec<MethodRow>,
 }
 
+impl FileReport {
+    /// The report as Markdown: a `##` heading with the file, a line of what was found, and
+    /// one table row per method.
+    pub fn markdown(&self) -> String {
+        use std::fmt::Write as _;
+        let mut o = String::new();
+        let _ = writeln!(o, "## {}", self.path.display());
+        let _ = writeln!(
+            o,
+            "{} EEG channels at {} Hz, {:.1} s; {}; {} blink events ({} in the blink-locked \
+             average; its floor, blink-free epochs averaged alike: {:.3}), {:.1} s blink-free \
+             (>= {BLINK_MARGIN_S} s from a blink); leakage over {} channels; ICA removed \
+             components {:?} of {}; streaming latency of the Wiener filter {:.3} s, of the \
+             regression on the SAE-isolated reference {:.3} s\n",
+            self.channels,
+            self.fs_hz,
+            self.seconds,
+            self.references,
+            self.blinks,
+            self.blink_epochs,
+            self.blink_floor,
+            self.blink_free_s,
+            self.leakage_channels,
+            self.ica_removed.0,
+            self.ica_removed.1,
+            self.latency_s,
+            self.regression_latency_s
+        );
+        let _ = writeln!(
+            o,
+            "| method | mean abs corr(EEG, ref) 1-8 Hz | blink left (blink-locked average) | \
+             blink-free 1-40 Hz change (RRMSE) | time (s) |"
+        );
+        let _ = writeln!(o, "|---|---|---|---|---|");
+        for row in &self.rows {
+            let _ = writeln!(
+                o,
+                "| {} | {:.3} | {:.3} | {:.3} | {:.2} |",
+                row.method, row.leakage, row.blink_residual, row.blink_free_change, row.seconds
+            );
+        }
+        o
+    }
+}
+
 fn zero_phase(x: &[f32], band: Band, fs: f64) -> Result<Vec<f32>, FilterError> {
     let f = Filter::butterworth(band, 4, fs)?;
     let mut y = x.to_vec();

@@ -406,3 +406,40 @@ fn harness_writes_a_report_of_real_numbers_at_tiny_size() {
     );
     assert!(!md.contains("NaN") && !md.contains("inf"));
 }
+
+#[test]
+fn bench_report_carries_the_eye_tables() {
+    use mfr_eeg::eval::harness::Report;
+    use mfr_eeg::eval::ocular::check_file;
+    use mfr_eeg::model::Model;
+    let model = Model::load(std::path::Path::new("models/general-256hz.safetensors")).unwrap();
+    let view = model.view();
+    let iso = mfr_eeg::ocular::Isolator {
+        sae: view.sae(),
+        hop: view.meta().hop,
+        rate_hz: f64::from(view.meta().sample_rate_hz),
+    };
+    let path = std::path::Path::new("data/spkit_emotiv_14ch_128Hz_16s_blink.edf");
+    let r = check_file(path, None, iso, 1).unwrap();
+    let md = Report {
+        eye: r.markdown(),
+        ..Report::default()
+    }
+    .to_markdown();
+    assert!(md.contains("\n## Eye artifacts on real multi-channel recordings\n"));
+    assert!(
+        md.contains("\n### data/spkit_emotiv_14ch_128Hz_16s_blink.edf\n"),
+        "{md}"
+    );
+    // One row per method, the eye stage's with its measured numbers.
+    let row = md
+        .lines()
+        .find(|l| l.starts_with("| mfr-eeg eye stage"))
+        .unwrap();
+    let cells: Vec<f64> = row
+        .split('|')
+        .filter_map(|c| c.trim().parse().ok())
+        .collect();
+    assert_eq!(cells.len(), 4, "{row}");
+    assert!(cells[0] <= 0.05 && cells[1] < 0.15, "{row}");
+}

@@ -683,3 +683,53 @@ fn real_blinks_eeglab_recording_mwf_against_ica() {
     assert!(mwf.leakage < raw.leakage, "{mwf:?} vs {raw:?}");
     assert!(r.latency_s <= 0.5);
 }
+
+/// The eye stage for streamed arrays: chunks of any size give the same samples as the whole
+/// filter over the arrays, `latency` samples late, and an EOG channel comes out unchanged.
+#[test]
+fn eye_stream_in_chunks_equals_the_filter() {
+    use mfr_eeg::embed::EyeStream;
+    let m = montage(15, 30.0);
+    let mut rng = Rng::new(3);
+    let mut raw = raw_channels(&m);
+    raw.push(
+        m.blink
+            .iter()
+            .map(|&b| 1.5 * b + rng.normal() as f32)
+            .collect(),
+    );
+    let mut names = labels(&LABELS);
+    names.push("VEOG".into());
+    let mut s = EyeStream::new(&names, FS, None).unwrap().unwrap();
+    assert_eq!(s.references(), "EOG channels VEOG");
+    assert_eq!(s.latency(), 128);
+    let n = raw[0].len();
+    let mut out = vec![Vec::new(); names.len()];
+    let mut at = 0;
+    let mut first = true;
+    while at < n {
+        let len = (rng.below(700) as usize).min(n - at);
+        let chunk: Vec<&[f32]> = raw.iter().map(|c| &c[at..at + len]).collect();
+        let got = s.push(&chunk, &mut out).unwrap();
+        if first && len > 0 {
+            // Nothing comes out before `latency` samples are in.
+            assert_eq!(got, len.saturating_sub(128));
+            first = false;
+        }
+        at += len;
+    }
+    s.finish(&mut out).unwrap();
+    assert!(s.active());
+    let mut whole = raw[..8].to_vec();
+    mwf_block(&mut whole, &raw[8..], &raw[8..], MwfConfig::for_rate(FS)).unwrap();
+    for c in 0..8 {
+        assert!(out[c] == whole[c], "channel {c} differs");
+    }
+    assert!(out[8] == raw[8], "the EOG channel changed");
+    // No EOG or frontal channel: no stage.
+    assert!(
+        EyeStream::new(&labels(&["C3", "C4"]), FS, None)
+            .unwrap()
+            .is_none()
+    );
+}
