@@ -47,6 +47,13 @@ typedef enum mfr_status {
 } mfr_status;
 
 /**
+ * `mfr-eeg denoise`'s multi-channel eye stage fed in chunks (opaque): a Wiener filter that
+ * learns the blink pattern as it streams, output [`mfr_eye_latency`] frames late. Use each
+ * handle from one thread at a time.
+ */
+typedef struct mfr_eye mfr_eye;
+
+/**
  * A validated model (opaque). Read-only once made: one handle may be used by several threads
  * at once (e.g. concurrent `mfr_denoise_in_place` calls).
  */
@@ -327,6 +334,77 @@ enum mfr_status mfr_denoise_in_place(const struct mfr_model *model,
                                      size_t samples,
                                      double sample_rate_hz,
                                      const struct mfr_denoise_options *options);
+
+/**
+ * The eye stage for `channels` interleaved channels named `names` (as in the file's labels:
+ * the references are found from them as `mfr-eeg denoise` finds them) at `sample_rate_hz`,
+ * samples in microvolts, into `*out`. `eog` names the reference channels (`n_eog` of them;
+ * NULL or 0 for the default: EOG-labelled channels, else the frontal ones).
+ * `MFR_INVALID_ARGUMENT` when the names hold neither EOG nor frontal channels.
+ *
+ * # Safety
+ * `names` must be valid for `channels` NUL-terminated strings, `eog` NULL or valid for
+ * `n_eog`; `out` a valid pointer.
+ */
+enum mfr_status mfr_eye_new(const char *const *names,
+                            size_t channels,
+                            double sample_rate_hz,
+                            const char *const *eog,
+                            size_t n_eog,
+                            struct mfr_eye **out);
+
+/**
+ * Pushes `frames` interleaved frames from `input` (microvolts) and writes the cleaned frames
+ * now released to `output` (room for `capacity` frames; `frames` always suffices), their
+ * number to `*released`. Chunking does not change the output.
+ *
+ * # Safety
+ * `eye` must be a live handle; `input` valid for `frames * channels` floats; `output` for
+ * `capacity * channels` floats; `released` a valid pointer.
+ */
+enum mfr_status mfr_eye_push(struct mfr_eye *eye,
+                             const float *input,
+                             size_t frames,
+                             float *output,
+                             size_t capacity,
+                             size_t *released);
+
+/**
+ * Ends the recording: writes the frames still held to `output` (room for `capacity` frames;
+ * [`mfr_eye_latency`] suffices) and their number to `*released`.
+ *
+ * # Safety
+ * `eye` must be a live handle; `output` valid for `capacity * channels` floats; `released` a
+ * valid pointer.
+ */
+enum mfr_status mfr_eye_finish(struct mfr_eye *eye,
+                               float *output,
+                               size_t capacity,
+                               size_t *released);
+
+/**
+ * Frames between a pushed frame and its release; 0 for NULL.
+ *
+ * # Safety
+ * `eye` must be NULL or a live handle.
+ */
+size_t mfr_eye_latency(const struct mfr_eye *eye);
+
+/**
+ * Whether the filter acts now (a blink source has been found); false for NULL.
+ *
+ * # Safety
+ * `eye` must be NULL or a live handle.
+ */
+bool mfr_eye_active(const struct mfr_eye *eye);
+
+/**
+ * Releases an eye stage (NULL is a no-op).
+ *
+ * # Safety
+ * `eye` must be NULL or a handle not yet freed.
+ */
+void mfr_eye_free(struct mfr_eye *eye);
 
 #ifdef __cplusplus
 }  // extern "C"

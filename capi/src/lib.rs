@@ -23,7 +23,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use mfr_eeg::denoise::{DEFAULT_BANDPASS_ORDER, DenoiseError, DenoiseOptions, HighBand};
-use mfr_eeg::embed::{ArrayStream, OwnedStreamer, default_model, denoise_channels};
+use mfr_eeg::embed::{ArrayStream, EyeStream, OwnedStreamer, default_model, denoise_channels};
 use mfr_eeg::model::{Model, ModelFileError};
 
 /// Result of every fallible call.
@@ -66,6 +66,15 @@ pub struct mfr_streamer {
 pub struct mfr_stream {
     inner: ArrayStream,
     /// Planar scratch for the interleaved frames of one call.
+    planar_in: Vec<Vec<f32>>,
+    planar_out: Vec<Vec<f32>>,
+}
+
+/// `mfr-eeg denoise`'s multi-channel eye stage fed in chunks (opaque): a Wiener filter that
+/// learns the blink pattern as it streams, output [`mfr_eye_latency`] frames late. Use each
+/// handle from one thread at a time.
+pub struct mfr_eye {
+    inner: EyeStream,
     planar_in: Vec<Vec<f32>>,
     planar_out: Vec<Vec<f32>>,
 }
@@ -722,6 +731,215 @@ pub unsafe extern "C" fn mfr_denoise_in_place(
         .map(|_| ())
         .map_err(denoise_failure)
     })
+}
+
+/// The strings of a C array of `n` NUL-terminated UTF-8 strings; `what` names it in errors.
+///
+/// # Safety
+/// `ptr` must be NULL or valid for `n` pointers, each to a NUL-terminated string.
+unsafe fn strings(ptr: *const *const c_char, n: usize, what: &str) -> Result<Vec<String>, Failure> {
+    // SAFETY: the caller's contract.
+    let ptrs = unsafe { slice_in(ptr, n, what) }?;
+    ptrs.iter()
+        .enumerate()
+        .map(|(i, &p)| {
+            if p.is_null() {
+                return Err(null(&format!("{what}[{i}]")));
+            }
+            // SAFETY: the caller's contract.
+            unsafe { CStr::from_ptr(p) }
+                .to_str()
+                .map(str::to_string)
+                .map_err(|_| (MFR_INVALID_ARGUMENT, format!("{what}[{i}] is not UTF-8")))
+        })
+        .collect()
+}
+
+/// The eye stage for `channels` interleaved channels named `names` (as in the file's labels:
+/// the references are found from them as `mfr-eeg denoise` finds them) at `sample_rate_hz`,
+/// samples in microvolts, into `*out`. `eog` names the reference channels (`n_eog` of them;
+/// NULL or 0 for the default: EOG-labelled channels, else the frontal ones).
+/// `MFR_INVALID_ARGUMENT` when the names hold neither EOG nor frontal channels.
+///
+/// # Safety
+/// `names` must be valid for `channels` NUL-terminated strings, `eog` NULL or valid for
+/// `n_eog`; `out` a valid pointer.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mfr_eye_new(
+    names: *const *const c_char,
+    channels: usize,
+    sample_rate_hz: f64,
+    eog: *const *const c_char,
+    n_eog: usize,
+    out: *mut *mut mfr_eye,
+) -> mfr_status {
+    guard(|| {
+        if out.is_null() {
+            return Err(null("out"));
+        }
+        // SAFETY: the caller's contract.
+        let names = unsafe { strings(names, channels, "names") }?;
+        let eog = if eog.is_null() || n_eog == 0 {
+            None
+        } else {
+            // SAFETY: the caller's contract.
+            Some(unsafe { strings(eog, n_eog, "eog") }?)
+        };
+        let inner = EyeStream::new(&names, sample_rate_hz, eog.as_deref())
+            .map_err(denoise_failure)?
+            .ok_or_else(|| {
+                (
+                    MFR_INVALID_ARGUMENT,
+                    "no EOG channel and no frontal channels (Fp1/Fp2/Fpz, AF*, F7-F8) among the \
+                     names: the eye stage needs one of them"
+                        .to_string(),
+                )
+            })?;
+        let e = mfr_eye {
+            inner,
+            planar_in: vec![Vec::new(); channels],
+            planar_out: vec![Vec::new(); channels],
+        };
+        // SAFETY: checked non-null.
+        unsafe { *out = Box::into_raw(Box::new(e)) };
+        Ok(())
+    })
+}
+
+/// Writes the released planar samples of `e` as interleaved frames to `output`.
+fn eye_out(
+    e: &mut mfr_eye,
+    output: *mut f32,
+    capacity: usize,
+    released: *mut usize,
+) -> Result<(), Failure> {
+    let c = e.planar_out.len();
+    let n = e.planar_out.first().map_or(0, Vec::len);
+    // SAFETY: the caller's contract (valid for `capacity * channels` floats, checked n <=
+    // capacity by the callers).
+    let o = unsafe { slice_out(output, n.min(capacity) * c, "output") }?;
+    for (ch, row) in e.planar_out.iter().enumerate() {
+        for (t, &v) in row.iter().enumerate().take(capacity) {
+            o[t * c + ch] = v;
+        }
+    }
+    // SAFETY: checked non-null by the callers.
+    unsafe { *released = n };
+    Ok(())
+}
+
+/// Pushes `frames` interleaved frames from `input` (microvolts) and writes the cleaned frames
+/// now released to `output` (room for `capacity` frames; `frames` always suffices), their
+/// number to `*released`. Chunking does not change the output.
+///
+/// # Safety
+/// `eye` must be a live handle; `input` valid for `frames * channels` floats; `output` for
+/// `capacity * channels` floats; `released` a valid pointer.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mfr_eye_push(
+    eye: *mut mfr_eye,
+    input: *const f32,
+    frames: usize,
+    output: *mut f32,
+    capacity: usize,
+    released: *mut usize,
+) -> mfr_status {
+    guard(|| {
+        // SAFETY: the caller's contract.
+        let e = unsafe { eye.as_mut() }.ok_or_else(|| null("eye"))?;
+        if released.is_null() {
+            return Err(null("released"));
+        }
+        if capacity < frames {
+            return Err((
+                MFR_INVALID_ARGUMENT,
+                format!("output holds {capacity} frames; a push of {frames} needs {frames}"),
+            ));
+        }
+        let c = e.planar_in.len();
+        let len = frames.checked_mul(c).ok_or_else(|| {
+            (
+                MFR_INVALID_ARGUMENT,
+                format!("{frames} frames overflow the address space"),
+            )
+        })?;
+        // SAFETY: the caller's contract.
+        let i = unsafe { slice_in(input, len, "input") }?;
+        for (ch, row) in e.planar_in.iter_mut().enumerate() {
+            row.clear();
+            row.extend(i.iter().skip(ch).step_by(c.max(1)).take(frames));
+        }
+        e.planar_out.iter_mut().for_each(Vec::clear);
+        let refs: Vec<&[f32]> = e.planar_in.iter().map(Vec::as_slice).collect();
+        e.inner
+            .push(&refs, &mut e.planar_out)
+            .map_err(denoise_failure)?;
+        eye_out(e, output, capacity, released)
+    })
+}
+
+/// Ends the recording: writes the frames still held to `output` (room for `capacity` frames;
+/// [`mfr_eye_latency`] suffices) and their number to `*released`.
+///
+/// # Safety
+/// `eye` must be a live handle; `output` valid for `capacity * channels` floats; `released` a
+/// valid pointer.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mfr_eye_finish(
+    eye: *mut mfr_eye,
+    output: *mut f32,
+    capacity: usize,
+    released: *mut usize,
+) -> mfr_status {
+    guard(|| {
+        // SAFETY: the caller's contract.
+        let e = unsafe { eye.as_mut() }.ok_or_else(|| null("eye"))?;
+        if released.is_null() {
+            return Err(null("released"));
+        }
+        let most = e.inner.latency();
+        if capacity < most {
+            return Err((
+                MFR_INVALID_ARGUMENT,
+                format!("output holds {capacity} frames; finish needs {most}"),
+            ));
+        }
+        e.planar_out.iter_mut().for_each(Vec::clear);
+        e.inner.finish(&mut e.planar_out).map_err(denoise_failure)?;
+        eye_out(e, output, capacity, released)
+    })
+}
+
+/// Frames between a pushed frame and its release; 0 for NULL.
+///
+/// # Safety
+/// `eye` must be NULL or a live handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mfr_eye_latency(eye: *const mfr_eye) -> usize {
+    // SAFETY: the caller's contract.
+    unsafe { eye.as_ref() }.map_or(0, |e| e.inner.latency())
+}
+
+/// Whether the filter acts now (a blink source has been found); false for NULL.
+///
+/// # Safety
+/// `eye` must be NULL or a live handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mfr_eye_active(eye: *const mfr_eye) -> bool {
+    // SAFETY: the caller's contract.
+    unsafe { eye.as_ref() }.is_some_and(|e| e.inner.active())
+}
+
+/// Releases an eye stage (NULL is a no-op).
+///
+/// # Safety
+/// `eye` must be NULL or a handle not yet freed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mfr_eye_free(eye: *mut mfr_eye) {
+    if !eye.is_null() {
+        // SAFETY: made by `Box::into_raw` in `mfr_eye_new`, freed once.
+        let _ = catch_unwind(AssertUnwindSafe(|| drop(unsafe { Box::from_raw(eye) })));
+    }
 }
 
 #[cfg(test)]

@@ -161,3 +161,119 @@ fn c_program_streams_and_denoises_exactly_as_rust() {
     assert!(got == want, "offline output differs from Rust's");
     assert!(got != chans.concat(), "offline denoising changed nothing");
 }
+
+/// 9 channels (Fp1 Fp2 F7 F8 C3 C4 O1 O2 VEOG) at 256 Hz: independent sinusoid mixtures as
+/// EEG, blinks of 100-190 uV every 3 s with a frontal topography, VEOG = 1.5 x the blink plus
+/// noise; frame-major (interleaved).
+fn blink_montage(frames: usize) -> Vec<f32> {
+    const TOPO: [f32; 8] = [1.0, 0.9, 0.55, 0.45, 0.2, 0.18, 0.05, 0.04];
+    let mut lcg = 12345u32;
+    let mut next = move || {
+        lcg = lcg.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        (lcg >> 8) as f32 / (1u32 << 24) as f32
+    };
+    let comps: Vec<Vec<(f32, f32, f32)>> = (0..8)
+        .map(|_| {
+            (0..12)
+                .map(|_| {
+                    (
+                        2.0 + 28.0 * next(),
+                        2.0 + 4.0 * next(),
+                        std::f32::consts::TAU * next(),
+                    )
+                })
+                .collect()
+        })
+        .collect();
+    let mut out = Vec::with_capacity(frames * 9);
+    for t in 0..frames {
+        let s = t as f32 / 256.0;
+        let phase = t % 768;
+        let blink = if (200..300).contains(&phase) {
+            let x = (std::f32::consts::PI * (phase - 200) as f32 / 100.0).sin();
+            (100.0 + 90.0 * ((t / 768) % 3) as f32 / 2.0) * x * x
+        } else {
+            0.0
+        };
+        for (c, comp) in comps.iter().enumerate() {
+            let eeg: f32 = comp
+                .iter()
+                .map(|&(f, a, p)| a * (std::f32::consts::TAU * f * s + p).sin())
+                .sum();
+            out.push(eeg + TOPO[c] * blink);
+        }
+        out.push(1.5 * blink + next() - 0.5);
+    }
+    out
+}
+
+#[test]
+fn c_program_runs_the_eye_stage_exactly_as_rust() {
+    if !have_cc() {
+        eprintln!("SKIPPED: no C compiler (`cc`) on this machine");
+        return;
+    }
+    let lib = static_lib();
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join("eye");
+    let o = Command::new("cc")
+        .args(["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-I"])
+        .arg(Path::new(ROOT).join("include"))
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/eye.c"))
+        .arg(&lib)
+        .args(["-lm", "-lpthread", "-ldl", "-o"])
+        .arg(&exe)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "cc failed:\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let frames = 256 * 40;
+    let x = blink_montage(frames);
+    let (input, output) = (dir.path().join("in.f32"), dir.path().join("out.f32"));
+    write_f32(&input, &x);
+    let o = Command::new(&exe)
+        .arg(&input)
+        .arg(frames.to_string())
+        .arg("256")
+        .arg(&output)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        stdout.contains("no references: status 2, message: no EOG channel and no frontal"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("eye stage: latency 128 frames, 10240 frames out, active 1"),
+        "{stdout}"
+    );
+    // Rust's EyeStream over the whole recording at once.
+    let names: Vec<String> = ["Fp1", "Fp2", "F7", "F8", "C3", "C4", "O1", "O2", "VEOG"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let mut eye = mfr_eeg::embed::EyeStream::new(&names, 256.0, None)
+        .unwrap()
+        .unwrap();
+    let planar: Vec<Vec<f32>> = (0..9)
+        .map(|c| x.iter().skip(c).step_by(9).copied().collect())
+        .collect();
+    let refs: Vec<&[f32]> = planar.iter().map(Vec::as_slice).collect();
+    let mut out = vec![Vec::new(); 9];
+    eye.push(&refs, &mut out).unwrap();
+    eye.finish(&mut out).unwrap();
+    let want: Vec<f32> = (0..frames)
+        .flat_map(|t| out.iter().map(move |c| c[t]))
+        .collect();
+    let got = read_f32(&output);
+    assert!(got == want, "the C eye stage differs from Rust's");
+    assert!(got != x, "the eye stage changed nothing");
+}
