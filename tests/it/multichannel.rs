@@ -733,3 +733,33 @@ fn eye_stream_in_chunks_equals_the_filter() {
             .is_none()
     );
 }
+
+/// The smallest montage, two channels (Fp1 and O1, blinks detected on Fp1 itself): after 5 s
+/// the blink is removed to within 30 % on both (measured 5 % at Fp1, 19 % at O1, where it is
+/// 20x smaller), and O1's blink-free EEG changes by less than 0.08 (measured 0.040).
+#[test]
+fn mwf_works_on_two_channels() {
+    let m = montage(16, 60.0);
+    let raw = raw_channels(&m);
+    let mut two = vec![raw[0].clone(), raw[6].clone()];
+    let detect = vec![raw[0].clone()];
+    let rep = mwf_block(&mut two, &[], &detect, MwfConfig::for_rate(FS)).unwrap();
+    assert!(rep.active, "{rep:?}");
+    let skip = (5.0 * FS) as usize;
+    for (k, c) in [0usize, 6].into_iter().enumerate() {
+        let blink_idx: Vec<usize> = (skip..m.blink.len()).filter(|&t| m.in_blink[t]).collect();
+        let res = rms_ratio(
+            blink_idx
+                .iter()
+                .map(|&t| f64::from(two[k][t] - m.brain[c][t])),
+            blink_idx.iter().map(|&t| f64::from(TOPO[c] * m.blink[t])),
+        );
+        assert!(res < 0.3, "{}: blink residual {res:.3}", LABELS[c]);
+    }
+    let free: Vec<usize> = (skip..m.blink.len()).filter(|&t| m.free[t]).collect();
+    let change = rms_ratio(
+        free.iter().map(|&t| f64::from(two[1][t] - raw[6][t])),
+        free.iter().map(|&t| f64::from(raw[6][t])),
+    );
+    assert!(change < 0.08, "O1 blink-free change {change:.3}");
+}
