@@ -899,7 +899,10 @@ pub fn denoise_file_cancellable(
         model_rate_hz: denoiser.rate_hz,
         block_seconds,
         notes,
-        spatial: spatial_line,
+        spatial: spatial_line.map(|l| match &spatial {
+            Some(stage) => format!("{l}; {}", stage.summary()),
+            None => l,
+        }),
     })
 }
 

@@ -514,26 +514,37 @@ pub fn artifact_waves(
 /// ([`BlinkMwf`]) over the cleaned channels and the EOG channels, applied record by record to
 /// the channels as they are read (before the single-channel model).
 ///
-/// [`SpatialStage::prepare`] streams the file once through the filter, exactly as a device
-/// would (blinks detected on the references, output [`MwfConfig::delay`] frames late), and
-/// keeps only what the records need: each frame's projection `vᵀ x̂` and the pattern in
-/// force for it (one per filter update). [`SpatialStage::apply`] then subtracts
-/// `pattern · projection` from each record in place, so the result equals the streaming
-/// filter's output frame for frame and does not depend on how the file is cut into blocks.
-/// Memory: one `f64` per frame, plus one pattern per update (8 per second).
+/// The stage reads the file a second time with its own reader, running the filter just far
+/// enough ahead of the records being denoised (its [`MwfConfig::delay`] plus a record), and
+/// corrects each record in place with the frames the filter releases, so the result is the
+/// streaming filter's output itself, whatever the block size. Memory is bounded: three C x C
+/// matrices, the filter's delay line and the corrections of at most a record and a delay.
 #[derive(Debug)]
 pub struct SpatialStage {
-    /// Per frame: `vᵀ x̂` (0 for frames left alone).
-    proj: Vec<f64>,
-    /// Patterns (scaled by the Wiener gain), `clean.len()` values each.
-    patterns: Vec<f64>,
-    /// First frame each pattern applies to (ascending).
-    starts: Vec<u64>,
+    mwf: BlinkMwf<Vec<MwfChannel>, Vec<f64>, Vec<f32>>,
+    reader: crate::io::edf::EdfReader,
+    rec: crate::io::edf::Record,
+    /// The filter's channels (file indices) and their µV factors.
+    chans: Vec<usize>,
+    factors: Vec<f64>,
+    /// Each reference as weights over the filter's channels.
+    weights: Vec<Vec<(usize, f64)>>,
+    spr: usize,
+    block: Vec<Vec<f32>>,
+    frame: Vec<f32>,
+    out: Vec<f32>,
+    refs: Vec<f32>,
+    /// The pattern in force (scaled), one per filter channel, and the version it is from.
+    q: Vec<f64>,
+    v: Vec<f64>,
+    version: Option<u64>,
+    /// Per released frame, the correction of each cleaned channel (`cleaned` values each).
+    pending: std::collections::VecDeque<f64>,
     /// For each lane (selected channel): its position among the cleaned channels and its µV
     /// factor.
     lanes: Vec<Option<(usize, f64)>>,
     cleaned: usize,
-    next: u64,
+    done_reading: bool,
 }
 
 /// What [`SpatialStage::prepare`] found.
@@ -547,9 +558,10 @@ pub enum SpatialPlan {
 
 impl SpatialStage {
     /// Finds the references of `header`'s montage ([`find_references`]) for the `selected`
-    /// channels of `input` and streams the file through the filter. The EOG channels
-    /// themselves are not changed. Mixed rates, units that are not voltages and montages
-    /// without EOG or frontal channels give [`SpatialPlan::Skip`] with a note.
+    /// channels of `input` and sets up the filter. The EOG channels themselves are not
+    /// changed. Mixed rates, units that are not voltages and montages without EOG or frontal
+    /// channels give [`SpatialPlan::Skip`] with a note. The summary line is final only after
+    /// the last record: see [`SpatialStage::summary`].
     pub fn prepare(
         input: &std::path::Path,
         header: &Header,
@@ -603,18 +615,17 @@ impl SpatialStage {
         }
         let cfg = MwfConfig::for_rate(fs);
         let all = chans.len();
-        let mut mwf = BlinkMwf::new(
+        let mwf = BlinkMwf::new(
             cfg,
             vec![MwfChannel::default(); all],
             vec![0.0f64; MwfEstimator::<Vec<MwfChannel>, Vec<f64>>::workspace_len(all)],
             vec![0.0f32; BlinkMwf::<Vec<MwfChannel>, Vec<f64>, Vec<f32>>::line_len(all, cfg.delay)],
         )?;
-        // Each reference as weights over the filter's channels.
+        let at = |c: &usize| chans.iter().position(|x| x == c).expect("listed above");
         let weights: Vec<Vec<(usize, f64)>> = plan
             .references
             .iter()
             .map(|r| {
-                let at = |c: &usize| chans.iter().position(|x| x == c).expect("listed above");
                 let p = 1.0 / r.plus.len() as f64;
                 let mut w: Vec<(usize, f64)> = r.plus.iter().map(|c| (at(c), p)).collect();
                 if !r.minus.is_empty() {
@@ -624,83 +635,111 @@ impl SpatialStage {
                 w
             })
             .collect();
-        let spr = header.signals()[chans[0]].samples_per_record;
-        let mut reader = crate::io::edf::EdfReader::open(input)?;
-        let mut rec = reader.new_record();
-        let mut block = vec![vec![0.0f32; spr]; all];
-        let mut frame = vec![0.0f32; all];
-        let mut out = vec![0.0f32; all];
-        let mut refs = vec![0.0f32; weights.len()];
-        let k = clean.len();
-        let mut stage = SpatialStage {
-            proj: Vec::with_capacity((reader.num_records() as usize).saturating_mul(spr)),
-            patterns: Vec::new(),
-            starts: Vec::new(),
-            lanes: vec![None; selected.len()],
-            cleaned: k,
-            next: 0,
-        };
-        let mut v = vec![0.0f64; all];
-        let mut q = vec![0.0f64; all];
-        let mut version = 0u64;
-        let mut keep = |mwf: &BlinkMwf<_, _, _>, stage: &mut SpatialStage| {
-            let est = mwf.estimator();
-            if stage.starts.is_empty() || est.version() != version {
-                version = est.version();
-                est.filter_into(&mut v, &mut q);
-                stage.starts.push(stage.proj.len() as u64);
-                stage.patterns.extend_from_slice(&q[..k]);
+        let spr = sigs[chans[0]].samples_per_record;
+        let reader = crate::io::edf::EdfReader::open(input)?;
+        let rec = reader.new_record();
+        let mut lanes = vec![None; selected.len()];
+        for (pos, &k) in clean.iter().enumerate() {
+            lanes[k] = Some((pos, factors[pos]));
+        }
+        let line = format!(
+            "{}: {} channels through a multi-channel Wiener filter that learns the blink \
+             pattern as the recording streams (latency {:.2} s)",
+            plan.describe(),
+            clean.len(),
+            cfg.delay as f64 / fs
+        );
+        Ok(SpatialPlan::Run(
+            Box::new(SpatialStage {
+                mwf,
+                reader,
+                rec,
+                block: vec![vec![0.0f32; spr]; all],
+                frame: vec![0.0f32; all],
+                out: vec![0.0f32; all],
+                refs: vec![0.0f32; weights.len()],
+                q: vec![0.0; all],
+                v: vec![0.0; all],
+                version: None,
+                pending: std::collections::VecDeque::new(),
+                cleaned: clean.len(),
+                lanes,
+                chans,
+                factors,
+                weights,
+                spr,
+                done_reading: false,
+            }),
+            line,
+        ))
+    }
+
+    /// What the filter found so far, for the summary: `Some` with the blink source's power
+    /// ratio and correlation with the reference once it acts.
+    pub fn summary(&self) -> String {
+        let est = self.mwf.estimator();
+        if est.active() {
+            format!(
+                "blink source found ({:.1}x the background, corr {:.2} with the reference)",
+                est.lambda(),
+                est.reference_corr()
+            )
+        } else {
+            "no blink source found (too few blinks, or none the reference explains): channels \
+             left as they were"
+                .into()
+        }
+    }
+
+    /// Queues the corrections of the frame the filter just released.
+    fn keep(&mut self) {
+        let version = self.mwf.estimator().version();
+        if self.version != Some(version) {
+            self.mwf.estimator().filter_into(&mut self.v, &mut self.q);
+            self.version = Some(version);
+        }
+        let proj = self.mwf.projection();
+        for &q in &self.q[..self.cleaned] {
+            self.pending.push_back(q * proj);
+        }
+    }
+
+    /// Runs the filter until `frames` corrections are queued or the file ends.
+    fn fill(&mut self, frames: usize) -> Result<(), OcularError> {
+        while self.pending.len() < frames * self.cleaned {
+            if self.done_reading {
+                if !self.mwf.drain(&mut self.out)? {
+                    break;
+                }
+                self.keep();
+                continue;
             }
-            stage.proj.push(mwf.projection());
-        };
-        while reader.read_record_into(&mut rec)? {
-            for ((x, &c), &f) in block.iter_mut().zip(&chans).zip(&factors) {
-                rec.physical_into(c, x);
+            if !self.reader.read_record_into(&mut self.rec)? {
+                self.done_reading = true;
+                continue;
+            }
+            for ((x, &c), &f) in self.block.iter_mut().zip(&self.chans).zip(&self.factors) {
+                self.rec.physical_into(c, x);
                 if f != 1.0 {
                     x.iter_mut().for_each(|v| *v = (f64::from(*v) * f) as f32);
                 }
             }
-            for t in 0..spr {
-                for (fr, x) in frame.iter_mut().zip(&block) {
+            for t in 0..self.spr {
+                for (fr, x) in self.frame.iter_mut().zip(&self.block) {
                     *fr = x[t];
                 }
-                for (r, w) in refs.iter_mut().zip(&weights) {
+                for (r, w) in self.refs.iter_mut().zip(&self.weights) {
                     *r = w
                         .iter()
-                        .map(|&(i, wi)| wi * f64::from(frame[i]))
+                        .map(|&(i, wi)| wi * f64::from(self.frame[i]))
                         .sum::<f64>() as f32;
                 }
-                if mwf.push(&refs, &frame, &mut out)? {
-                    keep(&mwf, &mut stage);
+                if self.mwf.push(&self.refs, &self.frame, &mut self.out)? {
+                    self.keep();
                 }
             }
         }
-        while mwf.drain(&mut out)? {
-            keep(&mwf, &mut stage);
-        }
-        for (pos, &kk) in clean.iter().enumerate() {
-            stage.lanes[kk] = Some((pos, factors[pos]));
-        }
-        let est = mwf.estimator();
-        let what = if est.active() {
-            format!(
-                "eye artifacts removed from {k} channels by a multi-channel Wiener filter that \
-                 learns the blink pattern as the recording streams (blink source {:.1}x the \
-                 background, corr {:.2} with the reference; latency {:.2} s)",
-                est.lambda(),
-                est.reference_corr(),
-                cfg.delay as f64 / fs
-            )
-        } else {
-            format!(
-                "no blink source found in {k} channels (too few blinks, or none the reference \
-                 explains): left as they were"
-            )
-        };
-        Ok(SpatialPlan::Run(
-            Box::new(stage),
-            format!("{}: {what}", plan.describe()),
-        ))
+        Ok(())
     }
 
     /// Cleans the next samples of every lane in place (physical units): `lanes[k]` holds the
@@ -722,25 +761,22 @@ impl SpatialStage {
                 });
             }
         }
-        let mut pattern = self
-            .starts
-            .partition_point(|&s| s <= self.next)
-            .saturating_sub(1);
+        self.fill(n)?;
+        let have = self.pending.len() / self.cleaned;
+        if have < n {
+            return Err(OcularError::Length {
+                index: 0,
+                expected: n,
+                got: have,
+            });
+        }
+        let k = self.cleaned;
         for i in 0..n {
-            let t = self.next + i as u64;
-            while pattern + 1 < self.starts.len() && self.starts[pattern + 1] <= t {
-                pattern += 1;
-            }
-            let proj = self.proj.get(t as usize).copied().unwrap_or(0.0);
-            if proj == 0.0 {
-                continue;
-            }
-            let q = &self.patterns[pattern * self.cleaned..(pattern + 1) * self.cleaned];
-            // Only the correction goes back, in the lane's unit, so channels the filter leaves
+            // Only the correction goes back, in the lane's unit, so samples the filter leaves
             // alone keep their bits.
             for (m, l) in self.lanes.iter().zip(lanes.iter_mut()) {
                 if let Some((pos, f)) = *m {
-                    let d = q[pos] * proj;
+                    let d = self.pending[i * k + pos];
                     if d != 0.0 {
                         l[i] = if f == 1.0 {
                             (f64::from(l[i]) - d) as f32
@@ -751,7 +787,7 @@ impl SpatialStage {
                 }
             }
         }
-        self.next += n as u64;
+        self.pending.drain(..n * k);
         Ok(())
     }
 }

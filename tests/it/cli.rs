@@ -724,9 +724,8 @@ fn eye_stage_runs_by_default_and_no_spatial_skips_it() {
     assert!(o.status.success(), "{}", stderr(&o));
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(
-        text.contains(
-            "eye         EOG channels EOG1, EOG2: eye artifacts removed from 30 channels"
-        ),
+        text.contains("eye         EOG channels EOG1, EOG2: 30 channels through a multi-channel")
+            && text.contains("; blink source found ("),
         "{text}"
     );
     let o = run(&[&"denoise", &input, &off, &"--no-spatial"]);

@@ -437,7 +437,7 @@ fn denoise_reports_the_references_it_used() {
         line.starts_with("frontal references mean(Fp1,Fp2), F7-F8"),
         "{line}"
     );
-    assert!(line.contains("from 8 channels"), "{line}");
+    assert!(line.contains(": 8 channels through"), "{line}");
     // --eog names a channel; it is then left unchanged by the spatial stage.
     let opts = DenoiseOptions {
         eog: Some(vec!["fp1".into()]),
@@ -448,7 +448,7 @@ fn denoise_reports_the_references_it_used() {
         s.spatial
             .as_deref()
             .unwrap()
-            .starts_with("EOG channels Fp1: eye artifacts removed from 7 channels")
+            .starts_with("EOG channels Fp1: 7 channels through a multi-channel Wiener filter")
     );
     // An unknown label is an error naming the file and the label.
     let opts = DenoiseOptions {
