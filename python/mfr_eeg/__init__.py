@@ -141,7 +141,10 @@ def denoise_file(input: Union[str, os.PathLike], output: Union[str, os.PathLike]
     """Denoise an EDF/EDF+/BDF file into ``output`` exactly as ``mfr-eeg denoise`` does.
 
     Options: ``channels`` (labels), ``notch``, ``notch_harmonics``, ``bandpass``, ``order``,
-    ``hop``, ``threads``, ``above_model_band``, ``allow_clipping``. Returns a summary dict (channels, samples, clipped, seconds, notes).
+    ``hop``, ``threads``, ``above_model_band``, ``allow_clipping``, ``spatial`` (the CLI's
+    multi-channel eye stage, on by default as there; ``False`` is ``--no-spatial``), ``eog``
+    (reference labels). Returns a summary dict (channels, samples, clipped, seconds, notes, and
+    ``eye``: the eye stage's summary line, or None when it did not run).
     """
     return _denoise_file(os.fspath(input), os.fspath(output), _model(model), **options)
 

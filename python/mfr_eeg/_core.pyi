@@ -134,4 +134,6 @@ def denoise_file(
     threads: int = 0,
     above_model_band: str = "keep",
     allow_clipping: bool = False,
+    spatial: bool = True,
+    eog: Optional[Sequence[str]] = None,
 ) -> dict[str, Any]: ...

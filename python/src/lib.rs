@@ -330,7 +330,8 @@ fn denoise(
 #[pyfunction]
 #[pyo3(signature = (input, output, model=None, *, channels=None, notch=None,
                     notch_harmonics=false, bandpass=None, order=DEFAULT_BANDPASS_ORDER, hop=None,
-                    threads=0, above_model_band="keep", allow_clipping=false))]
+                    threads=0, above_model_band="keep", allow_clipping=false, spatial=true,
+                    eog=None))]
 #[allow(clippy::too_many_arguments)]
 fn denoise_file<'py>(
     py: Python<'py>,
@@ -346,7 +347,14 @@ fn denoise_file<'py>(
     threads: usize,
     above_model_band: &str,
     allow_clipping: bool,
+    spatial: bool,
+    eog: Option<Vec<String>>,
 ) -> PyResult<Bound<'py, PyDict>> {
+    if !spatial && eog.is_some() {
+        return Err(denoise_err(
+            "eog names references of the eye stage; spatial=False skips it",
+        ));
+    }
     let opts = options(
         notch,
         notch_harmonics,
@@ -359,6 +367,8 @@ fn denoise_file<'py>(
     )?;
     let opts = DenoiseOptions {
         allow_clipping,
+        spatial,
+        eog,
         ..opts
     };
     let model = model_or_default(model);
@@ -382,6 +392,7 @@ fn denoise_file<'py>(
     d.set_item("recording_seconds", s.recording_seconds)?;
     d.set_item("elapsed_seconds", s.elapsed_seconds)?;
     d.set_item("notes", s.notes)?;
+    d.set_item("eye", s.spatial)?;
     Ok(d)
 }
 

@@ -235,3 +235,22 @@ def test_eye_stream_removes_blinks_in_chunks_and_keeps_the_eog_channel():
     assert left < 0.1, left
     with pytest.raises(mfr_eeg.DenoiseError, match="no EOG channel and no frontal"):
         mfr_eeg.EyeStream(["C3", "C4"], 256.0)
+
+
+def test_denoise_file_runs_the_eye_stage_as_the_cli_does(cli, tmp_path):
+    import subprocess
+
+    from conftest import ROOT
+
+    edf = ROOT / "data" / "eeglab_tutorial_32ch_128Hz_238s.edf"
+    want = tmp_path / "cli.edf"
+    r = subprocess.run([str(cli), "denoise", str(edf), str(want)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    s = mfr_eeg.denoise_file(edf, tmp_path / "py.edf")
+    assert (tmp_path / "py.edf").read_bytes() == want.read_bytes()
+    assert s["eye"].startswith("EOG channels EOG1, EOG2: 30 channels through") and "blink source found" in s["eye"]
+    off = mfr_eeg.denoise_file(edf, tmp_path / "off.edf", spatial=False)
+    assert off["eye"] is None
+    assert (tmp_path / "off.edf").read_bytes() != want.read_bytes()
+    with pytest.raises(mfr_eeg.DenoiseError, match="spatial=False skips it"):
+        mfr_eeg.denoise_file(edf, tmp_path / "x.edf", spatial=False, eog=["EOG1"])
