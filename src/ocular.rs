@@ -615,12 +615,21 @@ impl SpatialStage {
         }
         let cfg = MwfConfig::for_rate(fs);
         let all = chans.len();
-        let mwf = BlinkMwf::new(
+        let mwf = match BlinkMwf::new(
             cfg,
             vec![MwfChannel::default(); all],
             vec![0.0f64; MwfEstimator::<Vec<MwfChannel>, Vec<f64>>::workspace_len(all)],
             vec![0.0f32; BlinkMwf::<Vec<MwfChannel>, Vec<f64>, Vec<f32>>::line_len(all, cfg.delay)],
-        )?;
+        ) {
+            Ok(m) => m,
+            // Only the rate can make the defaults invalid (the 1-8 Hz band needs over 2.5 Hz).
+            Err(SpatialError::BadConfig { .. }) => {
+                return Ok(SpatialPlan::Skip(format!(
+                    "spatial stage skipped: {fs} Hz is too slow for its 1-8 Hz blink band"
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        };
         let at = |c: &usize| chans.iter().position(|x| x == c).expect("listed above");
         let weights: Vec<Vec<(usize, f64)>> = plan
             .references

@@ -763,3 +763,52 @@ fn mwf_works_on_two_channels() {
     );
     assert!(change < 0.08, "O1 blink-free change {change:.3}");
 }
+
+/// A file too slow for the eye stage's 1-8 Hz band (2 Hz) is denoised channel by channel with
+/// a note, not refused.
+#[test]
+fn denoise_skips_the_eye_stage_below_its_band_with_a_note() {
+    use mfr_eeg::denoise::{DenoiseOptions, denoise_file};
+    use mfr_eeg::io::edf::{EdfWriter, Format, Header, HeaderSpec, SignalHeader, encode_physical};
+    let dir = tempfile::tempdir().unwrap();
+    let (inp, out) = (dir.path().join("slow.edf"), dir.path().join("slow-out.edf"));
+    let sig = |label: &str| SignalHeader {
+        label: label.into(),
+        transducer: String::new(),
+        physical_dimension: "uV".into(),
+        physical_min: -100.0,
+        physical_max: 100.0,
+        digital_min: -32768,
+        digital_max: 32767,
+        prefiltering: String::new(),
+        samples_per_record: 2,
+        reserved: String::new(),
+    };
+    let spec = HeaderSpec::generated(30, 1.0, ["Fp1", "Fp2", "C3"].map(sig).to_vec());
+    let header = Header::from_spec(&spec).unwrap();
+    let mut w = EdfWriter::create(&inp, &header).unwrap();
+    let mut rng = Rng::new(4);
+    for _ in 0..30 {
+        let mut rec = vec![0u8; 3 * 2 * 2];
+        for (c, chunk) in rec.chunks_mut(4).enumerate() {
+            let x = [10.0 * rng.normal() as f32, 10.0 * rng.normal() as f32];
+            encode_physical(&spec.signals[c], Format::Edf, &x, chunk).unwrap();
+        }
+        w.write_record(&rec).unwrap();
+    }
+    w.finish().unwrap();
+    let model = Model::load(std::path::Path::new(MODEL)).unwrap();
+    let on = DenoiseOptions {
+        spatial: true,
+        ..DenoiseOptions::default()
+    };
+    let s = denoise_file(&inp, &out, &model, &on, &|_| {}).unwrap();
+    assert_eq!(s.spatial, None);
+    assert!(
+        s.notes
+            .iter()
+            .any(|n| n.contains("2 Hz is too slow for its 1-8 Hz blink band")),
+        "{:?}",
+        s.notes
+    );
+}
