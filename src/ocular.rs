@@ -68,8 +68,8 @@ pub enum OcularError {
         /// Samples found.
         got: usize,
     },
-    /// The regression refused its input.
-    #[error("spatial regression: {0}")]
+    /// The spatial stage (Wiener filter or regression) refused its input or settings.
+    #[error("spatial stage: {0}")]
     Spatial(SpatialError),
     /// The SAE refused its input.
     #[error("inference core: {0}")]

@@ -57,7 +57,8 @@ pub enum SpatialError {
     NoChannels,
     /// A configuration value is out of range (its field name).
     BadConfig {
-        /// The field of [`RegressionConfig`].
+        /// The setting: a field of [`RegressionConfig`] or [`super::MwfConfig`], or a buffer
+        /// too small for the channel count.
         field: &'static str,
     },
 }
@@ -73,7 +74,7 @@ impl fmt::Display for SpatialError {
             }
             SpatialError::NoChannels => write!(f, "no channels to clean"),
             SpatialError::BadConfig { field } => {
-                write!(f, "regression config: {field} is out of range")
+                write!(f, "spatial stage setting {field} is out of range")
             }
         }
     }
