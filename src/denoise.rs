@@ -118,6 +118,9 @@ pub struct DenoiseOptions {
     pub spatial: bool,
     /// EOG channel labels for the spatial stage (`None`: found by label, else frontal).
     pub eog: Option<Vec<String>>,
+    /// Run the eye stage only: no prefilters, no per-channel model (`--eye-only`); the file
+    /// must have EOG or frontal channels.
+    pub eye_only: bool,
 }
 
 impl Default for DenoiseOptions {
@@ -136,6 +139,7 @@ impl Default for DenoiseOptions {
             block_seconds: None,
             spatial: false,
             eog: None,
+            eye_only: false,
         }
     }
 }
@@ -664,6 +668,8 @@ struct Lane {
     out: VecDeque<f32>,
     out_start: usize,
     faults: FaultCounts,
+    /// Whether the model runs (false with `--eye-only`: the lane's samples pass through).
+    model: bool,
 }
 
 impl Lane {
@@ -690,6 +696,15 @@ impl Lane {
     ) -> Result<(), SignalError> {
         let plan = &plans[self.plan];
         let core = self.next_core();
+        if !self.model {
+            let from = core.start - self.raw_start;
+            self.out.extend(&self.raw[from..from + core.len()]);
+            self.next = core.end;
+            let drop = (self.next - self.raw_start).min(self.raw.len());
+            self.raw.drain(..drop);
+            self.raw_start += drop;
+            return Ok(());
+        }
         buf.resize(core.len(), 0.0);
         let f = d.process_block(
             plan,
@@ -777,12 +792,22 @@ pub fn denoise_file_cancellable(
     // before each channel's own denoising.
     let (mut spatial, spatial_line) = match prepare_spatial(input, &header, &selected, opts)? {
         Some(crate::ocular::SpatialPlan::Run(stage, line)) => (Some(stage), Some(line)),
+        Some(crate::ocular::SpatialPlan::Skip(note)) if opts.eye_only => {
+            return Err(DenoiseError::Options(format!(
+                "{}: --eye-only, but the eye stage cannot run: {note}",
+                input.display()
+            )));
+        }
         Some(crate::ocular::SpatialPlan::Skip(note)) => {
             notes.push(note);
             (None, None)
         }
         None => (None, None),
     };
+    if opts.eye_only {
+        lanes.iter_mut().for_each(|l| l.model = false);
+        notes.push("--eye-only: the eye stage alone; no prefilter, no per-channel model".into());
+    }
     progress(Progress::Started {
         records,
         channels: selected.len(),
@@ -1025,6 +1050,7 @@ fn make_lanes(
             out: VecDeque::new(),
             out_start: 0,
             faults: FaultCounts::default(),
+            model: true,
         });
     }
     lanes
@@ -1100,6 +1126,18 @@ fn channel_reports(
 
 /// Option checks that need no file.
 fn check_options(input: &Path, output: &Path, opts: &DenoiseOptions) -> Result<(), DenoiseError> {
+    if opts.eye_only
+        && (!opts.spatial
+            || opts.notch_hz.is_some()
+            || opts.bandpass_hz.is_some()
+            || opts.hop.is_some())
+    {
+        return Err(DenoiseError::Options(
+            "--eye-only runs the eye stage alone: it cannot go with --no-spatial, --notch, \
+             --bandpass or --hop"
+                .into(),
+        ));
+    }
     if let Some((lo, hi)) = opts.bandpass_hz
         && !(lo.is_finite() && hi.is_finite() && lo > 0.0 && lo < hi)
     {

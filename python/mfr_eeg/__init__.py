@@ -143,7 +143,7 @@ def denoise_file(input: Union[str, os.PathLike], output: Union[str, os.PathLike]
     Options: ``channels`` (labels), ``notch``, ``notch_harmonics``, ``bandpass``, ``order``,
     ``hop``, ``threads``, ``above_model_band``, ``allow_clipping``, ``spatial`` (the CLI's
     multi-channel eye stage, on by default as there; ``False`` is ``--no-spatial``), ``eog``
-    (reference labels). Returns a summary dict (channels, samples, clipped, seconds, notes, and
+    (reference labels), ``eye_only`` (``--eye-only``: the eye stage alone). Returns a summary dict (channels, samples, clipped, seconds, notes, and
     ``eye``: the eye stage's summary line, or None when it did not run).
     """
     return _denoise_file(os.fspath(input), os.fspath(output), _model(model), **options)

@@ -136,4 +136,5 @@ def denoise_file(
     allow_clipping: bool = False,
     spatial: bool = True,
     eog: Optional[Sequence[str]] = None,
+    eye_only: bool = False,
 ) -> dict[str, Any]: ...

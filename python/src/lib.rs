@@ -331,7 +331,7 @@ fn denoise(
 #[pyo3(signature = (input, output, model=None, *, channels=None, notch=None,
                     notch_harmonics=false, bandpass=None, order=DEFAULT_BANDPASS_ORDER, hop=None,
                     threads=0, above_model_band="keep", allow_clipping=false, spatial=true,
-                    eog=None))]
+                    eog=None, eye_only=false))]
 #[allow(clippy::too_many_arguments)]
 fn denoise_file<'py>(
     py: Python<'py>,
@@ -349,6 +349,7 @@ fn denoise_file<'py>(
     allow_clipping: bool,
     spatial: bool,
     eog: Option<Vec<String>>,
+    eye_only: bool,
 ) -> PyResult<Bound<'py, PyDict>> {
     if !spatial && eog.is_some() {
         return Err(denoise_err(
@@ -369,6 +370,7 @@ fn denoise_file<'py>(
         allow_clipping,
         spatial,
         eog,
+        eye_only,
         ..opts
     };
     let model = model_or_default(model);

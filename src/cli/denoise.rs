@@ -98,6 +98,11 @@ pub struct DenoiseArgs {
     /// (default: channels labelled EOG/VEOG/HEOG, else the frontal Fp/AF and F7-F8 channels).
     #[arg(long, value_delimiter = ',', value_name = "LABEL[,LABEL]")]
     pub eog: Option<Vec<String>>,
+    /// Remove eye artifacts across channels and nothing else: the eye stage alone, without
+    /// prefilters or the per-channel model (it changes blink-free EEG least; the file needs
+    /// EOG or frontal channels).
+    #[arg(long, conflicts_with_all = ["no_spatial", "notch", "bandpass", "hop"])]
+    pub eye_only: bool,
 }
 
 /// `--above-model-band`.
@@ -150,6 +155,7 @@ fn options(a: &DenoiseArgs) -> DenoiseOptions {
         block_seconds: a.block_seconds,
         spatial: !a.no_spatial,
         eog: a.eog.clone(),
+        eye_only: a.eye_only,
     }
 }
 
@@ -277,63 +283,71 @@ fn summary_text(s: &DenoiseSummary, model: &Model, a: &DenoiseArgs) -> String {
         s.input.display(),
         s.output.display()
     );
-    outln!(
-        out,
-        "  model       {name} (window {} samples, hop {}, k {} of {}, {} Hz, {})",
-        m.d_in,
-        a.hop.unwrap_or(m.hop),
-        m.k,
-        m.d_sae,
-        m.sample_rate_hz,
-        m.normalisation.as_str()
-    );
-    let resampled = s
-        .channels
-        .iter()
-        .filter(|c| c.resampled_to_hz.is_some())
-        .count();
-    let mut rates: Vec<f64> = s.channels.iter().map(|c| c.sample_rate_hz).collect();
-    rates.sort_by(f64::total_cmp);
-    rates.dedup();
-    let rates: Vec<String> = rates.iter().map(|r| format!("{r} Hz")).collect();
-    outln!(
-        out,
-        "  channels    {} cleaned at {}{}",
-        s.channels.len(),
-        rates.join(", "),
-        if resampled > 0 {
-            format!(
-                " ({resampled} resampled to {} Hz and back)",
-                s.model_rate_hz
-            )
-        } else {
-            String::new()
-        }
-    );
-    outln!(
-        out,
-        "  baseline    kept: running median over {} s set aside before the model, added back",
-        mfr_eeg::denoise::baseline::WINDOW_SECONDS
-    );
-    let mut pre = Vec::new();
-    if let Some(n) = a.notch {
-        pre.push(format!(
-            "notch {n} Hz{}",
-            if a.notch_harmonics {
-                " + harmonics"
+    if a.eye_only {
+        outln!(
+            out,
+            "  channels    {} through the eye stage only (no model)",
+            s.channels.len()
+        );
+    } else {
+        outln!(
+            out,
+            "  model       {name} (window {} samples, hop {}, k {} of {}, {} Hz, {})",
+            m.d_in,
+            a.hop.unwrap_or(m.hop),
+            m.k,
+            m.d_sae,
+            m.sample_rate_hz,
+            m.normalisation.as_str()
+        );
+        let resampled = s
+            .channels
+            .iter()
+            .filter(|c| c.resampled_to_hz.is_some())
+            .count();
+        let mut rates: Vec<f64> = s.channels.iter().map(|c| c.sample_rate_hz).collect();
+        rates.sort_by(f64::total_cmp);
+        rates.dedup();
+        let rates: Vec<String> = rates.iter().map(|r| format!("{r} Hz")).collect();
+        outln!(
+            out,
+            "  channels    {} cleaned at {}{}",
+            s.channels.len(),
+            rates.join(", "),
+            if resampled > 0 {
+                format!(
+                    " ({resampled} resampled to {} Hz and back)",
+                    s.model_rate_hz
+                )
             } else {
-                ""
+                String::new()
             }
-        ));
-    }
-    if let Some((lo, hi)) = a.bandpass {
-        pre.push(format!(
-            "band-pass {lo}-{hi} Hz (Butterworth order {})",
-            a.order
-        ));
-    }
-    if !pre.is_empty() {
-        outln!(out, "  prefilter   {} (zero-phase)", pre.join(", "));
+        );
+        outln!(
+            out,
+            "  baseline    kept: running median over {} s set aside before the model, added back",
+            mfr_eeg::denoise::baseline::WINDOW_SECONDS
+        );
+        let mut pre = Vec::new();
+        if let Some(n) = a.notch {
+            pre.push(format!(
+                "notch {n} Hz{}",
+                if a.notch_harmonics {
+                    " + harmonics"
+                } else {
+                    ""
+                }
+            ));
+        }
+        if let Some((lo, hi)) = a.bandpass {
+            pre.push(format!(
+                "band-pass {lo}-{hi} Hz (Butterworth order {})",
+                a.order
+            ));
+        }
+        if !pre.is_empty() {
+            outln!(out, "  prefilter   {} (zero-phase)", pre.join(", "));
+        }
     }
     if let Some(line) = &s.spatial {
         outln!(out, "  eye         {line}");

@@ -755,3 +755,67 @@ fn eye_stage_runs_by_default_and_no_spatial_skips_it() {
         b[0][peak]
     );
 }
+
+/// `--eye-only`: the eye stage alone. The EEG channels written are the streaming filter's
+/// output (within the file's digital step), the EOG channels their own bits; options that
+/// would need the model are usage errors.
+#[test]
+fn eye_only_writes_the_filter_output_and_nothing_else() {
+    use mfr_eeg::core::MwfConfig;
+    use mfr_eeg::ocular::mwf_block;
+    let input = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/data/eeglab_tutorial_32ch_128Hz_238s.edf"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("eye.edf");
+    let o = run(&[&"denoise", &input, &out, &"--eye-only"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("30 through the eye stage only (no model)"),
+        "{text}"
+    );
+    let mut r = mfr_eeg::io::edf::EdfReader::open(Path::new(input)).unwrap();
+    let h = r.header().clone();
+    let all: Vec<usize> = (0..h.signals().len()).collect();
+    let raw = r.read_channels_physical(&all).unwrap();
+    let got = mfr_eeg::io::edf::EdfReader::open(&out)
+        .unwrap()
+        .read_channels_physical(&all)
+        .unwrap();
+    // The filter over the EEG channels, then EOG1 and EOG2, blinks detected on both.
+    let eeg: Vec<usize> = all.iter().copied().filter(|&c| c != 1 && c != 5).collect();
+    let mut want: Vec<Vec<f32>> = eeg.iter().map(|&c| raw[c].clone()).collect();
+    let eog = vec![raw[1].clone(), raw[5].clone()];
+    let rep = mwf_block(&mut want, &eog, &eog, MwfConfig::for_rate(128.0)).unwrap();
+    assert!(rep.active);
+    let mut moved = 0;
+    for (k, &c) in eeg.iter().enumerate() {
+        let step = h.signals()[c].gain().abs();
+        for (t, (&g, &w)) in got[c].iter().zip(&want[k]).enumerate() {
+            // Samples clipped at the channel's physical range are the exception.
+            let lo = h.signals()[c].physical_min.min(h.signals()[c].physical_max);
+            let hi = h.signals()[c].physical_min.max(h.signals()[c].physical_max);
+            if f64::from(w) > lo && f64::from(w) < hi {
+                assert!(
+                    (f64::from(g) - f64::from(w)).abs() <= 0.5 * step + 1e-6,
+                    "channel {c} sample {t}: {g} vs {w}"
+                );
+            }
+        }
+        moved += usize::from(got[c] != raw[c]);
+    }
+    assert_eq!(moved, eeg.len(), "every EEG channel is corrected somewhere");
+    assert!(got[1] == raw[1] && got[5] == raw[5], "EOG channels changed");
+    // Options that need the model are usage errors.
+    for extra in ["--no-spatial", "--hop"] {
+        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"denoise", &input, &out];
+        args.push(&"--eye-only");
+        args.push(&extra);
+        if extra == "--hop" {
+            args.push(&"16");
+        }
+        assert_eq!(run(&args).status.code(), Some(2), "{extra}");
+    }
+}

@@ -418,6 +418,19 @@ fn denoise_without_frontal_channels_falls_back_with_a_note() {
         "{:?}",
         s.notes
     );
+    // --eye-only has nothing to run there: refused, nothing written.
+    std::fs::remove_file(&out).unwrap();
+    let eye_only = DenoiseOptions {
+        eye_only: true,
+        ..on
+    };
+    let e = denoise_file(&inp, &out, &model, &eye_only, &|_| {}).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("c.edf: --eye-only, but the eye stage cannot run: no EOG channel"),
+        "{e}"
+    );
+    assert!(!out.exists());
 }
 
 #[test]
