@@ -48,8 +48,14 @@ def test_lsl_stream_is_denoised_in_real_time_on_loopback_only(tmp_path: Path):
     # Samples published before the consumer connected are not delivered; the rest all are.
     assert n == result["samples_received"] and n > 0.8 * x.shape[1], (n, x.shape)
     # What arrives is exactly the CoreStreamer's output for the replayed input (LSL carries the
-    # float32 values unchanged), aligned at the end of the stream.
+    # float32 values unchanged): one contiguous run of it, missing what was published before
+    # the consumer connected and, under load, the last few samples still in flight when it
+    # stopped.
     s = mfr_eeg.CoreStreamer(mfr_eeg.Model.default(), x.shape[0], 256.0)
     want = s.push(x)
-    np.testing.assert_array_equal(got, want[:, -n:])
-    assert np.abs(got - x[:, -n:]).max() > 1.0, "the stream was not denoised"
+    starts = [k for k in range(want.shape[1] - n + 1) if np.array_equal(want[:, k], got[:, 0])]
+    match = [k for k in starts if np.array_equal(want[:, k:k + n], got)]
+    assert match, (starts, n, want.shape)
+    k = match[0]
+    assert k + n >= want.shape[1] - 64, (k, n, want.shape)
+    assert np.abs(got - x[:, k:k + n]).max() > 1.0, "the stream was not denoised"
