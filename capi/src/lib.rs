@@ -506,16 +506,16 @@ unsafe fn stream_with_room<'a>(
     Ok(s)
 }
 
-/// Writes the released planar samples as interleaved frames to `output` and their count to
-/// `*released`.
+/// Writes released planar samples (one row per channel) as interleaved frames to `output` and
+/// their count to `*released`.
 fn interleave_out(
-    s: &mut mfr_stream,
+    planar_out: &[Vec<f32>],
     output: *mut f32,
     capacity: usize,
     released: *mut usize,
 ) -> Result<(), Failure> {
-    let c = s.planar_out.len();
-    let n = s.planar_out.first().map_or(0, Vec::len);
+    let c = planar_out.len();
+    let n = planar_out.first().map_or(0, Vec::len);
     if n > capacity {
         return Err((
             MFR_INVALID_ARGUMENT,
@@ -524,13 +524,38 @@ fn interleave_out(
     }
     // SAFETY: the caller's contract (valid for `capacity * channels` floats, n <= capacity).
     let o = unsafe { slice_out(output, n * c, "output") }?;
-    for (ch, row) in s.planar_out.iter().enumerate() {
+    for (ch, row) in planar_out.iter().enumerate() {
         for (t, &v) in row.iter().enumerate() {
             o[t * c + ch] = v;
         }
     }
     // SAFETY: checked non-null by the callers.
     unsafe { *released = n };
+    Ok(())
+}
+
+/// Splits `frames` interleaved frames of `input` into `planar` (one row per channel).
+///
+/// # Safety
+/// `input` must be valid for `frames * planar.len()` floats.
+unsafe fn deinterleave_in(
+    input: *const f32,
+    frames: usize,
+    planar: &mut [Vec<f32>],
+) -> Result<(), Failure> {
+    let c = planar.len();
+    let len = frames.checked_mul(c).ok_or_else(|| {
+        (
+            MFR_INVALID_ARGUMENT,
+            format!("{frames} frames overflow the address space"),
+        )
+    })?;
+    // SAFETY: the caller's contract.
+    let i = unsafe { slice_in(input, len, "input") }?;
+    for (ch, row) in planar.iter_mut().enumerate() {
+        row.clear();
+        row.extend(i.iter().skip(ch).step_by(c.max(1)).take(frames));
+    }
     Ok(())
 }
 
@@ -564,25 +589,14 @@ pub unsafe extern "C" fn mfr_stream_push(
                 &format!("a push of {frames}"),
             )
         }?;
-        let c = s.planar_in.len();
-        let len = frames.checked_mul(c).ok_or_else(|| {
-            (
-                MFR_INVALID_ARGUMENT,
-                format!("{frames} frames overflow the address space"),
-            )
-        })?;
         // SAFETY: the caller's contract.
-        let i = unsafe { slice_in(input, len, "input") }?;
-        for (ch, row) in s.planar_in.iter_mut().enumerate() {
-            row.clear();
-            row.extend(i.iter().skip(ch).step_by(c.max(1)).take(frames));
-        }
+        unsafe { deinterleave_in(input, frames, &mut s.planar_in) }?;
         s.planar_out.iter_mut().for_each(Vec::clear);
         let refs: Vec<&[f32]> = s.planar_in.iter().map(Vec::as_slice).collect();
         s.inner
             .push(&refs, &mut s.planar_out)
             .map_err(denoise_failure)?;
-        interleave_out(s, output, capacity, released)
+        interleave_out(&s.planar_out, output, capacity, released)
     })
 }
 
@@ -605,7 +619,7 @@ pub unsafe extern "C" fn mfr_stream_finish(
         let s = unsafe { stream_with_room(stream, released, capacity, 0, "finish") }?;
         s.planar_out.iter_mut().for_each(Vec::clear);
         s.inner.finish(&mut s.planar_out).map_err(denoise_failure)?;
-        interleave_out(s, output, capacity, released)
+        interleave_out(&s.planar_out, output, capacity, released)
     })
 }
 
@@ -806,28 +820,6 @@ pub unsafe extern "C" fn mfr_eye_new(
     })
 }
 
-/// Writes the released planar samples of `e` as interleaved frames to `output`.
-fn eye_out(
-    e: &mut mfr_eye,
-    output: *mut f32,
-    capacity: usize,
-    released: *mut usize,
-) -> Result<(), Failure> {
-    let c = e.planar_out.len();
-    let n = e.planar_out.first().map_or(0, Vec::len);
-    // SAFETY: the caller's contract (valid for `capacity * channels` floats, checked n <=
-    // capacity by the callers).
-    let o = unsafe { slice_out(output, n.min(capacity) * c, "output") }?;
-    for (ch, row) in e.planar_out.iter().enumerate() {
-        for (t, &v) in row.iter().enumerate().take(capacity) {
-            o[t * c + ch] = v;
-        }
-    }
-    // SAFETY: checked non-null by the callers.
-    unsafe { *released = n };
-    Ok(())
-}
-
 /// Pushes `frames` interleaved frames from `input` (microvolts) and writes the cleaned frames
 /// now released to `output` (room for `capacity` frames; `frames` always suffices), their
 /// number to `*released`. Chunking does not change the output.
@@ -856,25 +848,14 @@ pub unsafe extern "C" fn mfr_eye_push(
                 format!("output holds {capacity} frames; a push of {frames} needs {frames}"),
             ));
         }
-        let c = e.planar_in.len();
-        let len = frames.checked_mul(c).ok_or_else(|| {
-            (
-                MFR_INVALID_ARGUMENT,
-                format!("{frames} frames overflow the address space"),
-            )
-        })?;
         // SAFETY: the caller's contract.
-        let i = unsafe { slice_in(input, len, "input") }?;
-        for (ch, row) in e.planar_in.iter_mut().enumerate() {
-            row.clear();
-            row.extend(i.iter().skip(ch).step_by(c.max(1)).take(frames));
-        }
+        unsafe { deinterleave_in(input, frames, &mut e.planar_in) }?;
         e.planar_out.iter_mut().for_each(Vec::clear);
         let refs: Vec<&[f32]> = e.planar_in.iter().map(Vec::as_slice).collect();
         e.inner
             .push(&refs, &mut e.planar_out)
             .map_err(denoise_failure)?;
-        eye_out(e, output, capacity, released)
+        interleave_out(&e.planar_out, output, capacity, released)
     })
 }
 
@@ -906,7 +887,7 @@ pub unsafe extern "C" fn mfr_eye_finish(
         }
         e.planar_out.iter_mut().for_each(Vec::clear);
         e.inner.finish(&mut e.planar_out).map_err(denoise_failure)?;
-        eye_out(e, output, capacity, released)
+        interleave_out(&e.planar_out, output, capacity, released)
     })
 }
 
