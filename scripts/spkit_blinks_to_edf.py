@@ -30,10 +30,12 @@ def num(x, n):
     return field(s[:n], n)
 
 
-def write_edf(path, data_uv, recording):
+def write_edf(path, data_uv, recording, labels=LABELS, fs=FS, transducers=None, prefilter="HP:0.16Hz LP:43Hz"):
+    """Plain EDF of `data_uv` [samples, channels] in uV, 1 s records (a last partial second is
+    dropped), 16-bit, each channel's physical range its own min/max rounded out to whole uV."""
     n, ns = data_uv.shape
-    assert n % FS == 0
-    records = n // FS
+    records = n // fs
+    data_uv = data_uv[: records * fs]
     pmin = np.floor(data_uv.min(axis=0)) - 1.0
     pmax = np.ceil(data_uv.max(axis=0)) + 1.0
     dmin, dmax = -32768, 32767
@@ -43,10 +45,10 @@ def write_edf(path, data_uv, recording):
         num(ns, 4),
     ])
     per = lambda vals, width: b"".join(num(v, width) if not isinstance(v, str) else field(v, width) for v in vals)
-    head += per(LABELS, 16) + per(["AgCl electrode"] * ns, 80) + per(["uV"] * ns, 8)
+    head += per(labels, 16) + per(transducers or ["AgCl electrode"] * ns, 80) + per(["uV"] * ns, 8)
     head += per([float(v) for v in pmin], 8) + per([float(v) for v in pmax], 8)
-    head += per([dmin] * ns, 8) + per([dmax] * ns, 8) + per(["HP:0.16Hz LP:43Hz"] * ns, 80)
-    head += per([FS] * ns, 8) + per([""] * ns, 32)
+    head += per([dmin] * ns, 8) + per([dmax] * ns, 8) + per([prefilter] * ns, 80)
+    head += per([fs] * ns, 8) + per([""] * ns, 32)
     assert len(head) == 256 + 256 * ns
     # Parse back the printed ranges so the digital values use exactly the header's scale.
     pmin_h = np.array([float(num(float(v), 8)) for v in pmin])
@@ -54,8 +56,10 @@ def write_edf(path, data_uv, recording):
     gain = (pmax_h - pmin_h) / (dmax - dmin)
     dig = np.round((data_uv - pmin_h) / gain + dmin).astype(np.int64)
     assert dig.min() >= dmin and dig.max() <= dmax
-    body = dig.astype("<i2").reshape(records, FS, ns).transpose(0, 2, 1).tobytes()
-    Path(path).write_bytes(head + body)
+    body = dig.astype("<i2").reshape(records, fs, ns).transpose(0, 2, 1).tobytes()
+    tmp = Path(str(path) + ".tmp")
+    tmp.write_bytes(head + body)
+    tmp.replace(path)
 
 
 def main():
