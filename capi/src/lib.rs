@@ -493,17 +493,33 @@ unsafe fn stream_with_room<'a>(
 ) -> Result<&'a mut mfr_stream, Failure> {
     // SAFETY: the caller's contract.
     let s = unsafe { stream.as_mut() }.ok_or_else(|| null("stream"))?;
+    check_room(
+        released,
+        capacity,
+        frames.saturating_add(s.inner.latency()),
+        what,
+    )?;
+    Ok(s)
+}
+
+/// Refuses a NULL `released` and an output of `capacity` frames that cannot hold the `most`
+/// a call can release; `what` names the call in the message.
+fn check_room(
+    released: *mut usize,
+    capacity: usize,
+    most: usize,
+    what: &str,
+) -> Result<(), Failure> {
     if released.is_null() {
         return Err(null("released"));
     }
-    let most = frames.saturating_add(s.inner.latency());
     if capacity < most {
         return Err((
             MFR_INVALID_ARGUMENT,
             format!("output holds {capacity} frames; {what} needs {most}"),
         ));
     }
-    Ok(s)
+    Ok(())
 }
 
 /// Writes released planar samples (one row per channel) as interleaved frames to `output` and
@@ -839,15 +855,7 @@ pub unsafe extern "C" fn mfr_eye_push(
     guard(|| {
         // SAFETY: the caller's contract.
         let e = unsafe { eye.as_mut() }.ok_or_else(|| null("eye"))?;
-        if released.is_null() {
-            return Err(null("released"));
-        }
-        if capacity < frames {
-            return Err((
-                MFR_INVALID_ARGUMENT,
-                format!("output holds {capacity} frames; a push of {frames} needs {frames}"),
-            ));
-        }
+        check_room(released, capacity, frames, &format!("a push of {frames}"))?;
         // SAFETY: the caller's contract.
         unsafe { deinterleave_in(input, frames, &mut e.planar_in) }?;
         e.planar_out.iter_mut().for_each(Vec::clear);
@@ -875,16 +883,7 @@ pub unsafe extern "C" fn mfr_eye_finish(
     guard(|| {
         // SAFETY: the caller's contract.
         let e = unsafe { eye.as_mut() }.ok_or_else(|| null("eye"))?;
-        if released.is_null() {
-            return Err(null("released"));
-        }
-        let most = e.inner.latency();
-        if capacity < most {
-            return Err((
-                MFR_INVALID_ARGUMENT,
-                format!("output holds {capacity} frames; finish needs {most}"),
-            ));
-        }
+        check_room(released, capacity, e.inner.latency(), "finish")?;
         e.planar_out.iter_mut().for_each(Vec::clear);
         e.inner.finish(&mut e.planar_out).map_err(denoise_failure)?;
         interleave_out(&e.planar_out, output, capacity, released)
