@@ -186,23 +186,27 @@ def denoise_raw(raw: Any, picks: Any = "eeg", model: ModelLike = None, *, copy: 
 
 
 class _Stream:
-    """What both streamers report (the compiled handle is ``self._s``)."""
+    """What every streamer does (the compiled handle is ``self._s``)."""
 
     _s: Any
 
     def push(self, chunk: Any) -> np.ndarray:
-        """Push ``[n_channels, n]`` samples; returns the denoised samples that are ready."""
+        """Push ``[n_channels, n]`` samples; returns the processed samples that are ready."""
         return self._s.push(_check_array(chunk))
 
     @property
     def latency(self) -> int:
-        """Most samples between an input sample and its denoised output."""
+        """Most samples between an input sample and its output."""
         return self._s.latency
 
     @property
     def latency_s(self) -> float:
         """The delay in seconds."""
         return self._s.latency_s
+
+
+class _DenoiseStream(_Stream):
+    """What both denoising streamers report besides."""
 
     @property
     def n_channels(self) -> int:
@@ -215,7 +219,7 @@ class _Stream:
         return self._s.faults
 
 
-class Streamer(_Stream):
+class Streamer(_DenoiseStream):
     """The pipeline of :func:`denoise` fed in chunks, for ``n_channels`` channels at ``sfreq`` Hz.
 
     ``push(chunk)`` takes ``[n_channels, n]`` (any n, float32 or float64, in ``unit``) and
@@ -257,7 +261,7 @@ class Streamer(_Stream):
         return self._s.released
 
 
-class CoreStreamer(_Stream):
+class CoreStreamer(_DenoiseStream):
     """The allocation-free streaming core for ``n_channels`` channels at the model's rate.
 
     ``push(chunk)`` takes ``[n_channels, n]`` (any n, float32 or float64, in ``unit``) and
@@ -273,7 +277,7 @@ class CoreStreamer(_Stream):
         self._s = _CoreStreamer(_model(model), int(n_channels), float(sfreq), hop=hop, scale=_scale(unit))
 
 
-class EyeStream:
+class EyeStream(_Stream):
     """The multi-channel eye stage of ``mfr-eeg denoise`` for arrays fed in chunks.
 
     A streaming multi-channel Wiener filter that learns the blink pattern from the recording
@@ -289,23 +293,9 @@ class EyeStream:
     def __init__(self, ch_names: Sequence[str], sfreq: float, *, eog: Optional[Sequence[str]] = None, unit: Union[str, float] = "uV"):
         self._s = _EyeStream([str(c) for c in ch_names], float(sfreq), eog=None if eog is None else [str(e) for e in eog], scale=_scale(unit))
 
-    def push(self, chunk: Any) -> np.ndarray:
-        """Push ``[n_channels, n]`` samples; returns the cleaned samples released."""
-        return self._s.push(_check_array(chunk))
-
     def finish(self) -> np.ndarray:
         """End the recording; returns the samples still held."""
         return self._s.finish()
-
-    @property
-    def latency(self) -> int:
-        """Samples between an input sample and its output."""
-        return self._s.latency
-
-    @property
-    def latency_s(self) -> float:
-        """The delay in seconds."""
-        return self._s.latency_s
 
     @property
     def references(self) -> str:
