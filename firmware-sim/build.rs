@@ -4,6 +4,9 @@
 //! - `model_int8.safetensors`: the shipped `models/tiny-128hz-int8.safetensors` if present,
 //!   otherwise a deterministic int8 stand-in of the same size (d_in 128, d_sae 128, k 8).
 //!
+//! `dims.rs` gives both models' sizes and sampling rates as constants (the streamers' and the
+//! eye stages' fixed array sizes).
+//!
 //! Hand-written safetensors (no dependencies, so the build stays small); the simulator parses
 //! both with the core's validating parser, so a mistake here fails the run.
 
@@ -121,7 +124,7 @@ fn main() {
 
     // f32, d_in 256, d_sae 512: weights uniform in +-1/sqrt(d_in) (unit-variance latents for
     // z-scored input), small biases.
-    let (d_in, d_sae, k) = (256, 512, 16);
+    let (d_in, d_sae, k, rate) = (256, 512, 16, 256);
     let mut r = SplitMix(0x05EE_DF32);
     let s = 1.0 / (d_in as f32).sqrt();
     let tensors = [
@@ -154,11 +157,11 @@ fn main() {
         "firmware-sim build.rs: seeded random dictionary (cost and memory stand-in, not trained)";
     write(
         &out.join("model_f32.safetensors"),
-        &meta(1, d_in, d_sae, k, d_in / 2, 256, prov),
+        &meta(1, d_in, d_sae, k, d_in / 2, rate, prov),
         &tensors,
     );
     let mut dims = format!(
-        "/// f32 model sizes.\npub const F32_D: usize = {d_in};\npub const F32_S: usize = {d_sae};\npub const F32_K: usize = {k};\n"
+        "/// f32 model sizes.\npub const F32_D: usize = {d_in};\npub const F32_S: usize = {d_sae};\npub const F32_K: usize = {k};\n/// f32 model sampling rate (Hz).\npub const F32_RATE: usize = {rate};\n"
     );
 
     let shipped = Path::new("../models/tiny-128hz-int8.safetensors");
@@ -166,17 +169,18 @@ fn main() {
     if shipped.exists() {
         let bytes = std::fs::read(shipped).expect("read shipped int8 model");
         write_if_changed(&dst, &bytes);
-        let (d_in, d_sae, k) = (
+        let (d_in, d_sae, k, rate) = (
             header_value(&bytes, "d_in"),
             header_value(&bytes, "d_sae"),
             header_value(&bytes, "k"),
+            header_value(&bytes, "sample_rate_hz"),
         );
         dims += &format!(
-            "/// int8 model sizes.\npub const I8_D: usize = {d_in};\npub const I8_S: usize = {d_sae};\npub const I8_K: usize = {k};\n"
+            "/// int8 model sizes.\npub const I8_D: usize = {d_in};\npub const I8_S: usize = {d_sae};\npub const I8_K: usize = {k};\n/// int8 model sampling rate (Hz).\npub const I8_RATE: usize = {rate};\n"
         );
         println!("cargo:rustc-env=FIRMWARE_INT8_SOURCE=models/tiny-128hz-int8.safetensors");
     } else {
-        let (d_in, d_sae, k) = (128, 128, 8);
+        let (d_in, d_sae, k, rate) = (128, 128, 8, 128);
         let mut r = SplitMix(0x5EED_0108);
         let i8s = |r: &mut SplitMix, n: usize| {
             (0..n)
@@ -226,11 +230,11 @@ fn main() {
         let prov = "firmware-sim build.rs: seeded random int8 stand-in for models/tiny-128hz-int8 (not trained)";
         write(
             &dst,
-            &meta(2, d_in, d_sae, k, d_in / 2, 128, prov),
+            &meta(2, d_in, d_sae, k, d_in / 2, rate, prov),
             &tensors,
         );
         dims += &format!(
-            "/// int8 model sizes.\npub const I8_D: usize = {d_in};\npub const I8_S: usize = {d_sae};\npub const I8_K: usize = {k};\n"
+            "/// int8 model sizes.\npub const I8_D: usize = {d_in};\npub const I8_S: usize = {d_sae};\npub const I8_K: usize = {k};\n/// int8 model sampling rate (Hz).\npub const I8_RATE: usize = {rate};\n"
         );
         println!(
             "cargo:rustc-env=FIRMWARE_INT8_SOURCE=generated stand-in (models/tiny-128hz-int8.safetensors absent)"

@@ -2,15 +2,21 @@
 //! with `include_bytes!`, all state in fixed-size structures created at start-up, a global
 //! allocator that aborts the process on any allocation after start-up, and a simulated ADC
 //! interrupt delivering 8 samples x 8 channels at a time through a fixed-capacity queue into
-//! the streaming denoiser (the loop itself is in the library, `firmware_sim::run_stream`).
+//! the multi-channel eye-blink stage and then the streaming denoiser (the loop itself is in
+//! the library, `firmware_sim::run_stream`).
 //!
-//! Usage: `firmware-sim [--seconds N] [--model f32|int8|both] [--kernel-windows N]`.
+//! Usage: `firmware-sim [--seconds N] [--model f32|int8|both] [--no-eye] [--kernel-windows N]`.
+//! `--no-eye` leaves out the eye stage (the ADC frames go straight into the denoiser).
 //! `--kernel-windows N` runs N windows of one channel through the int8 (or `--model f32`)
 //! streamer from a precomputed buffer and nothing else, for instruction counting with
 //! `valgrind --tool=callgrind` (see README.md).
 
-use firmware_sim::{Adc, BLOCK, BlockQueue, CHANNELS, QUEUE_SLOTS, RunStats, run_stream};
-use mfr_eeg::core::{FaultCounts, Sae, Streamer};
+use firmware_sim::{
+    Adc, BLOCK, BlockQueue, CHANNELS, CYCLES_DADD, CYCLES_DCONV, CYCLES_DDIV, CYCLES_DMUL,
+    CYCLES_DSQRT, EYE_WORK, EyeCost, EyeStage, FRONTAL, QUEUE_SLOTS, RunStats, eye_line_len,
+    eye_stage, run_stream,
+};
+use mfr_eeg::core::{FaultCounts, MwfChannel, Sae, Streamer};
 use mfr_eeg::model::ModelView;
 use mfr_eeg::rng::Rng;
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -25,6 +31,9 @@ static MODEL_F32: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/model_f32.sa
 /// The int8 model (shipped tiny model if present at build time, else a seeded stand-in).
 static MODEL_I8: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/model_int8.safetensors"));
 const INT8_SOURCE: &str = env!("FIRMWARE_INT8_SOURCE");
+/// Eye-stage delay lines, sized for each model's rate.
+const EYE_LINE_F32: usize = eye_line_len(F32_RATE);
+const EYE_LINE_I8: usize = eye_line_len(I8_RATE);
 
 /// Aborts on any allocation once armed; counts allocations before that.
 struct FirmwareAlloc;
@@ -104,6 +113,7 @@ fn cost(sae: &Sae<'_>) -> Cost {
     }
 }
 
+/// Prints the denoiser's report; returns its estimated cycles per second at `CHANNELS`.
 fn report(
     name: &str,
     view: &ModelView<'_>,
@@ -111,7 +121,7 @@ fn report(
     state_bytes: usize,
     stats: RunStats,
     faults: FaultCounts,
-) {
+) -> f64 {
     let m = view.meta();
     let sae = view.sae();
     let c = cost(&sae);
@@ -161,6 +171,99 @@ fn report(
         1.0 / (8.0 * windows_per_s * t_window),
         1.0 / (64.0 * windows_per_s * t_window)
     );
+    windows_per_s * CHANNELS as f64 * c.cycles as f64
+}
+
+/// Prints the eye stage's report: its state after the run, memory, latency, operation count
+/// and estimated Cortex-M4F time (soft-float f64); `sae_cycles_per_s` is the denoiser's.
+fn report_eye<const L: usize>(
+    eye: &EyeStage<L>,
+    stats: &RunStats,
+    rate_hz: f32,
+    sae_cycles_per_s: f64,
+) {
+    let est = eye.estimator();
+    let cfg = est.config();
+    let e = &stats.eye;
+    let seconds = e.frames_in as f64 / f64::from(rate_hz);
+    let cost = EyeCost::new(cfg, CHANNELS, 1);
+    let per_s = |n: u64| n as f64 / seconds;
+    println!(
+        "  eye stage: BlinkMwf over {CHANNELS} channels, detection reference mean(ch{}, ch{}); filter active {}, lambda {:.1}, reference corr {:.3}, {} filter updates",
+        FRONTAL[0],
+        FRONTAL[1],
+        if est.active() { "yes" } else { "no" },
+        est.lambda(),
+        est.reference_corr(),
+        e.updates
+    );
+    println!(
+        "  eye stage frames: {} in, {} out ({} cleaned by an active filter), blink detector open on {}",
+        e.frames_in, e.frames_out, e.frames_active, e.detected_frames
+    );
+    println!(
+        "  eye stage latency: {} frames = {:.3} s (before the denoiser's)",
+        eye.delay(),
+        eye.delay() as f64 / f64::from(rate_hz)
+    );
+    let chans = CHANNELS * size_of::<MwfChannel>();
+    let work = EYE_WORK * size_of::<f64>();
+    let line = L * size_of::<f32>();
+    let total = size_of::<EyeStage<L>>();
+    println!(
+        "  eye stage static memory: {total} bytes = {CHANNELS} channel states {chans} + workspace {work} + delay line {line} + estimator {} (and the loop's block of cleaned frames, {} bytes)",
+        total - chans - work - line,
+        BLOCK * CHANNELS * size_of::<f32>()
+    );
+    let u = cost.update_ops();
+    println!(
+        "  eye stage f64 ops (cost model): {:.0}/s; per frame {} MAC; covariance every {} frames {} MAC; update every {} frames: Cholesky {} MAC + {} sqrt, power iteration <= {} x {} MAC ({} MAC, {} div, {} sqrt per update at the bound)",
+        per_s(e.ops.total()),
+        cost.per_frame.mac + cost.per_output_frame.mac + cost.per_active_output_frame.mac,
+        cfg.decimate,
+        cost.per_covariance_frame.mac,
+        cfg.update_every,
+        (CHANNELS.pow(3) - CHANNELS) / 6,
+        CHANNELS,
+        cost.iterations,
+        cost.per_iteration.mac,
+        u.mac,
+        u.div,
+        u.sqrt
+    );
+    let update_cycles = e.updates * u.cycles();
+    let share = per_s(e.cycles) / firmware_sim::CLOCK_HZ;
+    println!(
+        "  eye stage Cortex-M4F @ 64 MHz (estimate, soft-float f64: add {CYCLES_DADD}, mul {CYCLES_DMUL}, div {CYCLES_DDIV}, sqrt {CYCLES_DSQRT}, f32<->f64 {CYCLES_DCONV} cycles): {:.0} cycles/s = {:.1} % of real time at {CHANNELS} ch ({:.1} % filter updates, {:.1} % per-frame work)",
+        per_s(e.cycles),
+        100.0 * share,
+        100.0 * per_s(update_cycles) / firmware_sim::CLOCK_HZ,
+        100.0 * per_s(e.cycles - update_cycles) / firmware_sim::CLOCK_HZ
+    );
+    // Steady state: every frame through an active filter, an update every `update_every`
+    // frames with the power iteration at its bound.
+    let fs = f64::from(rate_hz);
+    let frame = cost.per_frame + cost.per_output_frame + cost.per_active_output_frame;
+    let steady_ops = frame.total() as f64 * fs
+        + cost.per_covariance_frame.total() as f64 * fs / cfg.decimate as f64
+        + u.total() as f64 * fs / cfg.update_every as f64;
+    let steady_cycles = (frame.cycles() + cost.hw_cycles_per_frame) as f64 * fs
+        + cost.per_covariance_frame.cycles() as f64 * fs / cfg.decimate as f64
+        + u.cycles() as f64 * fs / cfg.update_every as f64;
+    println!(
+        "  eye stage steady state (estimate): {steady_ops:.0} f64 ops/s, {steady_cycles:.0} cycles/s = {:.1} % of real time at {CHANNELS} ch; one update = {} cycles + {} per power-iteration step (counted {} steps)",
+        100.0 * steady_cycles / firmware_sim::CLOCK_HZ,
+        cost.per_update.cycles(),
+        cost.per_iteration.cycles(),
+        cost.iterations
+    );
+    let sae = sae_cycles_per_s / firmware_sim::CLOCK_HZ;
+    println!(
+        "  pipeline at {CHANNELS} ch (estimate): eye stage {:.1} % + denoiser {:.1} % = {:.1} % of the 64 MHz core",
+        100.0 * share,
+        100.0 * sae,
+        100.0 * (share + sae)
+    );
 }
 
 fn arg_value(args: &[String], name: &str) -> Option<String> {
@@ -178,6 +281,7 @@ fn main() -> ExitCode {
         .unwrap_or(60);
     let which = arg_value(&args, "--model").unwrap_or_else(|| "both".into());
     let kernel: Option<u64> = arg_value(&args, "--kernel-windows").and_then(|s| s.parse().ok());
+    let with_eye = !args.iter().any(|a| a == "--no-eye");
     let f32_view = match ModelView::parse(MODEL_F32) {
         Ok(v) => v,
         Err(e) => {
@@ -208,6 +312,21 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+    // The eye stages: all their state in fixed-size arrays, built here.
+    let mut f32_eye: Box<EyeStage<EYE_LINE_F32>> = match eye_stage(f32_view.meta().sample_rate_hz) {
+        Ok(e) => Box::new(e),
+        Err(e) => {
+            eprintln!("firmware-sim: f32 eye stage: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut i8_eye: Box<EyeStage<EYE_LINE_I8>> = match eye_stage(i8_view.meta().sample_rate_hz) {
+        Ok(e) => Box::new(e),
+        Err(e) => {
+            eprintln!("firmware-sim: int8 eye stage: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let mut adc_f32 = Adc::new(f32_view.meta().sample_rate_hz);
     let mut adc_i8 = Adc::new(i8_view.meta().sample_rate_hz);
     let mut queue = BlockQueue::new();
@@ -251,7 +370,7 @@ fn main() -> ExitCode {
                 f32_stream.push_interleaved(&block, &mut out)
             };
             if let Err(e) = r {
-                err = Some(e);
+                err = Some(firmware_sim::LoopError::from(e));
                 break;
             }
             f += BLOCK as u64;
@@ -267,13 +386,14 @@ fn main() -> ExitCode {
             let frames = seconds * m.sample_rate_hz as u64;
             match run_stream(
                 &mut f32_stream,
+                with_eye.then_some(&mut *f32_eye),
                 &mut adc_f32,
                 &mut queue,
                 frames,
                 m.sample_rate_hz,
                 m.hop,
                 f32_cycles,
-                |_| {},
+                |_, _| {},
             ) {
                 Ok(r) => results[0] = r,
                 Err(e) => err = Some(e),
@@ -284,13 +404,14 @@ fn main() -> ExitCode {
             let frames = seconds * m.sample_rate_hz as u64;
             match run_stream(
                 &mut i8_stream,
+                with_eye.then_some(&mut *i8_eye),
                 &mut adc_i8,
                 &mut queue,
                 frames,
                 m.sample_rate_hz,
                 m.hop,
                 i8_cycles,
-                |_| {},
+                |_, _| {},
             ) {
                 Ok(r) => results[1] = r,
                 Err(e) => err = Some(e),
@@ -315,8 +436,11 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
+    if !with_eye {
+        println!("eye stage: off (--no-eye)");
+    }
     if which != "int8" {
-        report(
+        let sae = report(
             "f32",
             &f32_view,
             MODEL_F32.len(),
@@ -324,9 +448,12 @@ fn main() -> ExitCode {
             results[0],
             f32_stream.faults(),
         );
+        if with_eye {
+            report_eye(&f32_eye, &results[0], f32_view.meta().sample_rate_hz, sae);
+        }
     }
     if which != "f32" {
-        report(
+        let sae = report(
             "int8",
             &i8_view,
             MODEL_I8.len(),
@@ -334,6 +461,9 @@ fn main() -> ExitCode {
             results[1],
             i8_stream.faults(),
         );
+        if with_eye {
+            report_eye(&i8_eye, &results[1], i8_view.meta().sample_rate_hz, sae);
+        }
     }
     ExitCode::SUCCESS
 }
