@@ -5,9 +5,11 @@
 //! A blink is one source seen on every channel through a fixed topography. Given which
 //! samples hold a blink (detected on an EOG or frontal reference by an [`ArtifactGate`]), the
 //! filter keeps two running covariances of the channels, band-passed to where blinks live
-//! (1-8 Hz): `A` over blink samples and `B` over the rest. The blink's pattern is the leading
-//! generalised eigenvector of `(A, B)` (the direction where blinks add the most power over
-//! the background, as in Somers et al. 2018, J. Neural Eng. 15:036007, rank 1): with
+//! (1-8 Hz): `A` over blink samples and `B` over the rest, leaving out the samples next to a
+//! blink ([`MwfConfig::blink_margin_s`]: a blink's rise and fall are below the detector).
+//! The blink's pattern is the leading generalised eigenvector of `(A, B)` (the direction
+//! where blinks add the most power over the background, as in Somers et al. 2018, J. Neural
+//! Eng. 15:036007, rank 1): with
 //! `B = L Lᵀ` and `e` the top eigenvector of `L⁻¹ A L⁻ᵀ` (eigenvalue `λ`), the spatial filter
 //! is `v = L⁻ᵀ e` and the pattern `q = L e`, and each frame is cleaned as
 //!
@@ -45,12 +47,14 @@ pub struct MwfConfig {
     /// Corner (Hz) of the DC blocker on each detection reference.
     pub reference_dc_hz: f64,
     /// Time constant (s) of each channel's baseline, which the filter is applied around. It
-    /// holds still from [`MwfConfig::baseline_margin_s`] before a detected blink to as long
+    /// holds still from [`MwfConfig::blink_margin_s`] before a detected blink to as long
     /// after, so a blink never leaves an undershoot to be subtracted.
     pub baseline_s: f64,
-    /// Margin (s) around detected blinks in which the baselines hold (at most the delay
-    /// before a blink: the output is that late).
-    pub baseline_margin_s: f64,
+    /// Margin (s) around detected blinks: [`BlinkMwf`] keeps unmarked frames this close to
+    /// one out of both covariances (the detector marks a blink's peak; its rise and fall in
+    /// the background covariance would hide the pattern there) and holds the baselines
+    /// there. At most the delay: the look-ahead comes from it.
+    pub blink_margin_s: f64,
     /// Memory of the blink covariance in seconds of blink samples.
     pub blink_memory_s: f64,
     /// Memory of the background covariance in seconds.
@@ -98,7 +102,7 @@ impl MwfConfig {
             },
             reference_dc_hz: 0.05,
             baseline_s: 1.0,
-            baseline_margin_s: 0.25,
+            blink_margin_s: 0.25,
             blink_memory_s: 20.0,
             clean_memory_s: 60.0,
             decimate: (libm::floor(fs / 32.0) as usize).max(1),
@@ -132,7 +136,7 @@ impl MwfConfig {
         if !(self.min_blink_s.is_finite() && self.min_blink_s >= 0.0) {
             return bad("min_blink_s");
         }
-        if !(self.baseline_s > 0.0 && self.baseline_margin_s >= 0.0) {
+        if !(self.baseline_s > 0.0 && self.blink_margin_s >= 0.0) {
             return bad("baseline");
         }
         Ok(())
@@ -289,9 +293,21 @@ where
     }
 
     /// Takes one frame (`frame[c]`: channel `c`) and the detection references' samples at the
-    /// same time (1..=[`MWF_MAX_REFERENCES`]). Returns true when the filter changed. A
-    /// frame or reference with a non-finite sample is skipped (no state changes).
+    /// same time (1..=[`MWF_MAX_REFERENCES`]); the frame counts as a blink frame when a
+    /// detector opens on it. Returns true when the filter changed. A frame or reference with
+    /// a non-finite sample is skipped (no state changes). [`BlinkMwf`] instead detects on
+    /// the newest frame and enters frames into the covariances `blink_margin_s` later, when
+    /// it knows whether a blink follows closely.
     pub fn observe(&mut self, references: &[f32], frame: &[f32]) -> Result<bool, SpatialError> {
+        self.check_frame(references, frame)?;
+        if !frame.iter().all(|v| v.is_finite()) {
+            return Ok(false);
+        }
+        let blink = self.detect(references)?;
+        self.accumulate(references, frame, Some(blink))
+    }
+
+    fn check_frame(&self, references: &[f32], frame: &[f32]) -> Result<(), SpatialError> {
         let c = self.channels();
         if frame.len() != c {
             return Err(SpatialError::FrameLength {
@@ -304,16 +320,49 @@ where
                 field: "references",
             });
         }
-        if !references.iter().chain(frame).all(|v| v.is_finite()) {
+        Ok(())
+    }
+
+    /// Runs the blink detectors on the references' newest samples; true when one opens.
+    /// Non-finite references leave the detectors alone and give false.
+    fn detect(&mut self, references: &[f32]) -> Result<bool, SpatialError> {
+        if references.is_empty() || references.len() > MWF_MAX_REFERENCES {
+            return Err(SpatialError::BadConfig {
+                field: "references",
+            });
+        }
+        if !references.iter().all(|v| v.is_finite()) {
+            self.blink = false;
             return Ok(false);
         }
-        let (hp, lp) = (self.hp, self.lp);
         let mut blink = false;
         self.refs = references.len();
         for (i, &r) in references.iter().enumerate() {
             let a = self.ref_dc[i].step(f64::from(r), self.ref_pole) as f32;
             self.gates[i].step(a);
             blink |= self.gates[i].opening() > 0.0;
+        }
+        self.blink = blink;
+        Ok(blink)
+    }
+
+    /// Enters one frame and its references into the band-passed statistics, `blink` saying
+    /// which covariance it belongs to (`None`: neither, only the filter states advance);
+    /// every `update_every` frames the filter is recomputed (true when it changed). Frames
+    /// with a non-finite sample are skipped.
+    fn accumulate(
+        &mut self,
+        references: &[f32],
+        frame: &[f32],
+        blink: Option<bool>,
+    ) -> Result<bool, SpatialError> {
+        self.check_frame(references, frame)?;
+        if !references.iter().chain(frame).all(|v| v.is_finite()) {
+            return Ok(false);
+        }
+        let c = self.channels();
+        let (hp, lp) = (self.hp, self.lp);
+        for (i, &r) in references.iter().enumerate() {
             let (h, l, first) = &mut self.ref_band[i];
             let f0 = *first.get_or_insert(f64::from(r));
             self.ref_band_now[i] = lp.step(l, hp.step(h, f64::from(r) - f0));
@@ -324,10 +373,9 @@ where
             let h = hp.step(&mut st.hp, f64::from(x) - first);
             st.band = lp.step(&mut st.lp, h);
         }
-        self.blink = blink;
         let t = self.frames;
         self.frames += 1;
-        if t.is_multiple_of(self.cfg.decimate as u64) {
+        if let Some(blink) = blink.filter(|_| t.is_multiple_of(self.cfg.decimate as u64)) {
             let fs = self.cfg.fs_hz;
             let d = self.cfg.decimate as f64;
             let (m, lam) = if blink {
@@ -573,6 +621,8 @@ pub struct BlinkMwf<S, W, D> {
     margin: u64,
     /// Latest emitted frame marked as a blink.
     past_blink: Option<u64>,
+    /// Latest pushed frame marked as a blink.
+    last_mark: Option<u64>,
     /// Marked frames among the `margin` frames after the one being emitted.
     ahead: u32,
     line: D,
@@ -589,7 +639,12 @@ where
 {
     /// `f32`s of delay line for `channels` channels and `delay` frames.
     pub const fn line_len(channels: usize, delay: usize) -> usize {
-        (delay + 1) * (channels + 1)
+        (delay + 1) * Self::slot_len(channels)
+    }
+
+    /// A slot of the delay line: the frame, its blink mark and the references.
+    const fn slot_len(channels: usize) -> usize {
+        channels + 1 + MWF_MAX_REFERENCES
     }
 
     /// A streaming filter (`cfg.delay` frames late) over `chans.len()` channels.
@@ -599,10 +654,10 @@ where
         if line.as_ref().len() < Self::line_len(c, cfg.delay) {
             return Err(SpatialError::BadConfig { field: "line" });
         }
-        let margin = libm::round(cfg.baseline_margin_s * cfg.fs_hz) as u64;
+        let margin = libm::round(cfg.blink_margin_s * cfg.fs_hz) as u64;
         if margin > cfg.delay as u64 {
             return Err(SpatialError::BadConfig {
-                field: "baseline_margin_s",
+                field: "blink_margin_s",
             });
         }
         line.as_mut().fill(0.0);
@@ -610,6 +665,7 @@ where
             base_step: 1.0 - libm::exp(-1.0 / (cfg.baseline_s * cfg.fs_hz)),
             margin,
             past_blink: None,
+            last_mark: None,
             ahead: 0,
             est,
             line,
@@ -636,13 +692,14 @@ where
     }
 
     fn slot(&self, frame: u64) -> core::ops::Range<usize> {
-        let c = self.est.channels() + 1;
+        let c = Self::slot_len(self.est.channels());
         let s = (frame % (self.est.cfg.delay as u64 + 1)) as usize;
         s * c..(s + 1) * c
     }
 
     fn marked(&self, frame: u64) -> bool {
-        frame < self.pushed && self.line.as_ref()[self.slot(frame).end - 1] != 0.0
+        frame < self.pushed
+            && self.line.as_ref()[self.slot(frame).start + self.est.channels()] != 0.0
     }
 
     /// Takes the newest `frame` (one sample per channel) with the detection references'
@@ -666,13 +723,37 @@ where
                 },
             });
         }
-        self.est.observe(references, frame)?;
+        self.est.check_frame(references, frame)?;
+        let blink = self.est.detect(references)?;
         let r = self.slot(self.pushed);
-        let blink = self.est.blink;
         let line = &mut self.line.as_mut()[r];
         line[..c].copy_from_slice(frame);
         line[c] = if blink { 1.0 } else { 0.0 };
+        line[c + 1..c + 1 + references.len()].copy_from_slice(references);
+        if blink {
+            self.last_mark = Some(self.pushed);
+        }
         self.pushed += 1;
+        // The frame `margin` older enters the statistics now that every frame within `margin`
+        // of it has been seen: a marked frame is a blink frame, an unmarked one near a mark
+        // (a blink's rise or fall) enters neither covariance, the rest the background.
+        if let Some(u) = self.pushed.checked_sub(self.margin + 1) {
+            let class = if self.marked(u) {
+                Some(true)
+            } else if self.last_mark.is_some_and(|b| b + self.margin >= u) {
+                None
+            } else {
+                Some(false)
+            };
+            let r = self.slot(u);
+            let refs = references.len();
+            let (line, est) = (self.line.as_ref(), &mut self.est);
+            est.accumulate(
+                &line[r.start + c + 1..r.start + c + 1 + refs],
+                &line[r.start..r.start + c],
+                class,
+            )?;
+        }
         if self.pushed <= self.est.cfg.delay as u64 {
             return Ok(false);
         }
@@ -746,15 +827,15 @@ where
 mod tests {
     use super::*;
 
-    type Owned = BlinkMwf<[MwfChannel; 3], [f64; 27], [f32; 4 * 9]>;
+    type Owned = BlinkMwf<[MwfChannel; 3], [f64; 27], [f32; 9 * 8]>;
 
     fn small(delay: usize) -> Owned {
         let cfg = MwfConfig {
             delay,
-            baseline_margin_s: 0.0,
+            blink_margin_s: 0.0,
             ..MwfConfig::for_rate(128.0)
         };
-        BlinkMwf::new(cfg, [MwfChannel::default(); 3], [0.0; 27], [0.0; 36]).unwrap()
+        BlinkMwf::new(cfg, [MwfChannel::default(); 3], [0.0; 27], [0.0; 72]).unwrap()
     }
 
     #[test]
@@ -807,21 +888,21 @@ mod tests {
             ..MwfConfig::for_rate(128.0)
         };
         assert!(matches!(
-            BlinkMwf::new(bad, [MwfChannel::default(); 3], [0.0; 27], [0.0f32; 36]),
+            BlinkMwf::new(bad, [MwfChannel::default(); 3], [0.0; 27], [0.0f32; 40]),
             Err(SpatialError::BadConfig { field: "band_hz" })
         ));
         // The workspace and line must fit the channel count and delay.
         let cfg = MwfConfig {
             delay: 4,
-            baseline_margin_s: 0.0,
+            blink_margin_s: 0.0,
             ..MwfConfig::for_rate(128.0)
         };
         assert!(matches!(
-            BlinkMwf::new(cfg, [MwfChannel::default(); 3], [0.0; 26], [0.0f32; 36]),
+            BlinkMwf::new(cfg, [MwfChannel::default(); 3], [0.0; 26], [0.0f32; 40]),
             Err(SpatialError::BadConfig { field: "workspace" })
         ));
         assert!(matches!(
-            BlinkMwf::new(cfg, [MwfChannel::default(); 3], [0.0; 27], [0.0f32; 19]),
+            BlinkMwf::new(cfg, [MwfChannel::default(); 3], [0.0; 27], [0.0f32; 39]),
             Err(SpatialError::BadConfig { field: "line" })
         ));
         // The baseline's look-ahead cannot exceed the delay.
@@ -830,9 +911,9 @@ mod tests {
             ..MwfConfig::for_rate(128.0)
         };
         assert!(matches!(
-            BlinkMwf::new(cfg, [MwfChannel::default(); 3], [0.0; 27], [0.0f32; 36]),
+            BlinkMwf::new(cfg, [MwfChannel::default(); 3], [0.0; 27], [0.0f32; 40]),
             Err(SpatialError::BadConfig {
-                field: "baseline_margin_s"
+                field: "blink_margin_s"
             })
         ));
     }
@@ -882,5 +963,68 @@ mod tests {
             let want = f64::from(pattern[i] / pattern[0]);
             assert!((q[i] / q[0] - want).abs() < 0.05, "{q:?}");
         }
+    }
+
+    /// Blinks whose rise and fall stay under the detector's threshold: with the default
+    /// margin those frames enter neither covariance, so the background covariance holds no
+    /// blink and more of the blink is removed than when they count as background.
+    #[test]
+    fn frames_near_a_blink_stay_out_of_the_background() {
+        let run = |margin_s: f64| {
+            let cfg = MwfConfig {
+                blink_margin_s: margin_s,
+                ..MwfConfig::for_rate(128.0)
+            };
+            let mut f = BlinkMwf::new(
+                cfg,
+                [MwfChannel::default(); 3],
+                [0.0; 27],
+                [0.0f32; BlinkMwf::<[MwfChannel; 3], [f64; 27], [f32; 0]>::line_len(3, 64)],
+            )
+            .unwrap();
+            let pattern = [1.0f32, 0.6, 0.3];
+            let mut seed = 7u32;
+            let mut noise = || {
+                seed ^= seed << 13;
+                seed ^= seed >> 17;
+                seed ^= seed << 5;
+                (seed as f32 / u32::MAX as f32 - 0.5) * 10.0
+            };
+            let (mut left, mut blink_energy) = (0.0f64, 0.0f64);
+            let mut history = std::vec::Vec::new();
+            let mut out = [0.0f32; 3];
+            for t in 0..128 * 90 {
+                // A 1 s raised-cosine blink every 4 s: only its top half opens the detector.
+                let phase = t % 512;
+                let blink = if (100..228).contains(&phase) {
+                    let x = core::f32::consts::PI * (phase - 100) as f32 / 128.0;
+                    150.0 * libm::sinf(x) * libm::sinf(x)
+                } else {
+                    0.0
+                };
+                let n = [noise(), noise(), noise()];
+                let x = [
+                    pattern[0] * blink + n[0],
+                    pattern[1] * blink + n[1],
+                    pattern[2] * blink + n[2],
+                ];
+                history.push((n, blink));
+                if f.push(&[blink + 0.1 * noise()], &x, &mut out).unwrap() && t >= 128 * 60 {
+                    let (n, b) = history[t - 64];
+                    for c in 0..3 {
+                        left += f64::from(out[c] - n[c]).powi(2);
+                        blink_energy += f64::from(pattern[c] * b).powi(2);
+                    }
+                }
+            }
+            (libm::sqrt(left / blink_energy), f.estimator().lambda())
+        };
+        let (with_margin, lam_margin) = run(0.25);
+        let (without, lam) = run(0.0);
+        assert!(lam_margin > 2.0 * lam, "lambda {lam_margin} vs {lam}");
+        assert!(
+            with_margin < 0.8 * without,
+            "blink left {with_margin} vs {without}"
+        );
     }
 }

