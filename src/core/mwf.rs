@@ -13,19 +13,23 @@
 //! `B = L Lᵀ` and `e` the top eigenvector of `L⁻¹ A L⁻ᵀ` (eigenvalue `λ`), the spatial filter
 //! is `v = L⁻ᵀ e` and the pattern `q = L e`, and each frame is cleaned as
 //!
-//! `y = x - (1 - 1/λ) q (vᵀ x̂)`,
+//! `y = x - (1 - 1/λ) q h * (vᵀ x̂)`,
 //!
 //! where `x̂` is the frame minus each channel's slow baseline (time constant
 //! [`MwfConfig::baseline_s`], held still around detected blinks), so electrode offsets and
-//! drift never leak across channels and a blink leaves no undershoot to subtract. `(1 - 1/λ)` is the Wiener gain: a source barely stronger during blinks than
-//! outside is hardly touched. Everything is causal; [`BlinkMwf`] outputs each frame `delay`
-//! frames late, cleaned with the filter learnt up to the newest frame, so even the first
-//! blinks of a recording are removed with a pattern that has seen them.
+//! drift never leak across channels and a blink leaves no undershoot to subtract, and `h *` a
+//! linear-phase low-pass below [`MwfConfig::correction_hz`] (15 Hz; the blink lives below
+//! it), so mains or muscle activity along `v` is not moved between channels. `(1 - 1/λ)` is
+//! the Wiener gain: a source barely stronger during blinks than outside is hardly touched.
+//! Everything is causal; [`BlinkMwf`] outputs each frame `delay` frames late, cleaned with the
+//! filter learnt up to the newest frame, so even the first blinks of a recording are removed
+//! with a pattern that has seen them.
 //!
 //! No allocation: the caller provides per-channel states and one `f64` workspace
 //! ([`MwfEstimator::workspace_len`]); cost per frame is O(C²) every `decimate`-th frame
 //! (covariance update) plus O(C³/3 + iters·3C²) every `update_every` frames (Cholesky and
-//! power iteration), and O(C) to apply.
+//! power iteration), and O(C + delay/2) to apply (plus O(C·delay) to refresh the stored
+//! projections after each filter update).
 //!
 //! Key types: [`MwfConfig`], [`MwfEstimator`] (statistics and filter), [`BlinkMwf`] (the
 //! streaming filter with its delay line), [`MwfChannel`].
@@ -76,6 +80,11 @@ pub struct MwfConfig {
     pub min_reference_corr: f64,
     /// Frames of delay of [`BlinkMwf`]'s output.
     pub delay: usize,
+    /// [`BlinkMwf`] subtracts the blink source only below this frequency (Hz): its projection
+    /// is low-passed by a linear-phase FIR spanning half the delay (Hamming-windowed sinc,
+    /// `delay / 4` frames either side), so activity the pattern does not describe (mains
+    /// common to the channels, muscle) is not moved from channel to channel.
+    pub correction_hz: f64,
 }
 
 /// Delay of the default streaming filter, in seconds.
@@ -112,6 +121,7 @@ impl MwfConfig {
             max_iters: 50,
             min_reference_corr: 0.7,
             delay: libm::round(DEFAULT_MWF_DELAY_S * fs) as usize,
+            correction_hz: 15.0_f64.min(0.4 * fs),
         }
     }
 
@@ -138,6 +148,9 @@ impl MwfConfig {
         }
         if !(self.baseline_s > 0.0 && self.blink_margin_s >= 0.0) {
             return bad("baseline");
+        }
+        if !(self.correction_hz > 0.0 && self.correction_hz < 0.5 * self.fs_hz) {
+            return bad("correction_hz");
         }
         Ok(())
     }
@@ -629,6 +642,12 @@ pub struct BlinkMwf<S, W, D> {
     pushed: u64,
     drained: u64,
     proj: f64,
+    /// Frames either side in the projection's low-pass (its taps sit at the line's end).
+    half: usize,
+    /// Filter version the stored projections were computed with.
+    proj_version: Option<u64>,
+    /// Frames before this have their projection stored.
+    proj_upto: u64,
 }
 
 impl<S, W, D> BlinkMwf<S, W, D>
@@ -639,12 +658,18 @@ where
 {
     /// `f32`s of delay line for `channels` channels and `delay` frames.
     pub const fn line_len(channels: usize, delay: usize) -> usize {
-        (delay + 1) * Self::slot_len(channels)
+        Self::slots(delay) * Self::slot_len(channels) + delay / 4 + 1
     }
 
-    /// A slot of the delay line: the frame, its blink mark and the references.
+    /// Frames the line holds: the delay, the newest, and the projection filter's past half.
+    const fn slots(delay: usize) -> usize {
+        delay + 1 + delay / 4
+    }
+
+    /// A slot of the delay line: the frame, its blink mark, the references and the frame's
+    /// projection on the filter.
     const fn slot_len(channels: usize) -> usize {
-        channels + 1 + MWF_MAX_REFERENCES
+        channels + 2 + MWF_MAX_REFERENCES
     }
 
     /// A streaming filter (`cfg.delay` frames late) over `chans.len()` channels.
@@ -661,6 +686,22 @@ where
             });
         }
         line.as_mut().fill(0.0);
+        // Low-pass taps h_0..h_half (symmetric), normalised to unit DC gain.
+        let half = cfg.delay / 4;
+        let taps_at = Self::slots(cfg.delay) * Self::slot_len(c);
+        let wc = 2.0 * cfg.correction_hz / cfg.fs_hz;
+        let tap = |k: usize| {
+            let x = ::core::f64::consts::PI * k as f64;
+            let sinc = if k == 0 { wc } else { libm::sin(wc * x) / x };
+            sinc * (0.54 + 0.46 * libm::cos(x / (half as f64 + 1.0)))
+        };
+        let dc: f64 = tap(0) + 2.0 * (1..=half).map(tap).sum::<f64>();
+        for (k, h) in line.as_mut()[taps_at..=taps_at + half]
+            .iter_mut()
+            .enumerate()
+        {
+            *h = (tap(k) / dc) as f32;
+        }
         Ok(BlinkMwf {
             base_step: 1.0 - libm::exp(-1.0 / (cfg.baseline_s * cfg.fs_hz)),
             margin,
@@ -672,6 +713,9 @@ where
             pushed: 0,
             drained: 0,
             proj: 0.0,
+            half,
+            proj_version: None,
+            proj_upto: 0,
         })
     }
 
@@ -680,8 +724,9 @@ where
         &self.est
     }
 
-    /// `vᵀ x̂` of the last frame written out (0: it was left alone): with the pattern of
-    /// [`MwfEstimator::filter_into`] at that time, the frame's correction is `q · this`.
+    /// `vᵀ x̂` of the last frame written out, low-passed below [`MwfConfig::correction_hz`]
+    /// (0: it was left alone): with the pattern of [`MwfEstimator::filter_into`] at that time,
+    /// the frame's correction is `q · this`.
     pub fn projection(&self) -> f64 {
         self.proj
     }
@@ -693,8 +738,40 @@ where
 
     fn slot(&self, frame: u64) -> core::ops::Range<usize> {
         let c = Self::slot_len(self.est.channels());
-        let s = (frame % (self.est.cfg.delay as u64 + 1)) as usize;
+        let s = (frame % Self::slots(self.est.cfg.delay) as u64) as usize;
         s * c..(s + 1) * c
+    }
+
+    /// The frame's stored projection (`vᵀ x`, NaN for a frame with a non-finite sample).
+    fn stored_proj(&self, frame: u64) -> f32 {
+        self.line.as_ref()[self.slot(frame).end - 1]
+    }
+
+    /// Stores `vᵀ x` for the frames up to `hi` (exclusive), recomputing the whole filter
+    /// window from `lo` when the filter changed.
+    fn store_projections(&mut self, lo: u64, hi: u64) {
+        let version = self.est.version;
+        if self.proj_version != Some(version) {
+            self.proj_version = Some(version);
+            self.proj_upto = lo;
+        }
+        let c = self.est.channels();
+        for f in self.proj_upto.max(lo)..hi {
+            let r = self.slot(f);
+            let line = self.line.as_mut();
+            let mut s = 0.0f64;
+            for (ch, &x) in self
+                .est
+                .chans
+                .as_ref()
+                .iter()
+                .zip(&line[r.start..r.start + c])
+            {
+                s += ch.v * f64::from(x);
+            }
+            line[r.end - 1] = s as f32;
+        }
+        self.proj_upto = self.proj_upto.max(hi);
     }
 
     fn marked(&self, frame: u64) -> bool {
@@ -804,16 +881,38 @@ where
         let hold = self.ahead > 0 || self.past_blink.is_some_and(|b| b + self.margin >= u);
         let step = if hold { 0.0 } else { self.base_step };
         let on = self.est.active;
-        let mut proj = 0.0f64;
+        let mut at_base = 0.0f64;
         for (ch, &x) in self.est.chans.as_mut().iter_mut().zip(out.iter()) {
             let x = f64::from(x);
             let base = ch.base.get_or_insert(x);
-            let centred = x - *base;
-            *base += step * centred;
-            if on {
-                proj += ch.v * centred;
-            }
+            at_base += ch.v * *base;
+            *base += step * (x - *base);
         }
+        if !on {
+            self.proj_version = None;
+            return;
+        }
+        // vᵀ x̂ low-passed: the FIR over the frames' stored projections (edge frames repeated
+        // at the start and end), minus vᵀ base (the taps sum to one).
+        let h = self.half as u64;
+        let last = self.pushed - 1;
+        self.store_projections(u.saturating_sub(h), (u + h).min(last) + 1);
+        let taps_at = Self::slots(self.est.cfg.delay) * Self::slot_len(c);
+        let mut lp = 0.0f64;
+        for k in 0..=h {
+            let w = f64::from(self.line.as_ref()[taps_at + k as usize]);
+            let after = f64::from(self.stored_proj((u + k).min(last)));
+            lp += w * if k == 0 {
+                after
+            } else {
+                after + f64::from(self.stored_proj(u.saturating_sub(k)))
+            };
+        }
+        if !lp.is_finite() {
+            // A frame with a gap inside the filter's span: left alone.
+            return;
+        }
+        let proj = lp - at_base;
         self.proj = proj;
         if proj != 0.0 {
             for (ch, x) in self.est.chans.as_ref().iter().zip(out.iter_mut()) {
@@ -827,7 +926,12 @@ where
 mod tests {
     use super::*;
 
-    type Owned = BlinkMwf<[MwfChannel; 3], [f64; 27], [f32; 9 * 8]>;
+    const fn line(delay: usize) -> usize {
+        BlinkMwf::<[MwfChannel; 3], [f64; 27], [f32; 0]>::line_len(3, delay)
+    }
+    const L8: usize = line(8);
+    const L4: usize = line(4);
+    type Owned = BlinkMwf<[MwfChannel; 3], [f64; 27], [f32; L8]>;
 
     fn small(delay: usize) -> Owned {
         let cfg = MwfConfig {
@@ -835,7 +939,7 @@ mod tests {
             blink_margin_s: 0.0,
             ..MwfConfig::for_rate(128.0)
         };
-        BlinkMwf::new(cfg, [MwfChannel::default(); 3], [0.0; 27], [0.0; 72]).unwrap()
+        BlinkMwf::new(cfg, [MwfChannel::default(); 3], [0.0; 27], [0.0; L8]).unwrap()
     }
 
     #[test]
@@ -888,7 +992,7 @@ mod tests {
             ..MwfConfig::for_rate(128.0)
         };
         assert!(matches!(
-            BlinkMwf::new(bad, [MwfChannel::default(); 3], [0.0; 27], [0.0f32; 40]),
+            BlinkMwf::new(bad, [MwfChannel::default(); 3], [0.0; 27], [0.0f32; L4]),
             Err(SpatialError::BadConfig { field: "band_hz" })
         ));
         // The workspace and line must fit the channel count and delay.
@@ -898,11 +1002,11 @@ mod tests {
             ..MwfConfig::for_rate(128.0)
         };
         assert!(matches!(
-            BlinkMwf::new(cfg, [MwfChannel::default(); 3], [0.0; 26], [0.0f32; 40]),
+            BlinkMwf::new(cfg, [MwfChannel::default(); 3], [0.0; 26], [0.0f32; L4]),
             Err(SpatialError::BadConfig { field: "workspace" })
         ));
         assert!(matches!(
-            BlinkMwf::new(cfg, [MwfChannel::default(); 3], [0.0; 27], [0.0f32; 39]),
+            BlinkMwf::new(cfg, [MwfChannel::default(); 3], [0.0; 27], [0.0f32; L4 - 1]),
             Err(SpatialError::BadConfig { field: "line" })
         ));
         // The baseline's look-ahead cannot exceed the delay.
@@ -911,7 +1015,7 @@ mod tests {
             ..MwfConfig::for_rate(128.0)
         };
         assert!(matches!(
-            BlinkMwf::new(cfg, [MwfChannel::default(); 3], [0.0; 27], [0.0f32; 40]),
+            BlinkMwf::new(cfg, [MwfChannel::default(); 3], [0.0; 27], [0.0f32; L4]),
             Err(SpatialError::BadConfig {
                 field: "blink_margin_s"
             })
@@ -1026,5 +1130,67 @@ mod tests {
             with_margin < 0.8 * without,
             "blink left {with_margin} vs {without}"
         );
+    }
+
+    /// Mains common to every channel is not part of the blink pattern: the band-limited
+    /// correction leaves it where it was, while a full-band one moves it by `q (vᵀ 1)`.
+    #[test]
+    fn mains_common_to_the_channels_stays_where_it_was() {
+        const FS: f64 = 256.0;
+        let run = |correction_hz: f64| {
+            let cfg = MwfConfig {
+                correction_hz,
+                ..MwfConfig::for_rate(FS)
+            };
+            let mut f = BlinkMwf::new(
+                cfg,
+                [MwfChannel::default(); 3],
+                [0.0; 27],
+                [0.0f32; BlinkMwf::<[MwfChannel; 3], [f64; 27], [f32; 0]>::line_len(3, 128)],
+            )
+            .unwrap();
+            let pattern = [1.0f32, 0.7, 0.2];
+            let mut seed = 11u32;
+            let mut noise = || {
+                seed ^= seed << 13;
+                seed ^= seed >> 17;
+                seed ^= seed << 5;
+                (seed as f32 / u32::MAX as f32 - 0.5) * 10.0
+            };
+            let mut history = std::vec::Vec::new();
+            let mut out = [0.0f32; 3];
+            let (mut re, mut im, mut n) = (0.0f64, 0.0f64, 0usize);
+            for t in 0..(FS as usize) * 60 {
+                let phase = t % 1024;
+                let blink = if (200..300).contains(&phase) {
+                    let x = core::f32::consts::PI * (phase - 200) as f32 / 100.0;
+                    150.0 * libm::sinf(x) * libm::sinf(x)
+                } else {
+                    0.0
+                };
+                let mains = 20.0 * libm::sin(core::f64::consts::TAU * 50.0 * t as f64 / FS) as f32;
+                let x = [
+                    pattern[0] * blink + noise() + mains,
+                    pattern[1] * blink + noise() + mains,
+                    pattern[2] * blink + noise() + mains,
+                ];
+                history.push(x);
+                if f.push(&[blink + 0.1 * noise()], &x, &mut out).unwrap() && t >= 256 * 40 {
+                    // Channel 2 (the weakest blink) at 50 Hz: what the filter changed.
+                    let u = t - 128;
+                    let d = f64::from(out[2] - history[u][2]);
+                    let w = core::f64::consts::TAU * 50.0 * u as f64 / FS;
+                    re += d * libm::cos(w);
+                    im += d * libm::sin(w);
+                    n += 1;
+                }
+            }
+            assert!(f.estimator().active());
+            2.0 * libm::sqrt(re * re + im * im) / n as f64 / 20.0
+        };
+        let limited = run(15.0);
+        let full = run(0.49 * FS);
+        assert!(limited < 0.01, "50 Hz moved by {limited} of the mains");
+        assert!(full > 5.0 * limited, "full band {full} vs {limited}");
     }
 }
