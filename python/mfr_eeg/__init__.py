@@ -158,13 +158,27 @@ def _pick_indices(raw: Any, picks: Any) -> list[int]:
     return [int(i) for i in _picks_to_idx(raw.info, picks, exclude=())]
 
 
-def denoise_raw(raw: Any, picks: Any = "eeg", model: ModelLike = None, *, copy: bool = True, verbose: Any = None, **options: Any) -> Any:
+def denoise_raw(
+    raw: Any,
+    picks: Any = "eeg",
+    model: ModelLike = None,
+    *,
+    copy: bool = True,
+    spatial: bool = True,
+    eog: Optional[Sequence[str]] = None,
+    verbose: Any = None,
+    **options: Any,
+) -> Any:
     """Denoise the ``picks`` channels of an ``mne.io.Raw``; returns a copy (unless
     ``copy=False``) whose ``info`` and annotations are those of ``raw``.
 
     MNE holds EEG in volts; the data are converted to microvolts for the model and back.
-    Options as for :func:`denoise`. The shipped models are single-channel: EOG channels are
-    not used as references (they are left unchanged unless picked).
+    As ``mfr-eeg denoise`` does, the multi-channel eye stage (:class:`EyeStream`) runs first
+    when ``spatial`` and the recording has references for it: the EOG channels (``eog``, else
+    channels of type ``eog`` or labelled EOG/VEOG/HEOG) or else the frontal picks. EOG channels
+    are references only (left unchanged unless picked). Without references the stage is
+    skipped, unless ``eog`` was given: then ``DenoiseError``. Other options as for
+    :func:`denoise`.
     """
     import mne
 
@@ -177,12 +191,28 @@ def denoise_raw(raw: Any, picks: Any = "eeg", model: ModelLike = None, *, copy: 
     sfreq = out.info["sfreq"]
     m = _model(model)
 
-    def run(data: np.ndarray) -> np.ndarray:
-        return denoise(data, sfreq, m, unit="V", ch_names=names, **options)
-
     with mne.utils.use_log_level(verbose):
-        out.apply_function(run, picks=idx, channel_wise=False)
+        if spatial:
+            _eye_stage_raw(out, idx, eog)
+        out.apply_function(lambda data: denoise(data, sfreq, m, unit="V", ch_names=names, **options), picks=idx, channel_wise=False)
     return out
+
+
+def _eye_stage_raw(raw: Any, idx: Sequence[int], eog: Optional[Sequence[str]]) -> None:
+    """Runs :class:`EyeStream` over the picks ``idx`` of ``raw`` (in place), the EOG
+    channels beside them as references."""
+    types = raw.get_channel_types()
+    wanted = set(eog or [])
+    extra = [i for i, (n, t) in enumerate(zip(raw.ch_names, types)) if i not in idx and (t == "eog" or n in wanted)]
+    chans = list(idx) + extra
+    try:
+        stage = EyeStream([raw.ch_names[i] for i in chans], raw.info["sfreq"], eog=eog, unit="V")
+    except DenoiseError:
+        if eog is not None:
+            raise
+        return
+    cleaned = np.concatenate([stage.push(raw.get_data(picks=chans)), stage.finish()], axis=1)
+    raw.apply_function(lambda _: cleaned[: len(idx)], picks=idx, channel_wise=False)
 
 
 class _Stream:

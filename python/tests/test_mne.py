@@ -67,3 +67,27 @@ def test_denoise_file_writes_what_the_cli_writes(cli_output: Path, tmp_path: Pat
     with pytest.raises(mfr_eeg.DenoiseError, match=r"eegmmidb_S001R02_64ch_160Hz_61s.edf: no channel labelled \"NotAChannel\"; channels are: Fc5\."):
         mfr_eeg.denoise_file(EDF, tmp_path / "x.edf", channels=["NotAChannel"])
     assert not (tmp_path / "x.edf").exists()
+
+
+def test_denoise_raw_runs_the_eye_stage_as_the_cli_does(cli: Path, tmp_path: Path):
+    """EEGLAB's tutorial recording (EOG1/EOG2, real blinks): ``denoise_raw`` with its default
+    eye stage equals the CLI's output within its rounding; without the stage the frontal
+    channels differ by the blinks."""
+    edf = EDF.parent / "eeglab_tutorial_32ch_128Hz_238s.edf"
+    out = tmp_path / "cli.edf"
+    r = subprocess.run([str(cli), "denoise", str(edf), str(out)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert "blink source found" in r.stderr + r.stdout
+    # EDF has no channel types: typed as MNE users do, so the picks are the CLI's EEG channels.
+    raw = mne.io.read_raw_edf(edf, preload=True, verbose="error")
+    raw.set_channel_types({"EOG1": "eog", "EOG2": "eog"})
+    ref = mne.io.read_raw_edf(out, preload=True, verbose="error").get_data()
+    steps_v = np.array(edf_steps_uv(edf)) * 1e-6
+    got = mfr_eeg.denoise_raw(raw).get_data()
+    err_steps = np.abs(got - ref).max(axis=1) / steps_v
+    assert err_steps.max() <= 0.5 + 1e-3, f"max {err_steps.max():.4f} steps on {raw.ch_names[err_steps.argmax()]}"
+    plain = mfr_eeg.denoise_raw(raw, spatial=False).get_data()
+    fp1 = raw.ch_names.index("FPz") if "FPz" in raw.ch_names else 0
+    assert np.abs(plain[fp1] - ref[fp1]).max() / steps_v[fp1] > 100, "the eye stage changed nothing"
+    with pytest.raises(mfr_eeg.DenoiseError, match="NoSuchEog"):
+        mfr_eeg.denoise_raw(raw, eog=["NoSuchEog"])

@@ -353,13 +353,13 @@ fn real_blinks_spkit_segment_beats_ica() {
         "{spatial:?} vs {ica:?}"
     );
     assert!(r.regression_latency_s <= 1.0);
-    // The Wiener filter `denoise` runs: leakage 0.025, blink left 0.103 (ICA 0.088), blink-free
-    // change 0.44 (ICA 0.63), 0.5 s late.
+    // The Wiener filter `denoise` runs: leakage 0.018, blink left 0.105 (ICA 0.088), blink-free
+    // change 0.43 (ICA 0.63), 0.5 s late.
     let mwf = row("mfr-eeg eye stage");
     assert!(mwf.leakage <= 0.05, "{mwf:?}");
     assert!(mwf.blink_residual < 0.15, "{mwf:?}");
     assert!(
-        mwf.blink_free_change < 0.75 * ica.blink_free_change,
+        mwf.blink_free_change < 0.7 * ica.blink_free_change,
         "{mwf:?} vs {ica:?}"
     );
     assert!(r.latency_s <= 0.5);
@@ -660,7 +660,7 @@ fn spatial_stage_equals_the_streaming_filter() {
 /// EEGLAB's tutorial recording (32 channels, two EOG channels, real blinks; never used to fit
 /// anything in the project): the filter removes most of the blink (blink left 0.30; ICA 0.25;
 /// the floor of EEG that does not average out 0.22) and changes blink-free EEG less than ICA
-/// (0.047 vs 0.081).
+/// (0.042 vs 0.081).
 #[test]
 fn real_blinks_eeglab_recording_mwf_against_ica() {
     let model = Model::load(std::path::Path::new(MODEL)).unwrap();
