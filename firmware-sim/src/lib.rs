@@ -174,6 +174,21 @@ pub const fn eye_line_len(rate_hz: usize) -> usize {
     EyeStage::<0>::line_len(CHANNELS, eye_delay(rate_hz))
 }
 
+/// Layout of the eye stage's delay line at `rate_hz`, as `BlinkMwf::line_len` counts it:
+/// `(slots, f32s per slot, FIR taps)`. One slot per frame for the delay, the newest frame
+/// and the projection FIR's past half (`delay + 1 + delay / 4`), each holding the frame
+/// (`CHANNELS`), its blink mark, the `MWF_MAX_REFERENCES` reference samples and the frame's
+/// stored projection `vᵀx`; then the FIR's `delay / 4 + 1` taps (the filter is symmetric).
+/// `slots x per slot + taps` = [`eye_line_len`] (checked by a test).
+pub const fn eye_line_layout(rate_hz: usize) -> (usize, usize, usize) {
+    let d = eye_delay(rate_hz);
+    (
+        d + 1 + d / 4,
+        CHANNELS + 2 + mfr_eeg::core::MWF_MAX_REFERENCES,
+        d / 4 + 1,
+    )
+}
+
 /// An eye stage with the defaults of [`MwfConfig::for_rate`] at `rate_hz`. Fails when `L`
 /// does not hold its delay line.
 pub fn eye_stage<const L: usize>(rate_hz: f32) -> Result<EyeStage<L>, SpatialError> {
@@ -274,21 +289,40 @@ impl Mul<u64> for F64Ops {
 }
 
 /// Deterministic `f64` operation counts of the eye stage ([`BlinkMwf`], `src/core/mwf.rs`)
-/// for `C` channels and `R` detection references, counted from its loops.
+/// for `C` channels and `R` detection references, counted from its loops (`push`, `emit`,
+/// `store_projections`, and the estimator's `detect`, `accumulate` and `update`).
+/// [`run_stream`] applies them to the code paths each frame takes, which it follows from what
+/// the core shows (frame counts, the blink detector's mark of each frame, the filter's version
+/// and state), taking every frame to be finite; what it cannot see is counted at a bound or
+/// left out (see the fields).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EyeCost {
-    /// Every frame pushed: the references' DC blocker and 1-8 Hz band-pass, each channel's
-    /// band-pass (two biquads of 4 multiply-adds and a multiplication each).
+    /// Every frame pushed: blink detection on the newest frame (each reference to f64, its DC
+    /// blocker `x - x1 + p y1`, back to f32 for the gate).
     pub per_frame: F64Ops,
-    /// Every `decimate`-th frame: the covariance update, `C(C+1)/2` entries of one matrix
-    /// (`λ r + x_i x_j`: a multiply-add and a multiplication each) and its weight; counted
-    /// with the blink-frame terms (the references' variances and cross-covariances with every
-    /// channel) on every such frame, an upper bound: which frames enter the blink covariance
-    /// (those near a detected blink) is not visible through the core's API.
+    /// Every frame entering the statistics, [`EyeCost::margin`] frames after it was pushed
+    /// (the last `margin` frames of a run never do): each reference and channel to f64, minus
+    /// its first sample, and its 1-8 Hz band-pass (two biquads of 4 multiply-adds and a
+    /// multiplication each).
+    pub per_statistics_frame: F64Ops,
+    /// Every `decimate`-th frame entering the statistics, when it enters a covariance (a
+    /// blink frame, or a background frame farther than the margin from any blink; frames
+    /// within the margin of a blink enter neither): the covariance's weight and forgetting
+    /// factor, and its lower triangle, `C(C+1)/2` entries of `λ r + x_i x_j` (a multiply-add
+    /// and a multiplication each).
     pub per_covariance_frame: F64Ops,
+    /// On top of [`EyeCost::per_covariance_frame`] for a frame entering the blink
+    /// covariance: the variances of all `MWF_MAX_REFERENCES` reference slots and their
+    /// cross-covariances with every channel.
+    pub per_blink_covariance_frame: F64Ops,
+    /// Every `update_every`-th frame entering the statistics: whether enough blink frames
+    /// are in (their `u64` count to f64, counted as a conversion, and a multiplication).
+    pub per_update_check: F64Ops,
     /// Every filter update (every `update_every` frames once enough blinks are in), without
     /// the power iteration: scales, Cholesky (`(C³-C)/6` multiply-adds, `C` square roots,
     /// `C(C-1)/2` divisions), `v = L⁻ᵀe`, `q = L e`, the reference correlation and share.
+    /// Counted when the filter's version changes; an update that gives up half-way (a
+    /// covariance not positive definite) is not visible and not counted.
     pub per_update: F64Ops,
     /// One power-iteration step: two triangular solves and `A x` (`2C² + C` multiply-adds,
     /// `C²` multiplications, `3C` divisions, a square root).
@@ -296,11 +330,25 @@ pub struct EyeCost {
     /// Power-iteration steps counted per update: the configured bound `max_iters` (the
     /// steps actually run stop at convergence and are not visible through the core's API).
     pub iterations: u64,
-    /// Every frame written out: the channel baselines (`x - b`, `b += k (x - b)`).
+    /// Every frame written out: each channel to f64, `vᵀ base` (`C` multiply-adds, also
+    /// while the filter is inactive) and the baseline `b += k (x - b)`.
     pub per_output_frame: F64Ops,
-    /// On top of [`EyeCost::per_output_frame`] while the filter is active: `vᵀx̂` and
-    /// `x - q (vᵀx̂)`.
+    /// On top of [`EyeCost::per_output_frame`] while the filter is active: the symmetric
+    /// low-pass FIR over the stored projections of `2 h + 1` frames (`h` =
+    /// [`EyeCost::fir_half`]: `h + 1` multiply-adds of a tap and a pair of projections added,
+    /// the taps and projections converted from f32), minus `vᵀ base`, and `x - q proj`
+    /// (`C` multiply-adds, conversions both ways).
     pub per_active_output_frame: F64Ops,
+    /// One projection `vᵀ x` stored in the delay line (`C` multiply-adds, the frame to f64,
+    /// the sum to f32): while the filter is active, one for each new frame reaching the
+    /// FIR's window, and the whole window again after each filter update.
+    pub per_projection: F64Ops,
+    /// Frames between a frame's push and its entry into the statistics
+    /// (`blink_margin_s · fs`, rounded).
+    pub margin: u64,
+    /// Frames on either side of the frame being corrected in the projection's FIR
+    /// (`delay / 4`).
+    pub fir_half: u64,
     /// Hardware (f32 and integer) cycles per frame pushed.
     pub hw_cycles_per_frame: u64,
 }
@@ -312,6 +360,7 @@ impl EyeCost {
         let r = references as u64;
         // The core keeps cross-covariances with all MWF_MAX_REFERENCES reference slots.
         let slots = mfr_eeg::core::MWF_MAX_REFERENCES as u64;
+        let h = (cfg.delay / 4) as u64;
         let biquad = F64Ops {
             mac: 4,
             mul: 1,
@@ -321,26 +370,51 @@ impl EyeCost {
             conv: 0,
         };
         EyeCost {
-            // Reference: f64 conversion, DC blocker (x - x1 + p y1), back to f32 for the gate,
-            // minus its first sample, two biquads. Channel: conversion, minus its first
-            // sample, two biquads.
+            // Reference: f64 conversion, DC blocker (a multiplication, two additions), back
+            // to f32 for the gate.
             per_frame: F64Ops {
-                mac: (r + c) * 2 * biquad.mac,
-                mul: r * (1 + 2 * biquad.mul) + c * 2 * biquad.mul,
-                add: r * 3 + c,
+                mac: 0,
+                mul: r,
+                add: 2 * r,
                 div: 0,
                 sqrt: 0,
-                conv: r * 2 + c,
+                conv: 2 * r,
+            },
+            // Reference and channel (read back from the delay line): conversion, minus the
+            // first sample, two biquads.
+            per_statistics_frame: F64Ops {
+                mac: (r + c) * 2 * biquad.mac,
+                mul: (r + c) * 2 * biquad.mul,
+                add: r + c,
+                div: 0,
+                sqrt: 0,
+                conv: r + c,
             },
             // Weight and forgetting factor (computed twice: 2 divisions, 2 multiplications,
-            // 2 subtractions, a multiply-add), the lower triangle, and the blink terms.
+            // 2 subtractions, a multiply-add) and the lower triangle.
             per_covariance_frame: F64Ops {
-                mac: 1 + c * (c + 1) / 2 + slots * (1 + c),
-                mul: 2 + c * (c + 1) / 2 + slots * (1 + c),
+                mac: 1 + c * (c + 1) / 2,
+                mul: 2 + c * (c + 1) / 2,
                 add: 2,
                 div: 2,
                 sqrt: 0,
                 conv: 0,
+            },
+            per_blink_covariance_frame: F64Ops {
+                mac: slots * (1 + c),
+                mul: slots * (1 + c),
+                add: 0,
+                div: 0,
+                sqrt: 0,
+                conv: 0,
+            },
+            per_update_check: F64Ops {
+                mac: 0,
+                mul: 1,
+                add: 0,
+                div: 0,
+                sqrt: 0,
+                conv: 1,
             },
             per_update: F64Ops {
                 // trace, Cholesky, v = L⁻ᵀe, q = L e, reference corr and share, peak (A v).
@@ -368,22 +442,36 @@ impl EyeCost {
                 conv: 0,
             },
             iterations: cfg.max_iters as u64,
+            // Per channel: conversion, vᵀ base, b += k (x - b).
             per_output_frame: F64Ops {
-                mac: c,
+                mac: 2 * c,
                 mul: 0,
                 add: c,
                 div: 0,
                 sqrt: 0,
                 conv: c,
             },
+            // FIR: h + 1 taps (converted), h + 1 projections after and h before (converted),
+            // the h pairs added, h + 1 multiply-adds; minus vᵀ base; per channel x to f64,
+            // minus q proj, back to f32.
             per_active_output_frame: F64Ops {
-                mac: 2 * c,
+                mac: (h + 1) + c,
+                mul: 0,
+                add: h + 1,
+                div: 0,
+                sqrt: 0,
+                conv: (h + 1) + (2 * h + 1) + 2 * c,
+            },
+            per_projection: F64Ops {
+                mac: c,
                 mul: 0,
                 add: 0,
                 div: 0,
                 sqrt: 0,
-                conv: 2 * c,
+                conv: c + 1,
             },
+            margin: (cfg.blink_margin_s * cfg.fs_hz).round() as u64,
+            fir_half: h,
             hw_cycles_per_frame: r * CYCLES_F32_PER_REFERENCE + c * CYCLES_INT_PER_CHANNEL,
         }
     }
@@ -403,6 +491,57 @@ impl EyeCost {
     }
 }
 
+/// Frames of blink marks [`run_stream`] keeps to follow which covariance each frame enters
+/// (the core decides it `margin` frames after the frame's push). With a longer margin
+/// every `decimate`-th frame is counted as a blink-covariance frame (the upper bound).
+pub const MARK_HISTORY: usize = 1024;
+
+/// The blink detector's marks of the last [`MARK_HISTORY`] frames pushed, and the latest
+/// marked frame: what [`BlinkMwf::push`] keeps in its delay line to classify frames.
+#[derive(Clone, Copy, Debug)]
+struct Marks {
+    bits: [u64; MARK_HISTORY / 64],
+    last: Option<u64>,
+}
+
+impl Marks {
+    const fn new() -> Self {
+        Marks {
+            bits: [0; MARK_HISTORY / 64],
+            last: None,
+        }
+    }
+
+    fn set(&mut self, frame: u64, marked: bool) {
+        let i = (frame % MARK_HISTORY as u64) as usize;
+        let bit = 1u64 << (i % 64);
+        if marked {
+            self.bits[i / 64] |= bit;
+            self.last = Some(frame);
+        } else {
+            self.bits[i / 64] &= !bit;
+        }
+    }
+
+    fn get(&self, frame: u64) -> bool {
+        let i = (frame % MARK_HISTORY as u64) as usize;
+        self.bits[i / 64] & (1u64 << (i % 64)) != 0
+    }
+
+    /// Which covariance frame `u` enters once the frames up to `u + margin` are marked:
+    /// `Some(true)` blink, `None` neither (unmarked, a mark within `margin` frames),
+    /// `Some(false)` background; as `BlinkMwf::push` decides it.
+    fn class(&self, u: u64, margin: u64) -> Option<bool> {
+        if margin >= MARK_HISTORY as u64 || self.get(u) {
+            Some(true)
+        } else if self.last.is_some_and(|b| b + margin >= u) {
+            None
+        } else {
+            Some(false)
+        }
+    }
+}
+
 /// What the eye stage did in a run, and its operation count on the cost model.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EyeStats {
@@ -412,8 +551,16 @@ pub struct EyeStats {
     pub frames_out: u64,
     /// Of those, frames written while the filter was active.
     pub frames_active: u64,
-    /// Covariance updates counted (every `decimate`-th frame).
+    /// Frames that entered the statistics (band-passed; `margin` frames after their push).
+    pub statistics_frames: u64,
+    /// Covariance updates (every `decimate`-th frame entering the statistics, unless it is
+    /// within the margin of a blink).
     pub covariance_frames: u64,
+    /// Of those, updates of the blink covariance.
+    pub blink_covariance_frames: u64,
+    /// Projections `vᵀ x` stored in the delay line (new frames, and whole FIR windows
+    /// again after filter updates).
+    pub projections: u64,
     /// Frames on which the blink detector was open.
     pub detected_frames: u64,
     /// Filter updates (the estimator's version count over the run).
@@ -469,33 +616,60 @@ impl From<SpatialError> for LoopError {
     }
 }
 
-/// The eye stage inside [`run_stream`]: the filter, its cost model and its counters.
+/// The eye stage inside [`run_stream`]: the filter, its cost model and its counters, and
+/// what it follows of the stage's code paths (the marks of recent frames, which filter
+/// version the stored projections belong to).
 struct Eye<'a, const L: usize> {
     mwf: &'a mut EyeStage<L>,
     cost: EyeCost,
     decimate: u64,
+    update_every: u64,
     version0: u64,
+    marks: Marks,
+    /// Filter version of the stored projections (None: none stored since the filter was
+    /// last inactive), as `BlinkMwf::store_projections` keeps it.
+    proj_version: Option<u64>,
+    /// Frames before this have a projection stored.
+    proj_upto: u64,
 }
 
 impl<const L: usize> Eye<'_, L> {
     /// Pushes one frame; returns whether a cleaned frame was written to `out`, and adds the
-    /// frame's operations to `stats`.
+    /// frame's operations to `stats`. Every frame is taken to be finite (the ADC's are): the
+    /// core skips a frame with a non-finite sample, which these counts do not follow.
     fn push(
         &mut self,
         frame: &[f32],
         out: &mut [f32],
         stats: &mut EyeStats,
     ) -> Result<bool, SpatialError> {
-        let covariance = stats.frames_in.is_multiple_of(self.decimate);
         let version = self.mwf.estimator().version();
         let ready = self.mwf.push(&[frontal_reference(frame)], frame, out)?;
         let est = self.mwf.estimator();
+        let n = stats.frames_in;
         stats.frames_in += 1;
         stats.detected_frames += u64::from(est.blink());
+        self.marks.set(n, est.blink());
         let mut ops = self.cost.per_frame;
-        if covariance {
-            stats.covariance_frames += 1;
-            ops += self.cost.per_covariance_frame;
+        // The frame `margin` older entered the statistics, and a covariance every
+        // `decimate`-th frame unless a blink was within the margin.
+        let margin = self.cost.margin;
+        if let Some(u) = n.checked_sub(margin) {
+            stats.statistics_frames += 1;
+            ops += self.cost.per_statistics_frame;
+            if stats.statistics_frames.is_multiple_of(self.update_every) {
+                ops += self.cost.per_update_check;
+            }
+            if u.is_multiple_of(self.decimate)
+                && let Some(blink) = self.marks.class(u, margin)
+            {
+                stats.covariance_frames += 1;
+                ops += self.cost.per_covariance_frame;
+                if blink {
+                    stats.blink_covariance_frames += 1;
+                    ops += self.cost.per_blink_covariance_frame;
+                }
+            }
         }
         if est.version() != version {
             ops += self.cost.update_ops();
@@ -513,13 +687,29 @@ impl<const L: usize> Eye<'_, L> {
         Ok(ready)
     }
 
-    fn account_output(&self, ready: bool, mut ops: F64Ops, stats: &mut EyeStats) {
+    fn account_output(&mut self, ready: bool, mut ops: F64Ops, stats: &mut EyeStats) {
         if ready {
+            let u = stats.frames_out;
             stats.frames_out += 1;
             ops += self.cost.per_output_frame;
-            if self.mwf.estimator().active() {
+            let est = self.mwf.estimator();
+            if est.active() {
                 stats.frames_active += 1;
                 ops += self.cost.per_active_output_frame;
+                // The projections of the FIR's window [u - h, u + h] (within the frames
+                // pushed) not yet stored with this filter version.
+                let h = self.cost.fir_half;
+                let (lo, hi) = (u.saturating_sub(h), (u + h).min(stats.frames_in - 1) + 1);
+                if self.proj_version != Some(est.version()) {
+                    self.proj_version = Some(est.version());
+                    self.proj_upto = lo;
+                }
+                let new = hi.saturating_sub(self.proj_upto.max(lo));
+                self.proj_upto = self.proj_upto.max(hi);
+                stats.projections += new;
+                ops += self.cost.per_projection * new;
+            } else {
+                self.proj_version = None;
             }
         }
         stats.ops += ops;
@@ -529,7 +719,7 @@ impl<const L: usize> Eye<'_, L> {
 
 /// Runs `frames` frames of simulated acquisition: interrupts fill `queue` from `adc` on the
 /// simulated clock, the main loop drains it, frame by frame through the eye stage `eye` (when
-/// given; detection reference [`frontal_reference`]) and then into `streamer`. `sink` gets
+/// given, freshly built; detection reference [`frontal_reference`]) and then into `streamer`. `sink` gets
 /// every block the streamer took (interleaved frames: the eye stage's delayed, cleaned
 /// frames, or the ADC's without it) and the streamer's output for it. At the end the eye
 /// stage's delay line is drained through the streamer, so every frame received comes out.
@@ -558,7 +748,11 @@ pub fn run_stream<const D: usize, const S: usize, const K: usize, const L: usize
         Eye {
             cost: EyeCost::new(&cfg, CHANNELS, 1),
             decimate: cfg.decimate as u64,
+            update_every: cfg.update_every as u64,
             version0: mwf.estimator().version(),
+            marks: Marks::new(),
+            proj_version: None,
+            proj_upto: 0,
             mwf,
         }
     });
@@ -648,4 +842,48 @@ pub fn run_stream<const D: usize, const S: usize, const K: usize, const L: usize
         }
     }
     Ok(stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_delay_line_layout_adds_up_to_its_length() {
+        for rate in [128, 250, 256, 500, 1000] {
+            let (slots, per_slot, taps) = eye_line_layout(rate);
+            assert_eq!(slots * per_slot + taps, eye_line_len(rate), "{rate} Hz");
+        }
+    }
+
+    /// `Marks::class` against its definition: a marked frame is a blink frame, an unmarked
+    /// one with a mark within `margin` frames either side (among those pushed) enters
+    /// neither covariance, the rest the background.
+    #[test]
+    fn marks_classify_frames_as_the_stage_does() {
+        let margin = 5u64;
+        let mut rng = Rng::new(7);
+        let marked: Vec<bool> = (0..4000)
+            .map(|i| (i / 40) % 3 == 0 && rng.uniform(0.0, 1.0) < 0.7)
+            .collect();
+        let mut marks = Marks::new();
+        for (n, &m) in marked.iter().enumerate() {
+            let n = n as u64;
+            marks.set(n, m);
+            let Some(u) = n.checked_sub(margin) else {
+                continue;
+            };
+            let near = (u.saturating_sub(margin)..=n).any(|f| marked[f as usize]);
+            let want = if marked[u as usize] {
+                Some(true)
+            } else if near {
+                None
+            } else {
+                Some(false)
+            };
+            assert_eq!(marks.class(u, margin), want, "frame {u}");
+        }
+        // A margin past the history counts every frame as a blink frame (the bound).
+        assert_eq!(marks.class(10, MARK_HISTORY as u64), Some(true));
+    }
 }

@@ -13,8 +13,8 @@
 
 use firmware_sim::{
     Adc, BLOCK, BlockQueue, CHANNELS, CYCLES_DADD, CYCLES_DCONV, CYCLES_DDIV, CYCLES_DMUL,
-    CYCLES_DSQRT, EYE_WORK, EyeCost, EyeStage, FRONTAL, QUEUE_SLOTS, RunStats, eye_line_len,
-    eye_stage, run_stream,
+    CYCLES_DSQRT, EYE_WORK, EyeCost, EyeStage, FRONTAL, QUEUE_SLOTS, RunStats, eye_line_layout,
+    eye_line_len, eye_stage, run_stream,
 };
 use mfr_eeg::core::{FaultCounts, MwfChannel, Sae, Streamer};
 use mfr_eeg::model::ModelView;
@@ -198,8 +198,16 @@ fn report_eye<const L: usize>(
         e.updates
     );
     println!(
-        "  eye stage frames: {} in, {} out ({} cleaned by an active filter), blink detector open on {}",
-        e.frames_in, e.frames_out, e.frames_active, e.detected_frames
+        "  eye stage frames: {} in, {} out ({} cleaned by an active filter), blink detector open on {}; {} entered the statistics ({} frames later), {} covariance updates ({} blink), {} projections stored",
+        e.frames_in,
+        e.frames_out,
+        e.frames_active,
+        e.detected_frames,
+        e.statistics_frames,
+        cost.margin,
+        e.covariance_frames,
+        e.blink_covariance_frames,
+        e.projections
     );
     println!(
         "  eye stage latency: {} frames = {:.3} s (before the denoiser's)",
@@ -210,26 +218,46 @@ fn report_eye<const L: usize>(
     let work = EYE_WORK * size_of::<f64>();
     let line = L * size_of::<f32>();
     let total = size_of::<EyeStage<L>>();
+    let (slots, per_slot, taps) = eye_line_layout(rate_hz as usize);
     println!(
-        "  eye stage static memory: {total} bytes = {CHANNELS} channel states {chans} + workspace {work} + delay line {line} + estimator {} (and the loop's block of cleaned frames, {} bytes)",
+        "  eye stage static memory: {total} bytes = {CHANNELS} channel states {chans} + workspace {work} + delay line {line} ({slots} slots x {per_slot} f32 + {taps} FIR taps) + estimator {} (and the loop's block of cleaned frames, {} bytes)",
         total - chans - work - line,
         BLOCK * CHANNELS * size_of::<f32>()
     );
     let u = cost.update_ops();
+    let h = cost.fir_half;
+    // Steady state: every frame through an active filter (one new projection), every
+    // `decimate`-th frame into the blink covariance (a bound), an update every
+    // `update_every` frames with the power iteration at its bound and the FIR window's
+    // projections stored again.
+    let frame = cost.per_frame
+        + cost.per_statistics_frame
+        + cost.per_output_frame
+        + cost.per_active_output_frame
+        + cost.per_projection;
+    let covariance = cost.per_covariance_frame + cost.per_blink_covariance_frame;
+    let update = u + cost.per_update_check + cost.per_projection * (2 * h);
     println!(
-        "  eye stage f64 ops (cost model): {:.0}/s; per frame {} MAC; covariance every {} frames {} MAC; update every {} frames: Cholesky {} MAC + {} sqrt, power iteration <= {} x {} MAC ({} MAC, {} div, {} sqrt per update at the bound)",
+        "  eye stage f64 ops (cost model): {:.0}/s; per frame {} MAC (band-pass {}, baselines {}, vᵀx {}, FIR {}, correction {CHANNELS}); covariance every {} frames {} MAC (+{} blink terms); update every {} frames: Cholesky {} MAC + {} sqrt, power iteration <= {} x {} MAC, FIR window's vᵀx again {} x {} MAC ({} MAC, {} div, {} sqrt per update at the bound)",
         per_s(e.ops.total()),
-        cost.per_frame.mac + cost.per_output_frame.mac + cost.per_active_output_frame.mac,
+        frame.mac,
+        cost.per_statistics_frame.mac,
+        cost.per_output_frame.mac,
+        cost.per_projection.mac,
+        h + 1,
         cfg.decimate,
         cost.per_covariance_frame.mac,
+        cost.per_blink_covariance_frame.mac,
         cfg.update_every,
         (CHANNELS.pow(3) - CHANNELS) / 6,
         CHANNELS,
         cost.iterations,
         cost.per_iteration.mac,
-        u.mac,
-        u.div,
-        u.sqrt
+        2 * h,
+        cost.per_projection.mac,
+        update.mac,
+        update.div,
+        update.sqrt
     );
     let update_cycles = e.updates * u.cycles();
     let share = per_s(e.cycles) / firmware_sim::CLOCK_HZ;
@@ -240,22 +268,20 @@ fn report_eye<const L: usize>(
         100.0 * per_s(update_cycles) / firmware_sim::CLOCK_HZ,
         100.0 * per_s(e.cycles - update_cycles) / firmware_sim::CLOCK_HZ
     );
-    // Steady state: every frame through an active filter, an update every `update_every`
-    // frames with the power iteration at its bound.
     let fs = f64::from(rate_hz);
-    let frame = cost.per_frame + cost.per_output_frame + cost.per_active_output_frame;
     let steady_ops = frame.total() as f64 * fs
-        + cost.per_covariance_frame.total() as f64 * fs / cfg.decimate as f64
-        + u.total() as f64 * fs / cfg.update_every as f64;
+        + covariance.total() as f64 * fs / cfg.decimate as f64
+        + update.total() as f64 * fs / cfg.update_every as f64;
     let steady_cycles = (frame.cycles() + cost.hw_cycles_per_frame) as f64 * fs
-        + cost.per_covariance_frame.cycles() as f64 * fs / cfg.decimate as f64
-        + u.cycles() as f64 * fs / cfg.update_every as f64;
+        + covariance.cycles() as f64 * fs / cfg.decimate as f64
+        + update.cycles() as f64 * fs / cfg.update_every as f64;
     println!(
-        "  eye stage steady state (estimate): {steady_ops:.0} f64 ops/s, {steady_cycles:.0} cycles/s = {:.1} % of real time at {CHANNELS} ch; one update = {} cycles + {} per power-iteration step (counted {} steps)",
+        "  eye stage steady state (estimate): {steady_ops:.0} f64 ops/s, {steady_cycles:.0} cycles/s = {:.1} % of real time at {CHANNELS} ch; one update = {} cycles + {} per power-iteration step (counted {} steps) + {} for the FIR window's projections",
         100.0 * steady_cycles / firmware_sim::CLOCK_HZ,
         cost.per_update.cycles(),
         cost.per_iteration.cycles(),
-        cost.iterations
+        cost.iterations,
+        (cost.per_projection * (2 * h)).cycles()
     );
     let sae = sae_cycles_per_s / firmware_sim::CLOCK_HZ;
     println!(

@@ -5,15 +5,20 @@
 //!
 //! Measured (60 s, blinks peaking after 10 s, by when the filter has learnt the pattern;
 //! `cargo test --release -p firmware-sim --test eye_stage -- --nocapture` prints them):
-//! frontal residual energy / blink energy 0.022 (128 Hz) and 0.026 (256 Hz), worst single
-//! blink 0.036; channels 6 and 7 change by 0.0002 (128 Hz) and 0.0012 (256 Hz) of their
-//! energy in blink-free stretches. The bounds below leave a margin of about 4x (blinks, 7x
-//! for a single blink) and 8x (far channels); a filter that does nothing (residual 1) or a
-//! loop whose output is shifted by the stage's delay (far channels change by about 0.9 of
-//! their energy) fails them, which the test checks on both.
+//! frontal residual energy / blink energy 0.0011 (128 Hz) and 0.0006 (256 Hz), worst single
+//! blink 0.0026; in blink-free stretches the frontal channels 0 and 1 change by 0.0083
+//! (128 Hz) and 0.0040 (256 Hz) of their energy, channels 6 and 7 by 4e-6 and 1e-5. The
+//! blink bounds below leave a margin of about 90x (100x for a single blink), the far
+//! channels' about 1000x; the frontal channels' bound about 5x, and a correction applied to
+//! the full band (`MwfConfig::correction_hz` near the Nyquist frequency), which moves the
+//! mains common to all channels along the blink pattern, changes them by 0.44-0.47 of their
+//! energy and fails it. A filter that does nothing (residual 1) or a loop whose output is
+//! shifted by the stage's delay (channels change by about 0.9 of their energy) fails them,
+//! which the test checks on both.
 
 use firmware_sim::{
-    Adc, BLOCK, BlockQueue, CHANNELS, EyeStage, eye_delay, eye_line_len, eye_stage, run_stream,
+    ALPHA_HZ, Adc, BETA_HZ, BLOCK, BlockQueue, CHANNELS, EyeStage, eye_delay, eye_line_len,
+    eye_stage, run_stream,
 };
 use mfr_eeg::core::Streamer;
 use mfr_eeg::model::ModelView;
@@ -30,6 +35,9 @@ const BLINK_RESIDUAL_BOUND_EACH: f64 = 0.25;
 /// Energy of the change on the channels far from the eyes (6, 7) over their energy, in
 /// blink-free stretches after `SETTLE_S`.
 const FAR_CHANGE_BOUND: f64 = 0.01;
+/// The same on the frontal channels (0, 1), which the blink pattern weights most: what the
+/// correction moves of the background there (below `MwfConfig::correction_hz`).
+const FRONTAL_CHANGE_BOUND: f64 = 0.04;
 /// Seconds the stage is given to learn the blink pattern (measured: active after the first
 /// or second blink, 2-6 s).
 const SETTLE_S: f32 = 10.0;
@@ -175,23 +183,27 @@ fn change_share_at(r: &Run, c: usize, hz: f64) -> f64 {
 fn check(r: &Run, delay: usize) {
     let (all, worst) = blink_residual(r, &r.out);
     let far = blink_free_change(r, &r.out, &FAR);
+    let front = blink_free_change(r, &r.out, &FRONTAL);
     println!(
-        "{} Hz: frontal blink residual {all:.4} (worst blink {worst:.4}), far channels' blink-free change {far:.5}",
+        "{} Hz: frontal blink residual {all:.4} (worst blink {worst:.4}); blink-free change: frontal channels {front:.4}, far channels {far:.1e}",
         r.rate
     );
     assert!(all < BLINK_RESIDUAL_BOUND, "{all}");
     assert!(worst < BLINK_RESIDUAL_BOUND_EACH, "{worst}");
     assert!(far < FAR_CHANGE_BOUND, "{far}");
+    assert!(front < FRONTAL_CHANGE_BOUND, "{front}");
     // For the record: every channel's change in blink-free stretches (the correction is
-    // applied full-band, so content outside the 1-8 Hz band the filter learns in leaks
-    // through it, above all the 50 Hz mains common to all channels).
+    // low-passed below `MwfConfig::correction_hz`: the background along the blink filter
+    // there, the alpha rhythm and the noise, but not the 50 Hz mains).
     let each: Vec<String> = (0..CHANNELS)
-        .map(|c| format!("{:.4}", blink_free_change(r, &r.out, &[c])))
+        .map(|c| format!("{:.1e}", blink_free_change(r, &r.out, &[c])))
         .collect();
     println!(
-        "  blink-free change by channel: {}; on channel 0, {:.0} % of it at 50 Hz",
+        "  blink-free change by channel: {}; on channel 0, {:.1} % of it at 50 Hz, {:.1} % at the alpha rhythm's {ALPHA_HZ} Hz, {:.1} % at the beta rhythm's {BETA_HZ} Hz",
         each.join(" "),
-        100.0 * change_share_at(r, 0, 50.0)
+        100.0 * change_share_at(r, 0, 50.0),
+        100.0 * change_share_at(r, 0, f64::from(ALPHA_HZ)),
+        100.0 * change_share_at(r, 0, f64::from(BETA_HZ))
     );
 
     // Controls: the same checks on broken outputs fail.
@@ -204,14 +216,16 @@ fn check(r: &Run, delay: usize) {
     late[delay * CHANNELS..].copy_from_slice(&r.out[..r.out.len() - delay * CHANNELS]);
     let (late_res, _) = blink_residual(r, &late);
     let late_far = blink_free_change(r, &late, &FAR);
+    let late_front = blink_free_change(r, &late, &FRONTAL);
     println!(
-        "  control, output {delay} frames late: frontal blink residual {late_res:.3}, far channels' change {late_far:.3}"
+        "  control, output {delay} frames late: frontal blink residual {late_res:.3}, blink-free change: frontal channels {late_front:.3}, far channels {late_far:.3}"
     );
     assert!(late_far > FAR_CHANGE_BOUND, "{late_far}");
+    assert!(late_front > FRONTAL_CHANGE_BOUND, "{late_front}");
 }
 
 #[test]
-fn the_eye_stage_removes_blinks_and_leaves_far_channels_alone() {
+fn the_eye_stage_removes_blinks_and_leaves_the_background_alone() {
     let r = run::<I8_D, I8_S, I8_K, { eye_line_len(I8_RATE) }>(MODEL_I8, 60);
     check(&r, eye_delay(I8_RATE));
     let r = run::<F32_D, F32_S, F32_K, { eye_line_len(F32_RATE) }>(MODEL_F32, 60);
