@@ -27,7 +27,8 @@
 //!
 //! No allocation: the caller provides per-channel states and one `f64` workspace
 //! ([`MwfEstimator::workspace_len`]); cost per frame is O(C²) every `decimate`-th frame
-//! (covariance update) plus O(C³/3 + iters·3C²) every `update_every` frames (Cholesky and
+//! (covariance update) plus O(C³/3 + iters·3C²) every `update_every` frames around blinks and
+//! every `idle_update_every` frames between them (Cholesky and
 //! power iteration), and O(C + delay/2) to apply (plus O(C·delay) to refresh the stored
 //! projections after each filter update).
 //!
@@ -65,8 +66,12 @@ pub struct MwfConfig {
     pub clean_memory_s: f64,
     /// Covariances take every `decimate`-th frame (the band's top is far below Nyquist).
     pub decimate: usize,
-    /// Frames between filter updates.
+    /// Frames between filter updates while blinks come in (the blink covariance took a frame
+    /// since the last update).
     pub update_every: usize,
+    /// Frames between filter updates otherwise: only the background covariance moves then,
+    /// and slowly.
+    pub idle_update_every: usize,
     /// Seconds of blink samples needed before the filter acts.
     pub min_blink_s: f64,
     /// Ridge added to the background covariance, relative to its mean diagonal.
@@ -95,7 +100,8 @@ impl MwfConfig {
     /// envelope exceeds 5 robust standard deviations (10 s running median: blinks are
     /// outliers; at 3 the detector also opens on frontal EEG and the filter then removes
     /// it); memories 20 s of blink samples and 60 s of background; covariance from one frame
-    /// in `fs / 32`, filter updated every 0.125 s once 0.25 s of blink samples are in; ridge
+    /// in `fs / 32`, filter updated every 0.125 s while blinks come in (every 2 s between them:
+    /// 0.5 s there lost the first blinks' removal) once 0.25 s of blink samples are in; ridge
     /// 1e-3; delay [`DEFAULT_MWF_DELAY_S`] (0 s misses the first blinks while the pattern is
     /// learnt; 1 s gained nothing over 0.5 s on the recordings measured).
     pub fn for_rate(fs_hz: f64) -> Self {
@@ -116,6 +122,7 @@ impl MwfConfig {
             clean_memory_s: 60.0,
             decimate: (libm::floor(fs / 32.0) as usize).max(1),
             update_every: (libm::round(fs / 8.0) as usize).max(1),
+            idle_update_every: (libm::round(2.0 * fs) as usize).max(1),
             min_blink_s: 0.25,
             ridge: 1e-3,
             max_iters: 50,
@@ -137,8 +144,12 @@ impl MwfConfig {
         if !(self.blink_memory_s > 0.0 && self.clean_memory_s > 0.0) {
             return bad("memory");
         }
-        if self.decimate == 0 || self.update_every == 0 || self.max_iters == 0 {
-            return bad("decimate/update_every/max_iters");
+        if self.decimate == 0
+            || self.update_every == 0
+            || self.idle_update_every == 0
+            || self.max_iters == 0
+        {
+            return bad("decimate/update_every/idle_update_every/max_iters");
         }
         if !(self.ridge.is_finite() && self.ridge >= 0.0) {
             return bad("ridge");
@@ -244,6 +255,10 @@ pub struct MwfEstimator<S, W> {
     lambda: f64,
     active: bool,
     version: u64,
+    /// A blink frame entered the statistics since the last update.
+    fresh_blink: bool,
+    /// Frames accumulated at the last update attempt.
+    last_update: u64,
 }
 
 impl<S, W> MwfEstimator<S, W>
@@ -292,6 +307,8 @@ where
             lambda: 0.0,
             active: false,
             version: 0,
+            fresh_blink: false,
+            last_update: 0,
         })
     }
 
@@ -361,7 +378,8 @@ where
 
     /// Enters one frame and its references into the band-passed statistics, `blink` saying
     /// which covariance it belongs to (`None`: neither, only the filter states advance);
-    /// every `update_every` frames the filter is recomputed (true when it changed). Frames
+    /// every `update_every` frames while blink frames come in, else every `idle_update_every`,
+    /// the filter is recomputed (true when it changed). Frames
     /// with a non-finite sample are skipped.
     fn accumulate(
         &mut self,
@@ -423,7 +441,20 @@ where
                 }
             }
         }
-        Ok(self.frames.is_multiple_of(self.cfg.update_every as u64) && self.update())
+        if blink == Some(true) {
+            self.fresh_blink = true;
+        }
+        let due = if self.fresh_blink {
+            self.cfg.update_every
+        } else {
+            self.cfg.idle_update_every
+        } as u64;
+        if self.frames - self.last_update < due {
+            return Ok(false);
+        }
+        self.last_update = self.frames;
+        self.fresh_blink = false;
+        Ok(self.update())
     }
 
     /// Recomputes the filter from the covariances (lower triangles are kept).
