@@ -315,11 +315,13 @@ pub struct EyeCost {
     /// covariance: the variances of all `MWF_MAX_REFERENCES` reference slots and their
     /// cross-covariances with every channel.
     pub per_blink_covariance_frame: F64Ops,
-    /// Every `update_every`-th frame entering the statistics: whether enough blink frames
-    /// are in (their `u64` count to f64, counted as a conversion, and a multiplication).
+    /// Every update attempt: whether enough blink frames are in (their `u64` count to f64,
+    /// counted as a conversion, and a multiplication). An attempt falls on the frame entering
+    /// the statistics `update_every` frames after the last attempt when a blink frame entered
+    /// since then, else `idle_update_every` frames after it.
     pub per_update_check: F64Ops,
-    /// Every filter update (every `update_every` frames once enough blinks are in), without
-    /// the power iteration: scales, Cholesky (`(C³-C)/6` multiply-adds, `C` square roots,
+    /// Every filter update (an attempt once enough blinks are in), without the power
+    /// iteration: scales, Cholesky (`(C³-C)/6` multiply-adds, `C` square roots,
     /// `C(C-1)/2` divisions), `v = L⁻ᵀe`, `q = L e`, the reference correlation and share.
     /// Counted when the filter's version changes; an update that gives up half-way (a
     /// covariance not positive definite) is not visible and not counted.
@@ -493,7 +495,8 @@ impl EyeCost {
 
 /// Frames of blink marks [`run_stream`] keeps to follow which covariance each frame enters
 /// (the core decides it `margin` frames after the frame's push). With a longer margin
-/// every `decimate`-th frame is counted as a blink-covariance frame (the upper bound).
+/// every frame is counted as a blink frame (the upper bound: every `decimate`-th frame a
+/// blink-covariance frame, an update attempt every `update_every` frames).
 pub const MARK_HISTORY: usize = 1024;
 
 /// The blink detector's marks of the last [`MARK_HISTORY`] frames pushed, and the latest
@@ -563,8 +566,14 @@ pub struct EyeStats {
     pub projections: u64,
     /// Frames on which the blink detector was open.
     pub detected_frames: u64,
+    /// Filter update attempts (the check whether enough blinks are in), on the estimator's
+    /// schedule: `update_every` statistics frames after the last attempt when a blink frame
+    /// entered the statistics since, else `idle_update_every`.
+    pub update_attempts: u64,
     /// Filter updates (the estimator's version count over the run).
     pub updates: u64,
+    /// Frames pushed when the first filter update of the run happened (None: none did).
+    pub first_update_frame: Option<u64>,
     /// `f64` operations on the cost model.
     pub ops: F64Ops,
     /// Estimated Cortex-M4F cycles (soft-float `f64` plus the hardware work).
@@ -624,8 +633,13 @@ struct Eye<'a, const L: usize> {
     cost: EyeCost,
     decimate: u64,
     update_every: u64,
+    idle_update_every: u64,
     version0: u64,
     marks: Marks,
+    /// A blink frame entered the statistics since the last update attempt, and the
+    /// statistics frames at that attempt: the estimator's `fresh_blink` and `last_update`.
+    fresh_blink: bool,
+    last_update: u64,
     /// Filter version of the stored projections (None: none stored since the filter was
     /// last inactive), as `BlinkMwf::store_projections` keeps it.
     proj_version: Option<u64>,
@@ -633,7 +647,24 @@ struct Eye<'a, const L: usize> {
     proj_upto: u64,
 }
 
-impl<const L: usize> Eye<'_, L> {
+impl<'a, const L: usize> Eye<'a, L> {
+    fn new(mwf: &'a mut EyeStage<L>) -> Self {
+        let cfg = *mwf.estimator().config();
+        Eye {
+            cost: EyeCost::new(&cfg, CHANNELS, 1),
+            decimate: cfg.decimate as u64,
+            update_every: cfg.update_every as u64,
+            idle_update_every: cfg.idle_update_every as u64,
+            version0: mwf.estimator().version(),
+            marks: Marks::new(),
+            fresh_blink: false,
+            last_update: 0,
+            proj_version: None,
+            proj_upto: 0,
+            mwf,
+        }
+    }
+
     /// Pushes one frame; returns whether a cleaned frame was written to `out`, and adds the
     /// frame's operations to `stats`. Every frame is taken to be finite (the ADC's are): the
     /// core skips a frame with a non-finite sample, which these counts do not follow.
@@ -652,16 +683,15 @@ impl<const L: usize> Eye<'_, L> {
         self.marks.set(n, est.blink());
         let mut ops = self.cost.per_frame;
         // The frame `margin` older entered the statistics, and a covariance every
-        // `decimate`-th frame unless a blink was within the margin.
+        // `decimate`-th frame unless a blink was within the margin; then an update attempt
+        // when one is due, as `MwfEstimator::accumulate` schedules it.
         let margin = self.cost.margin;
         if let Some(u) = n.checked_sub(margin) {
             stats.statistics_frames += 1;
             ops += self.cost.per_statistics_frame;
-            if stats.statistics_frames.is_multiple_of(self.update_every) {
-                ops += self.cost.per_update_check;
-            }
+            let class = self.marks.class(u, margin);
             if u.is_multiple_of(self.decimate)
-                && let Some(blink) = self.marks.class(u, margin)
+                && let Some(blink) = class
             {
                 stats.covariance_frames += 1;
                 ops += self.cost.per_covariance_frame;
@@ -670,9 +700,22 @@ impl<const L: usize> Eye<'_, L> {
                     ops += self.cost.per_blink_covariance_frame;
                 }
             }
+            self.fresh_blink |= class == Some(true);
+            let due = if self.fresh_blink {
+                self.update_every
+            } else {
+                self.idle_update_every
+            };
+            if stats.statistics_frames - self.last_update >= due {
+                self.last_update = stats.statistics_frames;
+                self.fresh_blink = false;
+                stats.update_attempts += 1;
+                ops += self.cost.per_update_check;
+            }
         }
         if est.version() != version {
             ops += self.cost.update_ops();
+            stats.first_update_frame.get_or_insert(stats.frames_in);
         }
         stats.updates = est.version() - self.version0;
         stats.cycles += self.cost.hw_cycles_per_frame;
@@ -743,19 +786,7 @@ pub fn run_stream<const D: usize, const S: usize, const K: usize, const L: usize
     let mut fired = 0u64; // interrupts so far
     let mut now = 0.0f64; // main-loop clock, cycles
     let mut stats = RunStats::default();
-    let mut eye = eye.map(|mwf| {
-        let cfg = *mwf.estimator().config();
-        Eye {
-            cost: EyeCost::new(&cfg, CHANNELS, 1),
-            decimate: cfg.decimate as u64,
-            update_every: cfg.update_every as u64,
-            version0: mwf.estimator().version(),
-            marks: Marks::new(),
-            proj_version: None,
-            proj_upto: 0,
-            mwf,
-        }
-    });
+    let mut eye = eye.map(Eye::new);
     let mut codes = [0i32; BLOCK * CHANNELS];
     let mut input = [0.0f32; BLOCK * CHANNELS];
     let mut cleaned = [0.0f32; BLOCK * CHANNELS];
@@ -885,5 +916,52 @@ mod tests {
         }
         // A margin past the history counts every frame as a blink frame (the bound).
         assert_eq!(marks.class(10, MARK_HISTORY as u64), Some(true));
+    }
+
+    /// The loop's update attempts follow the estimator's schedule: every filter update (a
+    /// change of `estimator().version()`) falls on a frame where the loop counted an
+    /// attempt, and once the first update is in (enough blinks), every attempt updates the
+    /// filter; a schedule off by one frame fails both. Attempts are `update_every` to
+    /// `idle_update_every` statistics frames apart, both occurring.
+    #[test]
+    fn update_attempts_follow_the_estimators_schedule() {
+        const RATE: usize = 128;
+        let mut mwf: Box<EyeStage<{ eye_line_len(RATE) }>> =
+            Box::new(eye_stage(RATE as f32).unwrap());
+        let cfg = *mwf.estimator().config();
+        let mut eye = Eye::new(&mut mwf);
+        let mut adc = Adc::new(RATE as f32);
+        let mut stats = EyeStats::default();
+        let (mut codes, mut out) = ([0i32; BLOCK * CHANNELS], [0.0f32; CHANNELS]);
+        let (mut attempts_after_first, mut gaps) = (0u64, Vec::new());
+        let mut last_attempt = None;
+        for _ in 0..60 * RATE / BLOCK {
+            adc.read_block(&mut codes);
+            for frame in codes.chunks_exact(CHANNELS) {
+                let frame: Vec<f32> = frame.iter().map(|&c| c as f32 * Adc::LSB_UV).collect();
+                let (version, attempts) = (eye.mwf.estimator().version(), stats.update_attempts);
+                eye.push(&frame, &mut out, &mut stats).unwrap();
+                let attempted = stats.update_attempts != attempts;
+                let updated = eye.mwf.estimator().version() != version;
+                assert!(!updated || attempted, "update without an attempt");
+                if stats.first_update_frame.is_some() {
+                    assert_eq!(attempted, updated, "frame {}", stats.frames_in);
+                    attempts_after_first += u64::from(attempted);
+                }
+                if attempted {
+                    if let Some(l) = last_attempt {
+                        gaps.push(stats.statistics_frames - l);
+                    }
+                    last_attempt = Some(stats.statistics_frames);
+                }
+            }
+        }
+        assert!(stats.updates > 10, "{stats:?}");
+        assert_eq!(attempts_after_first, stats.updates);
+        let (fast, idle) = (cfg.update_every as u64, cfg.idle_update_every as u64);
+        // A blink frame entering later than `update_every` after the last attempt brings the
+        // next one forward to that frame.
+        assert!(gaps.iter().all(|&g| (fast..=idle).contains(&g)), "{gaps:?}");
+        assert!(gaps.contains(&fast) && gaps.contains(&idle), "{gaps:?}");
     }
 }

@@ -189,13 +189,15 @@ fn report_eye<const L: usize>(
     let cost = EyeCost::new(cfg, CHANNELS, 1);
     let per_s = |n: u64| n as f64 / seconds;
     println!(
-        "  eye stage: BlinkMwf over {CHANNELS} channels, detection reference mean(ch{}, ch{}); filter active {}, lambda {:.1}, reference corr {:.3}, {} filter updates",
+        "  eye stage: BlinkMwf over {CHANNELS} channels, detection reference mean(ch{}, ch{}); filter active {}, lambda {:.1}, reference corr {:.3}, {} filter updates ({:.1}/min) in {} attempts",
         FRONTAL[0],
         FRONTAL[1],
         if est.active() { "yes" } else { "no" },
         est.lambda(),
         est.reference_corr(),
-        e.updates
+        e.updates,
+        60.0 * per_s(e.updates),
+        e.update_attempts
     );
     println!(
         "  eye stage frames: {} in, {} out ({} cleaned by an active filter), blink detector open on {}; {} entered the statistics ({} frames later), {} covariance updates ({} blink), {} projections stored",
@@ -227,9 +229,10 @@ fn report_eye<const L: usize>(
     let u = cost.update_ops();
     let h = cost.fir_half;
     // Steady state: every frame through an active filter (one new projection), every
-    // `decimate`-th frame into the blink covariance (a bound), an update every
-    // `update_every` frames with the power iteration at its bound and the FIR window's
-    // projections stored again.
+    // `decimate`-th frame into the blink covariance (a bound), and updates with the power
+    // iteration at its bound and the FIR window's projections stored again: one every
+    // `update_every` frames (the bound: blink frames entering the statistics continuously),
+    // or at the rate measured in the run since its first update.
     let frame = cost.per_frame
         + cost.per_statistics_frame
         + cost.per_output_frame
@@ -238,7 +241,7 @@ fn report_eye<const L: usize>(
     let covariance = cost.per_covariance_frame + cost.per_blink_covariance_frame;
     let update = u + cost.per_update_check + cost.per_projection * (2 * h);
     println!(
-        "  eye stage f64 ops (cost model): {:.0}/s; per frame {} MAC (band-pass {}, baselines {}, vᵀx {}, FIR {}, correction {CHANNELS}); covariance every {} frames {} MAC (+{} blink terms); update every {} frames: Cholesky {} MAC + {} sqrt, power iteration <= {} x {} MAC, FIR window's vᵀx again {} x {} MAC ({} MAC, {} div, {} sqrt per update at the bound)",
+        "  eye stage f64 ops (cost model): {:.0}/s; per frame {} MAC (band-pass {}, baselines {}, vᵀx {}, FIR {}, correction {CHANNELS}); covariance every {} frames {} MAC (+{} blink terms); update every {} frames while blink frames come in, else every {}: Cholesky {} MAC + {} sqrt, power iteration <= {} x {} MAC, FIR window's vᵀx again {} x {} MAC ({} MAC, {} div, {} sqrt per update at the bound)",
         per_s(e.ops.total()),
         frame.mac,
         cost.per_statistics_frame.mac,
@@ -249,6 +252,7 @@ fn report_eye<const L: usize>(
         cost.per_covariance_frame.mac,
         cost.per_blink_covariance_frame.mac,
         cfg.update_every,
+        cfg.idle_update_every,
         (CHANNELS.pow(3) - CHANNELS) / 6,
         CHANNELS,
         cost.iterations,
@@ -269,19 +273,42 @@ fn report_eye<const L: usize>(
         100.0 * per_s(e.cycles - update_cycles) / firmware_sim::CLOCK_HZ
     );
     let fs = f64::from(rate_hz);
-    let steady_ops = frame.total() as f64 * fs
-        + covariance.total() as f64 * fs / cfg.decimate as f64
-        + update.total() as f64 * fs / cfg.update_every as f64;
-    let steady_cycles = (frame.cycles() + cost.hw_cycles_per_frame) as f64 * fs
-        + covariance.cycles() as f64 * fs / cfg.decimate as f64
-        + update.cycles() as f64 * fs / cfg.update_every as f64;
+    // Updates per second: at the bound, and measured after the run's first update.
+    let bound_rate = fs / cfg.update_every as f64;
+    let measured_rate = e.first_update_frame.map_or(0.0, |f| {
+        (e.updates - 1) as f64 / ((e.frames_in - f) as f64 / fs).max(1.0 / fs)
+    });
+    let steady_ops = |rate: f64| {
+        frame.total() as f64 * fs
+            + covariance.total() as f64 * fs / cfg.decimate as f64
+            + update.total() as f64 * rate
+    };
+    let steady_cycles = |rate: f64| {
+        (frame.cycles() + cost.hw_cycles_per_frame) as f64 * fs
+            + covariance.cycles() as f64 * fs / cfg.decimate as f64
+            + update.cycles() as f64 * rate
+    };
+    let pct = |cycles: f64| 100.0 * cycles / firmware_sim::CLOCK_HZ;
     println!(
-        "  eye stage steady state (estimate): {steady_ops:.0} f64 ops/s, {steady_cycles:.0} cycles/s = {:.1} % of real time at {CHANNELS} ch; one update = {} cycles + {} per power-iteration step (counted {} steps) + {} for the FIR window's projections",
-        100.0 * steady_cycles / firmware_sim::CLOCK_HZ,
+        "  eye stage steady state (estimate), blink frames continuously (bound: an update every {} frames, {:.0}/min): {:.0} f64 ops/s, {:.0} cycles/s = {:.1} % of real time at {CHANNELS} ch; one update = {} cycles + {} per power-iteration step (counted {} steps) + {} for the FIR window's projections",
+        cfg.update_every,
+        60.0 * bound_rate,
+        steady_ops(bound_rate),
+        steady_cycles(bound_rate),
+        pct(steady_cycles(bound_rate)),
         cost.per_update.cycles(),
         cost.per_iteration.cycles(),
         cost.iterations,
         (cost.per_projection * (2 * h)).cycles()
+    );
+    println!(
+        "  eye stage steady state (estimate), at this run's update rate after its first update ({:.1}/min): {:.0} f64 ops/s, {:.0} cycles/s = {:.1} % of real time at {CHANNELS} ch ({:.1} % per-frame work, {:.1} % updates)",
+        60.0 * measured_rate,
+        steady_ops(measured_rate),
+        steady_cycles(measured_rate),
+        pct(steady_cycles(measured_rate)),
+        pct(steady_cycles(0.0)),
+        pct(update.cycles() as f64 * measured_rate)
     );
     let sae = sae_cycles_per_s / firmware_sim::CLOCK_HZ;
     println!(
