@@ -1224,4 +1224,64 @@ mod tests {
         assert!(limited < 0.01, "50 Hz moved by {limited} of the mains");
         assert!(full > 5.0 * limited, "full band {full} vs {limited}");
     }
+
+    /// A frame with a gap (NaN) while the filter acts: it comes out as it went in, the frames
+    /// whose low-pass span holds it (`delay / 4` either side) come out uncorrected, and no
+    /// other frame is touched by the gap.
+    #[test]
+    fn a_gap_stays_where_it_is() {
+        let mut f = BlinkMwf::new(
+            MwfConfig::for_rate(128.0),
+            [MwfChannel::default(); 3],
+            [0.0; 27],
+            [0.0f32; BlinkMwf::<[MwfChannel; 3], [f64; 27], [f32; 0]>::line_len(3, 64)],
+        )
+        .unwrap();
+        let mut seed = 3u32;
+        let mut noise = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            (seed as f32 / u32::MAX as f32 - 0.5) * 10.0
+        };
+        let gap = 128 * 40 + 300;
+        let mut inputs = std::vec::Vec::new();
+        let mut outputs = std::vec::Vec::new();
+        let mut out = [0.0f32; 3];
+        for t in 0..128 * 45 {
+            let phase = t % 512;
+            let blink = if (100..150).contains(&phase) {
+                let x = core::f32::consts::PI * (phase - 100) as f32 / 50.0;
+                150.0 * libm::sinf(x) * libm::sinf(x)
+            } else {
+                0.0
+            };
+            let mut x = [
+                blink + noise(),
+                0.5 * blink + noise(),
+                0.2 * blink + noise(),
+            ];
+            if t == gap {
+                x[1] = f32::NAN;
+            }
+            inputs.push(x);
+            if f.push(&[blink + 0.1 * noise()], &x, &mut out).unwrap() {
+                outputs.push(out);
+            }
+        }
+        assert!(f.estimator().active());
+        let half = 64 / 4;
+        for (u, (o, x)) in outputs.iter().zip(&inputs).enumerate() {
+            let near = u.abs_diff(gap) <= half;
+            if u == gap {
+                assert!(o[1].is_nan() && o[0] == x[0] && o[2] == x[2], "{o:?}");
+            } else if near {
+                assert_eq!(o, x, "frame {u}, {} from the gap", u.abs_diff(gap));
+            } else if u > 128 * 30 {
+                assert!(o.iter().all(|v| v.is_finite()), "frame {u}");
+                // Active and away from the gap: every frame is corrected.
+                assert_ne!(o, x, "frame {u}");
+            }
+        }
+    }
 }
