@@ -118,6 +118,9 @@ pub struct FileReport {
     pub blink_floor: f64,
     /// Seconds counted as blink-free.
     pub blink_free_s: f64,
+    /// The raw recording's leakage over the blink-free samples alone: how much of the
+    /// leakage is not blinks (EEG the references share, eye movements).
+    pub blink_free_leakage: f64,
     /// ICA components removed, of how many.
     pub ica_removed: (Vec<usize>, usize),
     /// Streaming latency of the multi-channel Wiener filter (`mfr-eeg denoise`'s eye stage)
@@ -140,7 +143,8 @@ impl FileReport {
             o,
             "{} EEG channels at {} Hz, {:.1} s; {}; {} blink events ({} in the blink-locked \
              average; its floor, blink-free epochs averaged alike: {:.3}), {:.1} s blink-free \
-             (>= {BLINK_MARGIN_S} s from a blink); leakage over {} channels; ICA removed \
+             (>= {BLINK_MARGIN_S} s from a blink); leakage over {} channels (raw, blink-free \
+             samples alone: {:.3}); ICA removed \
              components {:?} of {}; streaming latency of the Wiener filter {:.3} s, of the \
              regression on the SAE-isolated reference {:.3} s\n",
             self.channels,
@@ -152,6 +156,7 @@ impl FileReport {
             self.blink_floor,
             self.blink_free_s,
             self.leakage_channels,
+            self.blink_free_leakage,
             self.ica_removed.0,
             self.ica_removed.1,
             self.latency_s,
@@ -308,6 +313,20 @@ fn leakage(eeg_1_8: &[Vec<f32>], refs_1_8: &[Vec<f32>]) -> f64 {
     s / k.max(1) as f64
 }
 
+/// [`leakage`] over the `keep` samples only.
+fn leakage_on(eeg_1_8: &[Vec<f32>], refs_1_8: &[Vec<f32>], keep: &[bool]) -> f64 {
+    let pick = |x: &Vec<f32>| -> Vec<f32> {
+        x.iter()
+            .zip(keep)
+            .filter(|&(_, &k)| k)
+            .map(|(&v, _)| v)
+            .collect()
+    };
+    let eeg: Vec<Vec<f32>> = eeg_1_8.iter().map(pick).collect();
+    let refs: Vec<Vec<f32>> = refs_1_8.iter().map(pick).collect();
+    leakage(&eeg, &refs)
+}
+
 /// Mean over channels of the 1-40 Hz RRMSE of `cleaned` against `raw` on `free` samples.
 fn blink_free_change(raw_1_40: &[Vec<f32>], cleaned_1_40: &[Vec<f32>], free: &[bool]) -> f64 {
     let mut total = 0.0;
@@ -447,6 +466,7 @@ pub fn check_file(
         .collect::<Result<_, _>>()
         .map_err(filt)?;
     let raw_blink = blink_average(&raw_18, &epochs, half);
+    let blink_free_leakage = leakage_on(&raw_18, &leak_refs, &free);
     let centres: Vec<usize> = (half..n.saturating_sub(half))
         .filter(|&p| free[p])
         .collect();
@@ -632,6 +652,7 @@ pub fn check_file(
         blink_epochs: epochs.len(),
         blink_floor,
         blink_free_s: free.iter().filter(|&&f| f).count() as f64 / fs,
+        blink_free_leakage,
         ica_removed: (excluded, k),
         latency_s: MwfConfig::for_rate(fs).delay as f64 / fs,
         regression_latency_s: isolator.latency_s(),
