@@ -964,6 +964,35 @@ mod tests {
     const L4: usize = line(4);
     type Owned = BlinkMwf<[MwfChannel; 3], [f64; 27], [f32; L8]>;
 
+    type Three = BlinkMwf<[MwfChannel; 3], [f64; 27], std::vec::Vec<f32>>;
+
+    /// Three channels at `cfg`, the delay line on the heap.
+    fn three(cfg: MwfConfig) -> Three {
+        let line = std::vec![0.0f32; Three::line_len(3, cfg.delay)];
+        BlinkMwf::new(cfg, [MwfChannel::default(); 3], [0.0; 27], line).unwrap()
+    }
+
+    /// Deterministic noise, uniform in [-5, 5) (xorshift).
+    fn noise(mut seed: u32) -> impl FnMut() -> f32 {
+        move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            (seed as f32 / u32::MAX as f32 - 0.5) * 10.0
+        }
+    }
+
+    /// A 150 uV sin² blink over frames `start..start + len` of every `period`.
+    fn blink_at(t: usize, period: usize, start: usize, len: usize) -> f32 {
+        let phase = t % period;
+        if (start..start + len).contains(&phase) {
+            let x = core::f32::consts::PI * (phase - start) as f32 / len as f32;
+            150.0 * libm::sinf(x) * libm::sinf(x)
+        } else {
+            0.0
+        }
+    }
+
     fn small(delay: usize) -> Owned {
         let cfg = MwfConfig {
             delay,
@@ -1059,30 +1088,11 @@ mod tests {
     #[test]
     fn learns_the_pattern_of_a_single_source() {
         let pattern = [1.0f32, 0.5, -0.25];
-        let mut f = BlinkMwf::new(
-            MwfConfig::for_rate(128.0),
-            [MwfChannel::default(); 3],
-            [0.0; 27],
-            [0.0f32; BlinkMwf::<[MwfChannel; 3], [f64; 27], [f32; 0]>::line_len(3, 64)],
-        )
-        .unwrap();
+        let mut f = three(MwfConfig::for_rate(128.0));
         let mut out = [0.0f32; 3];
-        let mut seed = 1u32;
-        let mut noise = || {
-            // xorshift: deterministic, no std.
-            seed ^= seed << 13;
-            seed ^= seed >> 17;
-            seed ^= seed << 5;
-            (seed as f32 / u32::MAX as f32 - 0.5) * 10.0
-        };
+        let mut noise = noise(1);
         for t in 0..128 * 60 {
-            let phase = t % 512;
-            let blink = if (100..150).contains(&phase) {
-                let x = core::f32::consts::PI * (phase - 100) as f32 / 50.0;
-                150.0 * libm::sinf(x) * libm::sinf(x)
-            } else {
-                0.0
-            };
+            let blink = blink_at(t, 512, 100, 50);
             let x = [
                 pattern[0] * blink + noise(),
                 pattern[1] * blink + noise(),
@@ -1110,33 +1120,15 @@ mod tests {
                 blink_margin_s: margin_s,
                 ..MwfConfig::for_rate(128.0)
             };
-            let mut f = BlinkMwf::new(
-                cfg,
-                [MwfChannel::default(); 3],
-                [0.0; 27],
-                [0.0f32; BlinkMwf::<[MwfChannel; 3], [f64; 27], [f32; 0]>::line_len(3, 64)],
-            )
-            .unwrap();
+            let mut f = three(cfg);
             let pattern = [1.0f32, 0.6, 0.3];
-            let mut seed = 7u32;
-            let mut noise = || {
-                seed ^= seed << 13;
-                seed ^= seed >> 17;
-                seed ^= seed << 5;
-                (seed as f32 / u32::MAX as f32 - 0.5) * 10.0
-            };
+            let mut noise = noise(7);
             let (mut left, mut blink_energy) = (0.0f64, 0.0f64);
             let mut history = std::vec::Vec::new();
             let mut out = [0.0f32; 3];
             for t in 0..128 * 90 {
                 // A 1 s raised-cosine blink every 4 s: only its top half opens the detector.
-                let phase = t % 512;
-                let blink = if (100..228).contains(&phase) {
-                    let x = core::f32::consts::PI * (phase - 100) as f32 / 128.0;
-                    150.0 * libm::sinf(x) * libm::sinf(x)
-                } else {
-                    0.0
-                };
+                let blink = blink_at(t, 512, 100, 128);
                 let n = [noise(), noise(), noise()];
                 let x = [
                     pattern[0] * blink + n[0],
@@ -1173,32 +1165,14 @@ mod tests {
                 correction_hz,
                 ..MwfConfig::for_rate(FS)
             };
-            let mut f = BlinkMwf::new(
-                cfg,
-                [MwfChannel::default(); 3],
-                [0.0; 27],
-                [0.0f32; BlinkMwf::<[MwfChannel; 3], [f64; 27], [f32; 0]>::line_len(3, 128)],
-            )
-            .unwrap();
+            let mut f = three(cfg);
             let pattern = [1.0f32, 0.7, 0.2];
-            let mut seed = 11u32;
-            let mut noise = || {
-                seed ^= seed << 13;
-                seed ^= seed >> 17;
-                seed ^= seed << 5;
-                (seed as f32 / u32::MAX as f32 - 0.5) * 10.0
-            };
+            let mut noise = noise(11);
             let mut history = std::vec::Vec::new();
             let mut out = [0.0f32; 3];
             let (mut re, mut im, mut n) = (0.0f64, 0.0f64, 0usize);
             for t in 0..(FS as usize) * 60 {
-                let phase = t % 1024;
-                let blink = if (200..300).contains(&phase) {
-                    let x = core::f32::consts::PI * (phase - 200) as f32 / 100.0;
-                    150.0 * libm::sinf(x) * libm::sinf(x)
-                } else {
-                    0.0
-                };
+                let blink = blink_at(t, 1024, 200, 100);
                 let mains = 20.0 * libm::sin(core::f64::consts::TAU * 50.0 * t as f64 / FS) as f32;
                 let x = [
                     pattern[0] * blink + noise() + mains,
@@ -1230,32 +1204,14 @@ mod tests {
     /// other frame is touched by the gap.
     #[test]
     fn a_gap_stays_where_it_is() {
-        let mut f = BlinkMwf::new(
-            MwfConfig::for_rate(128.0),
-            [MwfChannel::default(); 3],
-            [0.0; 27],
-            [0.0f32; BlinkMwf::<[MwfChannel; 3], [f64; 27], [f32; 0]>::line_len(3, 64)],
-        )
-        .unwrap();
-        let mut seed = 3u32;
-        let mut noise = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 17;
-            seed ^= seed << 5;
-            (seed as f32 / u32::MAX as f32 - 0.5) * 10.0
-        };
+        let mut f = three(MwfConfig::for_rate(128.0));
+        let mut noise = noise(3);
         let gap = 128 * 40 + 300;
         let mut inputs = std::vec::Vec::new();
         let mut outputs = std::vec::Vec::new();
         let mut out = [0.0f32; 3];
         for t in 0..128 * 45 {
-            let phase = t % 512;
-            let blink = if (100..150).contains(&phase) {
-                let x = core::f32::consts::PI * (phase - 100) as f32 / 50.0;
-                150.0 * libm::sinf(x) * libm::sinf(x)
-            } else {
-                0.0
-            };
+            let blink = blink_at(t, 512, 100, 50);
             let mut x = [
                 blink + noise(),
                 0.5 * blink + noise(),
