@@ -115,6 +115,33 @@ fn residuals(m: &Montage, cleaned: &[Vec<f32>], skip: usize) -> Vec<(f64, f64)> 
         .collect()
 }
 
+/// After `skip_s` seconds, on every channel: blink residual under `max_residual`, and
+/// blink-free change under `slope * blink weight + floor` (`change_bound = (slope, floor)`).
+fn assert_cleaned(
+    m: &Montage,
+    cleaned: &[Vec<f32>],
+    skip_s: f64,
+    max_residual: f64,
+    change_bound: (f64, f64),
+) {
+    for (c, (res, change)) in residuals(m, cleaned, (skip_s * FS) as usize)
+        .into_iter()
+        .enumerate()
+    {
+        assert!(
+            res < max_residual,
+            "channel {}: blink residual {res:.3}",
+            LABELS[c]
+        );
+        let bound = change_bound.0 * f64::from(TOPO[c]) + change_bound.1;
+        assert!(
+            change < bound,
+            "channel {}: blink-free change {change:.3} >= {bound:.3}",
+            LABELS[c]
+        );
+    }
+}
+
 fn raw_channels(m: &Montage) -> Vec<Vec<f32>> {
     (0..LABELS.len())
         .map(|c| {
@@ -156,18 +183,7 @@ fn eog_channel_removes_known_blink_topography() {
     // (measured 8-9 %), and blink-free EEG changes by less than 0.4 x the channel's blink
     // weight + 0.02 (measured 0.32 at Fp1, 0.012 at O2: what changes there is the gated
     // reference's own noise and the tail of the blink after its DC blocker, times the gain).
-    for (c, (res, change)) in residuals(&m, &cleaned, (10.0 * FS) as usize)
-        .into_iter()
-        .enumerate()
-    {
-        assert!(res < 0.12, "channel {}: blink residual {res:.3}", LABELS[c]);
-        let bound = 0.4 * f64::from(TOPO[c]) + 0.02;
-        assert!(
-            change < bound,
-            "channel {}: blink-free change {change:.3} >= {bound:.3}",
-            LABELS[c]
-        );
-    }
+    assert_cleaned(&m, &cleaned, 10.0, 0.12, (0.4, 0.02));
 }
 
 #[test]
@@ -195,18 +211,7 @@ fn frontal_reference_with_sae_removes_blinks_without_eog() {
     // blink-free EEG changes by less than 0.35 x the blink weight + 0.03 (measured 0.26 at
     // Fp2, 0.017 at O2): the frontal reference carries Fp EEG, of which the SAE-isolated,
     // gated waveform still lets some through.
-    for (c, (res, change)) in residuals(&m, &cleaned, (10.0 * FS) as usize)
-        .into_iter()
-        .enumerate()
-    {
-        assert!(res < 0.2, "channel {}: blink residual {res:.3}", LABELS[c]);
-        let bound = 0.35 * f64::from(TOPO[c]) + 0.03;
-        assert!(
-            change < bound,
-            "channel {}: blink-free change {change:.3} >= {bound:.3}",
-            LABELS[c]
-        );
-    }
+    assert_cleaned(&m, &cleaned, 10.0, 0.2, (0.35, 0.03));
 }
 
 #[test]
@@ -524,18 +529,7 @@ fn mwf_montage(seed: u64, with_eog: bool) -> (Montage, Vec<Vec<f32>>, MwfReport)
 fn mwf_with_eog_removes_known_blink_topography() {
     let (m, cleaned, rep) = mwf_montage(11, true);
     assert!(rep.active && rep.reference_corr > 0.9, "{rep:?}");
-    for (c, (res, change)) in residuals(&m, &cleaned, (5.0 * FS) as usize)
-        .into_iter()
-        .enumerate()
-    {
-        assert!(res < 0.15, "channel {}: blink residual {res:.3}", LABELS[c]);
-        let bound = 0.3 * f64::from(TOPO[c]) + 0.02;
-        assert!(
-            change < bound,
-            "channel {}: blink-free change {change:.3} >= {bound:.3}",
-            LABELS[c]
-        );
-    }
+    assert_cleaned(&m, &cleaned, 5.0, 0.15, (0.3, 0.02));
 }
 
 /// Without EOG, blinks are detected on mean(Fp1, Fp2): after 5 s the blink is removed to within
@@ -546,18 +540,7 @@ fn mwf_with_eog_removes_known_blink_topography() {
 fn mwf_without_eog_uses_the_frontal_channels() {
     let (m, cleaned, rep) = mwf_montage(12, false);
     assert!(rep.active, "{rep:?}");
-    for (c, (res, change)) in residuals(&m, &cleaned, (5.0 * FS) as usize)
-        .into_iter()
-        .enumerate()
-    {
-        assert!(res < 0.2, "channel {}: blink residual {res:.3}", LABELS[c]);
-        let bound = 0.55 * f64::from(TOPO[c]) + 0.03;
-        assert!(
-            change < bound,
-            "channel {}: blink-free change {change:.3} >= {bound:.3}",
-            LABELS[c]
-        );
-    }
+    assert_cleaned(&m, &cleaned, 5.0, 0.2, (0.55, 0.03));
 }
 
 /// No blink anywhere: the filter never acts and every sample keeps its bits.
