@@ -260,6 +260,7 @@ impl TrainArgs {
             activation: self.activation.into(),
             tied: self.tied,
             residual: self.residual,
+            residual_gate: None,
             steps: self.steps,
             batch_size: self.batch_size,
             lr: self.lr,

@@ -111,6 +111,15 @@ pub struct TrainDenoiserArgs {
     /// linear path (the identity, or an FIR fitted on every window) carries to the output.
     #[arg(long)]
     pub residual: bool,
+    /// With `--residual`: only windows whose high-frequency ratio sum(dx^2)/sum(x^2) is at
+    /// most this are corrections (the identity path opens there); the others are rebuilt
+    /// whole, as by a plain SAE.
+    #[arg(long, requires = "residual")]
+    pub residual_gate: Option<f32>,
+    /// Share of training and validation pairs with no artifact (target = input), so the
+    /// model learns to pass clean EEG through.
+    #[arg(long, default_value_t = opts().clean_fraction)]
+    pub clean_fraction: f64,
     /// Per-window normalisation (recorded in the model).
     #[arg(long, value_enum, default_value_t = opts().normalisation.into())]
     pub normalisation: NormArg,
@@ -156,6 +165,8 @@ impl From<TrainDenoiserArgs> for TrainDenoiserOptions {
             data_seed: a.data_seed,
             relative_loss: a.relative_loss,
             residual: a.residual,
+            residual_gate: a.residual_gate,
+            clean_fraction: a.clean_fraction,
             relative_eps: a.relative_eps,
             normalisation: a.normalisation.into(),
             backend: a.backend.into(),
@@ -187,11 +198,13 @@ fn show(e: DenoiserEvent<'_>) {
             "  linear path gate {gate}: validation windows RRMSE_t {rrmse_t:.4} (best before: {best_before:.4})"
         ),
         DenoiserEvent::Trained(r) => eprintln!(
-            "  val loss {:.5}, validation windows (EOG+EMG levels) RRMSE_t {:.4}, test RRMSE_t {:.4}, CC {:.4}, hop {}, {:.1} s",
+            "  val loss {:.5}, validation windows (EOG+EMG levels) RRMSE_t {:.4}, clean {:.4}, test RRMSE_t {:.4}, CC {:.4}, clean {:.4}, hop {}, {:.1} s",
             r.result.val_loss,
             r.val_windows_rrmse_t,
+            r.result.val_clean_rrmse_t.unwrap_or(f64::NAN),
             r.result.test_rrmse_t,
             r.result.test_cc,
+            r.result.test_clean_rrmse_t.unwrap_or(f64::NAN),
             r.meta.hop,
             r.result.train_seconds
         ),

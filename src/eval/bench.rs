@@ -159,6 +159,28 @@ pub fn quality_with<'a>(
     evaluate(&mut methods, &test_windows(corpus, plan)?, corpus.config.fs)
 }
 
+/// Per method of [`quality_with`], the mean RRMSE_t between output and input on the test
+/// split's artifact-free windows (one per segment), and their count.
+pub fn clean_change<'a>(
+    corpus: &Corpus,
+    plan: &BenchPlan,
+    models: Vec<(String, Model)>,
+    extra: Vec<Box<dyn Method + 'a>>,
+) -> Result<Vec<(String, f64, usize)>, EvalError> {
+    let val = val_level_windows(corpus, plan.max_val_segments)?;
+    let windows =
+        corpus.clean_windows(Split::Test, corpus.config.seg_len, plan.max_test_segments)?;
+    let mut out = Vec::new();
+    for mut m in methods_with(corpus, &val, models, extra)? {
+        let mut sum = 0.0;
+        for w in &windows {
+            sum += super::metrics::rrmse_t(&m.denoise(&w.noisy)?, &w.clean)?;
+        }
+        out.push((m.name(), sum / windows.len().max(1) as f64, windows.len()));
+    }
+    Ok(out)
+}
+
 /// The validation windows of every EOG and EMG level (at most `max_segments` segments each),
 /// on which the band-pass corners are tuned.
 pub(crate) fn val_level_windows(
@@ -345,6 +367,9 @@ pub fn run_report(args: &BenchOptions) -> Result<Report, EvalError> {
             report.candidate = models.first().map(|m| m.0.clone());
         }
         let extra = if main { peer.methods() } else { Vec::new() };
+        if main {
+            report.clean = clean_change(&corpus, &plan, models.clone(), peer.methods())?;
+        }
         let ev = quality_with(&corpus, &plan, models, extra)?;
         if main {
             for kind in ArtifactKind::ALL {
@@ -539,6 +564,7 @@ fn mfr_section(
         per_seg,
         super::train_denoiser::default_val_per_segment(per_seg),
         if plan.quick { 6 } else { 60 },
+        0.0,
         crate::core::Normalisation::WindowZscoreNoMean,
     )?;
     report.mfr_budget = format!(
@@ -654,6 +680,7 @@ fn peer_cnn(
         32,
         8,
         1,
+        0.0,
         crate::core::Normalisation::WindowZscoreNoMean,
     )?;
     let cfg = CnnConfig {

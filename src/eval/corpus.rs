@@ -219,6 +219,28 @@ impl Corpus {
         )
     }
 
+    /// Artifact-free windows of `split`: one per segment (at most `max_segments`), `win_len`
+    /// samples, z-scored like the level windows (input and target equal). Their `kind` is
+    /// [`ArtifactKind::Eog`] at +infinity dB.
+    pub fn clean_windows(
+        &self,
+        split: Split,
+        win_len: usize,
+        max_segments: usize,
+    ) -> Result<Vec<Window>, EvalError> {
+        let segs = self.segments(split);
+        let segs = &segs[..segs.len().min(max_segments)];
+        make_windows(
+            segs,
+            ArtifactKind::Eog,
+            ArtifactSource::Generated,
+            &SnrPlan::Levels(vec![f64::INFINITY]),
+            win_len,
+            self.config.fs,
+            self.config.seed ^ (0xC1EA + split.index() as u64),
+        )
+    }
+
     /// Training pairs for a denoiser of width `d_in`: `per_segment` random crops per segment
     /// of `split`, each mixed with one artifact whose kind is drawn from `mix` (weights) at an
     /// SNR uniform in that kind's range, then normalised exactly as the core does at
@@ -231,6 +253,10 @@ impl Corpus {
     /// EEGdenoiseNet convention the benchmark tests on), windows see what a 1 s model sees
     /// when it slides over a 2 s test segment: local SNRs spread around the segment's (a blink
     /// in one half) and clean windows with their own offset.
+    ///
+    /// A share `clean_fraction` of the windows (drawn per window) gets no artifact, so the
+    /// model also learns to pass artifact-free EEG through, as most of a real recording is;
+    /// 0 keeps every draw as it was before the option existed.
     #[allow(clippy::too_many_arguments)]
     pub fn training_pairs(
         &self,
@@ -239,12 +265,18 @@ impl Corpus {
         mix_len: usize,
         per_segment: usize,
         mix: &[(ArtifactKind, f64)],
+        clean_fraction: f64,
         normalisation: Normalisation,
         seed: u64,
     ) -> Result<(Vec<f32>, Vec<f32>), EvalError> {
         let total: f64 = mix.iter().map(|m| m.1).sum();
         if mix.is_empty() || total <= 0.0 {
             return Err(EvalError::Invalid("empty artifact mix".into()));
+        }
+        if !(0.0..=1.0).contains(&clean_fraction) {
+            return Err(EvalError::Invalid(format!(
+                "clean fraction {clean_fraction} is not in [0, 1]"
+            )));
         }
         if mix_len < d_in {
             return Err(EvalError::Invalid(format!(
@@ -264,10 +296,14 @@ impl Corpus {
                     })
                     .map_or(mix[0].0, |m| m.0);
                 let (lo, hi) = kind.snr_range_db();
-                let plan = SnrPlan::Uniform {
-                    lo,
-                    hi,
-                    per_segment: 1,
+                let plan = if clean_fraction > 0.0 && rng.uniform(0.0, 1.0) < clean_fraction {
+                    SnrPlan::Levels(vec![f64::INFINITY])
+                } else {
+                    SnrPlan::Uniform {
+                        lo,
+                        hi,
+                        per_segment: 1,
+                    }
                 };
                 let wseed = rng.next_u64() ^ ((s as u64) << 20) ^ j as u64;
                 let mut w = make_windows(

@@ -666,7 +666,8 @@ pub fn contaminate_recording(rec: &mut Recording, kind: ArtifactKind, rms_uv: f6
 // ---------------------------------------------------------------- protocol
 
 /// EEGdenoiseNet mixing: returns `clean + lambda * artifact` with lambda chosen so that
-/// 10 log10(RMS(clean) / RMS(lambda * artifact)) = `snr_db`, and lambda.
+/// 10 log10(RMS(clean) / RMS(lambda * artifact)) = `snr_db`, and lambda (0 at +infinity dB:
+/// an artifact-free window).
 pub fn mix_at_snr(
     clean: &[f32],
     artifact: &[f32],
@@ -687,7 +688,11 @@ pub fn mix_at_snr(
     if ra == 0.0 {
         return Err(EvalError::ZeroEnergy { what: "artifact" });
     }
-    let lambda = rc / (ra * 10f64.powf(snr_db / 10.0));
+    let lambda = if snr_db == f64::INFINITY {
+        0.0
+    } else {
+        rc / (ra * 10f64.powf(snr_db / 10.0))
+    };
     let noisy = clean
         .iter()
         .zip(artifact)

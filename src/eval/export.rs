@@ -91,6 +91,7 @@ pub fn export_data(
         plan.d_in,
         plan.per_segment,
         &DEFAULT_MIX,
+        0.0,
         plan.normalisation,
         seed,
     )?;
@@ -102,6 +103,7 @@ pub fn export_data(
         plan.d_in,
         plan.val_per_segment,
         &DEFAULT_MIX,
+        0.0,
         plan.normalisation,
         seed ^ 0xA1,
     )?;

@@ -242,6 +242,13 @@ pub struct SeedResult {
     /// Gate of the linear path validation kept (`None`: no path).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skip_gate: Option<f32>,
+    /// Mean RRMSE_t between output and input on artifact-free validation windows (0: clean
+    /// EEG passes through unchanged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_clean_rrmse_t: Option<f64>,
+    /// The same on artifact-free test windows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_clean_rrmse_t: Option<f64>,
 }
 
 /// A summary line of the alpha sweep: mean +- std over seeds.
@@ -325,6 +332,10 @@ pub struct Report {
     pub test_windows: BTreeMap<String, usize>,
     /// Quality table.
     pub quality: Vec<QualityRow>,
+    /// Per method, mean RRMSE_t between output and input on artifact-free test windows (how
+    /// much it changes clean EEG) and their count.
+    #[serde(default)]
+    pub clean: Vec<(String, f64, usize)>,
     /// Method that the acceptance check is about.
     pub candidate: Option<String>,
     /// Quality of models at other sample rates (e.g. the tiny 128 Hz model), with their
@@ -621,6 +632,15 @@ impl Report {
         avg.sort_by_key(|r| r.kind as u8);
         average_table(&mut s, avg);
         let methods = level_tables(&mut s, &self.quality, "");
+        if let Some((_, _, n)) = self.clean.first() {
+            let _ = writeln!(
+                s,
+                "\n## Artifact-free EEG\n\nRRMSE_t between each method's output and its input on {n} artifact-free test windows (2 s, one per test segment): how much a method changes EEG that needs no cleaning (0 = passed through).\n\n| method | change (RRMSE_t) |\n|---|---|"
+            );
+            for (m, v, _) in &self.clean {
+                let _ = writeln!(s, "| {m} | {v:.3} |");
+            }
+        }
         for (fs, rows) in &self.other_rates {
             let _ = writeln!(
                 s,

@@ -117,6 +117,12 @@ pub struct TrainConfig {
     /// over the target's energy, so the objective's value is unchanged.
     #[config(default = false)]
     pub residual: bool,
+    /// With `residual`: only windows whose high-frequency ratio (`core::Skip::opens`) is at
+    /// most this are corrections; the others keep their target and are rebuilt whole, as by a
+    /// plain SAE. The model is exported with the identity path gated the same way, so slow
+    /// artifacts and clean EEG are corrected in place while broadband muscle noise, which a
+    /// sparse code cannot reproduce to subtract it, is rebuilt from the dictionary.
+    pub residual_gate: Option<f32>,
 }
 
 impl Default for TrainConfig {

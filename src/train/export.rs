@@ -47,8 +47,10 @@ pub fn core_activation(a: ActivationKind) -> Activation {
 pub const ALWAYS_OPEN: f32 = f32::MAX;
 
 /// The model file's tensors for one SAE; a residual SAE's output is a correction, so it gets
-/// the identity as an always-open linear path, which adds the input back.
-pub fn model_tensors(s: &SaeTensors, residual: bool) -> ModelTensors {
+/// the identity as a linear path, which adds the input back: in every window, or in those
+/// `residual_gate` opens (a gated residual SAE, see
+/// [`crate::train::TrainConfig::residual_gate`]).
+pub fn model_tensors(s: &SaeTensors, residual: bool, residual_gate: Option<f32>) -> ModelTensors {
     ModelTensors {
         w_enc: s.w_enc.clone(),
         w_dec: s.w_dec.clone(),
@@ -56,7 +58,7 @@ pub fn model_tensors(s: &SaeTensors, residual: bool) -> ModelTensors {
         b_dec: s.b_dec.clone(),
         skip: residual.then(|| SkipPath {
             taps: vec![1.0],
-            gate: ALWAYS_OPEN,
+            gate: residual_gate.unwrap_or(ALWAYS_OPEN),
         }),
     }
 }
@@ -98,7 +100,7 @@ pub fn export_sae(
     write_model(
         path,
         &model_meta(cfg, info),
-        &model_tensors(sae, cfg.residual),
+        &model_tensors(sae, cfg.residual, cfg.residual_gate),
     )
     .map_err(|e| TrainError::Export {
         path: path.into(),

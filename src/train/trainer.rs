@@ -412,8 +412,9 @@ impl Trainer {
     }
 
     /// For a residual SAE (`residual` in the configuration), turns `targets` into the
-    /// corrections `targets - inputs` and returns each window's mean squared target (what the
-    /// relative loss divides by); `None` and no change otherwise.
+    /// corrections `targets - inputs` (with `residual_gate`, only in windows the gate opens)
+    /// and returns each window's mean squared target (what the relative loss divides by);
+    /// `None` and no change otherwise.
     pub fn to_residual(&self, inputs: &[f32], targets: &mut [f32]) -> Option<Vec<f32>> {
         if !self.cfg.residual {
             return None;
@@ -423,8 +424,16 @@ impl Trainer {
             .chunks_exact(d)
             .map(|t| t.iter().map(|v| v * v).sum::<f32>() / d as f32)
             .collect();
-        for (t, x) in targets.iter_mut().zip(inputs) {
-            *t -= x;
+        let gate = self
+            .cfg
+            .residual_gate
+            .map(|g| crate::core::Skip { taps: &[], gate: g });
+        for (t, x) in targets.chunks_exact_mut(d).zip(inputs.chunks_exact(d)) {
+            if gate.is_none_or(|g| g.opens(x)) {
+                for (t, x) in t.iter_mut().zip(x) {
+                    *t -= x;
+                }
+            }
         }
         Some(energy)
     }

@@ -294,6 +294,8 @@ fn harness_writes_a_report_of_real_numbers_at_tiny_size() {
             step: None,
             val_windows_rrmse_t: None,
             skip_gate: None,
+            val_clean_rrmse_t: None,
+            test_clean_rrmse_t: None,
         },
         SeedResult {
             alpha: 0.0,
@@ -306,6 +308,8 @@ fn harness_writes_a_report_of_real_numbers_at_tiny_size() {
             step: None,
             val_windows_rrmse_t: None,
             skip_gate: None,
+            val_clean_rrmse_t: None,
+            test_clean_rrmse_t: None,
         },
     ];
     let arms = summarise_arms(&seeds);
@@ -442,4 +446,72 @@ fn bench_report_carries_the_eye_tables() {
         .collect();
     assert_eq!(cells.len(), 4, "{row}");
     assert!(cells[0] <= 0.05 && cells[1] < 0.15, "{row}");
+}
+
+/// `clean_fraction` gives that share of training pairs no artifact (input = target) and
+/// leaves every pair as it was at 0; clean windows are z-scored and equal to their target.
+#[test]
+fn training_pairs_carry_the_asked_share_of_clean_windows() {
+    use mfr_eeg::core::Normalisation;
+    use mfr_eeg::eval::corpus::{Corpus, CorpusConfig, DEFAULT_MIX, Split};
+    let mut cfg = CorpusConfig::at_rate(256.0);
+    cfg.n_model_segments = 40;
+    let corpus = Corpus::build(cfg, &[]).unwrap();
+    let pairs = |p: f64| {
+        corpus
+            .training_pairs(
+                Split::Train,
+                256,
+                256,
+                8,
+                &DEFAULT_MIX,
+                p,
+                Normalisation::WindowZscoreNoMean,
+                3,
+            )
+            .unwrap()
+    };
+    let share = |(x, t): &(Vec<f32>, Vec<f32>)| {
+        let rows: Vec<bool> = x
+            .chunks_exact(256)
+            .zip(t.chunks_exact(256))
+            // Equal up to the f32 rounding of the input's (zero) mean being removed.
+            .map(|(a, b)| a.iter().zip(b).all(|(u, v)| (u - v).abs() < 1e-5))
+            .collect();
+        rows.iter().filter(|&&c| c).count() as f64 / rows.len() as f64
+    };
+    let none = pairs(0.0);
+    assert_eq!(share(&none), 0.0);
+    assert_eq!(share(&pairs(1.0)), 1.0);
+    let some = pairs(0.25);
+    let n = (some.0.len() / 256) as f64;
+    // Binomial: 4 standard deviations around the asked share.
+    let sd = (0.25 * 0.75 / n).sqrt();
+    assert!(
+        (share(&some) - 0.25).abs() < 4.0 * sd,
+        "share {}",
+        share(&some)
+    );
+    assert_ne!(none.0, some.0);
+    assert!(
+        corpus
+            .training_pairs(
+                Split::Train,
+                256,
+                256,
+                8,
+                &DEFAULT_MIX,
+                1.5,
+                Normalisation::WindowZscoreNoMean,
+                3
+            )
+            .is_err()
+    );
+    let clean = corpus.clean_windows(Split::Test, 512, 5).unwrap();
+    assert_eq!(clean.len(), corpus.segments(Split::Test).len().min(5));
+    for w in &clean {
+        assert_eq!(w.noisy, w.clean);
+        let sd = (w.noisy.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / 512.0).sqrt();
+        assert!((sd - 1.0).abs() < 1e-4, "std {sd}");
+    }
 }

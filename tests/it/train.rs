@@ -273,11 +273,14 @@ fn residual_sae_passes_clean_windows_through() {
         normalisation: Normalisation::None,
         provenance: "test".into(),
     };
-    let with_path =
-        Model::from_tensors(&model_meta(&cfg, &info), &model_tensors(&res.saes[0], true)).unwrap();
+    let with_path = Model::from_tensors(
+        &model_meta(&cfg, &info),
+        &model_tensors(&res.saes[0], true, None),
+    )
+    .unwrap();
     let bare = Model::from_tensors(
         &model_meta(&cfg, &info),
-        &model_tensors(&res.saes[0], false),
+        &model_tensors(&res.saes[0], false, None),
     )
     .unwrap();
     let (a, b) = (with_path.view().sae(), bare.view().sae());
