@@ -705,3 +705,36 @@ fn fit_skips_recovers_a_known_fir() {
         assert!((got - want).abs() < 1e-3, "{:?}", w[0].taps);
     }
 }
+
+/// A gated residual SAE learns corrections only in windows whose high-frequency ratio the gate
+/// opens (a smooth window here); a noisy window keeps its target, to be rebuilt whole. The
+/// relative loss still divides by each window's own target energy.
+#[test]
+fn gated_residual_targets_only_windows_the_gate_opens() {
+    let cfg = small_cfg(MmcsKind::Max, ActivationKind::TopkRelu)
+        .with_residual(true)
+        .with_residual_gate(Some(0.4));
+    let tr = Trainer::new(&cfg, &[0.0; 16], BackendKind::Flex).unwrap();
+    // Row 0: a slow sine (ratio ~0.15: the gate opens); row 1: alternating signs (ratio ~4).
+    let mut x: Vec<f32> = (0..16).map(|i| (i as f32 * 0.4).sin()).collect();
+    x.extend((0..16).map(|i| if i % 2 == 0 { 1.0f32 } else { -1.0 }));
+    let t: Vec<f32> = x.iter().map(|v| 0.5 * v).collect();
+    let mut got = t.clone();
+    let energy = tr.to_residual(&x, &mut got).unwrap();
+    for i in 0..16 {
+        assert!((got[i] - (t[i] - x[i])).abs() < 1e-7, "smooth row, {i}");
+        assert_eq!(got[16 + i], t[16 + i], "noisy row, {i}");
+    }
+    let e0 = t[..16].iter().map(|v| v * v).sum::<f32>() / 16.0;
+    assert!((energy[0] - e0).abs() < 1e-6 && (energy[1] - 0.25).abs() < 1e-6);
+    // Ungated, both rows become corrections.
+    let tr = Trainer::new(
+        &cfg.clone().with_residual_gate(None),
+        &[0.0; 16],
+        BackendKind::Flex,
+    )
+    .unwrap();
+    let mut all = t.clone();
+    tr.to_residual(&x, &mut all).unwrap();
+    assert!((all[16] - (t[16] - x[16])).abs() < 1e-7);
+}
