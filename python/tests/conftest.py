@@ -34,6 +34,12 @@ def cli() -> Path:
 def edf_steps_uv(path: Path) -> list[float]:
     """Per signal except "EDF Annotations", the physical value of one digital step
     ((pmax - pmin) / (dmax - dmin)), read from the fixed-width EDF header."""
+    return [s for s, _, _ in edf_scaling_uv(path)]
+
+
+def edf_scaling_uv(path: Path) -> list[tuple[float, float, float]]:
+    """Per signal except "EDF Annotations": (step, physical minimum, physical maximum), read
+    from the fixed-width EDF header."""
     h = path.read_bytes()
     ns = int(h[252:256])
     base = 256
@@ -54,5 +60,5 @@ def edf_steps_uv(path: Path) -> list[float]:
         pmax = field(o_pmin + 8, 8, i)
         dmin = field(o_pmin + 16, 8, i)
         dmax = field(o_pmin + 24, 8, i)
-        steps.append((pmax - pmin) / (dmax - dmin))
+        steps.append(((pmax - pmin) / (dmax - dmin), pmin, pmax))
     return steps

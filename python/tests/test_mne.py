@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 
 import mfr_eeg
-from conftest import EDF, edf_steps_uv
+from conftest import EDF, edf_scaling_uv, edf_steps_uv
 
 mne = pytest.importorskip("mne")
 
@@ -82,8 +83,15 @@ def test_denoise_raw_runs_the_eye_stage_as_the_cli_does(cli: Path, tmp_path: Pat
     raw = mne.io.read_raw_edf(edf, preload=True, verbose="error")
     raw.set_channel_types({"EOG1": "eog", "EOG2": "eog"})
     ref = mne.io.read_raw_edf(out, preload=True, verbose="error").get_data()
-    steps_v = np.array(edf_steps_uv(edf)) * 1e-6
+    scaling = np.array(edf_scaling_uv(edf)) * 1e-6
+    steps_v, lo, hi = scaling[:, 0], scaling[:, 1:2], scaling[:, 2:3]
     got = mfr_eeg.denoise_raw(raw).get_data()
+    # The CLI's EDF keeps each channel's physical range, clipping (and counting) any output
+    # sample beyond it; denoise_raw returns floats, so clip alike before comparing.
+    outside = int(((got < lo) | (got > hi)).sum())
+    m = re.search(r"clipped\s+(\d+) samples", r.stderr + r.stdout)
+    assert (int(m.group(1)) if m else 0) == outside, (outside, r.stderr)
+    got = np.clip(got, lo, hi)
     err_steps = np.abs(got - ref).max(axis=1) / steps_v
     assert err_steps.max() <= 0.5 + 1e-3, f"max {err_steps.max():.4f} steps on {raw.ch_names[err_steps.argmax()]}"
     plain = mfr_eeg.denoise_raw(raw, spatial=False).get_data()

@@ -671,17 +671,17 @@ fn peer_cnn(
         }
         _ => corpus_at(256.0, plan, recs, edn)?,
     };
-    // The default model's pairs: d_in 256, 32 crops per training segment, 8 per validation
-    // segment, window_zscore_no_mean (models/general-256hz.md).
+    // The default model's pairs (models/general-256hz.md, as exported by `--export-data`).
+    let p = super::export::ExportPlan::default_model();
     let data = super::train_denoiser::prepare(
         &corpus,
-        256,
-        256,
-        32,
-        8,
+        p.d_in,
+        p.mix_len,
+        p.per_segment,
+        p.val_per_segment,
         1,
-        0.0,
-        crate::core::Normalisation::WindowZscoreNoMean,
+        p.clean_fraction,
+        p.normalisation,
     )?;
     let cfg = CnnConfig {
         steps: args.cnn_steps,

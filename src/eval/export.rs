@@ -32,6 +32,10 @@ pub struct ExportPlan {
     pub per_segment: usize,
     /// Validation crops per validation segment.
     pub val_per_segment: usize,
+    /// Samples each artifact is mixed into before a `d_in` crop is cut (`--mix-len`).
+    pub mix_len: usize,
+    /// Share of pairs with no artifact (`--clean-fraction`).
+    pub clean_fraction: f64,
     /// Normalisation of the pairs (as the model sees its input).
     #[serde(serialize_with = "normalisation_name")]
     pub normalisation: Normalisation,
@@ -41,12 +45,15 @@ pub struct ExportPlan {
 
 impl ExportPlan {
     /// The default model's settings (`models/general-256hz.md`): d_in 256, 32 crops per
-    /// training segment, 8 per validation segment, `window_zscore_no_mean`.
+    /// training segment, 8 per validation segment, artifacts mixed over 512 samples, a share
+    /// 0.2 of artifact-free pairs, `window_zscore_no_mean`.
     pub fn default_model() -> Self {
         Self {
             d_in: 256,
             per_segment: 32,
             val_per_segment: 8,
+            mix_len: 512,
+            clean_fraction: 0.2,
             normalisation: Normalisation::WindowZscoreNoMean,
             max_eval_segments: usize::MAX,
         }
@@ -88,10 +95,10 @@ pub fn export_data(
     let (ti, tt) = corpus.training_pairs(
         Split::Train,
         plan.d_in,
-        plan.d_in,
+        plan.mix_len,
         plan.per_segment,
         &DEFAULT_MIX,
-        0.0,
+        plan.clean_fraction,
         plan.normalisation,
         seed,
     )?;
@@ -100,10 +107,10 @@ pub fn export_data(
     let (vi, vt) = corpus.training_pairs(
         Split::Val,
         plan.d_in,
-        plan.d_in,
+        plan.mix_len,
         plan.val_per_segment,
         &DEFAULT_MIX,
-        0.0,
+        plan.clean_fraction,
         plan.normalisation,
         seed ^ 0xA1,
     )?;
