@@ -205,17 +205,13 @@ impl Corpus {
         win_len: usize,
         max_segments: usize,
     ) -> Result<Vec<Window>, EvalError> {
-        let segs = self.segments(split);
-        let segs = &segs[..segs.len().min(max_segments)];
-        let plan = SnrPlan::Levels(kind.test_snr_levels_db().to_vec());
-        make_windows(
-            segs,
+        self.windows_at(
+            split,
             kind,
-            self.source(split, kind),
-            &plan,
+            &kind.test_snr_levels_db(),
             win_len,
-            self.config.fs,
-            self.config.seed ^ (0x7E57 + split.index() as u64),
+            max_segments,
+            0x7E57,
         )
     }
 
@@ -228,16 +224,37 @@ impl Corpus {
         win_len: usize,
         max_segments: usize,
     ) -> Result<Vec<Window>, EvalError> {
+        self.windows_at(
+            split,
+            ArtifactKind::Eog,
+            &[f64::INFINITY],
+            win_len,
+            max_segments,
+            0xC1EA,
+        )
+    }
+
+    /// One window per (segment, level) of the first `max_segments` segments of `split`, with
+    /// `kind`'s artifact from that split's source, seeded by `salt` and the split.
+    fn windows_at(
+        &self,
+        split: Split,
+        kind: ArtifactKind,
+        levels: &[f64],
+        win_len: usize,
+        max_segments: usize,
+        salt: u64,
+    ) -> Result<Vec<Window>, EvalError> {
         let segs = self.segments(split);
         let segs = &segs[..segs.len().min(max_segments)];
         make_windows(
             segs,
-            ArtifactKind::Eog,
-            ArtifactSource::Generated,
-            &SnrPlan::Levels(vec![f64::INFINITY]),
+            kind,
+            self.source(split, kind),
+            &SnrPlan::Levels(levels.to_vec()),
             win_len,
             self.config.fs,
-            self.config.seed ^ (0xC1EA + split.index() as u64),
+            self.config.seed ^ (salt + split.index() as u64),
         )
     }
 

@@ -457,20 +457,19 @@ fn training_pairs_carry_the_asked_share_of_clean_windows() {
     let mut cfg = CorpusConfig::at_rate(256.0);
     cfg.n_model_segments = 40;
     let corpus = Corpus::build(cfg, &[]).unwrap();
-    let pairs = |p: f64| {
-        corpus
-            .training_pairs(
-                Split::Train,
-                256,
-                256,
-                8,
-                &DEFAULT_MIX,
-                p,
-                Normalisation::WindowZscoreNoMean,
-                3,
-            )
-            .unwrap()
+    let try_pairs = |p: f64| {
+        corpus.training_pairs(
+            Split::Train,
+            256,
+            256,
+            8,
+            &DEFAULT_MIX,
+            p,
+            Normalisation::WindowZscoreNoMean,
+            3,
+        )
     };
+    let pairs = |p: f64| try_pairs(p).unwrap();
     let share = |(x, t): &(Vec<f32>, Vec<f32>)| {
         let rows: Vec<bool> = x
             .chunks_exact(256)
@@ -493,20 +492,7 @@ fn training_pairs_carry_the_asked_share_of_clean_windows() {
         share(&some)
     );
     assert_ne!(none.0, some.0);
-    assert!(
-        corpus
-            .training_pairs(
-                Split::Train,
-                256,
-                256,
-                8,
-                &DEFAULT_MIX,
-                1.5,
-                Normalisation::WindowZscoreNoMean,
-                3
-            )
-            .is_err()
-    );
+    assert!(try_pairs(1.5).is_err());
     let clean = corpus.clean_windows(Split::Test, 512, 5).unwrap();
     assert_eq!(clean.len(), corpus.segments(Split::Test).len().min(5));
     for w in &clean {
