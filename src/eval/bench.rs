@@ -154,26 +154,35 @@ pub fn quality_with<'a>(
     models: Vec<(String, Model)>,
     extra: Vec<Box<dyn Method + 'a>>,
 ) -> Result<super::harness::Evaluation, EvalError> {
-    let val = val_level_windows(corpus, plan.max_val_segments)?;
-    let mut methods = methods_with(corpus, &val, models, extra)?;
-    evaluate(&mut methods, &test_windows(corpus, plan)?, corpus.config.fs)
+    Ok(quality_and_clean(corpus, plan, models, extra)?.0)
 }
 
-/// Per method of [`quality_with`], the mean RRMSE_t between output and input on the test
-/// split's artifact-free windows (one per segment), and their count.
-pub fn clean_change<'a>(
+/// [`quality_with`] and, from the same methods (the band-pass tuned once), their
+/// [`clean_change`] on the test split's artifact-free windows.
+#[allow(clippy::type_complexity)]
+fn quality_and_clean<'a>(
     corpus: &Corpus,
     plan: &BenchPlan,
     models: Vec<(String, Model)>,
     extra: Vec<Box<dyn Method + 'a>>,
-) -> Result<Vec<(String, f64, usize)>, EvalError> {
+) -> Result<(super::harness::Evaluation, Vec<(String, f64, usize)>), EvalError> {
     let val = val_level_windows(corpus, plan.max_val_segments)?;
-    let windows =
-        corpus.clean_windows(Split::Test, corpus.config.seg_len, plan.max_test_segments)?;
+    let mut methods = methods_with(corpus, &val, models, extra)?;
+    let ev = evaluate(&mut methods, &test_windows(corpus, plan)?, corpus.config.fs)?;
+    let clean = corpus.clean_windows(Split::Test, corpus.config.seg_len, plan.max_test_segments)?;
+    Ok((ev, clean_change(&mut methods, &clean)?))
+}
+
+/// Per method, the mean RRMSE_t between its output and its input over artifact-free
+/// `windows` (input = target; 0 = passed through), and their count.
+pub fn clean_change(
+    methods: &mut [Box<dyn Method + '_>],
+    windows: &[Window],
+) -> Result<Vec<(String, f64, usize)>, EvalError> {
     let mut out = Vec::new();
-    for mut m in methods_with(corpus, &val, models, extra)? {
+    for m in methods.iter_mut() {
         let mut sum = 0.0;
-        for w in &windows {
+        for w in windows {
             sum += super::metrics::rrmse_t(&m.denoise(&w.noisy)?, &w.clean)?;
         }
         out.push((m.name(), sum / windows.len().max(1) as f64, windows.len()));
@@ -367,11 +376,9 @@ pub fn run_report(args: &BenchOptions) -> Result<Report, EvalError> {
             report.candidate = models.first().map(|m| m.0.clone());
         }
         let extra = if main { peer.methods() } else { Vec::new() };
+        let (ev, clean) = quality_and_clean(&corpus, &plan, models, extra)?;
         if main {
-            report.clean = clean_change(&corpus, &plan, models.clone(), peer.methods())?;
-        }
-        let ev = quality_with(&corpus, &plan, models, extra)?;
-        if main {
+            report.clean = clean;
             for kind in ArtifactKind::ALL {
                 let n = ev
                     .rows

@@ -95,17 +95,6 @@ fn general_model_keeps_its_card_quality_on_a_fixed_test_subset() {
     }
 }
 
-/// Mean RRMSE_t between `m`'s output and its input over `windows` (artifact-free: input and
-/// clean target are the same).
-fn change(m: &mut dyn Method, windows: &[mfr_eeg::eval::data::Window]) -> f64 {
-    let mut sum = 0.0;
-    for w in windows {
-        let y = m.denoise(&w.noisy).unwrap();
-        sum += mfr_eeg::eval::metrics::rrmse_t(&y, &w.clean).unwrap();
-    }
-    sum / windows.len() as f64
-}
-
 /// Artifact-free EEG is most of a real recording: the default model must leave it nearly as
 /// it is. Card (all 341 test segments): RRMSE_t 0.286 between output and input. On the first
 /// 160 test segments: 0.327 (the same model trained without artifact-free pairs: 0.401, which
@@ -122,12 +111,15 @@ fn general_model_passes_artifact_free_eeg_through() {
         .clean_windows(Split::Test, corpus.config.seg_len, 4 * SEGMENTS)
         .unwrap();
     assert_eq!(windows.len(), 4 * SEGMENTS);
-    let mut sae = SaeMethod::new(
-        "sae",
-        Model::load(Path::new("models/general-256hz.safetensors")).unwrap(),
-    );
-    let mut bp = BandPass::new(4.0, 40.0, Some(60.0), 256.0).unwrap();
-    let (t, b) = (change(&mut sae, &windows), change(&mut bp, &windows));
+    let mut methods: Vec<Box<dyn Method>> = vec![
+        Box::new(SaeMethod::new(
+            "sae",
+            Model::load(Path::new("models/general-256hz.safetensors")).unwrap(),
+        )),
+        Box::new(BandPass::new(4.0, 40.0, Some(60.0), 256.0).unwrap()),
+    ];
+    let c = mfr_eeg::eval::bench::clean_change(&mut methods, &windows).unwrap();
+    let (t, b) = (c[0].1, c[1].1);
     eprintln!("artifact-free change: sae {t:.4}, band-pass 4-40 Hz {b:.4}");
     assert!(t <= SUBSET * 1.07, "{t:.4} vs {SUBSET} measured");
     assert!(t < 0.6 * b, "sae {t:.4} vs band-pass {b:.4}");
