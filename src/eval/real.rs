@@ -204,6 +204,10 @@ pub struct RecordingQuality {
     pub segments: usize,
     /// One row per method and kind (`snr_db` None) and per level.
     pub rows: Vec<QualityRow>,
+    /// Per method, the RRMSE_t between its output and its input on this recording's
+    /// artifact-free windows (one per segment; 0 = passed through), and their count.
+    #[serde(default)]
+    pub clean: Vec<(String, f64, usize)>,
 }
 
 /// Test-protocol windows of `kinds` for the segments of `split` that come from `recording`
@@ -216,13 +220,7 @@ pub fn recording_windows(
     kinds: &[ArtifactKind],
     max_segments: usize,
 ) -> Result<(usize, Vec<Window>), EvalError> {
-    let segs: Vec<_> = corpus
-        .segments(split)
-        .iter()
-        .filter(|s| s.origin.split(':').next() == Some(recording))
-        .take(max_segments)
-        .cloned()
-        .collect();
+    let segs = recording_segs(corpus, split, recording, max_segments);
     let mut w = Vec::new();
     for &kind in kinds {
         if segs.is_empty() {
@@ -239,6 +237,45 @@ pub fn recording_windows(
         )?);
     }
     Ok((segs.len(), w))
+}
+
+/// Artifact-free windows of the segments of `split` from `recording` (the same segments as
+/// [`recording_windows`]): one 2 s window per segment, input equal to target, normalised like
+/// the level windows.
+pub fn recording_clean_windows(
+    corpus: &Corpus,
+    split: Split,
+    recording: &str,
+    max_segments: usize,
+) -> Result<Vec<Window>, EvalError> {
+    let segs = recording_segs(corpus, split, recording, max_segments);
+    if segs.is_empty() {
+        return Ok(Vec::new());
+    }
+    make_windows(
+        &segs,
+        ArtifactKind::Eog,
+        corpus.source(split, ArtifactKind::Eog),
+        &SnrPlan::Levels(vec![f64::INFINITY]),
+        corpus.config.seg_len,
+        corpus.config.fs,
+        corpus.config.seed ^ 0xC1EA ^ fnv(recording),
+    )
+}
+
+fn recording_segs(
+    corpus: &Corpus,
+    split: Split,
+    recording: &str,
+    max_segments: usize,
+) -> Vec<super::data::Segment> {
+    corpus
+        .segments(split)
+        .iter()
+        .filter(|s| s.origin.split(':').next() == Some(recording))
+        .take(max_segments)
+        .cloned()
+        .collect()
 }
 
 fn fnv(s: &str) -> u64 {
@@ -260,13 +297,17 @@ pub fn per_recording(
 ) -> Result<Vec<RecordingQuality>, EvalError> {
     let mut out = Vec::new();
     let mut pooled = Vec::new();
+    let mut pooled_clean = Vec::new();
     let mut pooled_segments = 0;
     for name in recordings {
         let (n, w) = recording_windows(corpus, split, name, kinds, max_segments)?;
-        let rows = if w.is_empty() {
-            Vec::new()
+        let (rows, clean) = if w.is_empty() {
+            (Vec::new(), Vec::new())
         } else {
-            evaluate(methods, &w, corpus.config.fs)?.rows
+            let c = recording_clean_windows(corpus, split, name, max_segments)?;
+            let clean = super::bench::clean_change(methods, &c)?;
+            pooled_clean.extend(c);
+            (evaluate(methods, &w, corpus.config.fs)?.rows, clean)
         };
         pooled_segments += n;
         pooled.extend(w);
@@ -274,6 +315,7 @@ pub fn per_recording(
             recording: name.clone(),
             segments: n,
             rows,
+            clean,
         });
     }
     if pooled.is_empty() {
@@ -287,6 +329,7 @@ pub fn per_recording(
         recording: "pooled".into(),
         segments: pooled_segments,
         rows: evaluate(methods, &pooled, corpus.config.fs)?.rows,
+        clean: super::bench::clean_change(methods, &pooled_clean)?,
     });
     Ok(out)
 }
@@ -327,6 +370,36 @@ pub fn markdown(results: &[RecordingQuality], kinds: &[ArtifactKind]) -> String 
                 {
                     Some(r) => {
                         let _ = write!(s, " {:.3} / {:.3} |", r.rrmse_t, r.cc);
+                    }
+                    None => {
+                        let _ = write!(s, " - |");
+                    }
+                }
+            }
+            let _ = writeln!(s);
+        }
+    }
+    if results.iter().any(|q| !q.clean.is_empty()) {
+        let _ = writeln!(
+            s,
+            "\nARTIFACT-FREE (RRMSE_t between output and input, one 2 s window per segment; 0 = passed through)\n"
+        );
+        let _ = write!(s, "| recording | windows |");
+        for m in &methods {
+            let _ = write!(s, " {m} |");
+        }
+        let _ = write!(s, "\n|---|---|");
+        for _ in &methods {
+            let _ = write!(s, "---|");
+        }
+        let _ = writeln!(s);
+        for q in results {
+            let n = q.clean.first().map_or(0, |c| c.2);
+            let _ = write!(s, "| {} | {n} |", q.recording);
+            for m in &methods {
+                match q.clean.iter().find(|c| &c.0 == m) {
+                    Some(c) => {
+                        let _ = write!(s, " {:.3} |", c.1);
                     }
                     None => {
                         let _ = write!(s, " - |");

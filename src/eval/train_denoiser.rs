@@ -1056,8 +1056,18 @@ impl Card<'_> {
         }
         let _ = writeln!(
             s,
-            "- Trainer: {} TopK SAEs side by side with MFR (max-MMCS penalty, cosine warm-up), AuxK, Adam, {} loss; {} steps, batch {}, lr {}, backend {}. The SAE with the lowest validation loss is exported; the hop is chosen on validation windows.",
+            "- Trainer: {} TopK SAEs side by side, {}, AuxK, Adam, {} loss; {} steps, batch {}, lr {}, backend {}. The SAE with the lowest validation loss is exported; the hop is chosen on validation windows.",
             a.n_saes,
+            // An alpha-0 pick trains the same SAEs with no coupling; saying "with MFR" there
+            // would misdescribe the shipped weights.
+            if self.ship.alpha > 0.0 {
+                format!(
+                    "coupled by MFR (max-MMCS penalty, alpha {}, cosine warm-up)",
+                    self.ship.alpha
+                )
+            } else {
+                "uncoupled (MFR alpha 0)".to_string()
+            },
             if a.relative_loss {
                 "relative (per-window) squared-error"
             } else {
