@@ -101,9 +101,26 @@ fn general_model_keeps_its_card_quality_on_a_fixed_test_subset() {
 /// this bound fails); margin 7 %.
 #[test]
 fn general_model_passes_artifact_free_eeg_through() {
-    const SUBSET: f64 = 0.327;
+    let (t, b) = artifact_free_change("models/general-256hz.safetensors", 256.0, (4.0, 40.0));
+    assert!(t <= 0.327 * 1.07, "{t:.4} vs 0.327 measured");
+    assert!(t < 0.6 * b, "sae {t:.4} vs band-pass {b:.4}");
+}
+
+/// The tiny model, trained with the same share of artifact-free pairs. Card (all 339 test
+/// segments): 0.352. On the first 160: 0.401 (the previous tiny model, trained without
+/// them: 0.457, which this bound fails); margin 7 %. The card's 1-30 Hz band-pass changes
+/// these windows about as much (0.394): at 120 latents the model has less room to spare.
+#[test]
+fn tiny_int8_model_passes_artifact_free_eeg_through() {
+    let (t, _) = artifact_free_change("models/tiny-128hz-int8.safetensors", 128.0, (1.0, 30.0));
+    assert!(t <= 0.401 * 1.07, "{t:.4} vs 0.401 measured");
+}
+
+/// RRMSE_t between output and input of `model` and of the card's band-pass on the artifact-free
+/// windows of the first 160 test segments of the card's corpus.
+fn artifact_free_change(model: &str, fs: f64, band: (f64, f64)) -> (f64, f64) {
     let corpus = Corpus::build(
-        CorpusConfig::at_rate(256.0),
+        CorpusConfig::at_rate(fs),
         &[Recording::from_edf(Path::new(EEGMMIDB)).unwrap()],
     )
     .unwrap();
@@ -114,24 +131,25 @@ fn general_model_passes_artifact_free_eeg_through() {
     let mut methods: Vec<Box<dyn Method>> = vec![
         Box::new(SaeMethod::new(
             "sae",
-            Model::load(Path::new("models/general-256hz.safetensors")).unwrap(),
+            Model::load(Path::new(model)).unwrap(),
         )),
-        Box::new(BandPass::new(4.0, 40.0, Some(60.0), 256.0).unwrap()),
+        Box::new(BandPass::new(band.0, band.1, Some(60.0), fs).unwrap()),
     ];
     let c = mfr_eeg::eval::bench::clean_change(&mut methods, &windows).unwrap();
-    let (t, b) = (c[0].1, c[1].1);
-    eprintln!("artifact-free change: sae {t:.4}, band-pass 4-40 Hz {b:.4}");
-    assert!(t <= SUBSET * 1.07, "{t:.4} vs {SUBSET} measured");
-    assert!(t < 0.6 * b, "sae {t:.4} vs band-pass {b:.4}");
+    eprintln!(
+        "{model} artifact-free change: sae {:.4}, band-pass {:.4}",
+        c[0].1, c[1].1
+    );
+    (c[0].1, c[1].1)
 }
 
 #[test]
 fn tiny_int8_model_keeps_its_card_quality_on_a_fixed_test_subset() {
     let rows = card_subset("models/tiny-128hz-int8.safetensors", 128.0, (1.0, 30.0));
-    // Card (models/tiny-128hz-int8.md, all 339 test segments): EOG 0.513 / 0.858,
-    // EMG 0.429 / 0.908. On the subset: EOG 0.532 / 0.855, EMG 0.451 / 0.905.
-    assert_card(&rows, ArtifactKind::Eog, (0.513, 0.858), 0.08);
-    assert_card(&rows, ArtifactKind::Emg, (0.429, 0.908), 0.08);
+    // Card (models/tiny-128hz-int8.md, all 339 test segments): EOG 0.500 / 0.861,
+    // EMG 0.455 / 0.891. On the subset: EOG 0.507 / 0.863, EMG 0.468 / 0.891.
+    assert_card(&rows, ArtifactKind::Eog, (0.500, 0.861), 0.08);
+    assert_card(&rows, ArtifactKind::Emg, (0.455, 0.891), 0.08);
     // Averaged over the levels it beats the card's band-pass (1-30 Hz) on RRMSE_t.
     let bp = "band-pass 1-30 Hz + notch";
     for kind in [ArtifactKind::Eog, ArtifactKind::Emg] {
