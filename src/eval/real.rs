@@ -337,7 +337,6 @@ pub fn per_recording(
 /// A markdown table per artifact kind: one line per recording, RRMSE_t / CC per method
 /// (averaged over the SNR levels).
 pub fn markdown(results: &[RecordingQuality], kinds: &[ArtifactKind]) -> String {
-    use std::fmt::Write as _;
     let mut methods: Vec<String> = Vec::new();
     for r in results.iter().flat_map(|q| &q.rows) {
         if !methods.contains(&r.method) {
@@ -346,70 +345,74 @@ pub fn markdown(results: &[RecordingQuality], kinds: &[ArtifactKind]) -> String 
     }
     let mut s = String::new();
     for &kind in kinds {
-        let _ = writeln!(
-            s,
-            "\n{} (RRMSE_t / CC, mean over the 10 levels)\n",
+        let title = format!(
+            "{} (RRMSE_t / CC, mean over the 10 levels)",
             kind.name().to_uppercase()
         );
-        let _ = write!(s, "| recording | segments |");
-        for m in &methods {
-            let _ = write!(s, " {m} |");
-        }
-        let _ = write!(s, "\n|---|---|");
-        for _ in &methods {
-            let _ = write!(s, "---|");
-        }
-        let _ = writeln!(s);
-        for q in results {
-            let _ = write!(s, "| {} | {} |", q.recording, q.segments);
-            for m in &methods {
-                match q
-                    .rows
+        table(
+            &mut s,
+            &title,
+            "segments",
+            &methods,
+            results,
+            |q| q.segments,
+            |q, m| {
+                q.rows
                     .iter()
-                    .find(|r| r.kind == kind && r.snr_db.is_none() && &r.method == m)
-                {
-                    Some(r) => {
-                        let _ = write!(s, " {:.3} / {:.3} |", r.rrmse_t, r.cc);
-                    }
-                    None => {
-                        let _ = write!(s, " - |");
-                    }
-                }
-            }
-            let _ = writeln!(s);
-        }
+                    .find(|r| r.kind == kind && r.snr_db.is_none() && r.method == m)
+                    .map(|r| format!("{:.3} / {:.3}", r.rrmse_t, r.cc))
+            },
+        );
     }
     if results.iter().any(|q| !q.clean.is_empty()) {
-        let _ = writeln!(
-            s,
-            "\nARTIFACT-FREE (RRMSE_t between output and input, one 2 s window per segment; 0 = passed through)\n"
+        let title = "ARTIFACT-FREE (RRMSE_t between output and input, one 2 s window per segment; 0 = passed through)";
+        let count = |q: &RecordingQuality| q.clean.first().map_or(0, |c| c.2);
+        table(
+            &mut s,
+            title,
+            "windows",
+            &methods,
+            results,
+            count,
+            |q, m| {
+                q.clean
+                    .iter()
+                    .find(|c| c.0 == m)
+                    .map(|c| format!("{:.3}", c.1))
+            },
         );
-        let _ = write!(s, "| recording | windows |");
-        for m in &methods {
-            let _ = write!(s, " {m} |");
-        }
-        let _ = write!(s, "\n|---|---|");
-        for _ in &methods {
-            let _ = write!(s, "---|");
-        }
-        let _ = writeln!(s);
-        for q in results {
-            let n = q.clean.first().map_or(0, |c| c.2);
-            let _ = write!(s, "| {} | {n} |", q.recording);
-            for m in &methods {
-                match q.clean.iter().find(|c| &c.0 == m) {
-                    Some(c) => {
-                        let _ = write!(s, " {:.3} |", c.1);
-                    }
-                    None => {
-                        let _ = write!(s, " - |");
-                    }
-                }
-            }
-            let _ = writeln!(s);
-        }
     }
     s
+}
+
+/// One markdown table under `title`: a line per recording with its `count`, a cell per method
+/// (`-` where `cell` has none).
+fn table(
+    s: &mut String,
+    title: &str,
+    count_name: &str,
+    methods: &[String],
+    results: &[RecordingQuality],
+    count: impl Fn(&RecordingQuality) -> usize,
+    cell: impl Fn(&RecordingQuality, &str) -> Option<String>,
+) {
+    use std::fmt::Write as _;
+    let _ = write!(s, "\n{title}\n\n| recording | {count_name} |");
+    for m in methods {
+        let _ = write!(s, " {m} |");
+    }
+    let _ = write!(s, "\n|---|---|");
+    for _ in methods {
+        let _ = write!(s, "---|");
+    }
+    let _ = writeln!(s);
+    for q in results {
+        let _ = write!(s, "| {} | {} |", q.recording, count(q));
+        for m in methods {
+            let _ = write!(s, " {} |", cell(q, m).as_deref().unwrap_or("-"));
+        }
+        let _ = writeln!(s);
+    }
 }
 
 /// The corpus used when no real-data set is given: [`Corpus::build`] with `base` only. Kept
@@ -448,4 +451,57 @@ pub fn bench_section<'a>(
         &kinds,
         max_segments,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(method: &str, kind: ArtifactKind, t: f64, c: f64) -> QualityRow {
+        QualityRow {
+            method: method.into(),
+            kind,
+            snr_db: None,
+            n: 10,
+            rrmse_t: t,
+            rrmse_s: 0.0,
+            cc: c,
+            snr_imp_db: 0.0,
+        }
+    }
+
+    #[test]
+    fn markdown_has_a_table_per_kind_and_the_artifact_free_one() {
+        let results = vec![
+            RecordingQuality {
+                recording: "a.edf".into(),
+                segments: 3,
+                rows: vec![
+                    row("sae", ArtifactKind::Eog, 0.5, 0.85),
+                    row("bp", ArtifactKind::Eog, 0.7, 0.75),
+                ],
+                clean: vec![("sae".into(), 0.2, 3), ("bp".into(), 0.4, 3)],
+            },
+            RecordingQuality {
+                recording: "pooled".into(),
+                segments: 3,
+                rows: vec![row("sae", ArtifactKind::Eog, 0.5, 0.85)],
+                clean: vec![("sae".into(), 0.2, 3)],
+            },
+        ];
+        let md = markdown(&results, &[ArtifactKind::Eog]);
+        let want = "\nEOG (RRMSE_t / CC, mean over the 10 levels)\n\n\
+                    | recording | segments | sae | bp |\n|---|---|---|---|\n\
+                    | a.edf | 3 | 0.500 / 0.850 | 0.700 / 0.750 |\n\
+                    | pooled | 3 | 0.500 / 0.850 | - |\n\
+                    \nARTIFACT-FREE (RRMSE_t between output and input, one 2 s window per segment; 0 = passed through)\n\n\
+                    | recording | windows | sae | bp |\n|---|---|---|---|\n\
+                    | a.edf | 3 | 0.200 | 0.400 |\n\
+                    | pooled | 3 | 0.200 | - |\n";
+        assert_eq!(md, want);
+        // No artifact-free numbers: no such table.
+        let mut bare = results;
+        bare.iter_mut().for_each(|q| q.clean.clear());
+        assert!(!markdown(&bare, &[ArtifactKind::Eog]).contains("ARTIFACT-FREE"));
+    }
 }
