@@ -428,9 +428,15 @@ pub fn corpus_with(
     }
 }
 
+/// Label of the row [`bench_section`] appends for the validation split.
+pub const VALIDATION_ROW: &str = "validation (selection set, not held out)";
+
 /// The bench's real-data section at one rate: the corpus of `base` plus `real`, the band-pass
 /// tuned on its validation EOG+EMG windows, the wavelet baseline and `models`, scored on each
-/// held-out (test-split) real recording and pooled, EOG (generated) and EMG (recorded).
+/// held-out (test-split) real recording and pooled, EOG (generated) and EMG (recorded). A last
+/// row, [`VALIDATION_ROW`], scores the same methods on the first `val_segments` validation
+/// segments of that corpus (all of them: the real validation recordings with the base corpus's
+/// validation spans), the set on which to choose between models meant for unseen recordings.
 pub fn bench_section<'a>(
     real: &RealSet,
     config: CorpusConfig,
@@ -438,19 +444,29 @@ pub fn bench_section<'a>(
     models: Vec<(String, crate::model::Model)>,
     extra: Vec<Box<dyn Method + 'a>>,
     max_segments: usize,
+    val_segments: usize,
 ) -> Result<Vec<RecordingQuality>, EvalError> {
     let corpus = real.corpus(config, base)?;
     let kinds = [ArtifactKind::Eog, ArtifactKind::Emg];
     let val = super::bench::val_level_windows(&corpus, max_segments)?;
     let mut methods = super::bench::methods_with(&corpus, &val, models, extra)?;
-    per_recording(
+    let mut out = per_recording(
         &corpus,
         Split::Test,
         &real.eeg_names(Split::Test),
         &mut methods,
         &kinds,
         max_segments,
-    )
+    )?;
+    let clean = corpus.clean_windows(Split::Val, corpus.config.seg_len, val_segments)?;
+    let val = super::bench::val_level_windows(&corpus, val_segments)?;
+    out.push(RecordingQuality {
+        recording: VALIDATION_ROW.into(),
+        segments: clean.len(),
+        rows: evaluate(&mut methods, &val, corpus.config.fs)?.rows,
+        clean: super::bench::clean_change(&mut methods, &clean)?,
+    });
+    Ok(out)
 }
 
 #[cfg(test)]

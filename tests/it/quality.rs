@@ -260,6 +260,54 @@ fn general_model_on_a_held_out_real_recording_with_recorded_emg() {
     );
 }
 
+/// The real-data section ends with the validation row: the same methods on the corpus's
+/// validation windows, so models meant for unseen recordings can be chosen there.
+#[test]
+fn real_bench_section_scores_the_validation_split_last() {
+    let base = [Recording::from_edf(Path::new(EEGMMIDB)).unwrap()];
+    let model = || Model::load(Path::new("models/general-256hz.safetensors")).unwrap();
+    let q = mfr_eeg::eval::real::bench_section(
+        &plux_set(),
+        CorpusConfig::at_rate(256.0),
+        &base,
+        vec![("sae".into(), model())],
+        Vec::new(),
+        4,
+        8,
+    )
+    .unwrap();
+    assert_eq!(
+        q.len(),
+        3,
+        "one test recording, the pool, the validation row"
+    );
+    let v = q.last().unwrap();
+    assert_eq!(v.recording, mfr_eeg::eval::real::VALIDATION_ROW);
+    assert_eq!(v.segments, 8);
+    // The row's numbers are those of the model on the first 8 validation segments' windows.
+    let corpus = plux_set()
+        .corpus(CorpusConfig::at_rate(256.0), &base)
+        .unwrap();
+    let mut sae: Vec<Box<dyn Method>> = vec![Box::new(SaeMethod::new("sae", model()))];
+    for kind in [ArtifactKind::Eog, ArtifactKind::Emg] {
+        let w = corpus
+            .level_windows(Split::Val, kind, corpus.config.seg_len, 8)
+            .unwrap();
+        let own = evaluate(&mut sae, &w, 256.0).unwrap().rows;
+        let name = v
+            .rows
+            .iter()
+            .find(|r| r.method.contains("sae"))
+            .unwrap()
+            .method
+            .clone();
+        assert_eq!(average(&v.rows, &name, kind), average(&own, "sae", kind));
+    }
+    let change = v.clean.iter().find(|c| c.0.contains("sae")).unwrap();
+    assert_eq!(change.2, 8);
+    assert!(change.1 > 0.0 && change.1 < 1.0, "{change:?}");
+}
+
 #[cfg(feature = "train")]
 mod cnn {
     use mfr_eeg::eval::cnn::{CnnConfig, UNet, train_cnn, val_loss};
