@@ -221,13 +221,27 @@ pub fn recording_windows(
     max_segments: usize,
 ) -> Result<(usize, Vec<Window>), EvalError> {
     let segs = recording_segs(corpus, split, recording, max_segments);
+    Ok((
+        segs.len(),
+        level_windows_of(corpus, split, recording, &segs, kinds)?,
+    ))
+}
+
+/// The level windows of [`recording_windows`] for `segs` (those of `recording`).
+fn level_windows_of(
+    corpus: &Corpus,
+    split: Split,
+    recording: &str,
+    segs: &[super::data::Segment],
+    kinds: &[ArtifactKind],
+) -> Result<Vec<Window>, EvalError> {
     let mut w = Vec::new();
     for &kind in kinds {
         if segs.is_empty() {
             break;
         }
         w.extend(make_windows(
-            &segs,
+            segs,
             kind,
             corpus.source(split, kind),
             &SnrPlan::Levels(kind.test_snr_levels_db().to_vec()),
@@ -236,24 +250,22 @@ pub fn recording_windows(
             corpus.config.seed ^ 0x4EA1 ^ fnv(recording),
         )?);
     }
-    Ok((segs.len(), w))
+    Ok(w)
 }
 
-/// Artifact-free windows of the segments of `split` from `recording` (the same segments as
-/// [`recording_windows`]): one 2 s window per segment, input equal to target, normalised like
-/// the level windows.
-pub fn recording_clean_windows(
+/// Artifact-free windows of `segs` (those of `recording`): one 2 s window per segment, input
+/// equal to target, normalised like the level windows.
+fn clean_windows_of(
     corpus: &Corpus,
     split: Split,
     recording: &str,
-    max_segments: usize,
+    segs: &[super::data::Segment],
 ) -> Result<Vec<Window>, EvalError> {
-    let segs = recording_segs(corpus, split, recording, max_segments);
     if segs.is_empty() {
         return Ok(Vec::new());
     }
     make_windows(
-        &segs,
+        segs,
         ArtifactKind::Eog,
         corpus.source(split, ArtifactKind::Eog),
         &SnrPlan::Levels(vec![f64::INFINITY]),
@@ -300,11 +312,15 @@ pub fn per_recording(
     let mut pooled_clean = Vec::new();
     let mut pooled_segments = 0;
     for name in recordings {
-        let (n, w) = recording_windows(corpus, split, name, kinds, max_segments)?;
+        let segs = recording_segs(corpus, split, name, max_segments);
+        let (n, w) = (
+            segs.len(),
+            level_windows_of(corpus, split, name, &segs, kinds)?,
+        );
         let (rows, clean) = if w.is_empty() {
             (Vec::new(), Vec::new())
         } else {
-            let c = recording_clean_windows(corpus, split, name, max_segments)?;
+            let c = clean_windows_of(corpus, split, name, &segs)?;
             let clean = super::bench::clean_change(methods, &c)?;
             pooled_clean.extend(c);
             (evaluate(methods, &w, corpus.config.fs)?.rows, clean)
