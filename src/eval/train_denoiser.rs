@@ -698,7 +698,7 @@ fn data_description(a: &TrainDenoiserOptions) -> String {
     match &a.eegdenoisenet {
         Some(d) => format!("EEGdenoiseNet files in {}", d.display()),
         None => format!(
-            "{} + {} physiological-model segments, data seed {}",
+            "{}{} + {} physiological-model segments, data seed {}",
             a.edf
                 .iter()
                 .map(|p| p
@@ -706,6 +706,10 @@ fn data_description(a: &TrainDenoiserOptions) -> String {
                     .map_or_else(String::new, |n| n.to_string_lossy().into_owned()))
                 .collect::<Vec<_>>()
                 .join(" + "),
+            a.real.as_ref().map_or_else(String::new, |d| format!(
+                " + the EEG recordings of {}",
+                d.display()
+            )),
             a.model_segments,
             a.data_seed
         ),
@@ -793,10 +797,17 @@ fn write_shipped(a: &TrainDenoiserOptions, ship: &Run) -> Result<Vec<u8>, EvalEr
     })
 }
 
-/// The single-run command that regenerates the shipped file bit for bit.
-fn regen_command(a: &TrainDenoiserOptions, plan: &Plan, ship: &SeedResult) -> String {
+/// The single-run command (as a model card prints it) that trains run (`alpha`, `seed`) of
+/// the sweep `a` describes: with the same binary and backend it rebuilds that run's file bit
+/// for bit.
+pub fn regen_command(a: &TrainDenoiserOptions, alpha: f64, seed: u64) -> Result<String, EvalError> {
+    let plan = Plan::new(a)?;
+    Ok(single_run_command(a, &plan, alpha, seed))
+}
+
+fn single_run_command(a: &TrainDenoiserOptions, plan: &Plan, alpha: f64, seed: u64) -> String {
     format!(
-        "cargo run --release -- train-denoiser --out {} --sample-rate {} --d-in {} --d-sae {} --k {} --n-saes {} --hops {} --mfr-alpha {} --seeds {} --steps {} --batch-size {} --lr {} --per-segment {}{}{} --model-segments {} --data-seed {} --backend {}{} --normalisation {}{}{}{}{}",
+        "cargo run --release -- train-denoiser --out {} --sample-rate {} --d-in {} --d-sae {} --k {} --n-saes {} --hops {} --mfr-alpha {} --seeds {} --steps {} --batch-size {} --lr {} --per-segment {}{}{} --model-segments {} --data-seed {} --backend {}{} --normalisation {}{}{}{}{}{}",
         a.out.display(),
         plan.fs,
         plan.d_in,
@@ -804,8 +815,8 @@ fn regen_command(a: &TrainDenoiserOptions, plan: &Plan, ship: &SeedResult) -> St
         a.k,
         a.n_saes,
         fmt_list(&plan.hops),
-        ship.alpha,
-        ship.seed,
+        alpha,
+        seed,
         a.steps,
         a.batch_size,
         a.lr,
@@ -857,6 +868,12 @@ fn regen_command(a: &TrainDenoiserOptions, plan: &Plan, ship: &SeedResult) -> St
             .iter()
             .map(|p| format!(" --edf {}", p.display()))
             .collect::<String>(),
+        a.real
+            .as_ref()
+            .map_or_else(String::new, |d| format!(" --real {}", d.display()))
+            + &a.eegdenoisenet
+                .as_ref()
+                .map_or_else(String::new, |d| format!(" --eegdenoisenet {}", d.display())),
         if a.int8 { " --int8" } else { "" }
     )
 }
@@ -880,7 +897,7 @@ pub fn run(
     });
     // Card: the shipped file on the test split beside the baselines.
     let shipped = Model::from_bytes(bytes.clone()).map_err(|e| EvalError::Model(e.to_string()))?;
-    let regen = regen_command(a, &plan, &ship.result);
+    let regen = single_run_command(a, &plan, ship.result.alpha, ship.result.seed);
     let sweep_cmd = regen.replace(
         &format!(
             "--mfr-alpha {} --seeds {}",
@@ -1229,7 +1246,14 @@ impl Card<'_> {
     fn write_limits(&self, s: &mut String) {
         let _ = writeln!(
             s,
-            "\n## Limits\n\nTrained on semi-synthetic data (real EEG from one EEGMMIDB subject plus a physiological model; generated artifacts), not on EEGdenoiseNet; numbers are not directly comparable with published EEGdenoiseNet results. One channel at a time; no spatial information.{}",
+            "\n## Limits\n\n{} One channel at a time; no spatial information.{}",
+            if self.args.eegdenoisenet.is_some() {
+                "Trained on EEGdenoiseNet's epochs (real EEG, EOG and EMG, mixed by its protocol); other recordings and artifact kinds are outside that data."
+            } else if self.args.real.is_some() {
+                "Trained on semi-synthetic data (real EEG from the recordings listed above plus a physiological model; generated EOG, line noise, pops and drift, recorded EMG), not on EEGdenoiseNet; numbers are not directly comparable with published EEGdenoiseNet results."
+            } else {
+                "Trained on semi-synthetic data (real EEG from the recordings listed above plus a physiological model; generated artifacts), not on EEGdenoiseNet; numbers are not directly comparable with published EEGdenoiseNet results."
+            },
             match self.shipped.meta().normalisation {
                 Normalisation::WindowZscore =>
                     " Known weakness: slow, large artifacts (EOG, drift, electrode pops) are removed poorly: `window_zscore` adds each window's *noisy* mean back after the SAE, and that mean is mostly artifact (`window_zscore_no_mean` fixes this).",
