@@ -9,12 +9,15 @@
 //! ```
 //!
 //! `--hour-hops 8,32` times the first model at hops 8 and 32; `--hour-hops 8,small:32` adds
-//! the model whose file stem is `small` at hop 32.
+//! the model whose file stem is `small` at hop 32. `--real DIR` scores validation windows of
+//! the corpus that adds the real-data set (`scripts/real_data.py`), as `train-denoiser --real`
+//! selects on them.
 
 use std::path::PathBuf;
 
 use mfr_eeg::eval::corpus::{Corpus, CorpusConfig, Split};
 use mfr_eeg::eval::data::{ArtifactKind, Recording};
+use mfr_eeg::eval::real::RealSet;
 use mfr_eeg::eval::frontier::{
     FrontierRow, frontier, hour_timing, measure_gflops, to_markdown, write_generated_edf,
 };
@@ -33,6 +36,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut hour_hops: Vec<String> = vec!["8".into(), "32".into()];
     let mut val_segments = usize::MAX;
     let mut threads = 2usize;
+    let mut real: Option<PathBuf> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut v = || args.next().ok_or(format!("{a} needs a value"));
@@ -44,6 +48,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--hour-hops" => hour_hops = v()?.split(',').map(|s| s.trim().to_string()).collect(),
             "--val-segments" => val_segments = v()?.parse()?,
             "--threads" => threads = v()?.parse()?,
+            "--real" => real = Some(PathBuf::from(v()?)),
             _ => return Err(format!("unknown argument {a}").into()),
         }
     }
@@ -72,7 +77,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     // Validation windows exactly as the bench's band-pass tuning and train-denoiser's hop
-    // choice use them: EOG + EMG of the validation split of the default corpus.
+    // choice use them: EOG + EMG of the validation split of the default corpus (or, with
+    // `--real`, of the corpus train-denoiser builds with that set).
     let rec = Recording::from_edf(std::path::Path::new(
         "data/eegmmidb_S001R02_64ch_160Hz_61s.edf",
     ))?;
@@ -88,7 +94,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for (fs, ms) in &by_rate {
         let mut cfg = CorpusConfig::at_rate(*fs);
         cfg.n_model_segments = 600;
-        let corpus = Corpus::build(cfg, std::slice::from_ref(&rec))?;
+        let corpus = match &real {
+            Some(dir) => RealSet::load(dir)?.corpus(cfg, std::slice::from_ref(&rec))?,
+            None => Corpus::build(cfg, std::slice::from_ref(&rec))?,
+        };
         let mut val = Vec::new();
         for kind in [ArtifactKind::Eog, ArtifactKind::Emg] {
             val.extend(corpus.level_windows(
