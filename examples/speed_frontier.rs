@@ -17,10 +17,10 @@ use std::path::PathBuf;
 
 use mfr_eeg::eval::corpus::{Corpus, CorpusConfig, Split};
 use mfr_eeg::eval::data::{ArtifactKind, Recording};
-use mfr_eeg::eval::real::RealSet;
 use mfr_eeg::eval::frontier::{
     FrontierRow, frontier, hour_timing, measure_gflops, to_markdown, write_generated_edf,
 };
+use mfr_eeg::eval::real::RealSet;
 use mfr_eeg::model::Model;
 
 fn list<T: std::str::FromStr>(s: &str) -> Vec<T> {
