@@ -1248,11 +1248,16 @@ impl Card<'_> {
             s,
             "\n## Limits\n\n{} One channel at a time; no spatial information.{}",
             if self.args.eegdenoisenet.is_some() {
-                "Trained on EEGdenoiseNet's epochs (real EEG, EOG and EMG, mixed by its protocol); other recordings and artifact kinds are outside that data."
-            } else if self.args.real.is_some() {
-                "Trained on semi-synthetic data (real EEG from the recordings listed above plus a physiological model; generated EOG, line noise, pops and drift, recorded EMG), not on EEGdenoiseNet; numbers are not directly comparable with published EEGdenoiseNet results."
+                "Trained on EEGdenoiseNet's epochs (real EEG, EOG and EMG, mixed by its protocol); other recordings and artifact kinds are outside that data.".to_string()
             } else {
-                "Trained on semi-synthetic data (real EEG from the recordings listed above plus a physiological model; generated artifacts), not on EEGdenoiseNet; numbers are not directly comparable with published EEGdenoiseNet results."
+                format!(
+                    "Trained on semi-synthetic data (real EEG from the recordings listed above plus a physiological model; {}), not on EEGdenoiseNet; numbers are not directly comparable with published EEGdenoiseNet results.",
+                    if self.args.real.is_some() {
+                        "generated EOG, line noise, pops and drift, recorded EMG"
+                    } else {
+                        "generated artifacts"
+                    }
+                )
             },
             match self.shipped.meta().normalisation {
                 Normalisation::WindowZscore =>
