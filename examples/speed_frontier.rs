@@ -82,6 +82,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rec = Recording::from_edf(std::path::Path::new(
         "data/eegmmidb_S001R02_64ch_160Hz_61s.edf",
     ))?;
+    let real = real.as_deref().map(RealSet::load).transpose()?;
     let mut rows: Vec<FrontierRow> = Vec::new();
     let mut by_rate: Vec<(f64, Vec<(String, Model)>)> = Vec::new();
     for (n, m) in &loaded {
@@ -95,7 +96,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut cfg = CorpusConfig::at_rate(*fs);
         cfg.n_model_segments = 600;
         let corpus = match &real {
-            Some(dir) => RealSet::load(dir)?.corpus(cfg, std::slice::from_ref(&rec))?,
+            Some(set) => set.corpus(cfg, std::slice::from_ref(&rec))?,
             None => Corpus::build(cfg, std::slice::from_ref(&rec))?,
         };
         let mut val = Vec::new();
