@@ -25,6 +25,10 @@
 //! core's per-window activation quantisation; only the integer dot products are accumulated in
 //! f32 (exact up to 2^24, rounding beyond).
 
+mod encode;
+
+use encode::PackedEncoder;
+
 use crate::core::{
     Activation, CoreError, FaultCounts, Normalisation, Sae, SaeConfig, Skip, Weights,
     ola_window_into, reflect_index, sane, sanitise, zscore_stats,
@@ -66,8 +70,8 @@ fn int8_qmax(d_in: usize) -> f32 {
 #[derive(Clone, Debug, PartialEq)]
 pub struct BatchModel {
     config: SaeConfig,
-    /// `W_enc [d_in, d_sae]` row-major.
-    w_enc: Vec<f32>,
+    /// `W_enc [d_in, d_sae]`, packed for the encoder product.
+    enc: PackedEncoder,
     /// `W_dec [d_sae, d_in]` row-major.
     w_dec: Vec<f32>,
     b_enc: Vec<f32>,
@@ -108,7 +112,7 @@ impl BatchModel {
         };
         Self {
             config,
-            w_enc,
+            enc: PackedEncoder::new(w_enc, config.d_in, config.d_sae),
             w_dec,
             b_enc,
             b_dec,
@@ -159,7 +163,7 @@ impl BatchModel {
                 (Weights::F32(w), None) => {
                     same(&self.b_enc, w.b_enc)
                         && same(&self.b_dec, w.b_dec)
-                        && same(&self.w_enc, w.w_enc)
+                        && same(self.enc.plain(), w.w_enc)
                         && same(&self.w_dec, w.w_dec)
                 }
                 (Weights::Int8(w), Some(p)) => {
@@ -167,7 +171,7 @@ impl BatchModel {
                         && same(&self.b_dec, w.b_dec)
                         && same(&p.enc_scale, w.w_enc_scale)
                         && same(&p.dec_scale, w.w_dec_scale)
-                        && same_i8(&self.w_enc, w.w_enc)
+                        && same_i8(self.enc.plain(), w.w_enc)
                         && same_i8(&self.w_dec, w.w_dec)
                 }
                 _ => false,
@@ -184,7 +188,7 @@ impl BatchModel {
         out: &mut [f32],
         s: &mut BatchScratch,
     ) -> Result<FaultCounts, CoreError> {
-        let SaeConfig { d_in, d_sae, k, .. } = self.config;
+        let SaeConfig { d_in, k, .. } = self.config;
         if hop == 0 || hop > d_in {
             return Err(CoreError::InvalidHop { hop, d_in });
         }
@@ -213,26 +217,7 @@ impl BatchModel {
         while m0 <= m_last {
             let rows = s.batch.min(m_last + 1 - m0);
             self.prepare_rows(hop, m0, rows, x, s, &mut faults);
-            // SAFETY: `a` is rows x d_in, `w_enc` d_in x d_sae, `c` rows x d_sae, all
-            // row-major and sized by `size_for` / `new`; the strides say exactly that.
-            unsafe {
-                matrixmultiply::sgemm(
-                    rows,
-                    d_in,
-                    d_sae,
-                    1.0,
-                    s.a.as_ptr(),
-                    d_in as isize,
-                    1,
-                    self.w_enc.as_ptr(),
-                    d_sae as isize,
-                    1,
-                    0.0,
-                    s.c.as_mut_ptr(),
-                    d_sae as isize,
-                    1,
-                );
-            }
+            self.enc.product(&s.a, rows, &mut s.c, &mut s.packed_a);
             for r in 0..rows {
                 #[cfg(target_arch = "x86_64")]
                 if avx2 {
@@ -766,6 +751,8 @@ pub struct BatchScratch {
     win: Vec<f32>,
     xn: Vec<f32>,
     a: Vec<f32>,
+    /// `a` in the encoder kernel's row-block layout.
+    packed_a: Vec<f32>,
     c: Vec<f32>,
     y: Vec<f32>,
     stats: Vec<WindowStats>,
@@ -795,6 +782,7 @@ impl BatchScratch {
             win: Vec::new(),
             xn: Vec::new(),
             a: Vec::new(),
+            packed_a: Vec::new(),
             c: Vec::new(),
             y: Vec::new(),
             stats: Vec::new(),
@@ -822,6 +810,7 @@ impl BatchScratch {
         self.win.resize(b * d_in, 0.0);
         self.xn.resize(b * d_in, 0.0);
         self.a.resize(b * d_in, 0.0);
+        self.packed_a.resize(m.enc.packed_a_len(b), 0.0);
         self.c.resize(b * d_sae, 0.0);
         self.y.resize(d_in, 0.0);
         self.stats.resize(b, WindowStats::default());
