@@ -32,7 +32,7 @@ pub(super) struct PackedEncoder {
 impl PackedEncoder {
     /// Packs `w_enc` (`d_in * d_sae` values, row-major) for this CPU.
     pub(super) fn new(w_enc: Vec<f32>, d_in: usize, d_sae: usize) -> Self {
-        let panels = if Self::kernel_available() && d_sae % NR == 0 && d_in > 0 {
+        let panels = if Self::kernel_available() && d_sae.is_multiple_of(NR) && d_in > 0 {
             let mut p = Vec::with_capacity(d_in * d_sae);
             for p0 in (0..d_sae).step_by(NR) {
                 for i in 0..d_in {

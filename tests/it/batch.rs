@@ -119,7 +119,7 @@ fn batched_equals_core_for_every_mode_length_hop_and_batch() {
             for int8 in [false, true] {
                 case += 1;
                 // d_sae 48 runs the packed encoder kernel (multiples of 16), 40 its fallback.
-                let (d_in, d_sae, k) = (24, if case % 3 == 0 { 40 } else { 48 }, 5);
+                let (d_in, d_sae, k) = (24, if case.is_multiple_of(3) { 40 } else { 48 }, 5);
                 let mut t = random_tensors(100 + case, d_in, d_sae);
                 if case.is_multiple_of(2) {
                     t.skip = Some(SkipPath {
