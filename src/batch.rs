@@ -5,7 +5,8 @@
 //! The streaming core encodes one window at a time as a matrix-vector product, which reads the
 //! whole encoder matrix from cache for ~2 flops per weight. Here up to [`BatchScratch::batch`]
 //! windows are normalised into the rows of a matrix `A` and encoded together by one blocked
-//! product `A W_enc` (the `matrixmultiply` crate's sgemm), so each weight loaded into a
+//! product `A W_enc` (`encode`: `W_enc` packed once at load for an AVX2/FMA register-blocked
+//! kernel, the `matrixmultiply` crate's sgemm on other CPUs), so each weight loaded into a
 //! register is reused across windows. TopK, the sparse decode over the k kept rows, the linear
 //! path and the overlap-add then run per window, in window order.
 //!
@@ -16,10 +17,11 @@
 //! - [`denoise_batched_into`]: same inputs as the core function, with a scratch instead of
 //!   `work`/`topk`.
 //!
-//! **Difference to the core.** Only the encoder's sums are added in another order (blocked
-//! instead of one weight row after another), so pre-activations differ by f32 rounding
-//! (~1e-7 relative). The decode adds the kept rows in index order instead of largest first,
-//! another rounding-level change. Where two pre-activations at the k-th place are closer than
+//! **Difference to the core.** Only roundings differ: the encoder's sums start from zero
+//! instead of the bias and (with FMA) fuse each multiply-add, so pre-activations differ by f32
+//! rounding (~1e-7 relative); the decode adds the kept rows in index order instead of largest
+//! first, fused likewise. Window statistics, the linear path's gate and the TopK rule are the
+//! core's bit for bit. Where two pre-activations at the k-th place are closer than
 //! that rounding, the kept set can differ by one latent; the integration tests measure the
 //! resulting error over many windows of real EEG and state the bound. int8 models keep the
 //! core's per-window activation quantisation; only the integer dot products are accumulated in
@@ -207,7 +209,8 @@ impl BatchModel {
         s.size_for(self, hop)?;
         s.hint = None;
         #[cfg(target_arch = "x86_64")]
-        let avx2 = std::arch::is_x86_feature_detected!("avx2");
+        let avx2 = std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma");
         out.fill(0.0);
         let pad = d_in - 1;
         // The same windows as the core: m*hop - 1 is the stream time of window m's last sample.
@@ -221,11 +224,11 @@ impl BatchModel {
             for r in 0..rows {
                 #[cfg(target_arch = "x86_64")]
                 if avx2 {
-                    // SAFETY: AVX2 support was detected at run time above.
+                    // SAFETY: AVX2 and FMA support were detected at run time above.
                     unsafe { self.finish_window_avx2(hop, m0 + r, r, n, s, out, &mut faults, k) };
                     continue;
                 }
-                self.finish_window(hop, m0 + r, r, n, s, out, &mut faults, k);
+                self.finish_window::<false>(hop, m0 + r, r, n, s, out, &mut faults, k);
             }
             m0 += rows;
         }
@@ -263,6 +266,12 @@ impl BatchModel {
                     *w = sanitise(v, faults);
                 }
             }
+        }
+        if norm != Normalisation::None {
+            zscore_stats_rows(&s.win[..rows * d_in], d_in, &mut s.zs[..rows]);
+        }
+        for r in 0..rows {
+            let win = &s.win[r * d_in..(r + 1) * d_in];
             let xn = &mut s.xn[r * d_in..(r + 1) * d_in];
             let (mean, scale) = match norm {
                 Normalisation::None => {
@@ -270,7 +279,7 @@ impl BatchModel {
                     (0.0, 1.0)
                 }
                 Normalisation::WindowZscore | Normalisation::WindowZscoreNoMean => {
-                    let (mean, scale) = zscore_stats(win);
+                    let (mean, scale) = s.zs[r];
                     for (o, &v) in xn.iter_mut().zip(win.iter()) {
                         *o = (v - mean) / scale;
                     }
@@ -320,10 +329,10 @@ impl BatchModel {
         }
     }
 
-    /// [`BatchModel::finish_window`] compiled for AVX2 (8-wide vectors); the arithmetic is
-    /// the same (no fused multiply-adds are formed), only the vector width changes.
+    /// [`BatchModel::finish_window`] compiled for AVX2 (8-wide vectors), with the decode's
+    /// and the linear path's multiply-adds fused (one rounding instead of two).
     #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
+    #[target_feature(enable = "avx2,fma")]
     #[allow(clippy::too_many_arguments)]
     fn finish_window_avx2(
         &self,
@@ -336,14 +345,15 @@ impl BatchModel {
         faults: &mut FaultCounts,
         k: usize,
     ) {
-        self.finish_window(hop, m, r, n, s, out, faults, k);
+        self.finish_window::<true>(hop, m, r, n, s, out, faults, k);
     }
 
     /// Bias, TopK, sparse decode, linear path, de-normalisation, the fault rule and the
-    /// overlap-add of row `r` (window `m`).
+    /// overlap-add of row `r` (window `m`). `FMA`: multiply-adds fused (only where the caller
+    /// enables the instruction; elsewhere `mul_add` would be a library call).
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
-    fn finish_window(
+    fn finish_window<const FMA: bool>(
         &self,
         hop: usize,
         m: usize,
@@ -375,42 +385,55 @@ impl BatchModel {
                 }
             }
         }
-        let kept = select_topk(pre, k, &mut s.ords, &mut s.keys, &mut s.topk, &mut s.hint);
+        let kept = select_topk(
+            pre,
+            k,
+            &mut s.ords,
+            &mut s.keys,
+            &mut s.cand,
+            &mut s.topk,
+            &mut s.hint,
+        );
         // The kept rows' coefficients, zeros dropped as the core drops them.
-        s.coef.clear();
+        let mut nc = 0;
         for &j in &s.topk[..kept] {
+            let j = j as usize;
             let z = activate(activation, pre[j]);
             if z != 0.0 {
-                let c = match &self.int8 {
-                    None => z,
-                    Some(q) => z * q.dec_scale[j],
-                };
-                s.coef.push((j, c));
+                s.coef[nc] = (
+                    j,
+                    match &self.int8 {
+                        None => z,
+                        Some(q) => z * q.dec_scale[j],
+                    },
+                );
+                nc += 1;
             }
         }
+        let coef = &s.coef[..nc];
         let y = &mut s.y;
         y.copy_from_slice(&self.b_dec);
         // Decode by blocks of DECODE_BLOCK outputs, all kept rows per block, so the block's sums stay
         // in registers instead of going through memory once per row. Each output still adds
-        // the rows in the same (index) order, so the rounding is that of a row-by-row loop.
+        // the rows in the same (index) order.
         let mut b0 = 0;
         while b0 < d_in {
             let w = DECODE_BLOCK.min(d_in - b0);
             if w == DECODE_BLOCK {
                 let mut acc = [0.0f32; DECODE_BLOCK];
                 acc.copy_from_slice(&y[b0..b0 + DECODE_BLOCK]);
-                for &(j, c) in &s.coef {
+                for &(j, c) in coef {
                     let row = &self.w_dec[j * d_in + b0..j * d_in + b0 + DECODE_BLOCK];
                     for (a, &v) in acc.iter_mut().zip(row) {
-                        *a += c * v;
+                        *a = madd::<FMA>(c, v, *a);
                     }
                 }
                 y[b0..b0 + DECODE_BLOCK].copy_from_slice(&acc);
             } else {
-                for &(j, c) in &s.coef {
+                for &(j, c) in coef {
                     let row = &self.w_dec[j * d_in + b0..j * d_in + b0 + w];
                     for (o, &v) in y[b0..b0 + w].iter_mut().zip(row) {
-                        *o += c * v;
+                        *o = madd::<FMA>(c, v, *o);
                     }
                 }
             }
@@ -418,14 +441,9 @@ impl BatchModel {
         }
         let xn = &s.xn[r * d_in..(r + 1) * d_in];
         if let Some((bytes, gate)) = &self.skip {
-            // The core's gate decision (a sequential sum, kept as is so borderline windows
-            // decide alike), then its tap loop inlined here so it gets this function's vectors.
-            if (Skip {
-                taps: bytes,
-                gate: *gate,
-            })
-            .opens(xn)
-            {
+            // The core's gate decision (decided alike on borderline windows, see
+            // `gate_opens`), then its tap loop inlined here so it gets this function's vectors.
+            if gate_opens(bytes, *gate, xn) {
                 let c = self.taps.len() / 2;
                 for (l, &t) in self.taps.iter().enumerate() {
                     let lo = c.saturating_sub(l);
@@ -435,7 +453,7 @@ impl BatchModel {
                     }
                     let src = lo + l - c;
                     for (o, &v) in y[lo..hi].iter_mut().zip(&xn[src..src + (hi - lo)]) {
-                        *o += t * v;
+                        *o = madd::<FMA>(t, v, *o);
                     }
                 }
             }
@@ -466,6 +484,93 @@ impl BatchModel {
                 *o += w * yv;
             }
         }
+    }
+}
+
+/// [`zscore_stats`] of each `d_in`-long row of `win` into `out`, bit for bit: eight rows'
+/// sequential sums advance together (eight independent add chains instead of one, whose
+/// latency bounded the one-row loop), each in the core's order.
+fn zscore_stats_rows(win: &[f32], d_in: usize, out: &mut [(f32, f32)]) {
+    const L: usize = 8;
+    let rows = out.len();
+    let full = rows / L * L;
+    let n = d_in as f32;
+    for r0 in (0..full).step_by(L) {
+        let w = &win[r0 * d_in..(r0 + L) * d_in];
+        // `Sum for f32` starts from -0.0; so do these, for the same bits on all-zero rows.
+        let mut sum = [-0.0f32; L];
+        for i in 0..d_in {
+            for (l, s) in sum.iter_mut().enumerate() {
+                *s += w[l * d_in + i];
+            }
+        }
+        let mean = sum.map(|s| s / n);
+        let mut var = [-0.0f32; L];
+        for i in 0..d_in {
+            for (l, v) in var.iter_mut().enumerate() {
+                let d = w[l * d_in + i] - mean[l];
+                *v += d * d;
+            }
+        }
+        for l in 0..L {
+            out[r0 + l] = (mean[l], libm::sqrtf(var[l] / n) + crate::core::ZSCORE_EPS);
+        }
+    }
+    for r in full..rows {
+        out[r] = zscore_stats(&win[r * d_in..(r + 1) * d_in]);
+    }
+}
+
+/// `a * b + c`, fused where `FMA`.
+#[inline(always)]
+fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
+    if FMA { a.mul_add(b, c) } else { a * b + c }
+}
+
+/// [`Skip::opens`] (`d <= gate * e` with the core's sequential f32 sums of squares and of
+/// squared differences), decided from 8-lane sums where they leave no doubt.
+///
+/// Both sums add non-negative terms, so any f32 summation order lies within a relative
+/// `(n + 1) 2^-24` of the exact sum, the core's sequential order included. When the lane sums
+/// put `d` and `gate * e` further apart than twice that (plus the product's rounding), the
+/// core's comparison cannot come out otherwise; only closer windows (rare) run the core's
+/// sequential loop, so the decision is the core's in every case.
+#[inline(always)]
+fn gate_opens(taps: &[u8], gate: f32, x: &[f32]) -> bool {
+    let exact = || Skip { taps, gate }.opens(x);
+    let n = x.len();
+    if n < 16 || !gate.is_finite() || gate < 0.0 {
+        return exact();
+    }
+    let mut e = [0.0f32; 8];
+    let mut d = [0.0f32; 8];
+    for (c, p) in x[1..].chunks_exact(8).zip(x.chunks_exact(8)) {
+        for l in 0..8 {
+            e[l] += c[l] * c[l];
+            let t = c[l] - p[l];
+            d[l] += t * t;
+        }
+    }
+    let done = (n - 1) / 8 * 8;
+    let mut es = x[0] * x[0] + e.iter().sum::<f32>();
+    let mut ds = d.iter().sum::<f32>();
+    for i in done + 1..n {
+        es += x[i] * x[i];
+        let t = x[i] - x[i - 1];
+        ds += t * t;
+    }
+    if !(es.is_finite() && ds.is_finite()) {
+        return exact();
+    }
+    // Relative bound per sum (terms' and additions' roundings), both sums, gate product.
+    let rel = 2.0 * (n as f64 + 4.0) * f64::from(f32::EPSILON) + 1e-12;
+    let (d64, ge) = (f64::from(ds), f64::from(gate) * f64::from(es));
+    if d64 * (1.0 + rel) < ge * (1.0 - rel) {
+        true
+    } else if d64 * (1.0 - rel) > ge * (1.0 + rel) {
+        false
+    } else {
+        exact()
     }
 }
 
@@ -536,10 +641,11 @@ fn select_topk(
     k: usize,
     ords: &mut Vec<u32>,
     keys: &mut Vec<u64>,
-    idx: &mut [usize],
+    cand: &mut Vec<u32>,
+    idx: &mut [u32],
     hint: &mut Option<u32>,
 ) -> usize {
-    let k = k.min(pre.len()).min(idx.len().saturating_sub(1));
+    let k = k.min(pre.len()).min(idx.len().saturating_sub(SPARE));
     if k == 0 {
         return 0;
     }
@@ -547,8 +653,12 @@ fn select_topk(
     #[allow(clippy::eq_op)]
     let has_nan = pre.iter().fold(false, |a, &v| a | (v != v));
     if has_nan {
-        let got = crate::core::topk_into(pre, &mut idx[..k]);
-        idx[..got].sort_unstable();
+        let mut core_idx = vec![0usize; k];
+        let got = crate::core::topk_into(pre, &mut core_idx);
+        core_idx[..got].sort_unstable();
+        for (o, &j) in idx.iter_mut().zip(&core_idx[..got]) {
+            *o = j as u32;
+        }
         return got;
     }
     ords.clear();
@@ -603,13 +713,13 @@ fn select_topk(
     // in key order.
     // Branch-free compaction of the c_lo - c_hi candidates (one spare slot at the end).
     keys.clear();
-    keys.resize(c_lo - c_hi + 1, 0);
+    keys.resize(c_lo - c_hi + SPARE, 0);
     #[cfg(target_arch = "x86_64")]
     let avx2 = std::arch::is_x86_feature_detected!("avx2");
     #[cfg(target_arch = "x86_64")]
     let nc = if avx2 {
         // SAFETY: AVX2 support was detected at run time.
-        unsafe { candidates_avx2(ords, lo, hi, keys) }
+        unsafe { candidates_avx2(ords, lo, hi, keys, idx_scratch_for(cand, c_lo - c_hi)) }
     } else {
         candidates(ords, lo, hi, keys)
     };
@@ -626,7 +736,7 @@ fn select_topk(
 }
 
 /// Writes the keys of the ords in `[lo, hi)` to `keys` (index order); returns how many.
-/// `keys` has one slot more than that count (the compaction writes one past the last).
+/// `keys` has [`SPARE`] slots more than that count (the compaction writes past the last).
 #[inline(always)]
 fn candidates(ords: &[u32], lo: u32, hi: u32, keys: &mut [u64]) -> usize {
     let mut nc = 0usize;
@@ -639,12 +749,12 @@ fn candidates(ords: &[u32], lo: u32, hi: u32, keys: &mut [u64]) -> usize {
 }
 
 /// Writes the indices whose key is >= `kth` to `idx` in ascending order; returns how many
-/// (exactly k: keys are unique). `idx` has one slot more.
+/// (exactly k: keys are unique). `idx` has [`SPARE`] slots more.
 #[inline(always)]
-fn kept(ords: &[u32], kth: u64, idx: &mut [usize]) -> usize {
+fn kept(ords: &[u32], kth: u64, idx: &mut [u32]) -> usize {
     let mut got = 0;
     for (j, &o) in ords.iter().enumerate() {
-        idx[got] = j;
+        idx[got] = j as u32;
         got = got.wrapping_add(usize::from(order_key(o, j) >= kth));
     }
     got
@@ -654,8 +764,9 @@ fn kept(ords: &[u32], kth: u64, idx: &mut [usize]) -> usize {
 /// (at most [`TOPK_CANDIDATES`] of `d_sae`), so only set mask bits cost scalar work.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn candidates_avx2(ords: &[u32], lo: u32, hi: u32, keys: &mut [u64]) -> usize {
+fn candidates_avx2(ords: &[u32], lo: u32, hi: u32, keys: &mut [u64], cand: &mut [u32]) -> usize {
     use std::arch::x86_64::*;
+    let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     // Unsigned order through signed compares: flip the sign bit of both sides.
     let flip = _mm256_set1_epi32(i32::MIN);
     let lo_s = _mm256_xor_si256(_mm256_set1_epi32(lo as i32), flip);
@@ -670,13 +781,23 @@ fn candidates_avx2(ords: &[u32], lo: u32, hi: u32, keys: &mut [u64]) -> usize {
         let below_lo = _mm256_cmpgt_epi32(lo_s, v_s);
         let below_hi = _mm256_cmpgt_epi32(hi_s, v_s);
         let inside = _mm256_andnot_si256(below_lo, below_hi);
-        let mut bits = _mm256_movemask_ps(_mm256_castsi256_ps(inside)) as u32;
-        while bits != 0 {
-            let j = base + bits.trailing_zeros() as usize;
-            keys[nc] = order_key(ords[j], j);
-            nc += 1;
-            bits &= bits - 1;
+        let bits = _mm256_movemask_ps(_mm256_castsi256_ps(inside)) as u32;
+        // Branch-free: all 8 lanes' indices in mask order into `cand`, advanced by the
+        // popcount (a loop over set bits mispredicted on the random mask counts).
+        // SAFETY: COMPACT rows hold 8 u32; the store writes cand[nc..nc + 8], asserted inside.
+        unsafe {
+            let perm = _mm256_loadu_si256(COMPACT[bits as usize].as_ptr().cast());
+            let j = _mm256_add_epi32(
+                _mm256_permutevar8x32_epi32(lanes, perm),
+                _mm256_set1_epi32(base as i32),
+            );
+            assert!(nc + 8 <= cand.len());
+            _mm256_storeu_si256(cand.as_mut_ptr().add(nc).cast(), j);
         }
+        nc += bits.count_ones() as usize;
+    }
+    for (o, &j) in keys.iter_mut().zip(&cand[..nc]) {
+        *o = order_key(ords[j as usize], j as usize);
     }
     for (j, &o) in ords.iter().enumerate().skip(groups * 8) {
         if o >= lo && o < hi {
@@ -691,7 +812,7 @@ fn candidates_avx2(ords: &[u32], lo: u32, hi: u32, keys: &mut [u64]) -> usize {
 /// taken lowest first, groups in order).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn kept_avx2(ords: &[u32], kth: u64, idx: &mut [usize]) -> usize {
+fn kept_avx2(ords: &[u32], kth: u64, idx: &mut [u32]) -> usize {
     use std::arch::x86_64::*;
     // key(o, j) >= kth  <=>  o > ko, or o == ko and j <= kj (see `order_key`).
     let ko = (kth >> 32) as u32;
@@ -699,6 +820,7 @@ fn kept_avx2(ords: &[u32], kth: u64, idx: &mut [usize]) -> usize {
     let flip = _mm256_set1_epi32(i32::MIN);
     let ko_v = _mm256_set1_epi32(ko as i32);
     let ko_s = _mm256_xor_si256(ko_v, flip);
+    let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     let groups = ords.len() / 8;
     let mut got = 0;
     for g in 0..groups {
@@ -716,20 +838,59 @@ fn kept_avx2(ords: &[u32], kth: u64, idx: &mut [usize]) -> usize {
             }
             ties &= ties - 1;
         }
-        while bits != 0 {
-            idx[got] = base + bits.trailing_zeros() as usize;
-            got += 1;
-            bits &= bits - 1;
+        // Branch-free compaction: the kept lanes' indices moved to the front by a table
+        // permutation, all 8 stored, `got` advanced by the popcount.
+        // SAFETY: COMPACT rows hold 8 u32; the store writes idx[got..got + 8], inside since
+        // got <= the final count <= idx.len() - SPARE (keys are unique: at most k are kept).
+        unsafe {
+            let perm = _mm256_loadu_si256(COMPACT[bits as usize].as_ptr().cast());
+            let j = _mm256_add_epi32(
+                _mm256_permutevar8x32_epi32(lanes, perm),
+                _mm256_set1_epi32(base as i32),
+            );
+            assert!(got + 8 <= idx.len());
+            _mm256_storeu_si256(idx.as_mut_ptr().add(got).cast(), j);
         }
+        got += bits.count_ones() as usize;
     }
     for (j, &o) in ords.iter().enumerate().skip(groups * 8) {
         if order_key(o, j) >= kth {
-            idx[got] = j;
+            idx[got] = j as u32;
             got += 1;
         }
     }
     got
 }
+
+/// `cand` grown to hold `n` candidate indices and the compaction's spare slots.
+fn idx_scratch_for(cand: &mut Vec<u32>, n: usize) -> &mut [u32] {
+    if cand.len() < n + SPARE {
+        cand.resize(n + SPARE, 0);
+    }
+    cand
+}
+
+/// Spare slots past the last kept index or candidate key: the branch-free compactions write
+/// whole 8-lane groups.
+const SPARE: usize = 8;
+
+/// For each 8-bit mask, its set bit positions in ascending order (then zeros).
+static COMPACT: [[u32; 8]; 256] = {
+    let mut t = [[0u32; 8]; 256];
+    let mut m = 0;
+    while m < 256 {
+        let (mut n, mut l) = (0, 0);
+        while l < 8 {
+            if m & (1 << l) != 0 {
+                t[m][n] = l as u32;
+                n += 1;
+            }
+            l += 1;
+        }
+        m += 1;
+    }
+    t
+};
 
 /// Per-window values kept between the encode and the rest.
 #[derive(Clone, Copy, Debug, Default)]
@@ -756,13 +917,17 @@ pub struct BatchScratch {
     c: Vec<f32>,
     y: Vec<f32>,
     stats: Vec<WindowStats>,
+    /// Mean and scale of each window (z-score normalisations).
+    zs: Vec<(f32, f32)>,
     keys: Vec<u64>,
     ords: Vec<u32>,
     /// (latent, decode coefficient) of the kept latents of one window.
     coef: Vec<(usize, f32)>,
     /// The previous window's TopK threshold, where the next search starts.
     hint: Option<u32>,
-    topk: Vec<usize>,
+    topk: Vec<u32>,
+    /// Candidate indices of the TopK search.
+    cand: Vec<u32>,
 }
 
 impl Default for BatchScratch {
@@ -786,11 +951,13 @@ impl BatchScratch {
             c: Vec::new(),
             y: Vec::new(),
             stats: Vec::new(),
+            zs: Vec::new(),
             keys: Vec::new(),
             ords: Vec::new(),
             coef: Vec::new(),
             hint: None,
             topk: Vec::new(),
+            cand: Vec::new(),
         }
     }
 
@@ -814,10 +981,11 @@ impl BatchScratch {
         self.c.resize(b * d_sae, 0.0);
         self.y.resize(d_in, 0.0);
         self.stats.resize(b, WindowStats::default());
-        self.topk.resize(k + 1, 0);
+        self.zs.resize(b, (0.0, 1.0));
+        self.topk.resize(k + SPARE, 0);
         self.keys.reserve(d_sae);
         self.ords.reserve(d_sae);
-        self.coef.reserve(k);
+        self.coef.resize(k, (0, 0.0));
         Ok(())
     }
 }
@@ -865,7 +1033,7 @@ mod tests {
     #[test]
     fn selection_equals_core_topk_including_ties_and_nan() {
         let mut r = crate::rng::Rng::new(7);
-        let (mut keys, mut ords) = (Vec::new(), Vec::new());
+        let (mut keys, mut ords, mut cand) = (Vec::new(), Vec::new(), Vec::new());
         // One hint carried across trials, as across windows: any start must give the same set.
         let mut hint = None;
         for trial in 0..300 {
@@ -885,9 +1053,10 @@ mod tests {
                 let kw = crate::core::topk_into(&v, &mut want);
                 want.truncate(kw);
                 want.sort_unstable();
-                let mut got = vec![0usize; k + 1];
-                let kg = select_topk(&v, k, &mut ords, &mut keys, &mut got, &mut hint);
-                assert_eq!(&got[..kg], &want[..], "values {v:?} k {k}");
+                let mut got = vec![0u32; k + SPARE];
+                let kg = select_topk(&v, k, &mut ords, &mut keys, &mut cand, &mut got, &mut hint);
+                let got: Vec<usize> = got[..kg].iter().map(|&j| j as usize).collect();
+                assert_eq!(got, want, "values {v:?} k {k}");
             }
         }
         // Continuous values of a model's size: slowly drifting (the hint is close) and
@@ -904,9 +1073,10 @@ mod tests {
             let mut want = vec![0usize; k];
             crate::core::topk_into(&v, &mut want);
             want.sort_unstable();
-            let mut got = vec![0usize; k + 1];
-            let kg = select_topk(&v, k, &mut ords, &mut keys, &mut got, &mut hint);
-            assert_eq!(&got[..kg], &want[..], "trial {trial} k {k}");
+            let mut got = vec![0u32; k + SPARE];
+            let kg = select_topk(&v, k, &mut ords, &mut keys, &mut cand, &mut got, &mut hint);
+            let got: Vec<usize> = got[..kg].iter().map(|&j| j as usize).collect();
+            assert_eq!(got, want, "trial {trial} k {k}");
         }
     }
 
@@ -934,19 +1104,104 @@ mod tests {
                 .map(|_| pick[(r.next_u64() % pick.len() as u64) as usize])
                 .collect();
             let (lo, hi) = (pick[trial % 8], pick[(trial / 8) % 8]);
-            let (mut a, mut b) = (vec![0u64; n + 1], vec![0u64; n + 1]);
+            let (mut a, mut b) = (vec![0u64; n + SPARE], vec![0u64; n + SPARE]);
             let na = candidates(&ords, lo, hi, &mut a);
             // SAFETY: AVX2 support was detected above.
-            let nb = unsafe { candidates_avx2(&ords, lo, hi, &mut b) };
+            let nb = unsafe { candidates_avx2(&ords, lo, hi, &mut b, &mut vec![0; n + SPARE]) };
             assert_eq!(&a[..na], &b[..nb], "ords {ords:?} [{lo}, {hi})");
             let j = trial % n;
             let kth = order_key(ords[j], j);
-            let (mut a, mut b) = (vec![0usize; n + 1], vec![0usize; n + 1]);
+            let (mut a, mut b) = (vec![0u32; n + SPARE], vec![0u32; n + SPARE]);
             let ka = kept(&ords, kth, &mut a);
             // SAFETY: as above.
             let kb = unsafe { kept_avx2(&ords, kth, &mut b) };
             assert_eq!(&a[..ka], &b[..kb], "ords {ords:?} kth of {j}");
-            assert!(ka >= 1 && a[..ka].contains(&j));
+            assert!(ka >= 1 && a[..ka].contains(&(j as u32)));
+        }
+    }
+
+    /// The lane-sum gate decides as the core's sequential one, at gates placed at and around
+    /// each window's own ratio (where the two sums' roundings could disagree).
+    #[test]
+    fn gate_decision_equals_the_core_on_borderline_windows() {
+        let mut r = crate::rng::Rng::new(5);
+        let taps = [0u8; 12];
+        let (mut checked, mut opened) = (0, 0);
+        for case in 0..400 {
+            let n = [2usize, 15, 16, 17, 31, 256, 257][case % 7];
+            let smooth = (case % 5) as f64 * 0.2;
+            let mut prev = 0.0;
+            let x: Vec<f32> = (0..n)
+                .map(|_| {
+                    prev = smooth * prev + r.normal();
+                    prev as f32
+                })
+                .collect();
+            let (mut e, mut d) = (0.0f64, 0.0f64);
+            for i in 0..n {
+                e += f64::from(x[i]).powi(2);
+                if i > 0 {
+                    d += f64::from(x[i] - x[i - 1]).powi(2);
+                }
+            }
+            let ratio = (d / e) as f32;
+            let mut g = ratio;
+            for _ in 0..40 {
+                g = f32::from_bits(g.to_bits() - 1);
+            }
+            for _ in 0..81 {
+                let core = Skip {
+                    taps: &taps,
+                    gate: g,
+                }
+                .opens(&x);
+                assert_eq!(
+                    gate_opens(&taps, g, &x),
+                    core,
+                    "n {n} gate {g} ratio {ratio}"
+                );
+                checked += 1;
+                opened += usize::from(core);
+                g = f32::from_bits(g.to_bits() + 1);
+            }
+            for g in [0.0, ratio * 0.5, ratio * 2.0, f32::INFINITY, f32::NAN] {
+                let core = Skip {
+                    taps: &taps,
+                    gate: g,
+                }
+                .opens(&x);
+                assert_eq!(gate_opens(&taps, g, &x), core, "n {n} gate {g}");
+            }
+        }
+        // Both outcomes occur among the borderline gates.
+        assert!(
+            opened > checked / 4 && opened < checked * 3 / 4,
+            "{opened} of {checked}"
+        );
+    }
+
+    /// The eight-row statistics are the core's, bit for bit (rows of every remainder,
+    /// constant and all-zero rows included).
+    #[test]
+    fn zscore_rows_equal_the_core() {
+        let mut r = crate::rng::Rng::new(3);
+        for (rows, d_in) in [(1usize, 256usize), (8, 256), (13, 256), (17, 5), (16, 1)] {
+            let mut win: Vec<f32> = (0..rows * d_in)
+                .map(|_| (r.normal() * 30.0 + 5.0) as f32)
+                .collect();
+            win[..d_in].fill(0.1);
+            if rows > 2 {
+                win[d_in..2 * d_in].fill(-0.0);
+            }
+            let mut got = vec![(0.0, 0.0); rows];
+            zscore_stats_rows(&win, d_in, &mut got);
+            for (w, g) in win.chunks_exact(d_in).zip(&got) {
+                let want = zscore_stats(w);
+                assert_eq!(
+                    (g.0.to_bits(), g.1.to_bits()),
+                    (want.0.to_bits(), want.1.to_bits())
+                );
+            }
         }
     }
 
