@@ -1,7 +1,8 @@
 //! Criterion benches of the batched offline path against the plain sgemm of its encoder's
 //! shape, measured in the same run. Throughput is in floating-point operations, so criterion's
-//! "elem/s" reads as FLOP/s for every row: the encoder-shaped sgemm (matrixmultiply, which the
-//! batched path uses, and gemm, the trainer's), the batched path at several batch sizes, and
+//! "elem/s" reads as FLOP/s for every row: the encoder-shaped sgemm (matrixmultiply, the
+//! batched path's fallback where AVX2/FMA is missing, and gemm, the trainer's), the batched
+//! path (its own packed AVX2/FMA encoder product) at several batch sizes, and
 //! the streaming core's offline path, all on the shipped default model.
 //!
 //! `cargo bench --bench batch`
