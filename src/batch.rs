@@ -766,7 +766,6 @@ fn kept(ords: &[u32], kth: u64, idx: &mut [u32]) -> usize {
 #[target_feature(enable = "avx2")]
 fn candidates_avx2(ords: &[u32], lo: u32, hi: u32, keys: &mut [u64], cand: &mut [u32]) -> usize {
     use std::arch::x86_64::*;
-    let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     // Unsigned order through signed compares: flip the sign bit of both sides.
     let flip = _mm256_set1_epi32(i32::MIN);
     let lo_s = _mm256_xor_si256(_mm256_set1_epi32(lo as i32), flip);
@@ -782,19 +781,8 @@ fn candidates_avx2(ords: &[u32], lo: u32, hi: u32, keys: &mut [u64], cand: &mut 
         let below_hi = _mm256_cmpgt_epi32(hi_s, v_s);
         let inside = _mm256_andnot_si256(below_lo, below_hi);
         let bits = _mm256_movemask_ps(_mm256_castsi256_ps(inside)) as u32;
-        // Branch-free: all 8 lanes' indices in mask order into `cand`, advanced by the
-        // popcount (a loop over set bits mispredicted on the random mask counts).
-        // SAFETY: COMPACT rows hold 8 u32; the store writes cand[nc..nc + 8], asserted inside.
-        unsafe {
-            let perm = _mm256_loadu_si256(COMPACT[bits as usize].as_ptr().cast());
-            let j = _mm256_add_epi32(
-                _mm256_permutevar8x32_epi32(lanes, perm),
-                _mm256_set1_epi32(base as i32),
-            );
-            assert!(nc + 8 <= cand.len());
-            _mm256_storeu_si256(cand.as_mut_ptr().add(nc).cast(), j);
-        }
-        nc += bits.count_ones() as usize;
+        // Branch-free (a loop over set bits mispredicted on the random mask counts).
+        nc = compact_lanes(bits, base, cand, nc);
     }
     for (o, &j) in keys.iter_mut().zip(&cand[..nc]) {
         *o = order_key(ords[j as usize], j as usize);
@@ -820,7 +808,6 @@ fn kept_avx2(ords: &[u32], kth: u64, idx: &mut [u32]) -> usize {
     let flip = _mm256_set1_epi32(i32::MIN);
     let ko_v = _mm256_set1_epi32(ko as i32);
     let ko_s = _mm256_xor_si256(ko_v, flip);
-    let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     let groups = ords.len() / 8;
     let mut got = 0;
     for g in 0..groups {
@@ -838,20 +825,7 @@ fn kept_avx2(ords: &[u32], kth: u64, idx: &mut [u32]) -> usize {
             }
             ties &= ties - 1;
         }
-        // Branch-free compaction: the kept lanes' indices moved to the front by a table
-        // permutation, all 8 stored, `got` advanced by the popcount.
-        // SAFETY: COMPACT rows hold 8 u32; the store writes idx[got..got + 8], inside since
-        // got <= the final count <= idx.len() - SPARE (keys are unique: at most k are kept).
-        unsafe {
-            let perm = _mm256_loadu_si256(COMPACT[bits as usize].as_ptr().cast());
-            let j = _mm256_add_epi32(
-                _mm256_permutevar8x32_epi32(lanes, perm),
-                _mm256_set1_epi32(base as i32),
-            );
-            assert!(got + 8 <= idx.len());
-            _mm256_storeu_si256(idx.as_mut_ptr().add(got).cast(), j);
-        }
-        got += bits.count_ones() as usize;
+        got = compact_lanes(bits, base, idx, got);
     }
     for (j, &o) in ords.iter().enumerate().skip(groups * 8) {
         if order_key(o, j) >= kth {
@@ -860,6 +834,28 @@ fn kept_avx2(ords: &[u32], kth: u64, idx: &mut [u32]) -> usize {
         }
     }
     got
+}
+
+/// Appends `base + l` for each set bit `l` of the 8-bit `bits` to `out` at `at`, in ascending
+/// order; returns the new length. Branch-free: the set lanes are moved to the front by a table
+/// permutation and all 8 are stored (`out` needs [`SPARE`] slots past the final length).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+fn compact_lanes(bits: u32, base: usize, out: &mut [u32], at: usize) -> usize {
+    use std::arch::x86_64::*;
+    assert!(at + 8 <= out.len() && bits < 256);
+    let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    // SAFETY: COMPACT rows hold 8 u32; the store writes out[at..at + 8], asserted above.
+    unsafe {
+        let perm = _mm256_loadu_si256(COMPACT[bits as usize].as_ptr().cast());
+        let j = _mm256_add_epi32(
+            _mm256_permutevar8x32_epi32(lanes, perm),
+            _mm256_set1_epi32(base as i32),
+        );
+        _mm256_storeu_si256(out.as_mut_ptr().add(at).cast(), j);
+    }
+    at + bits.count_ones() as usize
 }
 
 /// `cand` grown to hold `n` candidate indices and the compaction's spare slots.
