@@ -145,6 +145,7 @@ impl BatchModel {
 
     /// True if this is the decoded form of `sae`'s weights (compared value by value).
     fn matches(&self, sae: &Sae<'_>) -> bool {
+        let c = self.config;
         let same = |v: &[f32], b: &[u8]| {
             v.len() * 4 == b.len()
                 && v.iter()
@@ -165,7 +166,10 @@ impl BatchModel {
                 (Weights::F32(w), None) => {
                     same(&self.b_enc, w.b_enc)
                         && same(&self.b_dec, w.b_dec)
-                        && same(self.enc.plain(), w.w_enc)
+                        && w.w_enc.len() == 4 * c.d_in * c.d_sae
+                        && self
+                            .enc
+                            .all_runs(|v, s| same(v, &w.w_enc[4 * s..4 * (s + v.len())]))
                         && same(&self.w_dec, w.w_dec)
                 }
                 (Weights::Int8(w), Some(p)) => {
@@ -173,7 +177,10 @@ impl BatchModel {
                         && same(&self.b_dec, w.b_dec)
                         && same(&p.enc_scale, w.w_enc_scale)
                         && same(&p.dec_scale, w.w_dec_scale)
-                        && same_i8(self.enc.plain(), w.w_enc)
+                        && w.w_enc.len() == c.d_in * c.d_sae
+                        && self
+                            .enc
+                            .all_runs(|v, s| same_i8(v, &w.w_enc[s..s + v.len()]))
                         && same_i8(&self.w_dec, w.w_dec)
                 }
                 _ => false,

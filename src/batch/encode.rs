@@ -17,37 +17,40 @@ const NR: usize = 16;
 /// Windows per register block.
 const MR: usize = 6;
 
-/// `W_enc` in the layout the kernel reads, or the plain matrix for the fallback.
+/// `W_enc` in the layout the kernel reads, or the plain matrix for the fallback (one copy
+/// either way).
 #[derive(Clone, Debug, PartialEq)]
 pub(super) struct PackedEncoder {
     d_in: usize,
     d_sae: usize,
-    /// `W_enc [d_in, d_sae]` row-major (the fallback's operand).
-    plain: Vec<f32>,
-    /// Panel `p` at `p * d_in * NR`: for each input `i`, columns `p*NR..p*NR + NR`. Empty
-    /// when the fallback is used.
-    panels: Vec<f32>,
+    packed: bool,
+    /// Packed: panel `p` at `p * d_in * NR` holds, for each input `i`, columns
+    /// `p*NR..p*NR + NR`. Otherwise `W_enc [d_in, d_sae]` row-major (the fallback's operand).
+    w: Vec<f32>,
 }
 
 impl PackedEncoder {
     /// Packs `w_enc` (`d_in * d_sae` values, row-major) for this CPU.
     pub(super) fn new(w_enc: Vec<f32>, d_in: usize, d_sae: usize) -> Self {
-        let panels = if Self::kernel_available() && d_sae.is_multiple_of(NR) && d_in > 0 {
-            let mut p = Vec::with_capacity(d_in * d_sae);
-            for p0 in (0..d_sae).step_by(NR) {
-                for i in 0..d_in {
-                    p.extend_from_slice(&w_enc[i * d_sae + p0..i * d_sae + p0 + NR]);
-                }
+        if !(Self::kernel_available() && d_sae.is_multiple_of(NR) && d_in > 0) {
+            return Self {
+                d_in,
+                d_sae,
+                packed: false,
+                w: w_enc,
+            };
+        }
+        let mut w = Vec::with_capacity(d_in * d_sae);
+        for p0 in (0..d_sae).step_by(NR) {
+            for i in 0..d_in {
+                w.extend_from_slice(&w_enc[i * d_sae + p0..i * d_sae + p0 + NR]);
             }
-            p
-        } else {
-            Vec::new()
-        };
+        }
         Self {
             d_in,
             d_sae,
-            plain: w_enc,
-            panels,
+            packed: true,
+            w,
         }
     }
 
@@ -63,14 +66,23 @@ impl PackedEncoder {
         }
     }
 
-    /// The unpacked matrix (row-major `d_in x d_sae`).
-    pub(super) fn plain(&self) -> &[f32] {
-        &self.plain
+    /// True if `f(values, start)` holds for every run of the weights, where `values` are the
+    /// row-major `d_in x d_sae` weights from index `start` on (one run unpacked, one per panel
+    /// row packed): how a model's stored matrix is compared without unpacking.
+    pub(super) fn all_runs(&self, mut f: impl FnMut(&[f32], usize) -> bool) -> bool {
+        if !self.packed {
+            return f(&self.w, 0);
+        }
+        let (d_in, d_sae) = (self.d_in, self.d_sae);
+        self.w.chunks_exact(NR).enumerate().all(|(t, run)| {
+            let (p, i) = (t / d_in, t % d_in);
+            f(run, i * d_sae + p * NR)
+        })
     }
 
     /// True if products run on the packed AVX2/FMA kernel.
     pub(super) fn is_packed(&self) -> bool {
-        !self.panels.is_empty()
+        self.packed
     }
 
     /// Values `packed_a` must be able to hold for `rows` windows.
@@ -115,7 +127,7 @@ impl PackedEncoder {
             return;
         }
         let _ = packed_a;
-        // SAFETY: `a` is rows x d_in, `plain` d_in x d_sae, `c` rows x d_sae, all row-major
+        // SAFETY: `a` is rows x d_in, `w` d_in x d_sae, `c` rows x d_sae, all row-major
         // (sizes asserted above); the strides say exactly that.
         unsafe {
             matrixmultiply::sgemm(
@@ -126,7 +138,7 @@ impl PackedEncoder {
                 a.as_ptr(),
                 d_in as isize,
                 1,
-                self.plain.as_ptr(),
+                self.w.as_ptr(),
                 d_sae as isize,
                 1,
                 0.0,
@@ -144,7 +156,7 @@ impl PackedEncoder {
         use std::arch::x86_64::*;
         let (d_in, d_sae) = (self.d_in, self.d_sae);
         let blocks = rows.div_ceil(MR);
-        for (p, panel) in self.panels.chunks_exact(d_in * NR).enumerate() {
+        for (p, panel) in self.w.chunks_exact(d_in * NR).enumerate() {
             for b in 0..blocks {
                 let ap = packed_a[b * MR * d_in..(b + 1) * MR * d_in].as_ptr();
                 let bp = panel.as_ptr();
@@ -191,6 +203,8 @@ mod tests {
         for &(d_in, d_sae) in &[(256usize, 1024usize), (33, 48), (8, 20), (1, 16)] {
             let w: Vec<f32> = (0..d_in * d_sae).map(|_| r.normal() as f32).collect();
             let enc = PackedEncoder::new(w.clone(), d_in, d_sae);
+            assert!(enc.all_runs(|v, s| v == &w[s..s + v.len()]));
+            assert!(!enc.all_runs(|v, s| s != d_in * d_sae - v.len()));
             for rows in [1usize, 5, 6, 7, 13, 128] {
                 let a: Vec<f32> = (0..rows * d_in).map(|_| r.normal() as f32).collect();
                 let mut c = vec![f32::NAN; rows * d_sae];
