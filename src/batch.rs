@@ -402,20 +402,20 @@ impl BatchModel {
             &mut s.hint,
         );
         // The kept rows' coefficients, zeros dropped as the core drops them.
+        // Branch-free: every kept latent is written, the count advances past non-zero ones
+        // (ReLU zeros among the k largest are data-dependent, so a branch mispredicted).
         let mut nc = 0;
         for &j in &s.topk[..kept] {
             let j = j as usize;
             let z = activate(activation, pre[j]);
-            if z != 0.0 {
-                s.coef[nc] = (
-                    j,
-                    match &self.int8 {
-                        None => z,
-                        Some(q) => z * q.dec_scale[j],
-                    },
-                );
-                nc += 1;
-            }
+            s.coef[nc] = (
+                j,
+                match &self.int8 {
+                    None => z,
+                    Some(q) => z * q.dec_scale[j],
+                },
+            );
+            nc += usize::from(z != 0.0);
         }
         let coef = &s.coef[..nc];
         let y = &mut s.y;
