@@ -11,7 +11,8 @@
 //! `--hour-hops 8,32` times the first model at hops 8 and 32; `--hour-hops 8,small:32` adds
 //! the model whose file stem is `small` at hop 32. `--real DIR` scores validation windows of
 //! the corpus that adds the real-data set (`scripts/real_data.py`), as `train-denoiser --real`
-//! selects on them.
+//! selects on them. `--hour-reps N` (default 3): each hour row reports the least CPU time of N
+//! runs.
 
 use std::path::PathBuf;
 
@@ -36,6 +37,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut hour_hops: Vec<String> = vec!["8".into(), "32".into()];
     let mut val_segments = usize::MAX;
     let mut threads = 2usize;
+    let mut hour_reps = 3usize;
     let mut real: Option<PathBuf> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -48,6 +50,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--hour-hops" => hour_hops = v()?.split(',').map(|s| s.trim().to_string()).collect(),
             "--val-segments" => val_segments = v()?.parse()?,
             "--threads" => threads = v()?.parse()?,
+            "--hour-reps" => hour_reps = v()?.parse()?,
             "--real" => real = Some(PathBuf::from(v()?)),
             _ => return Err(format!("unknown argument {a}").into()),
         }
@@ -143,7 +146,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 };
                 with.push((name.clone(), m.clone(), hop));
             }
-            let t = hour_timing(p, &with, threads)?;
+            let t = hour_timing(p, &with, threads, hour_reps)?;
             eprintln!("{t:?}");
             Some(t)
         }
