@@ -12,10 +12,13 @@
 //! the model whose file stem is `small` at hop 32. `--real DIR` scores validation windows of
 //! the corpus that adds the real-data set (`scripts/real_data.py`), as `train-denoiser --real`
 //! selects on them. `--hour-reps N` (default 3): each hour row reports the least CPU time of N
-//! runs.
+//! runs. `--ola sine` scores the frontier with the sine OLA taper instead of the core's Hann
+//! (`mfr_eeg::core::OlaShape`); speed does not depend on it. `--split test` scores the test
+//! windows instead of the validation windows (a check of a choice made on validation).
 
 use std::path::PathBuf;
 
+use mfr_eeg::core::OlaShape;
 use mfr_eeg::eval::corpus::{Corpus, CorpusConfig, Split};
 use mfr_eeg::eval::data::{ArtifactKind, Recording};
 use mfr_eeg::eval::frontier::{
@@ -39,6 +42,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut threads = 2usize;
     let mut hour_reps = 3usize;
     let mut real: Option<PathBuf> = None;
+    let mut ola = OlaShape::Hann;
+    let mut split = Split::Val;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut v = || args.next().ok_or(format!("{a} needs a value"));
@@ -52,6 +57,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--threads" => threads = v()?.parse()?,
             "--hour-reps" => hour_reps = v()?.parse()?,
             "--real" => real = Some(PathBuf::from(v()?)),
+            "--split" => {
+                split = match v()?.as_str() {
+                    "val" => Split::Val,
+                    "test" => Split::Test,
+                    o => return Err(format!("--split {o}: val or test").into()),
+                }
+            }
+            "--ola" => {
+                ola = match v()?.as_str() {
+                    "hann" => OlaShape::Hann,
+                    "sine" => OlaShape::Sine,
+                    o => return Err(format!("--ola {o}: hann or sine").into()),
+                }
+            }
             _ => return Err(format!("unknown argument {a}").into()),
         }
     }
@@ -104,15 +123,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         };
         let mut val = Vec::new();
         for kind in [ArtifactKind::Eog, ArtifactKind::Emg] {
-            val.extend(corpus.level_windows(
-                Split::Val,
-                kind,
-                corpus.config.seg_len,
-                val_segments,
-            )?);
+            val.extend(corpus.level_windows(split, kind, corpus.config.seg_len, val_segments)?);
         }
         eprintln!("{} validation windows at {fs} Hz", val.len());
-        let r = frontier(ms, &hops, &val, 120.0, threads)?;
+        let r = frontier(ms, &hops, ola, &val, 120.0, threads)?;
         for row in &r {
             eprintln!("{row:?}");
         }

@@ -32,8 +32,8 @@ mod encode;
 use encode::PackedEncoder;
 
 use crate::core::{
-    Activation, CoreError, FaultCounts, Normalisation, Sae, SaeConfig, Skip, Weights,
-    ola_window_into, reflect_index, sane, sanitise, zscore_stats,
+    Activation, CoreError, FaultCounts, Normalisation, OlaShape, Sae, SaeConfig, Skip, Weights,
+    ola_window_shape_into, reflect_index, sane, sanitise, zscore_stats,
 };
 
 /// Windows encoded per matrix product unless [`BatchScratch::with_batch`] says otherwise.
@@ -910,6 +910,7 @@ struct WindowStats {
 pub struct BatchScratch {
     batch: usize,
     model: Option<BatchModel>,
+    ola_shape: OlaShape,
     ola_w: Vec<f32>,
     ola_hop: usize,
     win: Vec<f32>,
@@ -945,6 +946,7 @@ impl BatchScratch {
         Self {
             batch: batch.max(1),
             model: None,
+            ola_shape: OlaShape::Hann,
             ola_w: Vec::new(),
             ola_hop: 0,
             win: Vec::new(),
@@ -964,6 +966,20 @@ impl BatchScratch {
         }
     }
 
+    /// The same buffers recombining windows with the OLA taper `shape` instead of the core's
+    /// Hann ([`OlaShape`]); the output then differs from the core's by more than rounding.
+    #[must_use]
+    pub fn with_ola_shape(mut self, shape: OlaShape) -> Self {
+        self.ola_shape = shape;
+        self.ola_w.clear();
+        self
+    }
+
+    /// The OLA taper in use.
+    pub const fn ola_shape(&self) -> OlaShape {
+        self.ola_shape
+    }
+
     /// Windows per matrix product.
     pub const fn batch(&self) -> usize {
         self.batch
@@ -974,7 +990,7 @@ impl BatchScratch {
         let b = self.batch;
         if self.ola_w.len() != d_in || self.ola_hop != hop {
             self.ola_w.resize(d_in, 0.0);
-            ola_window_into(hop, &mut self.ola_w)?;
+            ola_window_shape_into(hop, self.ola_shape, &mut self.ola_w)?;
             self.ola_hop = hop;
         }
         self.win.resize(b * d_in, 0.0);

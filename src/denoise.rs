@@ -47,7 +47,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use crate::batch::{BatchScratch, denoise_batched_into};
-use crate::core::{CoreError, FaultCounts, Sae};
+use crate::core::{CoreError, FaultCounts, OlaShape, Sae};
 use crate::io::edf::{
     EdfError, EdfReader, Header, RewriteError, check_output_is_not_input, rewrite_checked,
     select_channels,
@@ -106,6 +106,8 @@ pub struct DenoiseOptions {
     pub hop: Option<usize>,
     /// Content above the model's Nyquist frequency (channels faster than the model).
     pub high_band: HighBand,
+    /// Taper of the overlap-add window ([`OlaShape`]; the streaming core's is Hann).
+    pub ola: OlaShape,
     /// Write the output even when more than [`MAX_CLIP_FRACTION`] of a channel would clip.
     pub allow_clipping: bool,
     /// Block length in seconds of recording (`None`: automatic, at most
@@ -135,6 +137,7 @@ impl Default for DenoiseOptions {
             wav: None,
             hop: None,
             high_band: HighBand::Keep,
+            ola: OlaShape::Hann,
             allow_clipping: false,
             block_seconds: None,
             spatial: false,
@@ -384,6 +387,8 @@ pub struct Denoiser<'m> {
     pub rate_hz: f64,
     /// Content above the model's Nyquist frequency.
     pub high_band: HighBand,
+    /// Taper of the overlap-add window.
+    pub ola: OlaShape,
 }
 
 /// Everything that depends only on a channel's rate, built once per distinct rate: the
@@ -543,6 +548,9 @@ impl<'m> Denoiser<'m> {
                 .zip(&scratch.base)
                 .map(|(&x, &b)| ((f64::from(x) - f64::from(b)) * to_uv) as f32),
         );
+        if scratch.batch.ola_shape() != self.ola {
+            scratch.batch = std::mem::take(&mut scratch.batch).with_ola_shape(self.ola);
+        }
         let faults = match &plan.resample {
             None => {
                 scratch.model_out.resize(len, 0.0);
@@ -1184,6 +1192,7 @@ fn make_denoiser<'m>(
         hop,
         rate_hz,
         high_band: opts.high_band,
+        ola: opts.ola,
     })
 }
 
@@ -1320,6 +1329,7 @@ mod tests {
             hop: 16,
             rate_hz: 256.0,
             high_band: HighBand::Keep,
+            ola: OlaShape::Hann,
         };
         let mut scratch = Scratch::default();
         let signal = |fs: f64, n: usize| -> Vec<f32> {

@@ -133,6 +133,7 @@ fn array_setup<'m>(
         hop,
         rate_hz: model_rate_hz,
         high_band: opts.high_band,
+        ola: opts.ola,
     };
     let pre = Prefilter::design(opts, fs_hz).map_err(|e| {
         channel_error(
@@ -294,6 +295,7 @@ pub struct ArrayStream {
     model: Arc<Model>,
     hop: usize,
     high_band: crate::denoise::HighBand,
+    ola: crate::core::OlaShape,
     plan: RatePlan,
     to_uv: f64,
     labels: Option<Vec<String>>,
@@ -341,10 +343,11 @@ impl ArrayStream {
             .max(1)
             * plan.align;
         let ahead = plan.chain_margin + plan.baseline.margin() + plan.prefilter_margin;
-        let (hop, high_band) = (denoiser.hop, denoiser.high_band);
+        let (hop, high_band, ola) = (denoiser.hop, denoiser.high_band, denoiser.ola);
         Ok(Self {
             hop,
             high_band,
+            ola,
             plan,
             to_uv,
             labels,
@@ -479,6 +482,7 @@ impl ArrayStream {
             hop: self.hop,
             rate_hz: f64::from(view.meta().sample_rate_hz),
             high_band: self.high_band,
+            ola: self.ola,
         };
         let len = core.len();
         // Every channel first, then release: an error leaves `out` as it was.
@@ -684,6 +688,7 @@ mod tests {
             hop: 8,
             rate_hz: 256.0,
             high_band: opts.high_band,
+            ola: opts.ola,
         };
         let plan = d.plan(256.0, crate::io::filter::Filter::default()).unwrap();
         let mut want = x.clone();

@@ -25,8 +25,8 @@ pub use spatial::{
     DcBlocker, GateConfig, RefRegression, RegressionConfig, SpatialError, dc_pole,
 };
 pub use stream::{
-    FaultCounts, SAMPLE_LIMIT, StreamView, Streamer, denoise_offline_into, offline_pad,
-    offline_work_len, ola_window_into, reflect_index,
+    FaultCounts, OlaShape, SAMPLE_LIMIT, StreamView, Streamer, denoise_offline_into, offline_pad,
+    offline_work_len, ola_window_into, ola_window_shape_into, reflect_index,
 };
 #[cfg(feature = "std")]
 pub(crate) use stream::{sane, sanitise};

@@ -10,7 +10,8 @@
 //! The OLA window is `w'[n] = w[n] / S[n mod hop]` with `w[n] = sin²(π (n + ½) / d_in)` (a Hann
 //! window shifted half a sample, so no weight is zero) and `S[r] = Σ_q w[r + q·hop]`: the
 //! hop-shifted copies of `w'` sum to 1 for any `1 <= hop <= d_in` (to f32 rounding), so a model
-//! that returns its input window reproduces the signal.
+//! that returns its input window reproduces the signal. [`ola_window_shape_into`] gives the
+//! same normalisation for other shapes ([`OlaShape`]); the batched offline path can use them.
 
 use super::error::{CoreError, check_len};
 use super::sae::Sae;
@@ -46,15 +47,35 @@ pub(crate) fn sanitise(v: f32, faults: &mut FaultCounts) -> f32 {
     }
 }
 
+/// The taper `w[n]` of the OLA window before its normalisation (module docs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OlaShape {
+    /// `sin²(π (n + ½) / d_in)`: the streaming core's window.
+    #[default]
+    Hann,
+    /// `sin(π (n + ½) / d_in)`: flatter, so each output averages more windows' estimates
+    /// with less weight on their centres.
+    Sine,
+}
+
 /// Fills `w` (length `d_in`) with the normalised OLA window described in the module docs.
 pub fn ola_window_into(hop: usize, w: &mut [f32]) -> Result<(), CoreError> {
+    ola_window_shape_into(hop, OlaShape::Hann, w)
+}
+
+/// Fills `w` (length `d_in`) with the OLA window of taper `shape`, normalised as in the
+/// module docs (hop-shifted copies sum to 1).
+pub fn ola_window_shape_into(hop: usize, shape: OlaShape, w: &mut [f32]) -> Result<(), CoreError> {
     let d_in = w.len();
     if hop == 0 || hop > d_in {
         return Err(CoreError::InvalidHop { hop, d_in });
     }
     let raw = |n: usize| {
         let s = libm::sin(::core::f64::consts::PI * (n as f64 + 0.5) / d_in as f64);
-        s * s
+        match shape {
+            OlaShape::Hann => s * s,
+            OlaShape::Sine => s,
+        }
     };
     for (n, wn) in w.iter_mut().enumerate() {
         let mut sum = 0.0f64;

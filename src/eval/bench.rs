@@ -530,6 +530,7 @@ fn speed_frontier(
         report.frontier.extend(frontier(
             &[(name.clone(), m.clone())],
             &hops,
+            crate::core::OlaShape::Hann,
             &val,
             if plan.quick { 10.0 } else { 60.0 },
             threads,

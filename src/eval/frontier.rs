@@ -12,6 +12,7 @@ use super::EvalError;
 use super::data::Window;
 use super::harness::Method;
 use crate::batch::{BatchModel, BatchScratch};
+use crate::core::OlaShape;
 use crate::model::Model;
 
 /// A model run through the batched path at a chosen hop (quality equals the core's to f32
@@ -33,6 +34,13 @@ impl BatchedSae {
             scratch: BatchScratch::default(),
         }
     }
+
+    /// The same, recombining windows with the OLA taper `shape`.
+    #[must_use]
+    pub fn with_ola_shape(mut self, shape: OlaShape) -> Self {
+        self.scratch = std::mem::take(&mut self.scratch).with_ola_shape(shape);
+        self
+    }
 }
 
 impl Method for BatchedSae {
@@ -48,11 +56,13 @@ impl Method for BatchedSae {
     }
 }
 
-/// Mean (RRMSE_t, CC) of `model` at `hop` over `windows`, on `threads` threads; each thread
-/// takes a contiguous share and the sums are added in window order (deterministic).
+/// Mean (RRMSE_t, CC) of `model` at `hop` with OLA taper `shape` over `windows`, on
+/// `threads` threads; each thread takes a contiguous share and the sums are added in window
+/// order (deterministic).
 pub fn batched_quality(
     model: &Model,
     hop: usize,
+    shape: OlaShape,
     windows: &[Window],
     threads: usize,
 ) -> Result<(f64, f64), EvalError> {
@@ -62,7 +72,7 @@ pub fn batched_quality(
             .chunks(per)
             .map(|chunk| {
                 s.spawn(move || {
-                    let mut m = BatchedSae::new("q", model, hop);
+                    let mut m = BatchedSae::new("q", model, hop).with_ola_shape(shape);
                     chunk
                         .iter()
                         .map(|w| {
@@ -280,10 +290,12 @@ pub struct FrontierRow {
 }
 
 /// Validation quality and single-thread speed of each model at each hop (hops above a
-/// model's window are skipped). Speed: `speed_seconds` of a test-like signal, best of 2.
+/// model's window are skipped), windows recombined with the OLA taper `shape`. Speed:
+/// `speed_seconds` of a test-like signal, best of 2.
 pub fn frontier(
     models: &[(String, Model)],
     hops: &[usize],
+    shape: OlaShape,
     val: &[Window],
     speed_seconds: f64,
     threads: usize,
@@ -297,7 +309,7 @@ pub fn frontier(
         let mut out = vec![0.0; x.len()];
         let mut s = BatchScratch::default();
         for &hop in hops.iter().filter(|&&h| h >= 1 && h <= meta.d_in) {
-            let (r, c) = batched_quality(m, hop, val, threads)?;
+            let (r, c) = batched_quality(m, hop, shape, val, threads)?;
             let mut res = Ok(());
             let t = per_call(|| {
                 res = bm.denoise_into(hop, &x, &mut out, &mut s).map(drop);

@@ -213,6 +213,47 @@ fn identity_model_reproduces_the_signal() {
     assert!(err <= 1e-5, "{err:.3e}");
 }
 
+/// Both OLA tapers sum to one over the hop-shifted windows, also for hops that do not divide
+/// the window (identity model: the signal comes back), and the sine taper is not the Hann one
+/// (the shipped model's output moves with it, by less than the signal).
+#[test]
+fn ola_shapes_reproduce_the_signal_and_differ() {
+    use mfr_eeg::core::{OlaShape, ola_window_shape_into};
+    let (md, t) = identity_model(32, 8, 256.0);
+    let m = Model::from_tensors(&md, &t).unwrap();
+    let sae = m.view().sae();
+    let x = signal(4, 1000);
+    for shape in [OlaShape::Hann, OlaShape::Sine] {
+        for hop in [1usize, 5, 8, 12, 32] {
+            let mut out = vec![0.0; x.len()];
+            let mut s = BatchScratch::with_batch(16).with_ola_shape(shape);
+            denoise_batched_into(&sae, hop, &x, &mut out, &mut s).unwrap();
+            let err = max_abs_diff(&out, &x) / rms(&x);
+            assert!(err <= 1e-5, "{shape:?} hop {hop}: {err:.3e}");
+        }
+    }
+    // Hop 40 of 256 (phases with 6 and 7 windows): samples 128 and 8 share a phase, so the
+    // normalisation cancels in their weights' ratio, the sine taper's the root of Hann's.
+    let (mut h, mut sn) = (vec![0.0f32; 256], vec![0.0f32; 256]);
+    ola_window_shape_into(40, OlaShape::Hann, &mut h).unwrap();
+    ola_window_shape_into(40, OlaShape::Sine, &mut sn).unwrap();
+    let ratio = |w: &[f32]| f64::from(w[128]) / f64::from(w[8]);
+    let r_h = ratio(&h);
+    let r_s = ratio(&sn);
+    assert!((r_s * r_s / r_h - 1.0).abs() < 1e-4, "{r_s} {r_h}");
+    assert!(r_h > 20.0, "{r_h}");
+
+    let m = shipped();
+    let sae = m.view().sae();
+    let x = &real_eeg(1)[0];
+    let (hann, _) = batched(&sae, 32, x, 128);
+    let mut sine = vec![0.0; x.len()];
+    let mut s = BatchScratch::default().with_ola_shape(OlaShape::Sine);
+    denoise_batched_into(&sae, 32, x, &mut sine, &mut s).unwrap();
+    let d = max_abs_diff(&hann, &sine) / rms(x);
+    assert!(d > 1e-3 && d < 0.5, "{d:.3e}");
+}
+
 /// One scratch used for two models in turn (same shape, different weights) gives each model's
 /// own result: the cached decoded weights are compared, not trusted.
 #[test]

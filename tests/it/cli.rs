@@ -671,6 +671,61 @@ fn hop_override_keeps_the_identity_model_an_identity() {
 }
 
 #[test]
+fn ola_sine_reaches_the_model_and_keeps_an_identity_an_identity() {
+    let dir = tempfile::tempdir().unwrap();
+    let (meta, t) = identity_model(64, 16, 160.0);
+    let identity = Model::from_tensors(&meta, &t).unwrap();
+    let out = dir.path().join("id.edf");
+    let opts = DenoiseOptions {
+        channels: Some(vec!["Fp1".into()]),
+        hop: Some(12),
+        ola: mfr_eeg::core::OlaShape::Sine,
+        ..DenoiseOptions::default()
+    };
+    denoise_file(Path::new(EEGMMIDB), &out, &identity, &opts, &|_| {}).unwrap();
+    let x = fp1(EEGMMIDB);
+    let worst = x
+        .iter()
+        .zip(&fp1(&out))
+        .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(worst <= 1.0, "max deviation {worst} uV");
+
+    // The shipped model through the CLI: the taper changes the output, a little.
+    let mut outs = Vec::new();
+    for ola in ["hann", "sine"] {
+        let o = dir.path().join(format!("{ola}.edf"));
+        let r = bin()
+            .args(["denoise", EEGMMIDB])
+            .arg(&o)
+            .args([
+                "--channels",
+                "Fp1",
+                "--no-spatial",
+                "--hop",
+                "40",
+                "--ola",
+                ola,
+            ])
+            .output()
+            .unwrap();
+        assert!(r.status.success(), "{}", stderr(&r));
+        outs.push(fp1(&o));
+    }
+    let rms = (x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32).sqrt();
+    let diff = outs[0]
+        .iter()
+        .zip(&outs[1])
+        .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(diff > 0.5 && diff < rms, "{diff} uV (signal RMS {rms})");
+    let r = bin()
+        .args(["denoise", EEGMMIDB, "x.edf", "--ola", "cosine"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(r.status.code(), Some(2), "{}", stderr(&r));
+}
+
+#[test]
 fn default_model_is_embedded_and_used_without_model_flag() {
     // Run from an unrelated directory: the default model must come from the binary itself.
     let dir = tempfile::tempdir().unwrap();
