@@ -311,9 +311,13 @@ fn summary_text(s: &DenoiseSummary, model: &Model, a: &DenoiseArgs) -> String {
     } else {
         outln!(
             out,
-            "  model       {name} (window {} samples, hop {}, k {} of {}, {} Hz, {})",
+            "  model       {name} (window {} samples, hop {}{}, k {} of {}, {} Hz, {})",
             m.d_in,
             a.hop.unwrap_or(m.hop),
+            match a.ola {
+                OlaArg::Hann => "",
+                OlaArg::Sine => " with the sine taper",
+            },
             m.k,
             m.d_sae,
             m.sample_rate_hz,

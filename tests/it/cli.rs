@@ -709,6 +709,12 @@ fn ola_sine_reaches_the_model_and_keeps_an_identity_an_identity() {
             .output()
             .unwrap();
         assert!(r.status.success(), "{}", stderr(&r));
+        let text = String::from_utf8_lossy(&r.stdout);
+        assert_eq!(
+            text.contains("hop 40 with the sine taper"),
+            ola == "sine",
+            "{text}"
+        );
         outs.push(fp1(&o));
     }
     let rms = (x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32).sqrt();
