@@ -93,6 +93,7 @@ def _pipeline_options(
     hop: Optional[int],
     ch_names: Optional[Sequence[str]],
     above_model_band: str,
+    ola: str = "hann",
 ) -> dict:
     """The compiled functions' keyword arguments for the pipeline options ``denoise`` and
     ``Streamer`` share."""
@@ -103,6 +104,7 @@ def _pipeline_options(
         bandpass=None if bandpass is None else (float(bandpass[0]), float(bandpass[1])),
         order=order,
         hop=hop,
+        ola=ola,
         names=None if ch_names is None else [str(c) for c in ch_names],
         above_model_band=above_model_band,
     )
@@ -122,18 +124,20 @@ def denoise(
     threads: int = 0,
     ch_names: Optional[Sequence[str]] = None,
     above_model_band: str = "keep",
+    ola: str = "hann",
 ) -> np.ndarray:
     """Denoise ``x`` [channels, samples] sampled at ``sfreq`` Hz; returns a new array.
 
     ``unit`` is the unit of ``x`` ("uV", "mV", "V", "nV" or a factor to microvolts). The
     options are the CLI's: ``notch`` (50 or 60 Hz), ``notch_harmonics``, ``bandpass`` (low,
     high) Hz with Butterworth ``order``, the overlap-add ``hop`` (default: the model's) and
-    ``threads`` (0: one per core), and ``above_model_band`` ("keep" or "drop": what happens
+    taper ``ola`` ("hann", or "sine": better at every hop on validation, so ``hop=40,
+    ola="sine"`` is the fast setting), ``threads`` (0: one per core), and ``above_model_band`` ("keep" or "drop": what happens
     above the model's Nyquist frequency when ``sfreq`` is higher). ``ch_names`` name channels
     in error messages.
     """
     a = _check_array(x)
-    opts = _pipeline_options(unit, notch, notch_harmonics, bandpass, order, hop, ch_names, above_model_band)
+    opts = _pipeline_options(unit, notch, notch_harmonics, bandpass, order, hop, ch_names, above_model_band, ola)
     return _denoise(a, float(sfreq), _model(model), threads=threads, **opts)
 
 
@@ -141,7 +145,7 @@ def denoise_file(input: Union[str, os.PathLike], output: Union[str, os.PathLike]
     """Denoise an EDF/EDF+/BDF file into ``output`` exactly as ``mfr-eeg denoise`` does.
 
     Options: ``channels`` (labels), ``notch``, ``notch_harmonics``, ``bandpass``, ``order``,
-    ``hop``, ``threads``, ``above_model_band``, ``allow_clipping``, ``spatial`` (the CLI's
+    ``hop``, ``ola``, ``threads``, ``above_model_band``, ``allow_clipping``, ``spatial`` (the CLI's
     multi-channel eye stage, on by default as there; ``False`` is ``--no-spatial``), ``eog``
     (reference labels), ``eye_only`` (``--eye-only``: the eye stage alone). Returns a summary dict (channels, samples, clipped, seconds, notes, and
     ``eye``: the eye stage's summary line, or None when it did not run).
@@ -277,8 +281,9 @@ class Streamer(_DenoiseStream):
         ch_names: Optional[Sequence[str]] = None,
         above_model_band: str = "keep",
         block_seconds: float = 1.0,
+        ola: str = "hann",
     ):
-        opts = _pipeline_options(unit, notch, notch_harmonics, bandpass, order, hop, ch_names, above_model_band)
+        opts = _pipeline_options(unit, notch, notch_harmonics, bandpass, order, hop, ch_names, above_model_band, ola)
         self._s = _Streamer(_model(model), int(n_channels), float(sfreq), block_seconds=float(block_seconds), **opts)
 
     def finish(self) -> np.ndarray:

@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use mfr_eeg::core::OlaShape;
 use mfr_eeg::denoise::{
     DEFAULT_BANDPASS_ORDER, DenoiseOptions, HighBand, denoise_file as rust_denoise_file,
 };
@@ -165,10 +166,20 @@ fn options(
     bandpass: Option<(f64, f64)>,
     order: usize,
     hop: Option<usize>,
+    ola: &str,
     threads: usize,
     channels: Option<Vec<String>>,
     above_model_band: &str,
 ) -> PyResult<DenoiseOptions> {
+    let ola = match ola {
+        "hann" => OlaShape::Hann,
+        "sine" => OlaShape::Sine,
+        other => {
+            return Err(denoise_err(format!(
+                "invalid option: --ola {other}: must be hann or sine"
+            )));
+        }
+    };
     let high_band = match above_model_band {
         "keep" => HighBand::Keep,
         "drop" => HighBand::Drop,
@@ -205,6 +216,7 @@ fn options(
         bandpass_order: order,
         threads,
         hop,
+        ola,
         high_band,
         ..DenoiseOptions::default()
     })
@@ -283,8 +295,8 @@ fn check_scale(scale: f64) -> PyResult<()> {
 /// and dtype.
 #[pyfunction]
 #[pyo3(signature = (x, sfreq, model=None, *, scale=1.0, notch=None, notch_harmonics=false,
-                    bandpass=None, order=DEFAULT_BANDPASS_ORDER, hop=None, threads=0, names=None,
-                    above_model_band="keep"))]
+                    bandpass=None, order=DEFAULT_BANDPASS_ORDER, hop=None, ola="hann", threads=0,
+                    names=None, above_model_band="keep"))]
 #[allow(clippy::too_many_arguments)]
 fn denoise(
     py: Python<'_>,
@@ -297,6 +309,7 @@ fn denoise(
     bandpass: Option<(f64, f64)>,
     order: usize,
     hop: Option<usize>,
+    ola: &str,
     threads: usize,
     names: Option<Vec<String>>,
     above_model_band: &str,
@@ -308,6 +321,7 @@ fn denoise(
         bandpass,
         order,
         hop,
+        ola,
         threads,
         None,
         above_model_band,
@@ -330,7 +344,8 @@ fn denoise(
 #[pyfunction]
 #[pyo3(signature = (input, output, model=None, *, channels=None, notch=None,
                     notch_harmonics=false, bandpass=None, order=DEFAULT_BANDPASS_ORDER, hop=None,
-                    threads=0, above_model_band="keep", allow_clipping=false, spatial=true,
+                    ola="hann", threads=0, above_model_band="keep", allow_clipping=false,
+                    spatial=true,
                     eog=None, eye_only=false))]
 #[allow(clippy::too_many_arguments)]
 fn denoise_file<'py>(
@@ -344,6 +359,7 @@ fn denoise_file<'py>(
     bandpass: Option<(f64, f64)>,
     order: usize,
     hop: Option<usize>,
+    ola: &str,
     threads: usize,
     above_model_band: &str,
     allow_clipping: bool,
@@ -362,6 +378,7 @@ fn denoise_file<'py>(
         bandpass,
         order,
         hop,
+        ola,
         threads,
         channels,
         above_model_band,
@@ -525,8 +542,9 @@ struct StreamState {
 impl Streamer {
     #[new]
     #[pyo3(signature = (model, n_channels, sfreq, *, scale=1.0, notch=None, notch_harmonics=false,
-                        bandpass=None, order=DEFAULT_BANDPASS_ORDER, hop=None, names=None,
-                        above_model_band="keep", block_seconds=STREAM_BLOCK_SECONDS))]
+                        bandpass=None, order=DEFAULT_BANDPASS_ORDER, hop=None, ola="hann",
+                        names=None, above_model_band="keep",
+                        block_seconds=STREAM_BLOCK_SECONDS))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         model: Option<&Bound<'_, Model>>,
@@ -538,6 +556,7 @@ impl Streamer {
         bandpass: Option<(f64, f64)>,
         order: usize,
         hop: Option<usize>,
+        ola: &str,
         names: Option<Vec<String>>,
         above_model_band: &str,
         block_seconds: f64,
@@ -551,6 +570,7 @@ impl Streamer {
                 bandpass,
                 order,
                 hop,
+                ola,
                 1,
                 None,
                 above_model_band,

@@ -72,6 +72,20 @@ def test_streamer_chunks_of_random_sizes_equal_denoise(sfreq, dtype):
         s.push(x[:, :10])
 
 
+def test_ola_sine_streams_as_denoise_and_differs_from_hann():
+    x = _signal(2, 256 * 9, seed=3)
+    s = mfr_eeg.Streamer(None, 2, 256.0, hop=40, ola="sine")
+    outs = _stream(s, x, np.random.default_rng(5))
+    outs.append(s.finish())
+    sine = mfr_eeg.denoise(x, 256.0, hop=40, ola="sine")
+    np.testing.assert_array_equal(np.concatenate(outs, axis=1), sine)
+    hann = mfr_eeg.denoise(x, 256.0, hop=40)
+    d = np.abs(sine - hann).max()
+    assert 1e-3 < d < np.sqrt(np.mean(x.astype(np.float64) ** 2)), d
+    with pytest.raises(mfr_eeg.DenoiseError, match="--ola cosine: must be hann or sine"):
+        mfr_eeg.denoise(x, 256.0, ola="cosine")
+
+
 def test_core_streamer_chunks_of_random_sizes_equal_one_whole_push():
     # The streaming core's equality with its offline form is tested in Rust (core and C ABI
     # tests); here: the binding passes every chunk size through unchanged. (It has no baseline
