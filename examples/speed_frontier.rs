@@ -65,11 +65,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 }
             }
             "--ola" => {
-                ola = match v()?.as_str() {
-                    "hann" => OlaShape::Hann,
-                    "sine" => OlaShape::Sine,
-                    o => return Err(format!("--ola {o}: hann or sine").into()),
-                }
+                let o = v()?;
+                ola = OlaShape::from_name(&o).ok_or(format!("--ola {o}: hann or sine"))?;
             }
             _ => return Err(format!("unknown argument {a}").into()),
         }

@@ -171,15 +171,8 @@ fn options(
     channels: Option<Vec<String>>,
     above_model_band: &str,
 ) -> PyResult<DenoiseOptions> {
-    let ola = match ola {
-        "hann" => OlaShape::Hann,
-        "sine" => OlaShape::Sine,
-        other => {
-            return Err(denoise_err(format!(
-                "invalid option: --ola {other}: must be hann or sine"
-            )));
-        }
-    };
+    let ola = OlaShape::from_name(ola)
+        .ok_or_else(|| denoise_err(format!("invalid option: --ola {ola}: must be hann or sine")))?;
     let high_band = match above_model_band {
         "keep" => HighBand::Keep,
         "drop" => HighBand::Drop,

@@ -58,6 +58,24 @@ pub enum OlaShape {
     Sine,
 }
 
+impl OlaShape {
+    /// Every shape.
+    pub const ALL: [Self; 2] = [Self::Hann, Self::Sine];
+
+    /// The shape's name in options: `hann` or `sine`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Hann => "hann",
+            Self::Sine => "sine",
+        }
+    }
+
+    /// The shape named `name` ([`OlaShape::name`]), if any.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.name() == name)
+    }
+}
+
 /// Fills `w` (length `d_in`) with the normalised OLA window described in the module docs.
 pub fn ola_window_into(hop: usize, w: &mut [f32]) -> Result<(), CoreError> {
     ola_window_shape_into(hop, OlaShape::Hann, w)

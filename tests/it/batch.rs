@@ -223,7 +223,11 @@ fn ola_shapes_reproduce_the_signal_and_differ() {
     let m = Model::from_tensors(&md, &t).unwrap();
     let sae = m.view().sae();
     let x = signal(4, 1000);
-    for shape in [OlaShape::Hann, OlaShape::Sine] {
+    for shape in OlaShape::ALL {
+        assert_eq!(OlaShape::from_name(shape.name()), Some(shape));
+    }
+    assert_eq!(OlaShape::from_name("cosine"), None);
+    for shape in OlaShape::ALL {
         for hop in [1usize, 5, 8, 12, 32] {
             let mut out = vec![0.0; x.len()];
             let mut s = BatchScratch::with_batch(16).with_ola_shape(shape);
