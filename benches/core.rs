@@ -23,6 +23,7 @@ fn models(d_in: usize, d_sae: usize, k: usize) -> (Model, Model) {
         sample_rate_hz: 256.0,
         channel_type: "EEG".into(),
         provenance: "bench: seeded random weights".into(),
+        ola: mfr_eeg::core::OlaShape::Hann,
     };
     let mut r = Rng::new(1);
     let s = 1.0 / (d_in as f64).sqrt();

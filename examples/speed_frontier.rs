@@ -12,8 +12,8 @@
 //! the model whose file stem is `small` at hop 32. `--real DIR` scores validation windows of
 //! the corpus that adds the real-data set (`scripts/real_data.py`), as `train-denoiser --real`
 //! selects on them. `--hour-reps N` (default 3): each hour row reports the least CPU time of N
-//! runs. `--ola sine` scores the frontier with the sine OLA taper instead of the core's Hann
-//! (`mfr_eeg::core::OlaShape`); speed does not depend on it. `--split test` scores the test
+//! runs. `--ola hann|sine` scores the frontier with that OLA taper instead of each model's
+//! own (`mfr_eeg::core::OlaShape`); speed does not depend on it. `--split test` scores the test
 //! windows instead of the validation windows (a check of a choice made on validation).
 
 use std::path::PathBuf;
@@ -42,7 +42,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut threads = 2usize;
     let mut hour_reps = 3usize;
     let mut real: Option<PathBuf> = None;
-    let mut ola = OlaShape::Hann;
+    let mut ola = None;
     let mut split = Split::Val;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -66,7 +66,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             "--ola" => {
                 let o = v()?;
-                ola = OlaShape::from_name(&o).ok_or(format!("--ola {o}: hann or sine"))?;
+                ola = Some(OlaShape::from_name(&o).ok_or(format!("--ola {o}: hann or sine"))?);
             }
             _ => return Err(format!("unknown argument {a}").into()),
         }

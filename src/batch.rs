@@ -83,6 +83,8 @@ pub struct BatchModel {
     skip: Option<(Vec<u8>, f32)>,
     /// The same taps decoded (empty without a linear path).
     taps: Vec<f32>,
+    /// Overlap-add taper ([`Sae::ola_shape`]).
+    ola: OlaShape,
 }
 
 impl BatchModel {
@@ -121,7 +123,20 @@ impl BatchModel {
             int8,
             skip: sae.skip().map(|s| (s.taps.to_vec(), s.gate)),
             taps: sae.skip().map_or_else(Vec::new, |s| le_f32(s.taps)),
+            ola: sae.ola_shape(),
         }
+    }
+
+    /// The same model recombining windows with the OLA taper `shape` instead of its own.
+    #[must_use]
+    pub fn with_ola_shape(mut self, shape: OlaShape) -> Self {
+        self.ola = shape;
+        self
+    }
+
+    /// The OLA taper in use.
+    pub const fn ola_shape(&self) -> OlaShape {
+        self.ola
     }
 
     /// Sizes and modes of the model.
@@ -143,7 +158,8 @@ impl BatchModel {
         2 * (c.d_in * c.d_sae + c.k * c.d_in + taps * c.d_in) as u64
     }
 
-    /// True if this is the decoded form of `sae`'s weights (compared value by value).
+    /// True if this is the decoded form of `sae`'s weights (compared value by value) with its
+    /// taper.
     fn matches(&self, sae: &Sae<'_>) -> bool {
         let c = self.config;
         let same = |v: &[f32], b: &[u8]| {
@@ -161,6 +177,7 @@ impl BatchModel {
             _ => false,
         };
         self.config == sae.config()
+            && self.ola == sae.ola_shape()
             && skip_same
             && match (sae.weights(), &self.int8) {
                 (Weights::F32(w), None) => {
@@ -910,9 +927,9 @@ struct WindowStats {
 pub struct BatchScratch {
     batch: usize,
     model: Option<BatchModel>,
-    ola_shape: OlaShape,
     ola_w: Vec<f32>,
-    ola_hop: usize,
+    /// (hop, taper) `ola_w` was computed for.
+    ola_for: (usize, OlaShape),
     win: Vec<f32>,
     xn: Vec<f32>,
     a: Vec<f32>,
@@ -946,9 +963,8 @@ impl BatchScratch {
         Self {
             batch: batch.max(1),
             model: None,
-            ola_shape: OlaShape::Hann,
             ola_w: Vec::new(),
-            ola_hop: 0,
+            ola_for: (0, OlaShape::Hann),
             win: Vec::new(),
             xn: Vec::new(),
             a: Vec::new(),
@@ -966,20 +982,6 @@ impl BatchScratch {
         }
     }
 
-    /// The same buffers recombining windows with the OLA taper `shape` instead of the core's
-    /// Hann ([`OlaShape`]); the output then differs from the core's by more than rounding.
-    #[must_use]
-    pub fn with_ola_shape(mut self, shape: OlaShape) -> Self {
-        self.ola_shape = shape;
-        self.ola_w.clear();
-        self
-    }
-
-    /// The OLA taper in use.
-    pub const fn ola_shape(&self) -> OlaShape {
-        self.ola_shape
-    }
-
     /// Windows per matrix product.
     pub const fn batch(&self) -> usize {
         self.batch
@@ -988,10 +990,10 @@ impl BatchScratch {
     fn size_for(&mut self, m: &BatchModel, hop: usize) -> Result<(), CoreError> {
         let SaeConfig { d_in, d_sae, k, .. } = m.config;
         let b = self.batch;
-        if self.ola_w.len() != d_in || self.ola_hop != hop {
+        if self.ola_w.len() != d_in || self.ola_for != (hop, m.ola) {
             self.ola_w.resize(d_in, 0.0);
-            ola_window_shape_into(hop, self.ola_shape, &mut self.ola_w)?;
-            self.ola_hop = hop;
+            ola_window_shape_into(hop, m.ola, &mut self.ola_w)?;
+            self.ola_for = (hop, m.ola);
         }
         self.win.resize(b * d_in, 0.0);
         self.xn.resize(b * d_in, 0.0);

@@ -106,8 +106,8 @@ pub struct DenoiseOptions {
     pub hop: Option<usize>,
     /// Content above the model's Nyquist frequency (channels faster than the model).
     pub high_band: HighBand,
-    /// Taper of the overlap-add window ([`OlaShape`]; the streaming core's is Hann).
-    pub ola: OlaShape,
+    /// Taper of the overlap-add window instead of the model's own ([`OlaShape`]).
+    pub ola: Option<OlaShape>,
     /// Write the output even when more than [`MAX_CLIP_FRACTION`] of a channel would clip.
     pub allow_clipping: bool,
     /// Block length in seconds of recording (`None`: automatic, at most
@@ -137,7 +137,7 @@ impl Default for DenoiseOptions {
             wav: None,
             hop: None,
             high_band: HighBand::Keep,
-            ola: OlaShape::Hann,
+            ola: None,
             allow_clipping: false,
             block_seconds: None,
             spatial: false,
@@ -379,7 +379,7 @@ pub struct Scratch {
 /// The model side of the pipeline: the SAE, its hop and its sampling rate.
 #[derive(Debug, Clone, Copy)]
 pub struct Denoiser<'m> {
-    /// The validated SAE.
+    /// The validated SAE; its [`Sae::ola_shape`] is the overlap-add taper used.
     pub sae: Sae<'m>,
     /// Streaming hop in samples.
     pub hop: usize,
@@ -387,8 +387,6 @@ pub struct Denoiser<'m> {
     pub rate_hz: f64,
     /// Content above the model's Nyquist frequency.
     pub high_band: HighBand,
-    /// Taper of the overlap-add window.
-    pub ola: OlaShape,
 }
 
 /// Everything that depends only on a channel's rate, built once per distinct rate: the
@@ -548,9 +546,6 @@ impl<'m> Denoiser<'m> {
                 .zip(&scratch.base)
                 .map(|(&x, &b)| ((f64::from(x) - f64::from(b)) * to_uv) as f32),
         );
-        if scratch.batch.ola_shape() != self.ola {
-            scratch.batch = std::mem::take(&mut scratch.batch).with_ola_shape(self.ola);
-        }
         let faults = match &plan.resample {
             None => {
                 scratch.model_out.resize(len, 0.0);
@@ -1188,11 +1183,10 @@ fn make_denoiser<'m>(
         });
     }
     Ok(Denoiser {
-        sae: view.sae(),
+        sae: view.sae().with_ola_shape(opts.ola.unwrap_or(meta.ola)),
         hop,
         rate_hz,
         high_band: opts.high_band,
-        ola: opts.ola,
     })
 }
 
@@ -1329,7 +1323,6 @@ mod tests {
             hop: 16,
             rate_hz: 256.0,
             high_band: HighBand::Keep,
-            ola: OlaShape::Hann,
         };
         let mut scratch = Scratch::default();
         let signal = |fs: f64, n: usize| -> Vec<f32> {

@@ -129,11 +129,10 @@ fn array_setup<'m>(
         });
     }
     let denoiser = Denoiser {
-        sae: view.sae(),
+        sae: view.sae().with_ola_shape(opts.ola.unwrap_or(meta.ola)),
         hop,
         rate_hz: model_rate_hz,
         high_band: opts.high_band,
-        ola: opts.ola,
     };
     let pre = Prefilter::design(opts, fs_hz).map_err(|e| {
         channel_error(
@@ -343,7 +342,7 @@ impl ArrayStream {
             .max(1)
             * plan.align;
         let ahead = plan.chain_margin + plan.baseline.margin() + plan.prefilter_margin;
-        let (hop, high_band, ola) = (denoiser.hop, denoiser.high_band, denoiser.ola);
+        let (hop, high_band, ola) = (denoiser.hop, denoiser.high_band, denoiser.sae.ola_shape());
         Ok(Self {
             hop,
             high_band,
@@ -478,11 +477,10 @@ impl ArrayStream {
     ) -> Result<usize, DenoiseError> {
         let view = self.model.view();
         let d = Denoiser {
-            sae: view.sae(),
+            sae: view.sae().with_ola_shape(self.ola),
             hop: self.hop,
             rate_hz: f64::from(view.meta().sample_rate_hz),
             high_band: self.high_band,
-            ola: self.ola,
         };
         let len = core.len();
         // Every channel first, then release: an error leaves `out` as it was.
@@ -688,7 +686,6 @@ mod tests {
             hop: 8,
             rate_hz: 256.0,
             high_band: opts.high_band,
-            ola: opts.ola,
         };
         let plan = d.plan(256.0, crate::io::filter::Filter::default()).unwrap();
         let mut want = x.clone();

@@ -93,7 +93,7 @@ def _pipeline_options(
     hop: Optional[int],
     ch_names: Optional[Sequence[str]],
     above_model_band: str,
-    ola: str = "hann",
+    ola: Optional[str] = None,
 ) -> dict:
     """The compiled functions' keyword arguments for the pipeline options ``denoise`` and
     ``Streamer`` share."""
@@ -124,15 +124,15 @@ def denoise(
     threads: int = 0,
     ch_names: Optional[Sequence[str]] = None,
     above_model_band: str = "keep",
-    ola: str = "hann",
+    ola: Optional[str] = None,
 ) -> np.ndarray:
     """Denoise ``x`` [channels, samples] sampled at ``sfreq`` Hz; returns a new array.
 
     ``unit`` is the unit of ``x`` ("uV", "mV", "V", "nV" or a factor to microvolts). The
     options are the CLI's: ``notch`` (50 or 60 Hz), ``notch_harmonics``, ``bandpass`` (low,
     high) Hz with Butterworth ``order``, the overlap-add ``hop`` (default: the model's) and
-    taper ``ola`` ("hann", or "sine": better at every hop on validation, so ``hop=40,
-    ola="sine"`` is the fast setting), ``threads`` (0: one per core), and ``above_model_band`` ("keep" or "drop": what happens
+    taper ``ola`` ("hann" or "sine"; default: the model's), ``threads`` (0: one per core),
+    and ``above_model_band`` ("keep" or "drop": what happens
     above the model's Nyquist frequency when ``sfreq`` is higher). ``ch_names`` name channels
     in error messages.
     """
@@ -281,7 +281,7 @@ class Streamer(_DenoiseStream):
         ch_names: Optional[Sequence[str]] = None,
         above_model_band: str = "keep",
         block_seconds: float = 1.0,
-        ola: str = "hann",
+        ola: Optional[str] = None,
     ):
         opts = _pipeline_options(unit, notch, notch_harmonics, bandpass, order, hop, ch_names, above_model_band, ola)
         self._s = _Streamer(_model(model), int(n_channels), float(sfreq), block_seconds=float(block_seconds), **opts)

@@ -137,6 +137,7 @@ impl Model {
         d.set_item("provenance", m.provenance)?;
         d.set_item("int8", v.int8)?;
         d.set_item("skip_gate", v.skip_gate.map(f64::from))?;
+        d.set_item("ola", v.ola.name())?;
         Ok(d)
     }
 
@@ -166,13 +167,18 @@ fn options(
     bandpass: Option<(f64, f64)>,
     order: usize,
     hop: Option<usize>,
-    ola: &str,
+    ola: Option<&str>,
     threads: usize,
     channels: Option<Vec<String>>,
     above_model_band: &str,
 ) -> PyResult<DenoiseOptions> {
-    let ola = OlaShape::from_name(ola)
-        .ok_or_else(|| denoise_err(format!("invalid option: --ola {ola}: must be hann or sine")))?;
+    let ola = ola
+        .map(|o| {
+            OlaShape::from_name(o).ok_or_else(|| {
+                denoise_err(format!("invalid option: --ola {o}: must be hann or sine"))
+            })
+        })
+        .transpose()?;
     let high_band = match above_model_band {
         "keep" => HighBand::Keep,
         "drop" => HighBand::Drop,
@@ -288,7 +294,7 @@ fn check_scale(scale: f64) -> PyResult<()> {
 /// and dtype.
 #[pyfunction]
 #[pyo3(signature = (x, sfreq, model=None, *, scale=1.0, notch=None, notch_harmonics=false,
-                    bandpass=None, order=DEFAULT_BANDPASS_ORDER, hop=None, ola="hann", threads=0,
+                    bandpass=None, order=DEFAULT_BANDPASS_ORDER, hop=None, ola=None, threads=0,
                     names=None, above_model_band="keep"))]
 #[allow(clippy::too_many_arguments)]
 fn denoise(
@@ -302,7 +308,7 @@ fn denoise(
     bandpass: Option<(f64, f64)>,
     order: usize,
     hop: Option<usize>,
-    ola: &str,
+    ola: Option<&str>,
     threads: usize,
     names: Option<Vec<String>>,
     above_model_band: &str,
@@ -337,7 +343,7 @@ fn denoise(
 #[pyfunction]
 #[pyo3(signature = (input, output, model=None, *, channels=None, notch=None,
                     notch_harmonics=false, bandpass=None, order=DEFAULT_BANDPASS_ORDER, hop=None,
-                    ola="hann", threads=0, above_model_band="keep", allow_clipping=false,
+                    ola=None, threads=0, above_model_band="keep", allow_clipping=false,
                     spatial=true,
                     eog=None, eye_only=false))]
 #[allow(clippy::too_many_arguments)]
@@ -352,7 +358,7 @@ fn denoise_file<'py>(
     bandpass: Option<(f64, f64)>,
     order: usize,
     hop: Option<usize>,
-    ola: &str,
+    ola: Option<&str>,
     threads: usize,
     above_model_band: &str,
     allow_clipping: bool,
@@ -535,7 +541,7 @@ struct StreamState {
 impl Streamer {
     #[new]
     #[pyo3(signature = (model, n_channels, sfreq, *, scale=1.0, notch=None, notch_harmonics=false,
-                        bandpass=None, order=DEFAULT_BANDPASS_ORDER, hop=None, ola="hann",
+                        bandpass=None, order=DEFAULT_BANDPASS_ORDER, hop=None, ola=None,
                         names=None, above_model_band="keep",
                         block_seconds=STREAM_BLOCK_SECONDS))]
     #[allow(clippy::too_many_arguments)]
@@ -549,7 +555,7 @@ impl Streamer {
         bandpass: Option<(f64, f64)>,
         order: usize,
         hop: Option<usize>,
-        ola: &str,
+        ola: Option<&str>,
         names: Option<Vec<String>>,
         above_model_band: &str,
         block_seconds: f64,

@@ -16,7 +16,7 @@ use mfr_eeg::denoise::{
 };
 use mfr_eeg::model::Model;
 
-use super::{Interrupted, UsageError, outln, parse_band, parse_notch, write_stdout};
+use super::{Interrupted, OlaArg, UsageError, outln, parse_band, parse_notch, write_stdout};
 
 /// The default model, relative to the repository root.
 pub const DEFAULT_MODEL: &str = "models/general-256hz.safetensors";
@@ -85,11 +85,10 @@ pub struct DenoiseArgs {
     /// 1 / hop: e.g. 32 instead of 8 is 4x faster at a small loss of quality.
     #[arg(long, value_name = "SAMPLES")]
     pub hop: Option<usize>,
-    /// Taper of the overlap-add window: `sine` is flatter than the default `hann` and scored
-    /// better at every hop on the validation windows (e.g. hop 40: RRMSE_t 0.4544 vs 0.4567
-    /// for hann at hop 32), so `--hop 40 --ola sine` is the fast setting.
-    #[arg(long, value_enum, default_value_t = OlaArg::Hann, value_name = "hann|sine")]
-    pub ola: OlaArg,
+    /// Taper of the overlap-add window (default: the model's): `sine` is flatter than `hann`
+    /// and scored better at every hop on the validation windows.
+    #[arg(long, value_enum, value_name = "hann|sine")]
+    pub ola: Option<OlaArg>,
     /// Seconds of recording processed per block (default: up to 300 s, fewer for many fast
     /// channels; `inf`: the whole file at once). Memory grows with it; the output does not
     /// change.
@@ -109,15 +108,6 @@ pub struct DenoiseArgs {
     /// EOG or frontal channels).
     #[arg(long, conflicts_with_all = ["no_spatial", "notch", "bandpass", "hop", "ola"])]
     pub eye_only: bool,
-}
-
-/// `--ola`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum OlaArg {
-    /// sin² taper, as the streaming core.
-    Hann,
-    /// sin taper.
-    Sine,
 }
 
 /// `--above-model-band`.
@@ -162,10 +152,7 @@ fn options(a: &DenoiseArgs) -> DenoiseOptions {
         threads: a.threads,
         wav: a.wav.clone(),
         hop: a.hop,
-        ola: match a.ola {
-            OlaArg::Hann => OlaShape::Hann,
-            OlaArg::Sine => OlaShape::Sine,
-        },
+        ola: a.ola.map(Into::into),
         high_band: match a.above_model_band {
             AboveBand::Keep => HighBand::Keep,
             AboveBand::Drop => HighBand::Drop,
@@ -314,9 +301,9 @@ fn summary_text(s: &DenoiseSummary, model: &Model, a: &DenoiseArgs) -> String {
             "  model       {name} (window {} samples, hop {}{}, k {} of {}, {} Hz, {})",
             m.d_in,
             a.hop.unwrap_or(m.hop),
-            match a.ola {
-                OlaArg::Hann => "",
-                OlaArg::Sine => " with the sine taper",
+            match a.ola.map_or(m.ola, Into::into) {
+                OlaShape::Hann => "",
+                OlaShape::Sine => " with the sine taper",
             },
             m.k,
             m.d_sae,

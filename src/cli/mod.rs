@@ -17,6 +17,24 @@ pub mod train_denoiser;
 
 use mfr_eeg::denoise::DenoiseError;
 
+/// `--ola`: the overlap-add taper ([`mfr_eeg::core::OlaShape`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OlaArg {
+    /// sin² taper.
+    Hann,
+    /// sin taper (flatter).
+    Sine,
+}
+
+impl From<OlaArg> for mfr_eeg::core::OlaShape {
+    fn from(a: OlaArg) -> Self {
+        match a {
+            OlaArg::Hann => Self::Hann,
+            OlaArg::Sine => Self::Sine,
+        }
+    }
+}
+
 /// Exit code for a data error (bad file, unknown channel, failed write).
 pub const EXIT_DATA: u8 = 1;
 /// Exit code for a usage error (bad command line).

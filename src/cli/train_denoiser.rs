@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use mfr_eeg::eval::train_denoiser::{DenoiserEvent, TrainDenoiserOptions, run as train_denoiser};
 
+use super::OlaArg;
 use super::train::{BackendArg, GradPathArg, NormArg, SelectByArg};
 
 fn opts() -> TrainDenoiserOptions {
@@ -31,6 +32,10 @@ pub struct TrainDenoiserArgs {
     /// Hop candidates tried on validation (samples; default d_in/2 and d_in/4).
     #[arg(long, value_delimiter = ',')]
     pub hops: Vec<usize>,
+    /// Overlap-add taper the hops are scored with; recorded in the model, so `denoise` and
+    /// the streaming core use it.
+    #[arg(long, value_enum, default_value_t = OlaArg::Hann, value_name = "hann|sine")]
+    pub ola: OlaArg,
     /// SAEs trained side by side (MFR needs >= 2).
     #[arg(long, default_value_t = opts().n_saes)]
     pub n_saes: usize,
@@ -144,6 +149,7 @@ impl From<TrainDenoiserArgs> for TrainDenoiserOptions {
             d_sae: a.d_sae,
             k: a.k,
             hops: a.hops,
+            ola: a.ola.into(),
             n_saes: a.n_saes,
             sweep_alpha: a.sweep_alpha,
             mfr_alpha: a.mfr_alpha,

@@ -7,6 +7,7 @@
 //! indexes inside those checked lengths.
 
 use super::error::{CoreError, check_len};
+use super::stream::OlaShape;
 use super::topk::topk_into;
 
 /// Which nonlinearity follows the TopK selection.
@@ -267,6 +268,9 @@ pub struct Sae<'a> {
     config: SaeConfig,
     weights: Weights<'a>,
     skip: Option<Skip<'a>>,
+    /// How overlapping windows' outputs are combined (the model's choice; not part of the
+    /// forward itself, but carried here so every streamer follows the model).
+    ola: OlaShape,
     /// Largest |activation code| in the int8 path, so `d_in * 128 * qmax` fits in an i32.
     qmax: f32,
 }
@@ -352,6 +356,7 @@ impl<'a> Sae<'a> {
             config,
             weights,
             skip: None,
+            ola: OlaShape::Hann,
             qmax: int8_qmax(d_in),
         })
     }
@@ -386,6 +391,7 @@ impl<'a> Sae<'a> {
             config,
             weights,
             skip,
+            ola: OlaShape::Hann,
             qmax: int8_qmax(config.d_in),
         }
     }
@@ -393,6 +399,19 @@ impl<'a> Sae<'a> {
     /// The gated linear path, if the model has one.
     pub const fn skip(&self) -> Option<Skip<'a>> {
         self.skip
+    }
+
+    /// The same SAE with overlap-add taper `ola` for the streamers built on it.
+    #[must_use]
+    pub const fn with_ola_shape(mut self, ola: OlaShape) -> Self {
+        self.ola = ola;
+        self
+    }
+
+    /// The overlap-add taper streamers use with this SAE ([`OlaShape::Hann`] unless the model
+    /// names another).
+    pub const fn ola_shape(&self) -> OlaShape {
+        self.ola
     }
 
     /// Window length (input and output width).

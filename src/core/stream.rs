@@ -11,7 +11,8 @@
 //! window shifted half a sample, so no weight is zero) and `S[r] = Σ_q w[r + q·hop]`: the
 //! hop-shifted copies of `w'` sum to 1 for any `1 <= hop <= d_in` (to f32 rounding), so a model
 //! that returns its input window reproduces the signal. [`ola_window_shape_into`] gives the
-//! same normalisation for other shapes ([`OlaShape`]); the batched offline path can use them.
+//! same normalisation for other shapes ([`OlaShape`]); every streamer uses the shape its SAE
+//! carries ([`Sae::ola_shape`], from the model file; Hann unless the model names another).
 
 use super::error::{CoreError, check_len};
 use super::sae::Sae;
@@ -304,7 +305,7 @@ impl<'m, const D: usize, const S: usize, const K: usize, const C: usize> Streame
         }
         check_hop(&sae, hop)?;
         let mut ola_w = [0.0; D];
-        ola_window_into(hop, &mut ola_w)?;
+        ola_window_shape_into(hop, sae.ola_shape(), &mut ola_w)?;
         Ok(Self {
             sae,
             counters: Counters {
@@ -415,7 +416,7 @@ impl<'b, 'm> StreamView<'b, 'm> {
         let (ola, rest) = rest.split_at_mut(channels * d_in);
         let (y, rest) = rest.split_at_mut(d_in);
         let (xn, pre) = rest.split_at_mut(d_in);
-        ola_window_into(hop, ola_w)?;
+        ola_window_shape_into(hop, sae.ola_shape(), ola_w)?;
         Ok(Self {
             sae,
             counters: Counters {
@@ -507,7 +508,7 @@ pub fn denoise_offline_into(
     let (win, rest) = rest.split_at_mut(d_in);
     let (y, rest) = rest.split_at_mut(d_in);
     let (xn, pre) = rest.split_at_mut(d_in);
-    ola_window_into(hop, ola_w)?;
+    ola_window_shape_into(hop, sae.ola_shape(), ola_w)?;
     out.fill(0.0);
     // Window m ends at stream time m*hop - 1; only those reaching stream time >= pad touch the
     // output (earlier ones cover only the padding), and none starting after the last sample.

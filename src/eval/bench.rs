@@ -530,7 +530,7 @@ fn speed_frontier(
         report.frontier.extend(frontier(
             &[(name.clone(), m.clone())],
             &hops,
-            crate::core::OlaShape::Hann,
+            None,
             &val,
             if plan.quick { 10.0 } else { 60.0 },
             threads,
@@ -604,6 +604,7 @@ fn mfr_section(
                     select_every: None,
                     skip: None,
                     relative_eps: None,
+                    ola: crate::core::OlaShape::Hann,
                 },
                 256.0,
                 &[128],

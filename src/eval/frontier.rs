@@ -25,7 +25,7 @@ pub struct BatchedSae {
 }
 
 impl BatchedSae {
-    /// Wraps `model` at `hop`.
+    /// Wraps `model` at `hop`, with the model's OLA taper.
     pub fn new(name: impl Into<String>, model: &Model, hop: usize) -> Self {
         Self {
             name: name.into(),
@@ -38,7 +38,7 @@ impl BatchedSae {
     /// The same, recombining windows with the OLA taper `shape`.
     #[must_use]
     pub fn with_ola_shape(mut self, shape: OlaShape) -> Self {
-        self.scratch = std::mem::take(&mut self.scratch).with_ola_shape(shape);
+        self.model = self.model.with_ola_shape(shape);
         self
     }
 }
@@ -56,13 +56,13 @@ impl Method for BatchedSae {
     }
 }
 
-/// Mean (RRMSE_t, CC) of `model` at `hop` with OLA taper `shape` over `windows`, on
+/// Mean (RRMSE_t, CC) of `model` at `hop` with OLA taper `shape` (`None`: the model's) over `windows`, on
 /// `threads` threads; each thread takes a contiguous share and the sums are added in window
 /// order (deterministic).
 pub fn batched_quality(
     model: &Model,
     hop: usize,
-    shape: OlaShape,
+    shape: Option<OlaShape>,
     windows: &[Window],
     threads: usize,
 ) -> Result<(f64, f64), EvalError> {
@@ -72,7 +72,10 @@ pub fn batched_quality(
             .chunks(per)
             .map(|chunk| {
                 s.spawn(move || {
-                    let mut m = BatchedSae::new("q", model, hop).with_ola_shape(shape);
+                    let mut m = BatchedSae::new("q", model, hop);
+                    if let Some(shape) = shape {
+                        m = m.with_ola_shape(shape);
+                    }
                     chunk
                         .iter()
                         .map(|w| {
@@ -290,12 +293,13 @@ pub struct FrontierRow {
 }
 
 /// Validation quality and single-thread speed of each model at each hop (hops above a
-/// model's window are skipped), windows recombined with the OLA taper `shape`. Speed:
+/// model's window are skipped), windows recombined with the OLA taper `shape` (`None`: each
+/// model's own). Speed:
 /// `speed_seconds` of a test-like signal, best of 2.
 pub fn frontier(
     models: &[(String, Model)],
     hops: &[usize],
-    shape: OlaShape,
+    shape: Option<OlaShape>,
     val: &[Window],
     speed_seconds: f64,
     threads: usize,

@@ -15,7 +15,7 @@ use super::corpus::{Corpus, CorpusConfig, DEFAULT_MIX, Split};
 use super::data::{ArtifactKind, Recording, Window};
 use super::eegdenoisenet::EegDenoiseNet;
 use super::harness::{Evaluation, Method, SaeMethod, SeedResult, mean_std, summarise_arms};
-use crate::core::{Activation, Normalisation};
+use crate::core::{Activation, Normalisation, OlaShape};
 use crate::model::{Model, ModelMeta, ModelTensors};
 use crate::train::trainer::GradPath;
 use crate::train::{ActivationKind, BackendKind, Dataset, TrainConfig};
@@ -36,6 +36,8 @@ pub struct TrainDenoiserOptions {
     pub k: usize,
     /// Hop candidates tried on validation (samples; empty: d_in/2 and d_in/4).
     pub hops: Vec<usize>,
+    /// Overlap-add taper the hops are scored with, recorded in the model.
+    pub ola: OlaShape,
     /// SAEs trained side by side (MFR needs >= 2).
     pub n_saes: usize,
     /// MFR alphas to sweep (log scale, include 0); empty: `mfr_alpha` alone.
@@ -118,6 +120,7 @@ impl Default for TrainDenoiserOptions {
             d_sae: train.d_sae,
             k: train.k,
             hops: Vec::new(),
+            ola: OlaShape::Hann,
             n_saes: 3,
             sweep_alpha: Vec::new(),
             mfr_alpha: 1e-2,
@@ -309,7 +312,7 @@ pub fn mean_quality(m: &mut dyn Method, windows: &[Window]) -> Result<(f64, f64)
 pub fn meta_for(
     cfg: &TrainConfig,
     normalisation: Normalisation,
-    hop: usize,
+    (hop, ola): (usize, OlaShape),
     fs: f64,
     provenance: String,
 ) -> ModelMeta {
@@ -326,6 +329,7 @@ pub fn meta_for(
         sample_rate_hz: fs as f32,
         channel_type: "EEG".into(),
         provenance,
+        ola,
     }
 }
 
@@ -357,6 +361,8 @@ pub struct RunSettings {
     pub skip: Option<(usize, Vec<f32>)>,
     /// Energy floor of the relative loss if the SAE was trained with it (weights the fit).
     pub relative_eps: Option<f64>,
+    /// Overlap-add taper of the exported model (hops and gates are scored with it).
+    pub ola: OlaShape,
 }
 
 /// Trains one configuration, selects the best SAE and hop on validation, measures test;
@@ -388,7 +394,13 @@ pub fn train_one(
         crate::train::export::model_tensors(&out.saes[best], cfg.residual, cfg.residual_gate);
     let mut best_hop: Option<(f64, usize)> = None;
     for &hop in hops {
-        let meta = meta_for(cfg, data.normalisation, hop, fs, provenance.to_string());
+        let meta = meta_for(
+            cfg,
+            data.normalisation,
+            (hop, run.ola),
+            fs,
+            provenance.to_string(),
+        );
         let model =
             Model::from_tensors(&meta, &tensors).map_err(|e| EvalError::Model(e.to_string()))?;
         let (r, _) = sae_quality(&model, &data.val_windows)?;
@@ -397,7 +409,13 @@ pub fn train_one(
         }
     }
     let hop = best_hop.map_or(cfg.d_in / 2, |b| b.1);
-    let meta = meta_for(cfg, data.normalisation, hop, fs, provenance.to_string());
+    let meta = meta_for(
+        cfg,
+        data.normalisation,
+        (hop, run.ola),
+        fs,
+        provenance.to_string(),
+    );
     let mut model =
         Model::from_tensors(&meta, &tensors).map_err(|e| EvalError::Model(e.to_string()))?;
     let mut tensors = tensors;
@@ -605,12 +623,10 @@ impl Plan {
         } else {
             a.hops.clone()
         };
-        if hops
-            .iter()
-            .any(|&h| h == 0 || h > d_in || !d_in.is_multiple_of(h))
-        {
+        // Any hop up to the window works: the OLA window is normalised per phase.
+        if hops.iter().any(|&h| h == 0 || h > d_in) {
             return Err(EvalError::Invalid(format!(
-                "hops must divide d_in {d_in}: {hops:?}"
+                "hops must be in 1..={d_in} (the window): {hops:?}"
             )));
         }
         let alphas = if a.sweep_alpha.is_empty() {
@@ -745,6 +761,7 @@ fn train_all(
                     select_every: a.select_every,
                     skip: (!a.skip_gates.is_empty()).then(|| (a.skip_taps, a.skip_gates.clone())),
                     relative_eps: a.relative_loss.then_some(a.relative_eps),
+                    ola: a.ola,
                 },
                 fs,
                 &plan.hops,
@@ -807,7 +824,7 @@ pub fn regen_command(a: &TrainDenoiserOptions, alpha: f64, seed: u64) -> Result<
 
 fn single_run_command(a: &TrainDenoiserOptions, plan: &Plan, alpha: f64, seed: u64) -> String {
     format!(
-        "cargo run --release -- train-denoiser --out {} --sample-rate {} --d-in {} --d-sae {} --k {} --n-saes {} --hops {} --mfr-alpha {} --seeds {} --steps {} --batch-size {} --lr {} --per-segment {}{}{} --model-segments {} --data-seed {} --backend {}{} --normalisation {}{}{}{}{}{}",
+        "cargo run --release -- train-denoiser --out {} --sample-rate {} --d-in {} --d-sae {} --k {} --n-saes {} --hops {}{} --mfr-alpha {} --seeds {} --steps {} --batch-size {} --lr {} --per-segment {}{}{} --model-segments {} --data-seed {} --backend {}{} --normalisation {}{}{}{}{}{}",
         a.out.display(),
         plan.fs,
         plan.d_in,
@@ -815,6 +832,10 @@ fn single_run_command(a: &TrainDenoiserOptions, plan: &Plan, alpha: f64, seed: u
         a.k,
         a.n_saes,
         fmt_list(&plan.hops),
+        match a.ola {
+            OlaShape::Hann => String::new(),
+            other => format!(" --ola {}", other.name()),
+        },
         alpha,
         seed,
         a.steps,
@@ -1008,11 +1029,15 @@ impl Card<'_> {
         let _ = writeln!(s, "# Model card: `{name}`\n");
         let _ = writeln!(
             s,
-            "Denoising TopK sparse autoencoder for **one EEG channel**, {}-sample windows ({:.2} s) at **{} Hz**, hop {} (overlap-add), d_sae {}, k {}, activation {}, normalisation `{}`. {} bytes{}. Content fingerprint (FNV-1a 64): `{:016x}`.\n",
+            "Denoising TopK sparse autoencoder for **one EEG channel**, {}-sample windows ({:.2} s) at **{} Hz**, hop {} (overlap-add{}), d_sae {}, k {}, activation {}, normalisation `{}`. {} bytes{}. Content fingerprint (FNV-1a 64): `{:016x}`.\n",
             meta.d_in,
             meta.d_in as f64 / self.fs,
             meta.sample_rate_hz,
             meta.hop,
+            match meta.ola {
+                OlaShape::Hann => String::new(),
+                other => format!(", {} taper", other.name()),
+            },
             meta.d_sae,
             meta.k,
             meta.activation.as_str(),

@@ -1,9 +1,10 @@
 //! std side of the model format: owned metadata and tensors, atomic writing, loading.
 
 use super::view::{
-    FORMAT_VERSION_F32, FORMAT_VERSION_INT8, FORMAT_VERSION_SKIP, Layout, ModelView,
+    FORMAT_VERSION_F32, FORMAT_VERSION_INT8, FORMAT_VERSION_OLA, FORMAT_VERSION_SKIP, Layout,
+    ModelView,
 };
-use crate::core::{Activation, CoreError, Normalisation};
+use crate::core::{Activation, CoreError, Normalisation, OlaShape};
 use safetensors::tensor::{Dtype, TensorView};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -29,6 +30,8 @@ pub struct ModelMeta {
     pub channel_type: String,
     /// Free-text training provenance.
     pub provenance: String,
+    /// Overlap-add taper the model was chosen with (written as metadata `ola` unless Hann).
+    pub ola: OlaShape,
 }
 
 /// The gated linear path of a model ([`crate::core::Skip`]), owned.
@@ -210,6 +213,7 @@ impl Model {
             sample_rate_hz: m.sample_rate_hz,
             channel_type: unescape(m.channel_type),
             provenance: unescape(m.provenance),
+            ola: m.ola,
         }
     }
 
@@ -290,6 +294,9 @@ fn metadata(meta: &ModelMeta, version: u32, skip: Option<&SkipPath>) -> HashMap<
     m.insert("sample_rate_hz".into(), format!("{}", meta.sample_rate_hz));
     m.insert("channel_type".into(), meta.channel_type.clone());
     m.insert("provenance".into(), meta.provenance.clone());
+    if meta.ola != OlaShape::Hann {
+        m.insert("ola".into(), meta.ola.name().into());
+    }
     m
 }
 
@@ -348,7 +355,8 @@ fn serialize(
         path: path.to_owned(),
         message,
     };
-    // Files without the linear path keep their old version, so old readers still load them.
+    // Files without the linear path or a taper keep their old version, so old readers still
+    // load them.
     let version = match skip {
         Some(s) => {
             tensors.push((
@@ -360,6 +368,11 @@ fn serialize(
             FORMAT_VERSION_SKIP
         }
         None => version,
+    };
+    let version = if meta.ola == OlaShape::Hann {
+        version
+    } else {
+        FORMAT_VERSION_OLA
     };
     let mut views = Vec::with_capacity(tensors.len());
     for (name, dtype, shape, data) in &tensors {
@@ -498,6 +511,7 @@ pub fn identity_model(d_in: usize, hop: usize, sample_rate_hz: f32) -> (ModelMet
         sample_rate_hz,
         channel_type: "any".into(),
         provenance: "identity_model (test fixture, not trained)".into(),
+        ola: OlaShape::Hann,
     };
     let t = ModelTensors {
         w_enc,

@@ -2,7 +2,8 @@
 //! `W_dec [d_sae, d_in]`, `b_enc [d_sae]`, `b_dec [d_in]` (f32 little endian; version 2 also
 //! allows int8 `W_enc`/`W_dec` with f32 `W_enc_scale`/`W_dec_scale [d_sae]`) and string
 //! metadata in `__metadata__`: `format_version, d_in, d_sae, k, hop, activation, normalisation,
-//! sample_rate_hz, channel_type, provenance`.
+//! sample_rate_hz, channel_type, provenance`; version 3 adds the gated linear path (`skip_taps`,
+//! `skip_gate`), version 4 the overlap-add taper `ola` (`sine`; absent means Hann).
 //!
 //! [`ModelView`] parses and validates a file's bytes without allocating (`no_std`, usable from
 //! firmware with `include_bytes!`); with `std`, [`Model`] owns loaded bytes, [`write_model`]
@@ -12,7 +13,8 @@
 mod view;
 
 pub use view::{
-    FORMAT_VERSION_F32, FORMAT_VERSION_INT8, FORMAT_VERSION_SKIP, META_KEYS, ModelView, ViewMeta,
+    FORMAT_VERSION_F32, FORMAT_VERSION_INT8, FORMAT_VERSION_OLA, FORMAT_VERSION_SKIP, META_KEYS,
+    ModelView, ViewMeta,
 };
 
 #[cfg(feature = "std")]

@@ -2,7 +2,7 @@
 //! a small JSON scanner, validated completely, giving borrowed views of the tensors.
 
 use crate::core::{
-    Activation, CoreError, F32Weights, Int8Weights, Normalisation, Sae, SaeConfig, Skip,
+    Activation, CoreError, F32Weights, Int8Weights, Normalisation, OlaShape, Sae, SaeConfig, Skip,
     TENSOR_NAMES, Weights,
 };
 use ::core::ops::Range;
@@ -13,7 +13,7 @@ const MAX_HEADER: u64 = 100_000_000;
 const MAX_DEPTH: usize = 16;
 
 /// Metadata keys, in the order of [`ViewMeta`]'s fields.
-pub const META_KEYS: [&str; 11] = [
+pub const META_KEYS: [&str; 12] = [
     "format_version",
     "d_in",
     "d_sae",
@@ -25,6 +25,7 @@ pub const META_KEYS: [&str; 11] = [
     "channel_type",
     "provenance",
     "skip_gate",
+    "ola",
 ];
 
 /// Format versions: 1 = f32 tensors; 2 = adds int8 matrices with per-latent f32 scales.
@@ -34,6 +35,9 @@ pub const FORMAT_VERSION_INT8: u32 = 2;
 /// Format version of files with the gated linear path ([`crate::core::Skip`]: tensor
 /// `skip_taps`, metadata `skip_gate`); older readers refuse them rather than ignore the path.
 pub const FORMAT_VERSION_SKIP: u32 = 3;
+/// Format version of files naming an overlap-add taper other than Hann (metadata `ola`);
+/// older readers refuse them rather than combine the windows differently.
+pub const FORMAT_VERSION_OLA: u32 = 4;
 
 /// Metadata of a parsed model, borrowing its strings from the file.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -63,6 +67,8 @@ pub struct ViewMeta<'a> {
     pub int8: bool,
     /// Gate of the linear path ([`crate::core::Skip::gate`]), if the model has one.
     pub skip_gate: Option<f32>,
+    /// Overlap-add taper the model was chosen with (metadata `ola`; Hann when absent).
+    pub ola: OlaShape,
 }
 
 /// A validated model: metadata plus the SAE borrowing the tensors.
@@ -128,6 +134,7 @@ pub(crate) struct Layout {
     provenance: Range<usize>,
     int8: bool,
     skip_gate: Option<f32>,
+    ola: OlaShape,
     /// Absolute byte ranges, indexed like [`TENSOR_NAMES`].
     tensors: [Range<usize>; 7],
 }
@@ -401,7 +408,7 @@ impl Layout {
         let header = &bytes[8..data_start];
         let mut sc = Scanner { s: header, pos: 0 };
 
-        let mut meta: [Option<(&[u8], Range<usize>)>; 11] = Default::default();
+        let mut meta: [Option<(&[u8], Range<usize>)>; 12] = Default::default();
         let mut tensors: [Option<TensorInfo>; 7] = [None; 7];
         let mut name_pos = [0usize; 7];
 
@@ -463,7 +470,10 @@ impl Layout {
         let raw = |i: usize| meta[i].as_ref().map(|(v, _)| *v);
         let version = parse_usize(raw(0), META_KEYS[0])?;
         let version = match u32::try_from(version) {
-            Ok(v @ (FORMAT_VERSION_F32 | FORMAT_VERSION_INT8 | FORMAT_VERSION_SKIP)) => v,
+            Ok(
+                v @ (FORMAT_VERSION_F32 | FORMAT_VERSION_INT8 | FORMAT_VERSION_SKIP
+                | FORMAT_VERSION_OLA),
+            ) => v,
             Ok(v) => return Err(CoreError::UnsupportedVersion { found: v }),
             Err(_) => return Err(CoreError::UnsupportedVersion { found: u32::MAX }),
         };
@@ -554,6 +564,14 @@ impl Layout {
                 });
             }
         };
+        let ola = match raw(11) {
+            None => OlaShape::Hann,
+            Some(v) if version >= FORMAT_VERSION_OLA => ::core::str::from_utf8(v)
+                .ok()
+                .and_then(OlaShape::from_name)
+                .ok_or(CoreError::BadMetadata { key: META_KEYS[11] })?,
+            Some(_) => return Err(CoreError::BadMetadata { key: META_KEYS[11] }),
+        };
         let data_len = file_len - data_start as u64;
         let mut ranges: [Range<usize>; 7] = Default::default();
         let mut covered = 0u64;
@@ -639,6 +657,7 @@ impl Layout {
             provenance: range_of(9),
             int8,
             skip_gate,
+            ola,
             tensors: ranges,
         };
         // Lengths and finiteness of every weight, the linear path's too.
@@ -699,8 +718,10 @@ impl Layout {
                 provenance: s(&self.provenance),
                 int8: self.int8,
                 skip_gate: self.skip_gate,
+                ola: self.ola,
             },
-            sae: Sae::from_validated(self.config, self.weights(bytes), self.skip(bytes)),
+            sae: Sae::from_validated(self.config, self.weights(bytes), self.skip(bytes))
+                .with_ola_shape(self.ola),
         }
     }
 }

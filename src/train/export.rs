@@ -75,6 +75,7 @@ pub fn model_meta(cfg: &TrainConfig, info: &ExportInfo) -> ModelMeta {
         sample_rate_hz: info.sample_rate_hz,
         channel_type: info.channel_type.clone(),
         provenance: info.provenance.clone(),
+        ola: crate::core::OlaShape::Hann,
     }
 }
 

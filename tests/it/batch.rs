@@ -228,12 +228,15 @@ fn ola_shapes_reproduce_the_signal_and_differ() {
     }
     assert_eq!(OlaShape::from_name("cosine"), None);
     for shape in OlaShape::ALL {
+        let sae = sae.with_ola_shape(shape);
         for hop in [1usize, 5, 8, 12, 32] {
-            let mut out = vec![0.0; x.len()];
-            let mut s = BatchScratch::with_batch(16).with_ola_shape(shape);
-            denoise_batched_into(&sae, hop, &x, &mut out, &mut s).unwrap();
-            let err = max_abs_diff(&out, &x) / rms(&x);
-            assert!(err <= 1e-5, "{shape:?} hop {hop}: {err:.3e}");
+            for (path, out) in [
+                ("batched", batched(&sae, hop, &x, 16).0),
+                ("core", core(&sae, hop, &x).0),
+            ] {
+                let err = max_abs_diff(&out, &x) / rms(&x);
+                assert!(err <= 1e-5, "{path} {shape:?} hop {hop}: {err:.3e}");
+            }
         }
     }
     // Hop 40 of 256 (phases with 6 and 7 windows): samples 128 and 8 share a phase, so the
@@ -251,11 +254,20 @@ fn ola_shapes_reproduce_the_signal_and_differ() {
     let sae = m.view().sae();
     let x = &real_eeg(1)[0];
     let (hann, _) = batched(&sae, 32, x, 128);
+    // One scratch for both: the cached model is rebuilt when the taper changes.
+    let mut s = BatchScratch::default();
+    let mut again = vec![0.0; x.len()];
+    denoise_batched_into(&sae, 32, x, &mut again, &mut s).unwrap();
+    let sine_sae = sae.with_ola_shape(OlaShape::Sine);
     let mut sine = vec![0.0; x.len()];
-    let mut s = BatchScratch::default().with_ola_shape(OlaShape::Sine);
-    denoise_batched_into(&sae, 32, x, &mut sine, &mut s).unwrap();
+    denoise_batched_into(&sine_sae, 32, x, &mut sine, &mut s).unwrap();
+    assert_eq!(again, hann);
     let d = max_abs_diff(&hann, &sine) / rms(x);
     assert!(d > 1e-3 && d < 0.5, "{d:.3e}");
+    // The streaming core follows the SAE's taper as the batched path does.
+    let (core_sine, _) = core(&sine_sae, 32, x);
+    let err = max_abs_diff(&core_sine, &sine) / rms(&core_sine);
+    assert!(err <= 1e-5, "{err:.3e}");
 }
 
 /// One scratch used for two models in turn (same shape, different weights) gives each model's

@@ -679,7 +679,7 @@ fn ola_sine_reaches_the_model_and_keeps_an_identity_an_identity() {
     let opts = DenoiseOptions {
         channels: Some(vec!["Fp1".into()]),
         hop: Some(12),
-        ola: mfr_eeg::core::OlaShape::Sine,
+        ola: Some(mfr_eeg::core::OlaShape::Sine),
         ..DenoiseOptions::default()
     };
     denoise_file(Path::new(EEGMMIDB), &out, &identity, &opts, &|_| {}).unwrap();

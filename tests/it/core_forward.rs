@@ -21,6 +21,7 @@ pub(crate) fn meta(
         sample_rate_hz: 128.0,
         channel_type: "EEG".into(),
         provenance: "random test weights".into(),
+        ola: mfr_eeg::core::OlaShape::Hann,
     }
 }
 

@@ -239,8 +239,8 @@ fn every_malformed_case_gives_its_error() {
         ),
         (
             "unknown version",
-            set(&["__metadata__", "format_version"], json!("4")),
-            CoreError::UnsupportedVersion { found: 4 },
+            set(&["__metadata__", "format_version"], json!("5")),
+            CoreError::UnsupportedVersion { found: 5 },
         ),
         (
             "unknown activation",
@@ -754,4 +754,51 @@ fn malformed_skip_paths() {
             tensor: "skip_taps"
         }
     );
+}
+
+/// A model naming the sine taper is written as format 4 with metadata `ola`, reads back with
+/// it, and hands it to every streamer through its SAE; a Hann model stays as it was. A file
+/// naming a taper at an older version, or an unknown taper, is refused.
+#[test]
+fn the_overlap_add_taper_travels_in_the_file() {
+    use mfr_eeg::core::OlaShape;
+    let dir = tempfile::tempdir().unwrap();
+    let t = random_tensors(4, 7, 13);
+    let mut m = valid_meta();
+    let hann = dir.path().join("hann.safetensors");
+    write_model(&hann, &m, &t).unwrap();
+    let sine = dir.path().join("sine.safetensors");
+    m.ola = OlaShape::Sine;
+    write_model(&sine, &m, &t).unwrap();
+    let (h, s) = (Model::load(&hann).unwrap(), Model::load(&sine).unwrap());
+    assert_eq!(
+        (h.view().meta().format_version, h.view().meta().ola),
+        (1, OlaShape::Hann)
+    );
+    assert!(!String::from_utf8_lossy(&std::fs::read(&hann).unwrap()).contains("\"ola\""));
+    assert_eq!(
+        (s.view().meta().format_version, s.view().meta().ola),
+        (mfr_eeg::model::FORMAT_VERSION_OLA, OlaShape::Sine)
+    );
+    assert_eq!(s.meta(), m);
+    assert_eq!(s.tensors(), t);
+    assert_eq!(s.view().sae().ola_shape(), OlaShape::Sine);
+    assert_eq!(h.view().sae().ola_shape(), OlaShape::Hann);
+
+    let with = |version: &str, ola: &str| {
+        let (mut h, d) = base();
+        h["__metadata__"]["format_version"] = json!(version);
+        h["__metadata__"]["ola"] = json!(ola);
+        (h, d)
+    };
+    let (hd, d) = with("4", "sine");
+    assert_eq!(
+        ModelView::parse(&file(&hd, &d)).unwrap().meta().ola,
+        OlaShape::Sine
+    );
+    let bad = CoreError::BadMetadata { key: "ola" };
+    let (hd, d) = with("1", "sine");
+    assert_eq!(parse_err(&hd, &d), bad, "a taper before format 4");
+    let (hd, d) = with("4", "cosine");
+    assert_eq!(parse_err(&hd, &d), bad, "an unknown taper");
 }

@@ -27,6 +27,7 @@ fn tied_model(act: Activation) -> (ModelMeta, ModelTensors) {
         sample_rate_hz: 128.0,
         channel_type: "EEG".into(),
         provenance: "tie test".into(),
+        ola: mfr_eeg::core::OlaShape::Hann,
     };
     let t = ModelTensors {
         w_enc: vec![0.0; d_in * d_sae],
