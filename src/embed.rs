@@ -683,7 +683,7 @@ mod tests {
         let view = model.view();
         let d = Denoiser {
             sae: view.sae(),
-            hop: 8,
+            hop: view.meta().hop,
             rate_hz: 256.0,
             high_band: opts.high_band,
         };

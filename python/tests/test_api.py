@@ -79,7 +79,11 @@ def test_ola_sine_streams_as_denoise_and_differs_from_hann():
     outs.append(s.finish())
     sine = mfr_eeg.denoise(x, 256.0, hop=40, ola="sine")
     np.testing.assert_array_equal(np.concatenate(outs, axis=1), sine)
-    hann = mfr_eeg.denoise(x, 256.0, hop=40)
+    hann = mfr_eeg.denoise(x, 256.0, hop=40, ola="hann")
+    # Without ``ola`` the model's own taper (its metadata) is used.
+    own = mfr_eeg.Model.default().metadata["ola"]
+    assert own in ("hann", "sine")
+    np.testing.assert_array_equal(mfr_eeg.denoise(x, 256.0, hop=40), sine if own == "sine" else hann)
     d = np.abs(sine - hann).max()
     assert 1e-3 < d < np.sqrt(np.mean(x.astype(np.float64) ** 2)), d
     with pytest.raises(mfr_eeg.DenoiseError, match="--ola cosine: must be hann or sine"):

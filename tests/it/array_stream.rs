@@ -171,7 +171,9 @@ fn bad_chunks_are_refused_and_leave_the_stream_as_it_was() {
 #[test]
 fn latency_is_a_block_plus_the_baseline_and_window_ahead() {
     let model = Arc::new(default_model());
+    let hop = model.view().meta().hop;
     let s = ArrayStream::new(model, 1, None, 256.0, 1.0, &DenoiseOptions::default()).unwrap();
-    // 1 s block + 256-sample window + baseline (2 s half window + 0.25 s grid step).
-    assert_eq!(s.latency(), 256 + 256 + 512 + 64);
+    // 1 s block (rounded up to whole hops, so blocks start on the window grid) + 256-sample
+    // window + baseline (2 s half window + 0.25 s grid step).
+    assert_eq!(s.latency(), 256usize.div_ceil(hop) * hop + 256 + 512 + 64);
 }

@@ -251,7 +251,7 @@ fn ola_shapes_reproduce_the_signal_and_differ() {
     assert!(r_h > 20.0, "{r_h}");
 
     let m = shipped();
-    let sae = m.view().sae();
+    let sae = m.view().sae().with_ola_shape(OlaShape::Hann);
     let x = &real_eeg(1)[0];
     let (hann, _) = batched(&sae, 32, x, 128);
     // One scratch for both: the cached model is rebuilt when the taper changes.

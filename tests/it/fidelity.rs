@@ -507,8 +507,9 @@ fn sigint_and_sigterm_leave_no_output_and_no_temporary_file() {
         let out_dir = dir.path().join(format!("out{signal}"));
         std::fs::create_dir(&out_dir).unwrap();
         let out = out_dir.join("clean.edf");
+        // Hop 4: slow enough that the signal always arrives mid-way.
         let child = bin()
-            .args(["denoise", "--threads", "1"])
+            .args(["denoise", "--threads", "1", "--hop", "4"])
             .arg(&input)
             .arg(&out)
             .stdout(std::process::Stdio::piped())

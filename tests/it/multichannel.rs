@@ -334,15 +334,16 @@ fn regression_rejects_wrong_frames() {
 /// (<= 0.05) and changes blink-free EEG less than ICA does; the gated regression on the
 /// SAE-isolated reference, an alternative design, keeps its measured place (leakage 0.097,
 /// change 0.517 vs ICA's 0.634, with the default model; 0.042 and 0.457 with an SAE trained
-/// without artifact-free pairs, which isolates more of the blink and more EEG with it).
+/// without artifact-free pairs, which isolates more of the blink and more EEG with it), both
+/// with the SAE at hop 8 and the Hann taper.
 #[test]
 fn real_blinks_spkit_segment_beats_ica() {
     let model = Model::load(std::path::Path::new(MODEL)).unwrap();
     let view = model.view();
     let meta = view.meta();
     let iso = Isolator {
-        sae: view.sae(),
-        hop: meta.hop,
+        sae: view.sae().with_ola_shape(mfr_eeg::core::OlaShape::Hann),
+        hop: 8,
         rate_hz: f64::from(meta.sample_rate_hz),
     };
     let r = check_file(std::path::Path::new(SPKIT_BLINK), None, iso, 1).unwrap();
