@@ -51,7 +51,7 @@ pub(crate) fn sanitise(v: f32, faults: &mut FaultCounts) -> f32 {
 /// The taper `w[n]` of the OLA window before its normalisation (module docs).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum OlaShape {
-    /// `sin²(π (n + ½) / d_in)`: the streaming core's window.
+    /// `sin²(π (n + ½) / d_in)`: the taper of models that name none.
     #[default]
     Hann,
     /// `sin(π (n + ½) / d_in)`: flatter, so each output averages more windows' estimates
