@@ -392,15 +392,18 @@ pub fn train_one(
     let best = out.best;
     let tensors =
         crate::train::export::model_tensors(&out.saes[best], cfg.residual, cfg.residual_gate);
-    let mut best_hop: Option<(f64, usize)> = None;
-    for &hop in hops {
-        let meta = meta_for(
+    let meta_at = |hop| {
+        meta_for(
             cfg,
             data.normalisation,
             (hop, run.ola),
             fs,
             provenance.to_string(),
-        );
+        )
+    };
+    let mut best_hop: Option<(f64, usize)> = None;
+    for &hop in hops {
+        let meta = meta_at(hop);
         let model =
             Model::from_tensors(&meta, &tensors).map_err(|e| EvalError::Model(e.to_string()))?;
         let (r, _) = sae_quality(&model, &data.val_windows)?;
@@ -408,14 +411,7 @@ pub fn train_one(
             best_hop = Some((r, hop));
         }
     }
-    let hop = best_hop.map_or(cfg.d_in / 2, |b| b.1);
-    let meta = meta_for(
-        cfg,
-        data.normalisation,
-        (hop, run.ola),
-        fs,
-        provenance.to_string(),
-    );
+    let meta = meta_at(best_hop.map_or(cfg.d_in / 2, |b| b.1));
     let mut model =
         Model::from_tensors(&meta, &tensors).map_err(|e| EvalError::Model(e.to_string()))?;
     let mut tensors = tensors;
