@@ -12,6 +12,21 @@
 #include <stdint.h>
 
 /**
+ * `mfr_denoise_options.ola`: the model's own overlap-add taper.
+ */
+#define MFR_OLA_MODEL 0
+
+/**
+ * Overlap-add taper `sin²(π (n + ½) / d_in)` (models that name none use it).
+ */
+#define MFR_OLA_HANN 1
+
+/**
+ * Overlap-add taper `sin(π (n + ½) / d_in)`.
+ */
+#define MFR_OLA_SINE 2
+
+/**
  * Result of every fallible call.
  */
 typedef enum mfr_status {
@@ -99,6 +114,10 @@ typedef struct mfr_model_info {
    * True if the matrices are int8.
    */
   bool int8;
+  /**
+   * The model's overlap-add taper: `MFR_OLA_HANN` or `MFR_OLA_SINE`.
+   */
+  uint32_t ola;
 } mfr_model_info;
 
 /**
@@ -130,6 +149,11 @@ typedef struct mfr_denoise_options {
    * Overlap-add hop in model samples; 0 for the model's own.
    */
   size_t hop;
+  /**
+   * Overlap-add taper: `MFR_OLA_MODEL` (0, the model's own), `MFR_OLA_HANN` or
+   * `MFR_OLA_SINE`.
+   */
+  uint32_t ola;
   /**
    * Worker threads; 0 for one per core.
    */

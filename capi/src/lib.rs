@@ -22,9 +22,24 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::sync::Arc;
 
+use mfr_eeg::core::OlaShape;
 use mfr_eeg::denoise::{DEFAULT_BANDPASS_ORDER, DenoiseError, DenoiseOptions, HighBand};
 use mfr_eeg::embed::{ArrayStream, EyeStream, OwnedStreamer, default_model, denoise_channels};
 use mfr_eeg::model::{Model, ModelFileError};
+
+/// `mfr_denoise_options.ola`: the model's own overlap-add taper.
+pub const MFR_OLA_MODEL: u32 = 0;
+/// Overlap-add taper `sin²(π (n + ½) / d_in)` (models that name none use it).
+pub const MFR_OLA_HANN: u32 = 1;
+/// Overlap-add taper `sin(π (n + ½) / d_in)`.
+pub const MFR_OLA_SINE: u32 = 2;
+
+fn ola_code(shape: OlaShape) -> u32 {
+    match shape {
+        OlaShape::Hann => MFR_OLA_HANN,
+        OlaShape::Sine => MFR_OLA_SINE,
+    }
+}
 
 /// Result of every fallible call.
 #[repr(C)]
@@ -95,6 +110,8 @@ pub struct mfr_model_info {
     pub sample_rate_hz: f32,
     /// True if the matrices are int8.
     pub int8: bool,
+    /// The model's overlap-add taper: `MFR_OLA_HANN` or `MFR_OLA_SINE`.
+    pub ola: u32,
 }
 
 /// Options of [`mfr_denoise_in_place`], the same as the CLI's (`mfr_denoise_options_default`
@@ -114,6 +131,9 @@ pub struct mfr_denoise_options {
     pub bandpass_order: usize,
     /// Overlap-add hop in model samples; 0 for the model's own.
     pub hop: usize,
+    /// Overlap-add taper: `MFR_OLA_MODEL` (0, the model's own), `MFR_OLA_HANN` or
+    /// `MFR_OLA_SINE`.
+    pub ola: u32,
     /// Worker threads; 0 for one per core.
     pub threads: usize,
     /// Factor from the buffer's unit to microvolts (1 for uV, 1e6 for V).
@@ -299,6 +319,7 @@ pub unsafe extern "C" fn mfr_model_get_info(
             hop: meta.hop,
             sample_rate_hz: meta.sample_rate_hz,
             int8: meta.int8,
+            ola: ola_code(meta.ola),
         };
         // SAFETY: checked non-null; the caller's contract.
         unsafe { *out = info };
@@ -672,6 +693,7 @@ pub extern "C" fn mfr_denoise_options_default() -> mfr_denoise_options {
         bandpass_high_hz: 0.0,
         bandpass_order: DEFAULT_BANDPASS_ORDER,
         hop: 0,
+        ola: MFR_OLA_MODEL,
         threads: 0,
         to_microvolts: 1.0,
         keep_above_model_band: true,
@@ -696,8 +718,19 @@ fn to_options(o: &mfr_denoise_options) -> Result<DenoiseOptions, Failure> {
             o.bandpass_order
         )));
     }
+    let ola = match o.ola {
+        MFR_OLA_MODEL => None,
+        MFR_OLA_HANN => Some(OlaShape::Hann),
+        MFR_OLA_SINE => Some(OlaShape::Sine),
+        v => {
+            return Err(bad(format!(
+                "ola {v}: must be MFR_OLA_MODEL (0), MFR_OLA_HANN (1) or MFR_OLA_SINE (2)"
+            )));
+        }
+    };
     Ok(DenoiseOptions {
         notch_hz,
+        ola,
         notch_harmonics: o.notch_harmonics,
         bandpass_hz,
         bandpass_order: o.bandpass_order,
@@ -970,6 +1003,7 @@ mod tests {
         // SAFETY: written on success.
         let info = unsafe { info.assume_init() };
         assert_eq!((info.d_in, info.hop, info.sample_rate_hz), (256, 8, 256.0));
+        assert_eq!(info.ola, MFR_OLA_SINE);
         let mut st: *mut mfr_streamer = std::ptr::null_mut();
         assert_eq!(
             unsafe { mfr_streamer_new(m, 0, 0, &mut st) },
@@ -1024,6 +1058,30 @@ mod tests {
                 "notch_hz 55: must be 0, 50 or 60".into()
             )
         );
+        // The taper: the model's by default, overridable, checked.
+        let clean: Vec<f32> = (0..600).map(|i| (i as f32 * 0.1).sin() * 30.0).collect();
+        let run = |ola: u32| {
+            let mut d = clean.clone();
+            let o = mfr_denoise_options {
+                ola,
+                ..mfr_denoise_options_default()
+            };
+            let s = unsafe { mfr_denoise_in_place(m, d.as_mut_ptr(), 2, 300, 160.0, &o) };
+            (s, d)
+        };
+        let (own, sine, hann) = (run(MFR_OLA_MODEL), run(MFR_OLA_SINE), run(MFR_OLA_HANN));
+        assert_eq!((own.0, sine.0, hann.0), (MFR_OK, MFR_OK, MFR_OK));
+        assert_eq!(own.1, sine.1);
+        assert_ne!(own.1, hann.1);
+        let (s, d) = run(3);
+        assert_eq!(
+            (s, last()),
+            (
+                MFR_INVALID_ARGUMENT,
+                "ola 3: must be MFR_OLA_MODEL (0), MFR_OLA_HANN (1) or MFR_OLA_SINE (2)".into()
+            )
+        );
+        assert_eq!(d, clean);
 
         // The pipeline stream refuses a NaN with channel and global sample, takes nothing,
         // and goes on as if the call had not happened.

@@ -113,7 +113,7 @@ fn c_program_streams_and_denoises_exactly_as_rust() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert!(
-        stdout.contains("model: window 256, hop 8, k 128 of 1024, 256 Hz"),
+        stdout.contains("model: window 256, hop 8, k 128 of 1024, 256 Hz, sine taper"),
         "{stdout}"
     );
     assert!(stdout.contains("latency: 255 samples"), "{stdout}");
