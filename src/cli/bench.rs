@@ -38,10 +38,15 @@ pub struct BenchArgs {
     /// recordings, SNRs) into DIR, so an outside model can use exactly the same data.
     #[arg(long, value_name = "DIR")]
     pub export_data: Option<PathBuf>,
-    /// Train the compact U-Net peer for N steps (batch 128, the default SAE's loss and
-    /// schedule; feature `train`) and score it beside the SAE; 0 = off.
+    /// Train the peers for N steps (batch 128, the default SAE's loss and schedule; feature
+    /// `train`) and score them beside the SAE; 0 = off.
     #[arg(long, default_value_t = 0)]
     pub cnn_steps: usize,
+    /// Which peers `--cnn-steps` trains: `unet` (a 5.5 K-parameter U-Net), `sae` (the default
+    /// SAE's shape trained by the same loop), `conv-sae` (that SAE behind a small convolutional
+    /// front end, 8 channels x 2 layers) or `conv-sae-WxD` (W channels, D layers).
+    #[arg(long, value_delimiter = ',', default_value = "unet")]
+    pub peers: Vec<String>,
     /// Which pairs the U-Net trains on: `default` (the main 256 Hz corpus, the shipped default
     /// model's pairs) or `real` (that corpus plus the `--real` training recordings and EMG).
     #[arg(long, default_value = "default", value_parser = ["default", "real"])]
@@ -70,6 +75,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         real: a.real,
         export_data: a.export_data,
         cnn_steps: a.cnn_steps,
+        peers: a.peers,
         cnn_data: a.cnn_data,
         test_segments: a.test_segments,
         eye: a.eye,

@@ -42,9 +42,14 @@ pub struct BenchOptions {
     /// Write the 256 Hz train/validation/test pairs as .npy plus export.json (splits,
     /// recordings, SNRs) into DIR, so an outside model can use exactly the same data.
     pub export_data: Option<PathBuf>,
-    /// Train the compact U-Net peer for N steps (batch 128, the default SAE's loss and
-    /// schedule; feature `train`) and score it beside the SAE; 0 = off.
+    /// Train the peers for N steps (batch 128, the default SAE's loss and schedule; feature
+    /// `train`) and score them beside the SAE; 0 = off.
     pub cnn_steps: usize,
+    /// Which peers: `unet` (the compact U-Net), `sae` (the default SAE's shape trained by the
+    /// peer loop, the control), `conv-sae` (the same behind a convolutional front end of 2
+    /// hidden layers of 8 channels) or `conv-sae-WxD` (W channels, D layers); see
+    /// `cnn::PeerArch`.
+    pub peers: Vec<String>,
     /// Which pairs the U-Net trains on: `default` (the main 256 Hz corpus, the shipped default
     /// model's pairs) or `real` (that corpus plus the `--real` training recordings and EMG).
     pub cnn_data: String,
@@ -77,6 +82,7 @@ impl Default for BenchOptions {
             real: None,
             export_data: None,
             cnn_steps: 0,
+            peers: vec!["unet".into()],
             cnn_data: "default".into(),
             test_segments: None,
         }
@@ -631,27 +637,58 @@ fn mfr_section(
     Ok(())
 }
 
-/// The trained U-Net peer (feature `train`), if `--cnn-steps` asked for one.
+/// The trained peers (feature `train`), if `--cnn-steps` asked for them.
 #[derive(Default)]
 struct Peer {
     #[cfg(feature = "train")]
-    net: Option<(super::cnn::UNet, usize, usize)>,
+    nets: Vec<(super::cnn::PeerNet, String, usize, usize)>,
 }
 
 impl Peer {
     /// A fresh method per table (each keeps its own scratch).
     fn methods<'a>(&self) -> Vec<Box<dyn Method + 'a>> {
         #[cfg(feature = "train")]
-        if let Some((net, d_in, hop)) = &self.net {
-            return vec![Box::new(super::cnn::CnnMethod::new(
-                "CNN U-Net",
-                net.clone(),
-                *d_in,
-                *hop,
-                burn::tensor::Device::flex(),
-            ))];
-        }
+        return self
+            .nets
+            .iter()
+            .map(|(net, name, d_in, hop)| {
+                Box::new(super::cnn::CnnMethod::new(
+                    name.clone(),
+                    net.clone(),
+                    *d_in,
+                    *hop,
+                    burn::tensor::Device::flex(),
+                )) as Box<dyn Method + 'a>
+            })
+            .collect();
+        #[cfg(not(feature = "train"))]
         Vec::new()
+    }
+}
+
+/// `unet`, `sae`, `conv-sae` or `conv-sae-WxD` (see [`BenchOptions::peers`]).
+#[cfg(feature = "train")]
+fn parse_peer(spec: &str) -> Result<super::cnn::PeerArch, EvalError> {
+    let sae = |width, depth| super::cnn::PeerArch::Sae {
+        d_sae: 1024,
+        k: 128,
+        width,
+        depth,
+    };
+    let wxd = |s: &str| {
+        let (w, d) = s.split_once('x')?;
+        Some((w.parse().ok()?, d.parse().ok()?))
+    };
+    match spec {
+        "unet" => Ok(super::cnn::PeerArch::UNet),
+        "sae" => Ok(sae(0, 0)),
+        "conv-sae" => Ok(sae(8, 2)),
+        s => match s.strip_prefix("conv-sae-").and_then(wxd) {
+            Some((w, d)) if w > 0 && d > 0 => Ok(sae(w, d)),
+            _ => Err(EvalError::Invalid(format!(
+                "unknown peer {spec:?} (unet, sae, conv-sae, conv-sae-WxD)"
+            ))),
+        },
     }
 }
 
@@ -668,6 +705,13 @@ fn peer_cnn(
     if args.cnn_steps == 0 {
         return Ok(Peer::default());
     }
+    // The default model's pairs (models/general-256hz.md, as exported by `--export-data`).
+    let p = super::export::ExportPlan::default_model();
+    let archs = args
+        .peers
+        .iter()
+        .map(|a| parse_peer(a))
+        .collect::<Result<Vec<_>, _>>()?;
     let corpus = match (args.cnn_data.as_str(), real) {
         ("real", Some(r)) => {
             let mut cfg = CorpusConfig::at_rate(256.0);
@@ -681,8 +725,6 @@ fn peer_cnn(
         }
         _ => corpus_at(256.0, plan, recs, edn)?,
     };
-    // The default model's pairs (models/general-256hz.md, as exported by `--export-data`).
-    let p = super::export::ExportPlan::default_model();
     let data = super::train_denoiser::prepare(
         &corpus,
         p.d_in,
@@ -693,27 +735,31 @@ fn peer_cnn(
         p.clean_fraction,
         p.normalisation,
     )?;
-    let cfg = CnnConfig {
-        steps: args.cnn_steps,
-        ..CnnConfig::default_peer()
-    };
     let device = burn::tensor::Device::flex();
-    let (net, run) = train_cnn(&cfg, &data.train, &data.val, &device, |_, _| {})?;
-    report.notes.push(format!(
-        "CNN U-Net peer: {} parameters, {} steps x batch {}, lr {}, relative loss, trained on the {} pairs ({} windows) in {:.0} s; validation relative loss {:.4}; overlap-add hop {}",
-        run.n_params,
-        cfg.steps,
-        cfg.batch,
-        cfg.lr,
-        args.cnn_data,
-        data.train.inputs.len() / 256,
-        run.train_seconds,
-        run.val_loss,
-        cfg.hop
-    ));
-    Ok(Peer {
-        net: Some((net, 256, cfg.hop)),
-    })
+    let mut nets = Vec::new();
+    for arch in archs {
+        let cfg = CnnConfig {
+            arch,
+            steps: args.cnn_steps,
+            ..CnnConfig::default_peer()
+        };
+        let (net, run) = train_cnn(&cfg, &data.train, &data.val, &device, |_, _| {})?;
+        report.notes.push(format!(
+            "{} peer: {} parameters, {} steps x batch {}, lr {}, relative loss, trained on the {} pairs ({} windows) in {:.0} s; validation relative loss {:.4}; overlap-add hop {}",
+            arch.label(),
+            run.n_params,
+            cfg.steps,
+            cfg.batch,
+            cfg.lr,
+            args.cnn_data,
+            data.train.inputs.len() / p.d_in,
+            run.train_seconds,
+            run.val_loss,
+            cfg.hop
+        ));
+        nets.push((net, arch.label(), p.d_in, cfg.hop));
+    }
+    Ok(Peer { nets })
 }
 
 #[cfg(not(feature = "train"))]

@@ -1,15 +1,25 @@
-//! A compact 1D U-Net denoiser, the peer the SAE is compared with: trained in burn on exactly
-//! the SAE's training pairs (model-normalised 1 s windows), with the same relative loss, batch
-//! size, step budget and learning-rate schedule, and run like the SAE at inference (per-window
-//! normalisation, sine-squared overlap-add, reflected edges).
+//! Peers the SAE is compared with, trained in burn on exactly the SAE's training pairs
+//! (model-normalised 1 s windows), with the same relative loss, batch size, step budget and
+//! learning-rate schedule, and run like the SAE at inference (per-window normalisation,
+//! sine-squared overlap-add, reflected edges).
 //!
-//! Shape (`width` c, kernel k; c = 8, k = 7 gives 5 497 parameters):
-//! `e1 = relu(conv(x; 1->c))`, `e2 = relu(conv(e1; c->2c, stride 2))`,
+//! [`PeerArch::UNet`], a compact 1D U-Net (`width` c, kernel k; c = 8, k = 7 gives 5 497
+//! parameters): `e1 = relu(conv(x; 1->c))`, `e2 = relu(conv(e1; c->2c, stride 2))`,
 //! `e3 = relu(conv(e2; 2c->2c, stride 2))`, `d2 = relu(conv([up(e3), e2]; 4c->c))`,
 //! `d1 = relu(conv([up(d2), e1]; 2c->c))`, `y = conv(d1; c->1, k 1)`; `up` repeats each sample
 //! twice. Windows must be a multiple of 4 samples.
 //!
-//! Key items: [`CnnConfig`], [`UNet`], [`train_cnn`], [`CnnMethod`].
+//! [`PeerArch::Sae`], an SAE design probe: the default model's TopK SAE (linear encoder,
+//! TopK with ReLU, unit-norm linear dictionary, so MFR would still apply to it), optionally fed
+//! by a residual convolutional front end of `depth` hidden layers of `width` channels,
+//! `g = x + conv(relu(conv(... relu(conv(x; 1->c)) ...; c->c)); c->1, k 1)`,
+//! `y = W_dec TopK(W_enc (g - b_dec) + b_enc) + b_dec`. The front's last layer starts at zero,
+//! so training starts from a plain SAE, and depth 0 is the plain SAE trained by this loop (the
+//! control). It asks whether a nonlinear encoder (one that can see local power, which a linear
+//! encoder cannot) closes the SAE's gap to the U-Net while the decoder stays a sparse
+//! dictionary.
+//!
+//! Key items: [`CnnConfig`], [`PeerArch`], [`PeerNet`], [`train_cnn`], [`CnnMethod`].
 
 use burn::tensor::module::conv1d;
 use burn::tensor::ops::ConvOptions;
@@ -20,11 +30,51 @@ use super::harness::Method;
 use crate::rng::Rng;
 use crate::train::Dataset;
 use crate::train::optim::{Adam, AdamParams};
+use crate::train::sae::{SaeStack, normalize_rows};
+use crate::train::{ActivationKind, TrainConfig};
 
-/// Shape and budget of the U-Net and its training.
+/// Which peer network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum PeerArch {
+    /// The compact 1D U-Net.
+    UNet,
+    /// The TopK SAE, behind a residual convolutional front end when `depth > 0`.
+    Sae {
+        /// Latents.
+        d_sae: usize,
+        /// Latents kept per window.
+        k: usize,
+        /// Hidden channels of the front.
+        width: usize,
+        /// Hidden layers of the front (0: no front).
+        depth: usize,
+    },
+}
+
+impl PeerArch {
+    /// The name the reports use.
+    pub fn label(&self) -> String {
+        match self {
+            PeerArch::UNet => "CNN U-Net".into(),
+            PeerArch::Sae {
+                d_sae, k, depth: 0, ..
+            } => format!("SAE {d_sae}/k{k} (peer trainer)"),
+            PeerArch::Sae {
+                d_sae,
+                k,
+                width,
+                depth,
+            } => format!("SAE {d_sae}/k{k} + conv front {width}x{depth}"),
+        }
+    }
+}
+
+/// Shape and budget of a peer and its training.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct CnnConfig {
-    /// Channels of the first level (the second has twice as many).
+    /// The network.
+    pub arch: PeerArch,
+    /// Channels of the U-Net's first level (the second has twice as many).
     pub width: usize,
     /// Convolution kernel length (odd).
     pub kernel: usize,
@@ -43,10 +93,11 @@ pub struct CnnConfig {
 }
 
 impl CnnConfig {
-    /// The default SAE's budget (6000 steps x 128, lr 2e-3, relative eps 1e-3) with c = 8,
-    /// k = 7 and hop 16.
+    /// The default SAE's budget (6000 steps x 128, lr 2e-3, relative eps 1e-3) with the U-Net,
+    /// c = 8, k = 7 and hop 16.
     pub fn default_peer() -> Self {
         Self {
+            arch: PeerArch::UNet,
             width: 8,
             kernel: 7,
             steps: 6000,
@@ -59,39 +110,84 @@ impl CnnConfig {
     }
 }
 
-/// The U-Net's parameters: conv weights `[out, in, k]` and biases `[1, out, 1]`, in layer order.
+/// A peer's parameters, in layer order: conv weights `[out, in, k]` and biases `[1, out, 1]`;
+/// for the conv-front SAE then the SAE's `w_enc [1, d_in, d_sae]`, `b_enc [1, 1, d_sae]`,
+/// `b_dec [1, 1, d_in]`, `w_dec [1, d_sae, d_in]` (the trainer's layout).
 #[derive(Clone, Debug)]
-pub struct UNet {
+pub struct PeerNet {
     params: Vec<Tensor<3>>,
-    kernel: usize,
+    arch: PeerArch,
 }
 
-impl UNet {
-    /// Seeded He-uniform initialisation (biases zero) on `device`.
-    pub fn init(width: usize, kernel: usize, seed: u64, device: &Device) -> Self {
+/// Seeded He-uniform conv layers `(out, in, k)`, biases zero.
+fn init_convs(shapes: &[(usize, usize, usize)], seed: u64, device: &Device) -> Vec<Tensor<3>> {
+    let mut rng = Rng::derive(seed, 0xC4E7);
+    let mut params = Vec::new();
+    for &(o, i, k) in shapes {
+        let bound = (6.0 / (i * k) as f64).sqrt();
+        let w: Vec<f32> = (0..o * i * k)
+            .map(|_| rng.uniform(-bound, bound) as f32)
+            .collect();
+        params.push(Tensor::<3>::from_data(
+            TensorData::new(w, [o, i, k]),
+            device,
+        ));
+        params.push(Tensor::<3>::zeros([1, o, 1], device));
+    }
+    params
+}
+
+impl PeerNet {
+    /// Seeded initialisation on `device` for windows of `d_in` samples. The conv-front SAE's
+    /// SAE starts as the trainer's (random unit atoms, encoder their transpose, `b_dec` 0:
+    /// windows are z-scored) and its front's last layer at zero.
+    pub fn init(
+        arch: PeerArch,
+        width: usize,
+        kernel: usize,
+        d_in: usize,
+        seed: u64,
+        device: &Device,
+    ) -> Self {
         let c = width;
-        let shapes: [(usize, usize, usize); 6] = [
-            (c, 1, kernel),
-            (2 * c, c, kernel),
-            (2 * c, 2 * c, kernel),
-            (c, 4 * c, kernel),
-            (c, 2 * c, kernel),
-            (1, c, 1),
-        ];
-        let mut rng = Rng::derive(seed, 0xC4E7);
-        let mut params = Vec::new();
-        for (o, i, k) in shapes {
-            let bound = (6.0 / (i * k) as f64).sqrt();
-            let w: Vec<f32> = (0..o * i * k)
-                .map(|_| rng.uniform(-bound, bound) as f32)
-                .collect();
-            params.push(Tensor::<3>::from_data(
-                TensorData::new(w, [o, i, k]),
+        let params = match arch {
+            PeerArch::UNet => init_convs(
+                &[
+                    (c, 1, kernel),
+                    (2 * c, c, kernel),
+                    (2 * c, 2 * c, kernel),
+                    (c, 4 * c, kernel),
+                    (c, 2 * c, kernel),
+                    (1, c, 1),
+                ],
+                seed,
                 device,
-            ));
-            params.push(Tensor::<3>::zeros([1, o, 1], device));
-        }
-        Self { params, kernel }
+            ),
+            PeerArch::Sae {
+                d_sae,
+                k,
+                width,
+                depth,
+            } => {
+                let mut shapes = vec![(width, 1, kernel)];
+                shapes.extend((1..depth).map(|_| (width, width, kernel)));
+                shapes.push((1, width, 1));
+                let mut p = if depth > 0 {
+                    init_convs(&shapes, seed, device)
+                } else {
+                    Vec::new()
+                };
+                if let Some(i) = p.len().checked_sub(2) {
+                    p[i] = p[i].zeros_like();
+                }
+                let cfg = TrainConfig::new(d_in, d_sae, k)
+                    .with_n_saes(1)
+                    .with_seed(seed);
+                p.extend(SaeStack::init(&cfg, &vec![0.0; d_in], device).params());
+                p
+            }
+        };
+        Self { params, arch }
     }
 
     /// Number of scalar parameters.
@@ -105,7 +201,16 @@ impl UNet {
     /// # Shapes
     /// `x [B, L]` -> `[B, L]`, L a multiple of 4.
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        forward(&self.params, self.kernel, x)
+        forward(&self.params, self.arch, x)
+    }
+
+    /// Keeps the parameters feasible after an optimiser step: the SAE's atoms at unit norm.
+    fn project(&mut self) {
+        if let PeerArch::Sae { .. } = self.arch
+            && let Some(w_dec) = self.params.pop()
+        {
+            self.params.push(normalize_rows(w_dec));
+        }
     }
 }
 
@@ -128,15 +233,40 @@ fn up(x: Tensor<3>) -> Tensor<3> {
         .reshape([b, c, 2 * l])
 }
 
-fn forward(p: &[Tensor<3>], _kernel: usize, x: Tensor<2>) -> Tensor<2> {
+fn forward(p: &[Tensor<3>], arch: PeerArch, x: Tensor<2>) -> Tensor<2> {
     let [b, l] = x.dims();
-    let x = x.reshape([b, 1, l]);
-    let e1 = relu(conv(x, &p[0], &p[1], 1));
-    let e2 = relu(conv(e1.clone(), &p[2], &p[3], 2));
-    let e3 = relu(conv(e2.clone(), &p[4], &p[5], 2));
-    let d2 = relu(conv(Tensor::cat(vec![up(e3), e2], 1), &p[6], &p[7], 1));
-    let d1 = relu(conv(Tensor::cat(vec![up(d2), e1], 1), &p[8], &p[9], 1));
-    conv(d1, &p[10], &p[11], 1).reshape([b, l])
+    let x3 = x.clone().reshape([b, 1, l]);
+    match arch {
+        PeerArch::UNet => {
+            let e1 = relu(conv(x3, &p[0], &p[1], 1));
+            let e2 = relu(conv(e1.clone(), &p[2], &p[3], 2));
+            let e3 = relu(conv(e2.clone(), &p[4], &p[5], 2));
+            let d2 = relu(conv(Tensor::cat(vec![up(e3), e2], 1), &p[6], &p[7], 1));
+            let d1 = relu(conv(Tensor::cat(vec![up(d2), e1], 1), &p[8], &p[9], 1));
+            conv(d1, &p[10], &p[11], 1).reshape([b, l])
+        }
+        PeerArch::Sae { k, depth, .. } => {
+            let g = if depth > 0 {
+                let mut h = x3;
+                for layer in p[..2 * depth].chunks_exact(2) {
+                    h = relu(conv(h, &layer[0], &layer[1], 1));
+                }
+                x.add(conv(h, &p[2 * depth], &p[2 * depth + 1], 1).reshape([b, l]))
+            } else {
+                x
+            };
+            let s = &p[p.len() - 4..];
+            let sae = SaeStack {
+                w_enc: s[0].clone(),
+                b_enc: s[1].clone(),
+                b_dec: s[2].clone(),
+                w_dec: Some(s[3].clone()),
+            };
+            // Host selection: the same TopK rule as the core, and faster on CPU backends.
+            let f = sae.forward(g, k, ActivationKind::TopkRelu, true);
+            f.x_hat.reshape([b, l])
+        }
+    }
 }
 
 /// Mean over windows of `sum (y - t)^2 / (sum t^2 + eps * L)`: the SAE's relative loss.
@@ -174,7 +304,7 @@ fn batch_tensor(data: &Dataset, idx: &[usize], device: &Device, targets: bool) -
 }
 
 /// Validation relative loss of `net` over `val` (in chunks).
-pub fn val_loss(net: &UNet, val: &Dataset, eps: f64, device: &Device) -> f64 {
+pub fn val_loss(net: &PeerNet, val: &Dataset, eps: f64, device: &Device) -> f64 {
     let n = val.inputs.len() / val.dim;
     let mut sum = 0.0;
     for start in (0..n).step_by(512) {
@@ -187,7 +317,7 @@ pub fn val_loss(net: &UNet, val: &Dataset, eps: f64, device: &Device) -> f64 {
     sum / n.max(1) as f64
 }
 
-/// Trains the U-Net on `train` (batches drawn by a seeded shuffle, epoch after epoch) and
+/// Trains the peer on `train` (batches drawn by a seeded shuffle, epoch after epoch) and
 /// scores it on `val`. `progress` is called every 500 steps with (step, training loss).
 pub fn train_cnn(
     cfg: &CnnConfig,
@@ -195,7 +325,7 @@ pub fn train_cnn(
     val: &Dataset,
     device: &Device,
     mut progress: impl FnMut(usize, f64),
-) -> Result<(UNet, CnnRun), EvalError> {
+) -> Result<(PeerNet, CnnRun), EvalError> {
     if !train.dim.is_multiple_of(4) || train.inputs.is_empty() || cfg.kernel.is_multiple_of(2) {
         return Err(EvalError::Invalid(format!(
             "CNN: window {} must be a non-zero multiple of 4 with data, kernel {} odd",
@@ -203,7 +333,7 @@ pub fn train_cnn(
         )));
     }
     let t0 = std::time::Instant::now();
-    let mut net = UNet::init(cfg.width, cfg.kernel, cfg.seed, device);
+    let mut net = PeerNet::init(cfg.arch, cfg.width, cfg.kernel, train.dim, cfg.seed, device);
     let mut adam = Adam::new(&net.params);
     let sched = crate::train::TrainConfig::new(train.dim, 1, 1)
         .with_steps(cfg.steps)
@@ -225,11 +355,7 @@ pub fn train_cnn(
             .iter()
             .map(|p| p.clone().autodiff().require_grad())
             .collect();
-        let y = forward(
-            &tracked,
-            cfg.kernel,
-            batch_tensor(train, idx, device, false),
-        );
+        let y = forward(&tracked, cfg.arch, batch_tensor(train, idx, device, false));
         let loss = relative_loss(y, batch_tensor(train, idx, device, true), cfg.relative_eps);
         let grads = loss.backward();
         let g: Vec<Tensor<3>> = tracked
@@ -253,6 +379,7 @@ pub fn train_cnn(
                 eps: 1e-8,
             },
         );
+        net.project();
     }
     let run = CnnRun {
         config: cfg.clone(),
@@ -263,13 +390,13 @@ pub fn train_cnn(
     Ok((net, run))
 }
 
-/// The trained U-Net as a denoising [`Method`]: windows of `d_in` every `hop` samples over the
+/// A trained peer as a denoising [`Method`]: windows of `d_in` every `hop` samples over the
 /// reflect-padded signal, each normalised like the SAE's `window_zscore_no_mean` (divided by
 /// its std + 1e-6 after removing its mean; the output is scaled back, the mean not added),
 /// recombined by sine-squared weighted overlap-add.
 pub struct CnnMethod {
     name: String,
-    net: UNet,
+    net: PeerNet,
     d_in: usize,
     hop: usize,
     device: Device,
@@ -279,7 +406,7 @@ impl CnnMethod {
     /// Wraps a trained net for windows of `d_in` samples.
     pub fn new(
         name: impl Into<String>,
-        net: UNet,
+        net: PeerNet,
         d_in: usize,
         hop: usize,
         device: Device,

@@ -313,14 +313,14 @@ fn real_bench_section_scores_the_validation_split_last() {
 
 #[cfg(feature = "train")]
 mod cnn {
-    use mfr_eeg::eval::cnn::{CnnConfig, UNet, train_cnn, val_loss};
+    use mfr_eeg::eval::cnn::{CnnConfig, PeerArch, PeerNet, train_cnn, val_loss};
     use mfr_eeg::rng::Rng;
     use mfr_eeg::train::Dataset;
 
     #[test]
     fn unet_shapes_and_parameter_count() {
         let dev = burn::tensor::Device::flex();
-        let net = UNet::init(8, 7, 0, &dev);
+        let net = PeerNet::init(PeerArch::UNet, 8, 7, 256, 0, &dev);
         // 8*1*7+8 + 16*8*7+16 + 16*16*7+16 + 8*32*7+8 + 8*16*7+8 + 8+1
         assert_eq!(net.n_params(), 5497);
         let x = burn::tensor::Tensor::<2>::zeros([3, 256], &dev);
@@ -346,8 +346,77 @@ mod cnn {
             lr: 1e-2,
             ..CnnConfig::default_peer()
         };
-        let before = val_loss(&UNet::init(8, 7, 0, &dev), &data, 1e-3, &dev);
+        let before = val_loss(
+            &PeerNet::init(PeerArch::UNet, 8, 7, d, 0, &dev),
+            &data,
+            1e-3,
+            &dev,
+        );
         let (_, run) = train_cnn(&cfg, &data, &data, &dev, |_, _| {}).unwrap();
         assert!(run.val_loss < 0.5 * before, "{before} -> {}", run.val_loss);
+    }
+
+    #[test]
+    fn conv_front_sae_starts_as_the_plain_sae_and_learns() {
+        use mfr_eeg::train::TrainConfig;
+        use mfr_eeg::train::sae::SaeStack;
+        let dev = burn::tensor::Device::flex();
+        let (d, n_atoms, n) = (64, 4, 512);
+        let arch = PeerArch::Sae {
+            d_sae: 32,
+            k: 8,
+            width: 4,
+            depth: 2,
+        };
+        let net = PeerNet::init(arch, 8, 5, d, 1, &dev);
+        // front 4*1*5+4 + 4*4*5+4 + 4+1, SAE 64*32 + 32 + 64 + 32*64
+        assert_eq!(net.n_params(), 113 + 2 * 64 * 32 + 32 + 64);
+        // Windows in the span of a few fixed waveforms; target = half the input.
+        let mut rng = Rng::new(5);
+        let atoms: Vec<f32> = (0..n_atoms * d).map(|_| rng.normal() as f32).collect();
+        let mut inputs = vec![0f32; n * d];
+        for w in inputs.chunks_exact_mut(d) {
+            for a in atoms.chunks_exact(d) {
+                let c = rng.normal() as f32;
+                for (v, &x) in w.iter_mut().zip(a) {
+                    *v += c * x;
+                }
+            }
+        }
+        let targets: Vec<f32> = inputs.iter().map(|v| 0.5 * v).collect();
+        let data = Dataset {
+            inputs,
+            targets,
+            dim: d,
+        };
+        // The front's last layer starts at zero: the output is the plain SAE's.
+        let x = burn::tensor::Tensor::<2>::from_data(
+            burn::tensor::TensorData::new(data.inputs[..3 * d].to_vec(), [3, d]),
+            &dev,
+        );
+        let cfg = TrainConfig::new(d, 32, 8).with_n_saes(1).with_seed(1);
+        let plain = SaeStack::init(&cfg, &[0.0; 64], &dev)
+            .forward(x.clone(), 8, mfr_eeg::train::ActivationKind::TopkRelu, true)
+            .x_hat
+            .reshape([3, d]);
+        let diff = net
+            .forward(x)
+            .sub(plain)
+            .abs()
+            .max()
+            .try_into_vec_as::<f32>()
+            .unwrap()[0];
+        assert!(diff < 1e-5, "{diff}");
+        let before = val_loss(&net, &data, 1e-3, &dev);
+        let run_cfg = CnnConfig {
+            arch,
+            kernel: 5,
+            steps: 150,
+            batch: 64,
+            lr: 1e-2,
+            ..CnnConfig::default_peer()
+        };
+        let (_, run) = train_cnn(&run_cfg, &data, &data, &dev, |_, _| {}).unwrap();
+        assert!(run.val_loss < 0.2 * before, "{before} -> {}", run.val_loss);
     }
 }
