@@ -741,11 +741,18 @@ fn peer_cnn(
         let cfg = CnnConfig {
             arch,
             steps: args.cnn_steps,
+            // SAE peers get the shipped models' gated linear path (33 taps), so they compare
+            // with them as deployed.
+            path_taps: if matches!(arch, super::cnn::PeerArch::Sae { .. }) {
+                33
+            } else {
+                0
+            },
             ..CnnConfig::default_peer()
         };
         let (net, run) = train_cnn(&cfg, &data.train, &data.val, &device, |_, _| {})?;
         report.notes.push(format!(
-            "{} peer: {} parameters, {} steps x batch {}, lr {}, relative loss, trained on the {} pairs ({} windows) in {:.0} s; validation relative loss {:.4}; overlap-add hop {}",
+            "{} peer: {} parameters, {} steps x batch {}, lr {}, relative loss, trained on the {} pairs ({} windows) in {:.0} s; validation relative loss {:.4} ({:.4} without the gated linear path; path {}); overlap-add hop {}",
             arch.label(),
             run.n_params,
             cfg.steps,
@@ -755,6 +762,12 @@ fn peer_cnn(
             data.train.inputs.len() / p.d_in,
             run.train_seconds,
             run.val_loss,
+            run.val_loss_net,
+            match (cfg.path_taps, run.path_gate) {
+                (0, _) => "not fitted".to_string(),
+                (t, Some(g)) => format!("{t} taps, gate {g}"),
+                (_, None) => "none kept".to_string(),
+            },
             cfg.hop
         ));
         nets.push((net, arch.label(), p.d_in, cfg.hop));

@@ -30,6 +30,8 @@ use super::harness::Method;
 use crate::rng::Rng;
 use crate::train::Dataset;
 use crate::train::optim::{Adam, AdamParams};
+use crate::core::Skip;
+use crate::model::SkipPath;
 use crate::train::sae::{SaeStack, normalize_rows};
 use crate::train::{ActivationKind, TrainConfig};
 
@@ -90,6 +92,9 @@ pub struct CnnConfig {
     pub seed: u64,
     /// Overlap-add hop at inference (samples).
     pub hop: usize,
+    /// FIR taps of a gated linear path fitted after training (as the core's models have;
+    /// gates 0.1, 0.2, 0.4, 0.8 or none, chosen on validation); 0 = none.
+    pub path_taps: usize,
 }
 
 impl CnnConfig {
@@ -106,6 +111,7 @@ impl CnnConfig {
             relative_eps: 1e-3,
             seed: 0,
             hop: 16,
+            path_taps: 0,
         }
     }
 }
@@ -117,6 +123,9 @@ impl CnnConfig {
 pub struct PeerNet {
     params: Vec<Tensor<3>>,
     arch: PeerArch,
+    /// The gated linear path fitted on the net's residuals ([`PeerNet::fit_path`]), added
+    /// to the net's output as the core adds a model's.
+    path: Option<SkipPath>,
 }
 
 /// Seeded He-uniform conv layers `(out, in, k)`, biases zero.
@@ -187,7 +196,11 @@ impl PeerNet {
                 p
             }
         };
-        Self { params, arch }
+        Self {
+            params,
+            arch,
+            path: None,
+        }
     }
 
     /// Number of scalar parameters.
@@ -202,6 +215,76 @@ impl PeerNet {
     /// `x [B, L]` -> `[B, L]`, L a multiple of 4.
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
         forward(&self.params, self.arch, x)
+    }
+
+    /// The outputs for row-major windows `inputs` (`[n, d_in]`, normalised), the gated path
+    /// included, on the host.
+    pub fn predict(&self, inputs: &[f32], d_in: usize, device: &Device) -> Vec<f32> {
+        let mut out = Vec::with_capacity(inputs.len());
+        for chunk in inputs.chunks(512 * d_in) {
+            let n = chunk.len() / d_in;
+            let y = self.forward(Tensor::<2>::from_data(
+                TensorData::new(chunk.to_vec(), [n, d_in]),
+                device,
+            ));
+            out.extend(y.try_into_vec_as::<f32>().unwrap_or_else(|_| vec![f32::NAN; n * d_in]));
+        }
+        if let Some(path) = &self.path {
+            let taps: Vec<u8> = path.taps.iter().flat_map(|t| t.to_le_bytes()).collect();
+            let skip = Skip {
+                taps: &taps,
+                gate: path.gate,
+            };
+            for (x, y) in inputs.chunks_exact(d_in).zip(out.chunks_exact_mut(d_in)) {
+                skip.apply(x, y);
+            }
+        }
+        out
+    }
+
+    /// Fits the gated linear path of the core's models (`taps` FIR taps) on this net's
+    /// residuals over `train`, one fit per gate in `gates`, and keeps the one with the lowest
+    /// relative loss on `val`, or none if none lowers it. Returns (gate, validation loss).
+    pub fn fit_path(
+        &mut self,
+        train: &Dataset,
+        val: &Dataset,
+        taps: usize,
+        gates: &[f32],
+        eps: f64,
+        device: &Device,
+    ) -> (Option<f32>, f64) {
+        self.path = None;
+        let outputs = self.predict(&train.inputs, train.dim, device);
+        let fits = crate::train::skip::fit_skips_to_outputs(
+            train.dim,
+            &train.inputs,
+            &train.targets,
+            &outputs,
+            taps,
+            gates,
+            Some(eps),
+        );
+        let mut best = (None, val_loss(self, val, eps, device));
+        for fit in fits {
+            let gate = fit.gate;
+            self.path = Some(fit);
+            let l = val_loss(self, val, eps, device);
+            if l < best.1 {
+                best = (Some(gate), l);
+            }
+        }
+        let fits = crate::train::skip::fit_skips_to_outputs(
+            train.dim,
+            &train.inputs,
+            &train.targets,
+            &outputs,
+            taps,
+            &best.0.map_or_else(Vec::new, |g| vec![g]),
+            Some(eps),
+        );
+        self.path = fits.into_iter().next();
+        best
     }
 
     /// Keeps the parameters feasible after an optimiser step: the SAE's atoms at unit norm.
@@ -287,8 +370,12 @@ pub struct CnnRun {
     pub config: CnnConfig,
     /// Parameters.
     pub n_params: usize,
-    /// Final validation relative loss (same definition as the SAE's).
+    /// Final validation relative loss (same definition as the SAE's), with the gated path.
     pub val_loss: f64,
+    /// Validation relative loss of the net alone.
+    pub val_loss_net: f64,
+    /// The gate of the fitted path (`None`: none fitted or none kept).
+    pub path_gate: Option<f32>,
     /// Wall time of training (s).
     pub train_seconds: f64,
 }
@@ -303,17 +390,20 @@ fn batch_tensor(data: &Dataset, idx: &[usize], device: &Device, targets: bool) -
     Tensor::<2>::from_data(TensorData::new(v, [idx.len(), d]), device)
 }
 
-/// Validation relative loss of `net` over `val` (in chunks).
+/// Validation relative loss of `net` over `val` (the gated path included).
 pub fn val_loss(net: &PeerNet, val: &Dataset, eps: f64, device: &Device) -> f64 {
-    let n = val.inputs.len() / val.dim;
-    let mut sum = 0.0;
-    for start in (0..n).step_by(512) {
-        let idx: Vec<usize> = (start..(start + 512).min(n)).collect();
-        let y = net.forward(batch_tensor(val, &idx, device, false));
-        let l = relative_loss(y, batch_tensor(val, &idx, device, true), eps);
-        let v = l.try_into_vec_as::<f32>().map_or(f32::NAN, |v| v[0]);
-        sum += v as f64 * idx.len() as f64;
-    }
+    let d = val.dim.max(1);
+    let y = net.predict(&val.inputs, d, device);
+    let n = val.inputs.len() / d;
+    let sum: f64 = y
+        .chunks_exact(d)
+        .zip(val.targets.chunks_exact(d))
+        .map(|(y, t)| {
+            let err: f64 = y.iter().zip(t).map(|(&a, &b)| f64::from(a - b).powi(2)).sum();
+            let energy: f64 = t.iter().map(|&b| f64::from(b).powi(2)).sum();
+            err / (energy + eps * d as f64)
+        })
+        .sum();
     sum / n.max(1) as f64
 }
 
@@ -381,10 +471,25 @@ pub fn train_cnn(
         );
         net.project();
     }
+    let val_loss_net = val_loss(&net, val, cfg.relative_eps, device);
+    let (path_gate, val_loss) = if cfg.path_taps > 0 {
+        net.fit_path(
+            train,
+            val,
+            cfg.path_taps,
+            &[0.1, 0.2, 0.4, 0.8],
+            cfg.relative_eps,
+            device,
+        )
+    } else {
+        (None, val_loss_net)
+    };
     let run = CnnRun {
         config: cfg.clone(),
         n_params: net.n_params(),
-        val_loss: val_loss(&net, val, cfg.relative_eps, device),
+        val_loss,
+        val_loss_net,
+        path_gate,
         train_seconds: t0.elapsed().as_secs_f64(),
     };
     Ok((net, run))
@@ -456,13 +561,13 @@ impl Method for CnnMethod {
             inputs.extend(w.iter().map(|&v| ((v as f64 - mean) / scale) as f32));
             scales.push(scale);
         }
-        let y = self.net.forward(Tensor::<2>::from_data(
-            TensorData::new(inputs, [starts.len(), d]),
-            &self.device,
-        ));
-        let y = y
-            .try_into_vec_as::<f32>()
-            .map_err(|e| EvalError::Invalid(format!("CNN output: {e:?}")))?;
+        let y = self.net.predict(&inputs, d, &self.device);
+        if !y.iter().all(|v| v.is_finite()) {
+            return Err(EvalError::Invalid(format!(
+                "{}: non-finite output",
+                self.name
+            )));
+        }
         let mut acc = vec![0.0f64; total];
         let mut wsum = vec![0.0f64; total];
         for (j, &s) in starts.iter().enumerate() {
