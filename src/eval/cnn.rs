@@ -27,11 +27,11 @@ use burn::tensor::{Device, Tensor, TensorData, activation::relu};
 
 use super::EvalError;
 use super::harness::Method;
+use crate::core::Skip;
+use crate::model::SkipPath;
 use crate::rng::Rng;
 use crate::train::Dataset;
 use crate::train::optim::{Adam, AdamParams};
-use crate::core::Skip;
-use crate::model::SkipPath;
 use crate::train::sae::{SaeStack, normalize_rows};
 use crate::train::{ActivationKind, TrainConfig};
 
@@ -227,7 +227,10 @@ impl PeerNet {
                 TensorData::new(chunk.to_vec(), [n, d_in]),
                 device,
             ));
-            out.extend(y.try_into_vec_as::<f32>().unwrap_or_else(|_| vec![f32::NAN; n * d_in]));
+            out.extend(
+                y.try_into_vec_as::<f32>()
+                    .unwrap_or_else(|_| vec![f32::NAN; n * d_in]),
+            );
         }
         if let Some(path) = &self.path {
             let taps: Vec<u8> = path.taps.iter().flat_map(|t| t.to_le_bytes()).collect();
@@ -399,7 +402,11 @@ pub fn val_loss(net: &PeerNet, val: &Dataset, eps: f64, device: &Device) -> f64 
         .chunks_exact(d)
         .zip(val.targets.chunks_exact(d))
         .map(|(y, t)| {
-            let err: f64 = y.iter().zip(t).map(|(&a, &b)| f64::from(a - b).powi(2)).sum();
+            let err: f64 = y
+                .iter()
+                .zip(t)
+                .map(|(&a, &b)| f64::from(a - b).powi(2))
+                .sum();
             let energy: f64 = t.iter().map(|&b| f64::from(b).powi(2)).sum();
             err / (energy + eps * d as f64)
         })

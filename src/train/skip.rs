@@ -240,7 +240,10 @@ mod tests {
         let mut rng = crate::rng::Rng::new(9);
         let mut inputs = vec![0f32; 40 * d];
         for w in inputs.chunks_exact_mut(d) {
-            let (a, f) = (rng.normal() as f32, 0.1 + 0.2 * rng.uniform(0.0, 1.0) as f32);
+            let (a, f) = (
+                rng.normal() as f32,
+                0.1 + 0.2 * rng.uniform(0.0, 1.0) as f32,
+            );
             for (i, v) in w.iter_mut().enumerate() {
                 *v = a * (f * i as f32).sin() + 0.3;
             }
@@ -248,10 +251,10 @@ mod tests {
         let h = [0.25f32, 0.5, -0.125];
         let mut targets = vec![0f32; inputs.len()];
         for (x, t) in inputs.chunks_exact(d).zip(targets.chunks_exact_mut(d)) {
-            for i in 0..d {
+            for (i, ti) in t.iter_mut().enumerate() {
                 for (l, &hl) in h.iter().enumerate() {
                     if let Some(&v) = (i + l).checked_sub(1).and_then(|j| x.get(j)) {
-                        t[i] += hl * v;
+                        *ti += hl * v;
                     }
                 }
             }
