@@ -233,14 +233,7 @@ impl PeerNet {
             );
         }
         if let Some(path) = &self.path {
-            let taps: Vec<u8> = path.taps.iter().flat_map(|t| t.to_le_bytes()).collect();
-            let skip = Skip {
-                taps: &taps,
-                gate: path.gate,
-            };
-            for (x, y) in inputs.chunks_exact(d_in).zip(out.chunks_exact_mut(d_in)) {
-                skip.apply(x, y);
-            }
+            add_path(path, inputs, d_in, &mut out);
         }
         out
     }
@@ -268,26 +261,23 @@ impl PeerNet {
             gates,
             Some(eps),
         );
-        let mut best = (None, val_loss(self, val, eps, device));
+        // The net's validation outputs once; each candidate path is added on the host.
+        let net_val = self.predict(&val.inputs, val.dim, device);
+        let mut best = (
+            None,
+            relative_loss_host(&net_val, &val.targets, val.dim, eps),
+        );
         for fit in fits {
-            let gate = fit.gate;
-            self.path = Some(fit);
-            let l = val_loss(self, val, eps, device);
+            let mut y = net_val.clone();
+            add_path(&fit, &val.inputs, val.dim, &mut y);
+            let l = relative_loss_host(&y, &val.targets, val.dim, eps);
             if l < best.1 {
-                best = (Some(gate), l);
+                best = (Some(fit), l);
             }
         }
-        let fits = crate::train::skip::fit_skips_to_outputs(
-            train.dim,
-            &train.inputs,
-            &train.targets,
-            &outputs,
-            taps,
-            &best.0.map_or_else(Vec::new, |g| vec![g]),
-            Some(eps),
-        );
-        self.path = fits.into_iter().next();
-        best
+        let gate = best.0.as_ref().map(|p| p.gate);
+        self.path = best.0;
+        (gate, best.1)
     }
 
     /// Keeps the parameters feasible after an optimiser step: the SAE's atoms at unit norm.
@@ -395,12 +385,29 @@ fn batch_tensor(data: &Dataset, idx: &[usize], device: &Device, targets: bool) -
 
 /// Validation relative loss of `net` over `val` (the gated path included).
 pub fn val_loss(net: &PeerNet, val: &Dataset, eps: f64, device: &Device) -> f64 {
-    let d = val.dim.max(1);
-    let y = net.predict(&val.inputs, d, device);
-    let n = val.inputs.len() / d;
+    let y = net.predict(&val.inputs, val.dim.max(1), device);
+    relative_loss_host(&y, &val.targets, val.dim, eps)
+}
+
+/// Adds the gated linear `path` of each window of `inputs` to its output in `out`.
+fn add_path(path: &SkipPath, inputs: &[f32], d_in: usize, out: &mut [f32]) {
+    let taps: Vec<u8> = path.taps.iter().flat_map(|t| t.to_le_bytes()).collect();
+    let skip = Skip {
+        taps: &taps,
+        gate: path.gate,
+    };
+    for (x, y) in inputs.chunks_exact(d_in).zip(out.chunks_exact_mut(d_in)) {
+        skip.apply(x, y);
+    }
+}
+
+/// [`relative_loss`] on host rows `[n, d]` (f64 sums).
+fn relative_loss_host(y: &[f32], targets: &[f32], d: usize, eps: f64) -> f64 {
+    let d = d.max(1);
+    let n = targets.len() / d;
     let sum: f64 = y
         .chunks_exact(d)
-        .zip(val.targets.chunks_exact(d))
+        .zip(targets.chunks_exact(d))
         .map(|(y, t)| {
             let err: f64 = y
                 .iter()

@@ -26,19 +26,19 @@ pub fn fit_skips(
     gates: &[f32],
     relative_eps: Option<f64>,
 ) -> Vec<SkipPath> {
-    let fit = Fit {
-        d_in: sae.d_in(),
+    fit_by(
+        sae.d_in(),
         inputs,
         targets,
         taps,
         gates,
         relative_eps,
-    };
-    fit.run(&|_, x, y| {
-        let mut scratch = vec![0.0f32; sae.scratch_len()];
-        let mut topk = vec![0usize; sae.k()];
-        sae.forward_into(x, y, &mut scratch, &mut topk).is_ok()
-    })
+        &|_, x, y| {
+            let mut scratch = vec![0.0f32; sae.scratch_len()];
+            let mut topk = vec![0usize; sae.k()];
+            sae.forward_into(x, y, &mut scratch, &mut topk).is_ok()
+        },
+    )
 }
 
 /// [`fit_skips`] for any denoiser whose outputs on `inputs` are given (`outputs`, same shape),
@@ -52,124 +52,112 @@ pub fn fit_skips_to_outputs(
     gates: &[f32],
     relative_eps: Option<f64>,
 ) -> Vec<SkipPath> {
-    let fit = Fit {
+    fit_by(
         d_in,
         inputs,
         targets,
         taps,
         gates,
         relative_eps,
-    };
-    fit.run(&|i, _, y| match outputs.get(i * d_in..(i + 1) * d_in) {
-        Some(o) => {
-            y.copy_from_slice(o);
-            true
-        }
-        None => false,
-    })
-}
-
-/// One least-squares problem of [`fit_skips`].
-struct Fit<'a> {
-    d_in: usize,
-    inputs: &'a [f32],
-    targets: &'a [f32],
-    taps: usize,
-    gates: &'a [f32],
-    relative_eps: Option<f64>,
+        &|i, _, y| match outputs.get(i * d_in..(i + 1) * d_in) {
+            Some(o) => {
+                y.copy_from_slice(o);
+                true
+            }
+            None => false,
+        },
+    )
 }
 
 /// Writes the denoiser's output for window `i` (input `x`) into `y`; false skips the window.
 type OutputFn<'f> = dyn Fn(usize, &[f32], &mut [f32]) -> bool + Sync + 'f;
 
-impl Fit<'_> {
-    fn run(&self, output: &OutputFn<'_>) -> Vec<SkipPath> {
-        let Self {
-            d_in,
-            inputs,
-            targets,
-            taps,
-            gates,
-            relative_eps,
-        } = *self;
-        let l = taps;
-        let nb = gates.len();
-        let n = inputs.len() / d_in.max(1);
-        let tri = l * (l + 1) / 2;
-        // Per chunk: for each gate bucket, the upper triangle of the Gram matrix and the rhs.
-        let chunks: Vec<Vec<f64>> = (0..n.div_ceil(CHUNK))
-            .into_par_iter()
-            .map(|c| {
-                let mut acc = vec![0.0f64; nb * (tri + l)];
-                let mut y = vec![0.0f32; d_in];
-                let mut row = vec![0.0f64; l];
-                for i in c * CHUNK..((c + 1) * CHUNK).min(n) {
-                    let x = &inputs[i * d_in..(i + 1) * d_in];
-                    let t = &targets[i * d_in..(i + 1) * d_in];
-                    // The smallest gate that opens for this window.
-                    let Some(b) = gates
-                        .iter()
-                        .position(|&g| Skip { taps: &[], gate: g }.opens(x))
-                    else {
-                        continue;
-                    };
-                    if !output(i, x, &mut y) {
-                        continue;
+/// The least squares of [`fit_skips`] with the denoiser's outputs from `output`.
+fn fit_by(
+    d_in: usize,
+    inputs: &[f32],
+    targets: &[f32],
+    taps: usize,
+    gates: &[f32],
+    relative_eps: Option<f64>,
+    output: &OutputFn<'_>,
+) -> Vec<SkipPath> {
+    let l = taps;
+    let nb = gates.len();
+    let n = inputs.len() / d_in.max(1);
+    let tri = l * (l + 1) / 2;
+    // Per chunk: for each gate bucket, the upper triangle of the Gram matrix and the rhs.
+    let chunks: Vec<Vec<f64>> = (0..n.div_ceil(CHUNK))
+        .into_par_iter()
+        .map(|c| {
+            let mut acc = vec![0.0f64; nb * (tri + l)];
+            let mut y = vec![0.0f32; d_in];
+            let mut row = vec![0.0f64; l];
+            for i in c * CHUNK..((c + 1) * CHUNK).min(n) {
+                let x = &inputs[i * d_in..(i + 1) * d_in];
+                let t = &targets[i * d_in..(i + 1) * d_in];
+                // The smallest gate that opens for this window.
+                let Some(b) = gates
+                    .iter()
+                    .position(|&g| Skip { taps: &[], gate: g }.opens(x))
+                else {
+                    continue;
+                };
+                if !output(i, x, &mut y) {
+                    continue;
+                }
+                let w = relative_eps.map_or(1.0, |eps| {
+                    1.0 / (t.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / d_in as f64 + eps)
+                });
+                let (g, r) = acc[b * (tri + l)..(b + 1) * (tri + l)].split_at_mut(tri);
+                let half = l / 2;
+                for s in 0..d_in {
+                    for (k, rv) in row.iter_mut().enumerate() {
+                        *rv = (s + k)
+                            .checked_sub(half)
+                            .and_then(|j| x.get(j))
+                            .map_or(0.0, |&v| f64::from(v));
                     }
-                    let w = relative_eps.map_or(1.0, |eps| {
-                        1.0 / (t.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / d_in as f64
-                            + eps)
-                    });
-                    let (g, r) = acc[b * (tri + l)..(b + 1) * (tri + l)].split_at_mut(tri);
-                    let half = l / 2;
-                    for s in 0..d_in {
-                        for (k, rv) in row.iter_mut().enumerate() {
-                            *rv = (s + k)
-                                .checked_sub(half)
-                                .and_then(|j| x.get(j))
-                                .map_or(0.0, |&v| f64::from(v));
+                    let e = w * f64::from(t[s] - y[s]);
+                    let mut p = 0;
+                    for (a, &ra) in row.iter().enumerate() {
+                        let wa = w * ra;
+                        r[a] += e * ra;
+                        for (gp, &rb) in g[p..p + (l - a)].iter_mut().zip(&row[a..]) {
+                            *gp += wa * rb;
                         }
-                        let e = w * f64::from(t[s] - y[s]);
-                        let mut p = 0;
-                        for (a, &ra) in row.iter().enumerate() {
-                            let wa = w * ra;
-                            r[a] += e * ra;
-                            for (gp, &rb) in g[p..p + (l - a)].iter_mut().zip(&row[a..]) {
-                                *gp += wa * rb;
-                            }
-                            p += l - a;
-                        }
+                        p += l - a;
                     }
                 }
-                acc
-            })
-            .collect();
-        let mut total = vec![0.0f64; nb * (tri + l)];
-        for c in &chunks {
-            for (t, v) in total.iter_mut().zip(c) {
-                *t += v;
             }
+            acc
+        })
+        .collect();
+    let mut total = vec![0.0f64; nb * (tri + l)];
+    for c in &chunks {
+        for (t, v) in total.iter_mut().zip(c) {
+            *t += v;
         }
-        // Gate i uses every window whose smallest opening gate is <= i.
-        let mut g = vec![0.0f64; tri];
-        let mut r = vec![0.0f64; l];
-        let mut out = Vec::with_capacity(nb);
-        for (b, &gate) in gates.iter().enumerate() {
-            let (gb, rb) = total[b * (tri + l)..(b + 1) * (tri + l)].split_at(tri);
-            for (a, v) in g.iter_mut().zip(gb) {
-                *a += v;
-            }
-            for (a, v) in r.iter_mut().zip(rb) {
-                *a += v;
-            }
-            let taps = solve_packed(&g, &r, l).unwrap_or_else(|| vec![0.0; l]);
-            out.push(SkipPath {
-                taps: taps.iter().map(|&v| v as f32).collect(),
-                gate,
-            });
-        }
-        out
     }
+    // Gate i uses every window whose smallest opening gate is <= i.
+    let mut g = vec![0.0f64; tri];
+    let mut r = vec![0.0f64; l];
+    let mut out = Vec::with_capacity(nb);
+    for (b, &gate) in gates.iter().enumerate() {
+        let (gb, rb) = total[b * (tri + l)..(b + 1) * (tri + l)].split_at(tri);
+        for (a, v) in g.iter_mut().zip(gb) {
+            *a += v;
+        }
+        for (a, v) in r.iter_mut().zip(rb) {
+            *a += v;
+        }
+        let taps = solve_packed(&g, &r, l).unwrap_or_else(|| vec![0.0; l]);
+        out.push(SkipPath {
+            taps: taps.iter().map(|&v| v as f32).collect(),
+            gate,
+        });
+    }
+    out
 }
 
 /// Solves `G h = r` for symmetric positive semi-definite `G` given as its packed upper
