@@ -38,6 +38,7 @@ fn models(d_in: usize, d_sae: usize, k: usize) -> (Model, Model) {
         b_enc: v(d_sae, 0.1),
         b_dec: v(d_in, 0.1),
         skip: None,
+        front: None,
     };
     let f = Model::from_tensors(&meta, &t).expect("f32 model");
     let q = Model::from_int8(&meta, &quantize_tensors(&meta, &t)).expect("int8 model");

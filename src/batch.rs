@@ -32,8 +32,8 @@ mod encode;
 use encode::PackedEncoder;
 
 use crate::core::{
-    Activation, CoreError, FaultCounts, Normalisation, OlaShape, Sae, SaeConfig, Skip, Weights,
-    ola_window_shape_into, reflect_index, sane, sanitise, zscore_stats,
+    Activation, CoreError, FaultCounts, Front, FrontShape, Normalisation, OlaShape, Sae, SaeConfig,
+    Skip, Weights, ola_window_shape_into, reflect_index, sane, sanitise, zscore_stats,
 };
 
 /// Windows encoded per matrix product unless [`BatchScratch::with_batch`] says otherwise.
@@ -85,6 +85,9 @@ pub struct BatchModel {
     taps: Vec<f32>,
     /// Overlap-add taper ([`Sae::ola_shape`]).
     ola: OlaShape,
+    /// Convolutional front end (shape, little-endian parameters), run per window by the
+    /// core's own code before the encoder product.
+    front: Option<(FrontShape, Vec<u8>)>,
 }
 
 impl BatchModel {
@@ -124,6 +127,7 @@ impl BatchModel {
             skip: sae.skip().map(|s| (s.taps.to_vec(), s.gate)),
             taps: sae.skip().map_or_else(Vec::new, |s| le_f32(s.taps)),
             ola: sae.ola_shape(),
+            front: sae.front().map(|f| (f.shape, f.params.to_vec())),
         }
     }
 
@@ -150,12 +154,17 @@ impl BatchModel {
     }
 
     /// Floating-point operations per window: the dense encode (`2 d_in d_sae`), the sparse
-    /// decode (`2 k d_in`) and, if present, the linear path (`2 taps d_in`). Normalisation,
-    /// TopK and overlap-add are not counted.
+    /// decode (`2 k d_in`) and, if present, the linear path (`2 taps d_in`) and the front end
+    /// (2 x [`FrontShape::macs_per_window`]). Normalisation, TopK and overlap-add are not
+    /// counted.
     pub fn flops_per_window(&self) -> u64 {
         let c = self.config;
         let taps = self.skip.as_ref().map_or(0, |(t, _)| t.len() / 4);
-        2 * (c.d_in * c.d_sae + c.k * c.d_in + taps * c.d_in) as u64
+        let front = self
+            .front
+            .as_ref()
+            .map_or(0, |(f, _)| f.macs_per_window(c.d_in));
+        2 * (c.d_in * c.d_sae + c.k * c.d_in + taps * c.d_in + front) as u64
     }
 
     /// True if this is the decoded form of `sae`'s weights (compared value by value) with its
@@ -176,9 +185,15 @@ impl BatchModel {
             (Some((t, g)), Some(s)) => t.as_slice() == s.taps && g.to_bits() == s.gate.to_bits(),
             _ => false,
         };
+        let front_same = match (&self.front, sae.front()) {
+            (None, None) => true,
+            (Some((shape, p)), Some(f)) => *shape == f.shape && p.as_slice() == f.params,
+            _ => false,
+        };
         self.config == sae.config()
             && self.ola == sae.ola_shape()
             && skip_same
+            && front_same
             && match (sae.weights(), &self.int8) {
                 (Weights::F32(w), None) => {
                     same(&self.b_enc, w.b_enc)
@@ -310,18 +325,31 @@ impl BatchModel {
                     (mean, scale)
                 }
             };
+            // The encoder sees the front end's output, computed by the core's code.
+            let enc_in: &[f32] = match &self.front {
+                Some((shape, params)) => {
+                    let (g, h) = s.front.split_at_mut(d_in);
+                    Front {
+                        shape: *shape,
+                        params,
+                    }
+                    .apply(xn, g, h);
+                    g
+                }
+                None => xn,
+            };
             let a = &mut s.a[r * d_in..(r + 1) * d_in];
             let mut sx = 0.0;
             match &self.int8 {
                 None => {
-                    for ((o, &v), &b) in a.iter_mut().zip(xn.iter()).zip(&self.b_dec) {
+                    for ((o, &v), &b) in a.iter_mut().zip(enc_in).zip(&self.b_dec) {
                         *o = v - b;
                     }
                 }
                 Some(p) => {
                     // The core's per-window activation quantisation, to the same integers.
                     let mut amax = 0.0f32;
-                    for ((o, &v), &b) in a.iter_mut().zip(xn.iter()).zip(&self.b_dec) {
+                    for ((o, &v), &b) in a.iter_mut().zip(enc_in).zip(&self.b_dec) {
                         let c = v - b;
                         *o = c;
                         let m = if c < 0.0 { -c } else { c };
@@ -944,6 +972,8 @@ pub struct BatchScratch {
     ords: Vec<u32>,
     /// (latent, decode coefficient) of the kept latents of one window.
     coef: Vec<(usize, f32)>,
+    /// The front end's output and scratch for one window (empty without a front end).
+    front: Vec<f32>,
     /// The previous window's TopK threshold, where the next search starts.
     hint: Option<u32>,
     topk: Vec<u32>,
@@ -976,6 +1006,7 @@ impl BatchScratch {
             keys: Vec::new(),
             ords: Vec::new(),
             coef: Vec::new(),
+            front: Vec::new(),
             hint: None,
             topk: Vec::new(),
             cand: Vec::new(),
@@ -1007,6 +1038,11 @@ impl BatchScratch {
         self.keys.reserve(d_sae);
         self.ords.reserve(d_sae);
         self.coef.resize(k, (0, 0.0));
+        let front = m
+            .front
+            .as_ref()
+            .map_or(0, |(f, _)| d_in + f.scratch_len(d_in));
+        self.front.resize(front, 0.0);
         Ok(())
     }
 }

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use mfr_eeg::core::FrontShape;
 use mfr_eeg::eval::train_denoiser::{DenoiserEvent, TrainDenoiserOptions, run as train_denoiser};
 
 use super::OlaArg;
@@ -138,6 +139,22 @@ pub struct TrainDenoiserArgs {
     /// Also quantise to int8 (the file at `--out` is then the int8 model).
     #[arg(long)]
     pub int8: bool,
+    /// Put a convolutional front end before the encoder, `{width}x{depth}k{kernel}` (e.g.
+    /// `16x3k7`): `depth` hidden conv layers of `width` channels, trained end to end with the
+    /// SAE (one SAE: needs `--n-saes 1 --mfr-alpha 0 --relative-loss`).
+    #[arg(long, value_parser = parse_front, value_name = "WxDkK")]
+    pub front: Option<FrontShape>,
+}
+
+fn parse_front(s: &str) -> Result<FrontShape, String> {
+    FrontShape::parse(s).ok_or_else(|| {
+        format!(
+            "`{s}`: expected WIDTHxDEPTHkKERNEL (e.g. 16x3k7): width 1..={}, depth 1..={}, odd kernel up to {}",
+            mfr_eeg::core::MAX_FRONT_WIDTH,
+            mfr_eeg::core::MAX_FRONT_DEPTH,
+            mfr_eeg::core::MAX_FRONT_KERNEL
+        )
+    })
 }
 
 impl From<TrainDenoiserArgs> for TrainDenoiserOptions {
@@ -178,6 +195,7 @@ impl From<TrainDenoiserArgs> for TrainDenoiserOptions {
             backend: a.backend.into(),
             grad_path: a.grad_path.map(Into::into),
             int8: a.int8,
+            front: a.front,
         }
     }
 }

@@ -3,7 +3,7 @@
 use ::core::fmt;
 
 /// Names of the tensors a model file may hold; errors refer to them by these names.
-pub const TENSOR_NAMES: [&str; 7] = [
+pub const TENSOR_NAMES: [&str; 8] = [
     "W_enc",
     "W_dec",
     "b_enc",
@@ -11,6 +11,7 @@ pub const TENSOR_NAMES: [&str; 7] = [
     "W_enc_scale",
     "W_dec_scale",
     "skip_taps",
+    "front",
 ];
 
 /// Everything that can go wrong in the inference core or while parsing a model file.
@@ -157,6 +158,12 @@ pub enum CoreError {
     },
     /// A streamer was asked for zero channels.
     NoChannels,
+    /// The const-generic [`crate::core::Streamer`] has no room for a front end's scratch;
+    /// models with one stream through [`crate::core::StreamView`].
+    FrontNeedsStreamView {
+        /// f32 scratch the front end needs per window.
+        scratch: usize,
+    },
 }
 
 impl fmt::Display for CoreError {
@@ -188,7 +195,7 @@ impl fmt::Display for CoreError {
             Self::UnsupportedVersion { found } => {
                 write!(
                     f,
-                    "unsupported model format_version {found} (this build reads 1 and 2)"
+                    "unsupported model format_version {found} (this build reads 1 to 5)"
                 )
             }
             Self::UnknownActivation => {
@@ -254,6 +261,10 @@ impl fmt::Display for CoreError {
                 "model {what} = {got} does not match the streamer's compile-time {what} = {expected}"
             ),
             Self::NoChannels => write!(f, "a streamer needs at least one channel"),
+            Self::FrontNeedsStreamView { scratch } => write!(
+                f,
+                "the model has a convolutional front end ({scratch} f32 of scratch per window), which the const-generic Streamer cannot hold: use StreamView"
+            ),
         }
     }
 }

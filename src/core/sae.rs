@@ -258,6 +258,169 @@ impl Skip<'_> {
     }
 }
 
+/// Largest front width, depth and kernel a model may declare (bounds every size computed
+/// from them, so none can overflow).
+pub const MAX_FRONT_WIDTH: usize = 256;
+/// Largest number of hidden front layers.
+pub const MAX_FRONT_DEPTH: usize = 16;
+/// Largest front kernel length.
+pub const MAX_FRONT_KERNEL: usize = 63;
+
+/// Shape of a convolutional front end ([`Front`]): `depth` hidden layers of `width` channels
+/// with odd kernels of `kernel` taps, then a 1x1 layer back to one channel. Written
+/// `{width}x{depth}k{kernel}` (e.g. `16x3k7`) in model metadata.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FrontShape {
+    /// Hidden channels.
+    pub width: usize,
+    /// Hidden layers (>= 1).
+    pub depth: usize,
+    /// Kernel length of the hidden layers (odd).
+    pub kernel: usize,
+}
+
+impl FrontShape {
+    /// True if the sizes are within the format's bounds and the kernel is odd.
+    pub const fn is_valid(&self) -> bool {
+        self.width >= 1
+            && self.width <= MAX_FRONT_WIDTH
+            && self.depth >= 1
+            && self.depth <= MAX_FRONT_DEPTH
+            && self.kernel % 2 == 1
+            && self.kernel <= MAX_FRONT_KERNEL
+    }
+
+    /// Number of f32 parameters, packed layer by layer as weight `[out, in, kernel]` then
+    /// bias `[out]`: `[width, 1, kernel]`, `depth - 1` times `[width, width, kernel]`, then
+    /// `[1, width, 1]`. Meaningful for valid shapes only.
+    pub const fn n_params(&self) -> usize {
+        let (w, k) = (self.width, self.kernel);
+        (w * k + w) + (self.depth - 1) * (w * w * k + w) + (w + 1)
+    }
+
+    /// f32 scratch the front needs for a window of `d_in` samples: `(2 width + 1) d_in`.
+    pub const fn scratch_len(&self, d_in: usize) -> usize {
+        (2 * self.width + 1).saturating_mul(d_in)
+    }
+
+    /// Multiply-adds per window of `d_in` samples.
+    pub const fn macs_per_window(&self, d_in: usize) -> usize {
+        let (w, k) = (self.width, self.kernel);
+        d_in * (w * k + (self.depth - 1) * w * w * k + w)
+    }
+
+    /// Parses `{width}x{depth}k{kernel}`; `None` if malformed or out of bounds.
+    pub fn parse(s: &str) -> Option<Self> {
+        let (w, rest) = s.split_once('x')?;
+        let (d, k) = rest.split_once('k')?;
+        let shape = Self {
+            width: w.parse().ok()?,
+            depth: d.parse().ok()?,
+            kernel: k.parse().ok()?,
+        };
+        shape.is_valid().then_some(shape)
+    }
+}
+
+impl ::core::fmt::Display for FrontShape {
+    fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+        write!(f, "{}x{}k{}", self.width, self.depth, self.kernel)
+    }
+}
+
+/// A residual convolutional front end before the encoder: on the normalised window `x`,
+/// `h_1 = relu(conv(x; 1 -> width))`, `h_i = relu(conv(h_{i-1}; width -> width))` for
+/// `i = 2..=depth`, `g = x + conv1x1(h_depth; width -> 1)`, and the SAE encodes `g` instead of
+/// `x`. Convolutions are cross-correlations with `kernel / 2` zeros of padding on each side
+/// of the window (PyTorch's and burn's `conv1d`), so a window's result does not depend on its
+/// neighbours and training and inference see the same function.
+///
+/// Why: a linear encoder cannot see local power, which is what separates muscle bursts and
+/// line noise from EEG; a few thousand conv parameters give the encoder that nonlinearity while
+/// the decoder stays a sparse unit-norm dictionary (so MFR still applies to it).
+#[derive(Clone, Copy, Debug)]
+pub struct Front<'a> {
+    /// Layer sizes.
+    pub shape: FrontShape,
+    /// [`FrontShape::n_params`] f32 little-endian, in its packing order.
+    pub params: &'a [u8],
+}
+
+impl Front<'_> {
+    /// `g` (`[d_in]`) from `x` (`[d_in]`) with `h` (`[2 width d_in]`) as scratch.
+    pub(crate) fn apply(&self, x: &[f32], g: &mut [f32], h: &mut [f32]) {
+        let FrontShape {
+            width,
+            depth,
+            kernel,
+        } = self.shape;
+        let d = x.len();
+        let (mut src, rest) = h.split_at_mut((width * d).min(h.len()));
+        let n = (width * d).min(rest.len());
+        let mut dst = &mut rest[..n];
+        let mut off = 0;
+        off = conv_layer(self.params, off, (x, 1), (src, width), d, kernel, true);
+        for _ in 1..depth {
+            off = conv_layer(
+                self.params,
+                off,
+                (src, width),
+                (dst, width),
+                d,
+                kernel,
+                true,
+            );
+            ::core::mem::swap(&mut src, &mut dst);
+        }
+        conv_layer(self.params, off, (src, width), (g, 1), d, 1, false);
+        for (gv, &xv) in g.iter_mut().zip(x) {
+            *gv += xv;
+        }
+    }
+}
+
+/// One same-padded conv layer: `y[o, n] = b[o] + sum_i sum_l w[o, i, l] x[i, n + l - k/2]`
+/// (zero outside the window), ReLU'd if `relu`, for `x [cin, d]`, `y [cout, d]`; weights
+/// then biases read from `p` at float offset `off`. Returns the offset after the layer.
+fn conv_layer(
+    p: &[u8],
+    off: usize,
+    (x, cin): (&[f32], usize),
+    (y, cout): (&mut [f32], usize),
+    d: usize,
+    k: usize,
+    relu: bool,
+) -> usize {
+    let bias = off + cout * cin * k;
+    let c = k / 2;
+    for (o, yo) in y.chunks_exact_mut(d.max(1)).take(cout).enumerate() {
+        yo.fill(le(p, bias + o));
+        for (i, xi) in x.chunks_exact(d.max(1)).take(cin).enumerate() {
+            for l in 0..k {
+                let t = le(p, off + (o * cin + i) * k + l);
+                // One tap over the samples it reaches: a contiguous multiply-add (vectorised).
+                let lo = c.saturating_sub(l);
+                let hi = (d + c).saturating_sub(l).min(d);
+                if lo >= hi {
+                    continue;
+                }
+                let s = lo + l - c;
+                if let (Some(ys), Some(xs)) = (yo.get_mut(lo..hi), xi.get(s..s + (hi - lo))) {
+                    for (yv, &xv) in ys.iter_mut().zip(xs) {
+                        *yv += t * xv;
+                    }
+                }
+            }
+        }
+        if relu {
+            for v in yo.iter_mut() {
+                *v = v.max(0.0);
+            }
+        }
+    }
+    bias + cout
+}
+
 /// A validated TopK SAE borrowing its weights (zero-copy). Cheap to copy.
 ///
 /// Forward (`x` one window of `d_in` samples, already normalised for [`Sae::forward_into`]):
@@ -268,6 +431,7 @@ pub struct Sae<'a> {
     config: SaeConfig,
     weights: Weights<'a>,
     skip: Option<Skip<'a>>,
+    front: Option<Front<'a>>,
     /// How overlapping windows' outputs are combined (the model's choice; not part of the
     /// forward itself, but carried here so every streamer follows the model).
     ola: OlaShape,
@@ -356,6 +520,7 @@ impl<'a> Sae<'a> {
             config,
             weights,
             skip: None,
+            front: None,
             ola: OlaShape::Hann,
             qmax: int8_qmax(d_in),
         })
@@ -386,14 +551,32 @@ impl<'a> Sae<'a> {
         config: SaeConfig,
         weights: Weights<'a>,
         skip: Option<Skip<'a>>,
+        front: Option<Front<'a>>,
     ) -> Self {
         Self {
             config,
             weights,
             skip,
+            front,
             ola: OlaShape::Hann,
             qmax: int8_qmax(config.d_in),
         }
+    }
+
+    /// Adds a convolutional front end ([`Front`]); checks the shape's bounds and that the
+    /// parameters are [`FrontShape::n_params`] finite f32s.
+    pub fn with_front(mut self, front: Front<'a>) -> Result<Self, CoreError> {
+        if !front.shape.is_valid() {
+            return Err(CoreError::BadMetadata { key: "front" });
+        }
+        check_f32_tensor("front", front.params, front.shape.n_params())?;
+        self.front = Some(front);
+        Ok(self)
+    }
+
+    /// The convolutional front end, if the model has one.
+    pub const fn front(&self) -> Option<Front<'a>> {
+        self.front
     }
 
     /// The gated linear path, if the model has one.
@@ -439,9 +622,21 @@ impl<'a> Sae<'a> {
         matches!(self.weights, Weights::Int8(_))
     }
     /// f32 scratch length for [`Sae::forward_into`] and [`Sae::denoise_window_into`]:
-    /// `d_in + d_sae`.
+    /// `d_in + pre_len()`.
     pub const fn scratch_len(&self) -> usize {
-        self.config.d_in + self.config.d_sae
+        self.config.d_in.saturating_add(self.pre_len())
+    }
+
+    /// f32 length of the pre-activation buffer the streamers hand the forward: `d_sae`, plus
+    /// [`FrontShape::scratch_len`] when the model has a front end.
+    pub const fn pre_len(&self) -> usize {
+        match self.front {
+            Some(f) => self
+                .config
+                .d_sae
+                .saturating_add(f.shape.scratch_len(self.config.d_in)),
+            None => self.config.d_sae,
+        }
     }
 
     /// Bytes of weight data (matrices, scales, biases) the model borrows.
@@ -450,17 +645,22 @@ impl<'a> Sae<'a> {
             Some(s) => s.taps.len(),
             None => 0,
         };
-        skip + match self.weights {
-            Weights::F32(w) => w.w_enc.len() + w.w_dec.len() + w.b_enc.len() + w.b_dec.len(),
-            Weights::Int8(w) => {
-                w.w_enc.len()
-                    + w.w_enc_scale.len()
-                    + w.w_dec.len()
-                    + w.w_dec_scale.len()
-                    + w.b_enc.len()
-                    + w.b_dec.len()
+        let front = match self.front {
+            Some(f) => f.params.len(),
+            None => 0,
+        };
+        skip + front
+            + match self.weights {
+                Weights::F32(w) => w.w_enc.len() + w.w_dec.len() + w.b_enc.len() + w.b_dec.len(),
+                Weights::Int8(w) => {
+                    w.w_enc.len()
+                        + w.w_enc_scale.len()
+                        + w.w_dec.len()
+                        + w.w_dec_scale.len()
+                        + w.b_enc.len()
+                        + w.b_dec.len()
+                }
             }
-        }
     }
 
     /// The raw SAE: `out = decode(TopK(encode(x)))` (plus the [`Skip`] path if the model has
@@ -498,10 +698,8 @@ impl<'a> Sae<'a> {
         check_len("scratch", self.scratch_len(), scratch.len())?;
         check_len("topk", self.config.k, topk.len())?;
         let (q, pre) = scratch.split_at_mut(self.config.d_in);
-        match self.weights {
-            Weights::F32(w) => self.encode_f32(&w, x, pre),
-            Weights::Int8(w) => self.encode_i8(&w, x, q, pre),
-        }
+        self.encode_parts(x, q, pre);
+        let pre = &mut pre[..self.config.d_sae];
         let kept = topk_into(pre, topk);
         z.fill(0.0);
         for &j in &topk[..kept.min(topk.len())] {
@@ -542,7 +740,7 @@ impl<'a> Sae<'a> {
     }
 
     /// [`Sae::denoise_window_into`] after the length checks (crate-internal hot path):
-    /// `xn` is `[d_in]`, `pre` is `[d_sae]`.
+    /// `xn` is `[d_in]`, `pre` is `[pre_len()]`.
     pub(crate) fn denoise_parts(
         &self,
         x: &[f32],
@@ -570,10 +768,9 @@ impl<'a> Sae<'a> {
     /// Encode, select, decode. `out` doubles as the int8 path's activation-code buffer, since
     /// it is only written by the decode that follows.
     fn forward_parts(&self, x: &[f32], out: &mut [f32], pre: &mut [f32], topk: &mut [usize]) {
-        match self.weights {
-            Weights::F32(w) => self.encode_f32(&w, x, pre),
-            Weights::Int8(w) => self.encode_i8(&w, x, out, pre),
-        }
+        self.encode_parts(x, out, pre);
+        let n = self.config.d_sae.min(pre.len());
+        let pre = &mut pre[..n];
         let kept = topk_into(pre, topk);
         let topk = &topk[..kept.min(topk.len())];
         match self.weights {
@@ -582,6 +779,24 @@ impl<'a> Sae<'a> {
         }
         if let Some(skip) = self.skip {
             skip.apply(x, out);
+        }
+    }
+
+    /// The pre-activations of `x` into `pre[..d_sae]`, through the front end (whose scratch
+    /// is `pre[d_sae..]`) if the model has one; `q` (`[d_in]`) is the int8 path's code buffer.
+    fn encode_parts(&self, x: &[f32], q: &mut [f32], pre: &mut [f32]) {
+        let (pre, rest) = pre.split_at_mut(self.config.d_sae.min(pre.len()));
+        let x = match self.front {
+            Some(f) => {
+                let (g, h) = rest.split_at_mut(self.config.d_in.min(rest.len()));
+                f.apply(x, g, h);
+                &*g
+            }
+            None => x,
+        };
+        match self.weights {
+            Weights::F32(w) => self.encode_f32(&w, x, pre),
+            Weights::Int8(w) => self.encode_i8(&w, x, q, pre),
         }
     }
 

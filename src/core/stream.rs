@@ -303,6 +303,12 @@ impl<'m, const D: usize, const S: usize, const K: usize, const C: usize> Streame
                 });
             }
         }
+        // The front end's scratch has no compile-time size here.
+        if let Some(f) = sae.front() {
+            return Err(CoreError::FrontNeedsStreamView {
+                scratch: f.shape.scratch_len(sae.d_in()),
+            });
+        }
         check_hop(&sae, hop)?;
         let mut ola_w = [0.0; D];
         ola_window_shape_into(hop, sae.ola_shape(), &mut ola_w)?;
@@ -385,14 +391,16 @@ pub struct StreamView<'b, 'm> {
 }
 
 impl<'b, 'm> StreamView<'b, 'm> {
-    /// f32 buffer length needed for `channels` channels: `(2 * channels + 3) * d_in + d_sae`.
-    /// Saturates instead of overflowing, so an absurd channel count fails the length check.
+    /// f32 buffer length needed for `channels` channels: `(2 * channels + 3) * d_in +
+    /// pre_len` ([`Sae::pre_len`]: `d_sae`, plus the front end's scratch if the model has
+    /// one). Saturates instead of overflowing, so an absurd channel count fails the length
+    /// check.
     pub const fn buffer_len(sae: &Sae<'_>, channels: usize) -> usize {
         channels
             .saturating_mul(2)
             .saturating_add(3)
             .saturating_mul(sae.d_in())
-            .saturating_add(sae.d_sae())
+            .saturating_add(sae.pre_len())
     }
 
     /// A fresh streamer over `buf` (length [`StreamView::buffer_len`]) and `topk` (length k).
@@ -473,9 +481,9 @@ pub const fn offline_pad(d_in: usize) -> usize {
     d_in - 1
 }
 
-/// f32 work length for [`denoise_offline_into`]: `4 * d_in + d_sae`.
+/// f32 work length for [`denoise_offline_into`]: `4 * d_in + pre_len` ([`Sae::pre_len`]).
 pub const fn offline_work_len(sae: &Sae<'_>) -> usize {
-    4 * sae.d_in() + sae.d_sae()
+    (4 * sae.d_in()).saturating_add(sae.pre_len())
 }
 
 /// Denoises a whole single-channel signal; `out.len() == x.len()`.

@@ -611,6 +611,7 @@ fn mfr_section(
                     skip: None,
                     relative_eps: None,
                     ola: crate::core::OlaShape::Hann,
+                    front: None,
                 },
                 256.0,
                 &[128],

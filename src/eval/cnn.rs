@@ -27,8 +27,8 @@ use burn::tensor::{Device, Tensor, TensorData, activation::relu};
 
 use super::EvalError;
 use super::harness::Method;
-use crate::core::Skip;
-use crate::model::SkipPath;
+use crate::core::{FrontShape, Skip};
+use crate::model::{FrontParams, ModelTensors, SkipPath};
 use crate::rng::Rng;
 use crate::train::Dataset;
 use crate::train::optim::{Adam, AdamParams};
@@ -278,6 +278,44 @@ impl PeerNet {
         let gate = best.0.as_ref().map(|p| p.gate);
         self.path = best.0;
         (gate, best.1)
+    }
+
+    /// The SAE peer as the core's model tensors: the front end's layers packed in
+    /// [`crate::core::FrontShape::n_params`] order (weights `[out, in, k]`, then biases), the
+    /// SAE's matrices in SAELens shapes, and the fitted linear path. `None` for the U-Net or
+    /// if a tensor cannot be read back.
+    pub fn model_tensors(&self) -> Option<ModelTensors> {
+        let PeerArch::Sae { depth, width, .. } = self.arch else {
+            return None;
+        };
+        let host = |t: &Tensor<3>| t.clone().try_into_vec_as::<f32>().ok();
+        let n = self.params.len();
+        let front = if depth > 0 {
+            let mut params = Vec::new();
+            for t in &self.params[..n - 4] {
+                params.extend(host(t)?);
+            }
+            let kernel = self.params[0].dims()[2];
+            Some(FrontParams {
+                shape: FrontShape {
+                    width,
+                    depth,
+                    kernel,
+                },
+                params,
+            })
+        } else {
+            None
+        };
+        let s = &self.params[n - 4..];
+        Some(ModelTensors {
+            w_enc: host(&s[0])?,
+            b_enc: host(&s[1])?,
+            b_dec: host(&s[2])?,
+            w_dec: host(&s[3])?,
+            skip: self.path.clone(),
+            front,
+        })
     }
 
     /// Keeps the parameters feasible after an optimiser step: the SAE's atoms at unit norm.

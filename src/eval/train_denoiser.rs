@@ -15,7 +15,7 @@ use super::corpus::{Corpus, CorpusConfig, DEFAULT_MIX, Split};
 use super::data::{ArtifactKind, Recording, Window};
 use super::eegdenoisenet::EegDenoiseNet;
 use super::harness::{Evaluation, Method, SaeMethod, SeedResult, mean_std, summarise_arms};
-use crate::core::{Activation, Normalisation, OlaShape};
+use crate::core::{Activation, FrontShape, Normalisation, OlaShape};
 use crate::model::{Model, ModelMeta, ModelTensors};
 use crate::train::trainer::GradPath;
 use crate::train::{ActivationKind, BackendKind, Dataset, TrainConfig};
@@ -108,6 +108,10 @@ pub struct TrainDenoiserOptions {
     pub grad_path: Option<GradPath>,
     /// Also quantise to int8 (the file at `out` is then the int8 model).
     pub int8: bool,
+    /// Put a convolutional front end of this shape before the encoder
+    /// ([`crate::core::Front`]). Trained end to end with the SAE by autodiff
+    /// ([`super::cnn::train_cnn`]): one SAE, no MFR or AuxK, relative loss.
+    pub front: Option<FrontShape>,
 }
 
 impl Default for TrainDenoiserOptions {
@@ -149,6 +153,7 @@ impl Default for TrainDenoiserOptions {
             backend: BackendKind::Flex,
             grad_path: None,
             int8: false,
+            front: None,
         }
     }
 }
@@ -363,6 +368,9 @@ pub struct RunSettings {
     pub relative_eps: Option<f64>,
     /// Overlap-add taper of the exported model (hops and gates are scored with it).
     pub ola: OlaShape,
+    /// Train an SAE behind a convolutional front end of this shape instead (see
+    /// [`TrainDenoiserOptions::front`]).
+    pub front: Option<FrontShape>,
 }
 
 /// Trains one configuration, selects the best SAE and hop on validation, measures test;
@@ -381,17 +389,30 @@ pub fn train_one(
         d.validate(what)
             .map_err(|e| EvalError::Train(e.to_string()))?;
     }
-    let opts = crate::train::trainer::TrainOptions {
-        grad_path: run.grad_path,
-        select_every: run.select_every,
-        ..Default::default()
+    let (tensors, val_loss, best_step) = match run.front {
+        None => {
+            let opts = crate::train::trainer::TrainOptions {
+                grad_path: run.grad_path,
+                select_every: run.select_every,
+                ..Default::default()
+            };
+            let out =
+                crate::train::train_with(cfg, &mut &data.train, &mut &data.val, run.backend, opts)
+                    .map_err(|e| EvalError::Train(e.to_string()))?;
+            let best = out.best;
+            (
+                crate::train::export::model_tensors(
+                    &out.saes[best],
+                    cfg.residual,
+                    cfg.residual_gate,
+                ),
+                out.val_loss[best] as f64,
+                out.best_step[best],
+            )
+        }
+        Some(front) => train_front(data, cfg, front, run.backend)?,
     };
-    let out = crate::train::train_with(cfg, &mut &data.train, &mut &data.val, run.backend, opts)
-        .map_err(|e| EvalError::Train(e.to_string()))?;
     let secs = t0.elapsed().as_secs_f64();
-    let best = out.best;
-    let tensors =
-        crate::train::export::model_tensors(&out.saes[best], cfg.residual, cfg.residual_gate);
     let meta_at = |hop| {
         meta_for(
             cfg,
@@ -471,12 +492,12 @@ pub fn train_one(
     let result = SeedResult {
         alpha: cfg.mfr_alpha,
         seed: cfg.seed,
-        val_loss: out.val_loss[best] as f64,
+        val_loss,
         test_rrmse_t: tr,
         test_cc: tc,
         train_seconds: secs,
         windows_per_s: (cfg.steps * cfg.batch_size) as f64 / secs.max(1e-9),
-        step: run.select_every.map(|_| out.best_step[best]),
+        step: run.select_every.map(|_| best_step),
         val_windows_rrmse_t: run.skip.as_ref().map(|_| val_windows),
         skip_gate: tensors.skip.as_ref().map(|s| s.gate),
         val_clean_rrmse_t: pass(&data.val_clean)?,
@@ -488,6 +509,42 @@ pub fn train_one(
         result,
         val_windows_rrmse_t: val_windows,
     })
+}
+
+/// Trains the SAE of `cfg` behind a front end of shape `front` by the peer loop (autodiff,
+/// Adam, the relative loss, `cfg`'s steps, batch, learning rate and seed). Returns its tensors,
+/// its validation loss and the final step.
+fn train_front(
+    data: &TrainData,
+    cfg: &TrainConfig,
+    front: FrontShape,
+    backend: BackendKind,
+) -> Result<(ModelTensors, f64, usize), EvalError> {
+    let device = backend
+        .device()
+        .map_err(|e| EvalError::Train(e.to_string()))?;
+    let peer = super::cnn::CnnConfig {
+        arch: super::cnn::PeerArch::Sae {
+            d_sae: cfg.d_sae,
+            k: cfg.k,
+            width: front.width,
+            depth: front.depth,
+        },
+        width: front.width,
+        kernel: front.kernel,
+        steps: cfg.steps,
+        batch: cfg.batch_size,
+        lr: cfg.lr,
+        relative_eps: cfg.relative_eps,
+        seed: cfg.seed,
+        path_taps: 0,
+        ..super::cnn::CnnConfig::default_peer()
+    };
+    let (net, r) = super::cnn::train_cnn(&peer, &data.train, &data.val, &device, |_, _| {})?;
+    let tensors = net
+        .model_tensors()
+        .ok_or_else(|| EvalError::Train("the front-end SAE exported no tensors".into()))?;
+    Ok((tensors, r.val_loss_net, cfg.steps))
 }
 
 /// Loads the recordings named on the command line.
@@ -650,6 +707,25 @@ impl Plan {
         if a.seeds.is_empty() {
             return Err(EvalError::Invalid("--seeds needs at least one seed".into()));
         }
+        if let Some(f) = a.front {
+            // The front-end trainer is the peer loop: one SAE, relative loss, no MFR/AuxK.
+            if a.n_saes != 1
+                || alphas.iter().any(|&x| x != 0.0)
+                || !a.relative_loss
+                || a.residual
+                || a.select_every.is_some()
+                || a.grad_path.is_some()
+            {
+                return Err(EvalError::Invalid(format!(
+                    "--front {f} trains one SAE with the relative loss: it needs --n-saes 1, --mfr-alpha 0 (no sweep), --relative-loss, and no --residual, --select-every or --grad-path"
+                )));
+            }
+            if f.kernel > d_in {
+                return Err(EvalError::Invalid(format!(
+                    "--front {f}: kernel longer than the window ({d_in})"
+                )));
+            }
+        }
         Ok(Self {
             fs,
             d_in,
@@ -746,7 +822,8 @@ fn train_all(
                 a.d_sae, a.k, a.n_saes, a.steps, a.batch_size, a.lr, a.per_segment
             ) + &a
                 .mix_len
-                .map_or_else(String::new, |m| format!(", mix_len {m}"));
+                .map_or_else(String::new, |m| format!(", mix_len {m}"))
+                + &a.front.map_or_else(String::new, |f| format!(", front {f}"));
             on_event(DenoiserEvent::Training { alpha, seed });
             let r = train_one(
                 data,
@@ -758,6 +835,7 @@ fn train_all(
                     skip: (!a.skip_gates.is_empty()).then(|| (a.skip_taps, a.skip_gates.clone())),
                     relative_eps: a.relative_loss.then_some(a.relative_eps),
                     ola: a.ola,
+                    front: a.front,
                 },
                 fs,
                 &plan.hops,
@@ -881,10 +959,12 @@ fn single_run_command(a: &TrainDenoiserOptions, plan: &Plan, alpha: f64, seed: u
         } else {
             String::new()
         },
-        a.edf
-            .iter()
-            .map(|p| format!(" --edf {}", p.display()))
-            .collect::<String>(),
+        a.front
+            .map_or_else(String::new, |f| format!(" --front {f}"))
+            + &a.edf
+                .iter()
+                .map(|p| format!(" --edf {}", p.display()))
+                .collect::<String>(),
         a.real
             .as_ref()
             .map_or_else(String::new, |d| format!(" --real {}", d.display()))
@@ -1092,30 +1172,51 @@ impl Card<'_> {
                 dir.display()
             );
         }
-        let _ = writeln!(
-            s,
-            "- Trainer: {} TopK SAEs side by side, {}, AuxK, Adam, {} loss; {} steps, batch {}, lr {}, backend {}. The SAE with the lowest validation loss is exported; the hop is chosen on validation windows.",
-            a.n_saes,
-            // An alpha-0 pick trains the same SAEs with no coupling; saying "with MFR" there
-            // would misdescribe the shipped weights.
-            if self.ship.alpha > 0.0 {
-                format!(
-                    "coupled by MFR (max-MMCS penalty, alpha {}, cosine warm-up)",
-                    self.ship.alpha
-                )
-            } else {
-                "uncoupled (MFR alpha 0)".to_string()
-            },
-            if a.relative_loss {
-                "relative (per-window) squared-error"
-            } else {
-                "mean-squared-error"
-            },
-            a.steps,
-            a.batch_size,
-            a.lr,
-            a.backend.name()
-        );
+        if let Some(f) = a.front {
+            let _ = writeln!(
+                s,
+                "- Front end: a residual convolutional stack before the encoder, `g = x + conv1x1(relu(conv(... relu(conv(x)) ...)))`, {} hidden layers of {} channels with kernel {} ({} parameters, {} multiply-adds per window), its last layer started at zero so training starts from the plain SAE. The SAE encodes `g`; the decoder is the usual unit-norm dictionary and the linear path still acts on the normalised window.",
+                f.depth,
+                f.width,
+                f.kernel,
+                f.n_params(),
+                f.macs_per_window(self.shipped.view().meta().d_in)
+            );
+            let _ = writeln!(
+                s,
+                "- Trainer: one TopK SAE with its front end, trained end to end by autodiff (burn), Adam, relative (per-window) squared-error loss with floor {}; {} steps, batch {}, lr {}, backend {}. The final weights are exported; the hop is chosen on validation windows.",
+                a.relative_eps,
+                a.steps,
+                a.batch_size,
+                a.lr,
+                a.backend.name()
+            );
+        } else {
+            let _ = writeln!(
+                s,
+                "- Trainer: {} TopK SAEs side by side, {}, AuxK, Adam, {} loss; {} steps, batch {}, lr {}, backend {}. The SAE with the lowest validation loss is exported; the hop is chosen on validation windows.",
+                a.n_saes,
+                // An alpha-0 pick trains the same SAEs with no coupling; saying "with MFR" there
+                // would misdescribe the shipped weights.
+                if self.ship.alpha > 0.0 {
+                    format!(
+                        "coupled by MFR (max-MMCS penalty, alpha {}, cosine warm-up)",
+                        self.ship.alpha
+                    )
+                } else {
+                    "uncoupled (MFR alpha 0)".to_string()
+                },
+                if a.relative_loss {
+                    "relative (per-window) squared-error"
+                } else {
+                    "mean-squared-error"
+                },
+                a.steps,
+                a.batch_size,
+                a.lr,
+                a.backend.name()
+            );
+        }
         if a.residual {
             let _ = writeln!(
                 s,

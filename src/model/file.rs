@@ -1,10 +1,10 @@
 //! std side of the model format: owned metadata and tensors, atomic writing, loading.
 
 use super::view::{
-    FORMAT_VERSION_F32, FORMAT_VERSION_INT8, FORMAT_VERSION_OLA, FORMAT_VERSION_SKIP, Layout,
-    ModelView,
+    FORMAT_VERSION_F32, FORMAT_VERSION_FRONT, FORMAT_VERSION_INT8, FORMAT_VERSION_OLA,
+    FORMAT_VERSION_SKIP, Layout, ModelView,
 };
-use crate::core::{Activation, CoreError, Normalisation, OlaShape};
+use crate::core::{Activation, CoreError, FrontShape, Normalisation, OlaShape};
 use safetensors::tensor::{Dtype, TensorView};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -43,6 +43,15 @@ pub struct SkipPath {
     pub gate: f32,
 }
 
+/// The convolutional front end of a model ([`crate::core::Front`]), owned.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FrontParams {
+    /// Layer sizes.
+    pub shape: FrontShape,
+    /// [`FrontShape::n_params`] values in its packing order.
+    pub params: Vec<f32>,
+}
+
 /// f32 tensors, row-major, SAELens shapes.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ModelTensors {
@@ -56,6 +65,8 @@ pub struct ModelTensors {
     pub b_dec: Vec<f32>,
     /// The gated linear path, if any (format 3).
     pub skip: Option<SkipPath>,
+    /// The convolutional front end, if any (format 5).
+    pub front: Option<FrontParams>,
 }
 
 /// int8 tensors with one f32 scale per latent (see [`crate::core::Int8Weights`]).
@@ -75,6 +86,8 @@ pub struct QuantizedTensors {
     pub b_dec: Vec<f32>,
     /// The gated linear path, if any (f32 taps; format 3).
     pub skip: Option<SkipPath>,
+    /// The convolutional front end, if any (f32; format 5).
+    pub front: Option<FrontParams>,
 }
 
 impl QuantizedTensors {
@@ -98,6 +111,7 @@ impl QuantizedTensors {
             b_enc: self.b_enc.clone(),
             b_dec: self.b_dec.clone(),
             skip: self.skip.clone(),
+            front: self.front.clone(),
         }
     }
 }
@@ -227,10 +241,12 @@ impl Model {
                 b_enc: le_f32s(w.b_enc),
                 b_dec: le_f32s(w.b_dec),
                 skip: self.skip(),
+                front: self.front(),
             },
             crate::core::Weights::Int8(w) => {
                 let m = self.view();
-                int8_tensors(&w, self.skip()).dequantize(m.meta().d_in, m.meta().d_sae)
+                int8_tensors(&w, self.skip(), self.front())
+                    .dequantize(m.meta().d_in, m.meta().d_sae)
             }
         }
     }
@@ -238,7 +254,7 @@ impl Model {
     /// The int8 tensors, if this is an int8 model.
     pub fn quantized(&self) -> Option<QuantizedTensors> {
         match self.view().sae().weights() {
-            crate::core::Weights::Int8(w) => Some(int8_tensors(&w, self.skip())),
+            crate::core::Weights::Int8(w) => Some(int8_tensors(&w, self.skip(), self.front())),
             crate::core::Weights::F32(_) => None,
         }
     }
@@ -250,9 +266,21 @@ impl Model {
             gate: s.gate,
         })
     }
+
+    /// The convolutional front end, if the model has one.
+    pub fn front(&self) -> Option<FrontParams> {
+        self.view().sae().front().map(|f| FrontParams {
+            shape: f.shape,
+            params: le_f32s(f.params),
+        })
+    }
 }
 
-fn int8_tensors(w: &crate::core::Int8Weights<'_>, skip: Option<SkipPath>) -> QuantizedTensors {
+fn int8_tensors(
+    w: &crate::core::Int8Weights<'_>,
+    skip: Option<SkipPath>,
+    front: Option<FrontParams>,
+) -> QuantizedTensors {
     QuantizedTensors {
         w_enc: w.w_enc.iter().map(|&b| b as i8).collect(),
         w_enc_scale: le_f32s(w.w_enc_scale),
@@ -261,6 +289,7 @@ fn int8_tensors(w: &crate::core::Int8Weights<'_>, skip: Option<SkipPath>) -> Qua
         b_enc: le_f32s(w.b_enc),
         b_dec: le_f32s(w.b_dec),
         skip,
+        front,
     }
 }
 
@@ -278,10 +307,18 @@ fn unescape(raw: &str) -> String {
     serde_json::from_str::<String>(&format!("\"{raw}\"")).unwrap_or_else(|_| raw.to_owned())
 }
 
-fn metadata(meta: &ModelMeta, version: u32, skip: Option<&SkipPath>) -> HashMap<String, String> {
+fn metadata(
+    meta: &ModelMeta,
+    version: u32,
+    skip: Option<&SkipPath>,
+    front: Option<&FrontParams>,
+) -> HashMap<String, String> {
     let mut m = HashMap::new();
     if let Some(s) = skip {
         m.insert("skip_gate".into(), format!("{}", s.gate));
+    }
+    if let Some(f) = front {
+        m.insert("front".into(), f.shape.to_string());
     }
     m.insert("format_version".into(), version.to_string());
     m.insert("d_in".into(), meta.d_in.to_string());
@@ -350,6 +387,7 @@ fn serialize(
     version: u32,
     mut tensors: Vec<(&'static str, Dtype, Vec<usize>, Vec<u8>)>,
     skip: Option<&SkipPath>,
+    front: Option<&FrontParams>,
 ) -> Result<Vec<u8>, ModelFileError> {
     let werr = |message: String| ModelFileError::Write {
         path: path.to_owned(),
@@ -374,12 +412,32 @@ fn serialize(
     } else {
         FORMAT_VERSION_OLA
     };
+    let version = match front {
+        Some(f) => {
+            if f.params.len() != f.shape.n_params() {
+                return Err(werr(format!(
+                    "front {} needs {} parameters, got {}",
+                    f.shape,
+                    f.shape.n_params(),
+                    f.params.len()
+                )));
+            }
+            tensors.push((
+                "front",
+                Dtype::F32,
+                vec![f.params.len()],
+                f32_bytes(&f.params),
+            ));
+            FORMAT_VERSION_FRONT
+        }
+        None => version,
+    };
     let mut views = Vec::with_capacity(tensors.len());
     for (name, dtype, shape, data) in &tensors {
         let v = TensorView::new(*dtype, shape.clone(), data).map_err(|e| werr(e.to_string()))?;
         views.push((*name, v));
     }
-    let bytes = safetensors::serialize(views, Some(metadata(meta, version, skip)))
+    let bytes = safetensors::serialize(views, Some(metadata(meta, version, skip, front)))
         .map_err(|e| werr(e.to_string()))?;
     let bytes = sort_metadata(bytes).map_err(werr)?;
     // Never write what the reader would reject (NaN weights, k > d_sae, ...).
@@ -416,6 +474,7 @@ fn serialize_f32(
             ("b_dec", Dtype::F32, vec![d_in], f32_bytes(&t.b_dec)),
         ],
         t.skip.as_ref(),
+        t.front.as_ref(),
     )
 }
 
@@ -460,6 +519,7 @@ fn serialize_int8(
             ("b_dec", Dtype::F32, vec![d_in], f32_bytes(&t.b_dec)),
         ],
         t.skip.as_ref(),
+        t.front.as_ref(),
     )
 }
 
@@ -519,6 +579,7 @@ pub fn identity_model(d_in: usize, hop: usize, sample_rate_hz: f32) -> (ModelMet
         b_enc: vec![0.0; d_sae],
         b_dec: vec![0.0; d_in],
         skip: None,
+        front: None,
     };
     (meta, t)
 }

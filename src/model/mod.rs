@@ -3,7 +3,9 @@
 //! allows int8 `W_enc`/`W_dec` with f32 `W_enc_scale`/`W_dec_scale [d_sae]`) and string
 //! metadata in `__metadata__`: `format_version, d_in, d_sae, k, hop, activation, normalisation,
 //! sample_rate_hz, channel_type, provenance`; version 3 adds the gated linear path (`skip_taps`,
-//! `skip_gate`), version 4 the overlap-add taper `ola` (`sine`; absent means Hann).
+//! `skip_gate`), version 4 the overlap-add taper `ola` (`sine`; absent means Hann), version 5
+//! a convolutional front end before the encoder (`front` tensor, `front` metadata such as
+//! `16x3k7`). Each file carries the lowest version that holds what it has.
 //!
 //! [`ModelView`] parses and validates a file's bytes without allocating (`no_std`, usable from
 //! firmware with `include_bytes!`); with `std`, [`Model`] owns loaded bytes, [`write_model`]
@@ -13,8 +15,8 @@
 mod view;
 
 pub use view::{
-    FORMAT_VERSION_F32, FORMAT_VERSION_INT8, FORMAT_VERSION_OLA, FORMAT_VERSION_SKIP, META_KEYS,
-    ModelView, ViewMeta,
+    FORMAT_VERSION_F32, FORMAT_VERSION_FRONT, FORMAT_VERSION_INT8, FORMAT_VERSION_OLA,
+    FORMAT_VERSION_SKIP, META_KEYS, ModelView, ViewMeta,
 };
 
 #[cfg(feature = "std")]
@@ -24,6 +26,6 @@ pub mod quantize;
 
 #[cfg(feature = "std")]
 pub use file::{
-    Model, ModelFileError, ModelMeta, ModelTensors, QuantizedTensors, SkipPath, identity_model,
-    write_model, write_model_int8,
+    FrontParams, Model, ModelFileError, ModelMeta, ModelTensors, QuantizedTensors, SkipPath,
+    identity_model, write_model, write_model_int8,
 };

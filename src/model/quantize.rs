@@ -5,8 +5,8 @@
 use super::file::{ModelMeta, ModelTensors, QuantizedTensors};
 
 /// Quantises `t` symmetrically to int8 in [-127, 127] with one scale per latent: per column of
-/// `W_enc` and per row of `W_dec` (`scale = max |w| / 127`, 0 for an all-zero latent). Biases
-/// stay f32.
+/// `W_enc` and per row of `W_dec` (`scale = max |w| / 127`, 0 for an all-zero latent). Biases,
+/// the linear path and the front end stay f32.
 pub fn quantize_tensors(meta: &ModelMeta, t: &ModelTensors) -> QuantizedTensors {
     let (d_in, d_sae) = (meta.d_in, meta.d_sae);
     let mut enc_max = vec![0.0f32; d_sae];
@@ -48,5 +48,6 @@ pub fn quantize_tensors(meta: &ModelMeta, t: &ModelTensors) -> QuantizedTensors 
         b_enc: t.b_enc.clone(),
         b_dec: t.b_dec.clone(),
         skip: t.skip.clone(),
+        front: t.front.clone(),
     }
 }

@@ -2,8 +2,8 @@
 //! a small JSON scanner, validated completely, giving borrowed views of the tensors.
 
 use crate::core::{
-    Activation, CoreError, F32Weights, Int8Weights, Normalisation, OlaShape, Sae, SaeConfig, Skip,
-    TENSOR_NAMES, Weights,
+    Activation, CoreError, F32Weights, Front, FrontShape, Int8Weights, Normalisation, OlaShape,
+    Sae, SaeConfig, Skip, TENSOR_NAMES, Weights,
 };
 use ::core::ops::Range;
 
@@ -13,7 +13,7 @@ const MAX_HEADER: u64 = 100_000_000;
 const MAX_DEPTH: usize = 16;
 
 /// Metadata keys, in the order of [`ViewMeta`]'s fields.
-pub const META_KEYS: [&str; 12] = [
+pub const META_KEYS: [&str; 13] = [
     "format_version",
     "d_in",
     "d_sae",
@@ -26,6 +26,7 @@ pub const META_KEYS: [&str; 12] = [
     "provenance",
     "skip_gate",
     "ola",
+    "front",
 ];
 
 /// Format versions: 1 = f32 tensors; 2 = adds int8 matrices with per-latent f32 scales.
@@ -38,6 +39,10 @@ pub const FORMAT_VERSION_SKIP: u32 = 3;
 /// Format version of files naming an overlap-add taper other than Hann (metadata `ola`);
 /// older readers refuse them rather than combine the windows differently.
 pub const FORMAT_VERSION_OLA: u32 = 4;
+/// Format version of files with a convolutional front end ([`crate::core::Front`]: tensor
+/// `front`, metadata `front` = `{width}x{depth}k{kernel}`); older readers refuse them rather
+/// than encode the raw window.
+pub const FORMAT_VERSION_FRONT: u32 = 5;
 
 /// Metadata of a parsed model, borrowing its strings from the file.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -69,6 +74,8 @@ pub struct ViewMeta<'a> {
     pub skip_gate: Option<f32>,
     /// Overlap-add taper the model was chosen with (metadata `ola`; Hann when absent).
     pub ola: OlaShape,
+    /// Shape of the convolutional front end, if the model has one.
+    pub front: Option<FrontShape>,
 }
 
 /// A validated model: metadata plus the SAE borrowing the tensors.
@@ -135,8 +142,9 @@ pub(crate) struct Layout {
     int8: bool,
     skip_gate: Option<f32>,
     ola: OlaShape,
+    front: Option<FrontShape>,
     /// Absolute byte ranges, indexed like [`TENSOR_NAMES`].
-    tensors: [Range<usize>; 7],
+    tensors: [Range<usize>; 8],
 }
 
 struct Scanner<'a> {
@@ -408,9 +416,9 @@ impl Layout {
         let header = &bytes[8..data_start];
         let mut sc = Scanner { s: header, pos: 0 };
 
-        let mut meta: [Option<(&[u8], Range<usize>)>; 12] = Default::default();
-        let mut tensors: [Option<TensorInfo>; 7] = [None; 7];
-        let mut name_pos = [0usize; 7];
+        let mut meta: [Option<(&[u8], Range<usize>)>; 13] = Default::default();
+        let mut tensors: [Option<TensorInfo>; 8] = [None; 8];
+        let mut name_pos = [0usize; 8];
 
         sc.eat(b'{')?;
         if sc.peek() == Some(b'}') {
@@ -472,7 +480,7 @@ impl Layout {
         let version = match u32::try_from(version) {
             Ok(
                 v @ (FORMAT_VERSION_F32 | FORMAT_VERSION_INT8 | FORMAT_VERSION_SKIP
-                | FORMAT_VERSION_OLA),
+                | FORMAT_VERSION_OLA | FORMAT_VERSION_FRONT),
             ) => v,
             Ok(v) => return Err(CoreError::UnsupportedVersion { found: v }),
             Err(_) => return Err(CoreError::UnsupportedVersion { found: u32::MAX }),
@@ -532,7 +540,28 @@ impl Layout {
         }
         let mat = if int8 { Dtype::I8 } else { Dtype::F32 };
         let skip_taps = tensors[6].map_or(0, |t| t.shape[0]);
-        let expect: [(Dtype, [usize; 2]); 7] = [
+        // The front end: tensor and shape together, from format 5 on.
+        let front = match (tensors[7].is_some(), raw(12)) {
+            (false, None) => None,
+            (true, Some(v)) if version >= FORMAT_VERSION_FRONT => Some(
+                ::core::str::from_utf8(v)
+                    .ok()
+                    .and_then(FrontShape::parse)
+                    .ok_or(CoreError::BadMetadata { key: META_KEYS[12] })?,
+            ),
+            (true, Some(_)) => {
+                return Err(CoreError::UnknownTensor {
+                    offset: name_pos[7],
+                });
+            }
+            (true, None) => return Err(CoreError::MissingMetadata { key: META_KEYS[12] }),
+            (false, Some(_)) => {
+                return Err(CoreError::MissingTensor {
+                    tensor: TENSOR_NAMES[7],
+                });
+            }
+        };
+        let expect: [(Dtype, [usize; 2]); 8] = [
             (mat, [d_in, d_sae]),
             (mat, [d_sae, d_in]),
             (Dtype::F32, [d_sae, 0]),
@@ -540,6 +569,7 @@ impl Layout {
             (Dtype::F32, [d_sae, 0]),
             (Dtype::F32, [d_sae, 0]),
             (Dtype::F32, [skip_taps.max(1), 0]),
+            (Dtype::F32, [front.map_or(1, |f| f.n_params()), 0]),
         ];
         let required = if int8 { 6 } else { 4 };
         // The linear path: tensor and gate together, from format 3 on.
@@ -573,9 +603,9 @@ impl Layout {
             Some(_) => return Err(CoreError::BadMetadata { key: META_KEYS[11] }),
         };
         let data_len = file_len - data_start as u64;
-        let mut ranges: [Range<usize>; 7] = Default::default();
+        let mut ranges: [Range<usize>; 8] = Default::default();
         let mut covered = 0u64;
-        for i in 0..7 {
+        for i in 0..8 {
             let name = TENSOR_NAMES[i];
             let Some(t) = tensors[i] else {
                 if i < required {
@@ -627,8 +657,8 @@ impl Layout {
             covered += size;
             ranges[i] = (data_start + t.begin as usize)..(data_start + t.end as usize);
         }
-        for i in 0..7 {
-            for j in i + 1..7 {
+        for i in 0..8 {
+            for j in i + 1..8 {
                 let (a, b) = (&ranges[i], &ranges[j]);
                 if !a.is_empty() && !b.is_empty() && a.start < b.end && b.start < a.end {
                     return Err(CoreError::OverlappingTensors {
@@ -658,12 +688,16 @@ impl Layout {
             int8,
             skip_gate,
             ola,
+            front,
             tensors: ranges,
         };
-        // Lengths and finiteness of every weight, the linear path's too.
+        // Lengths and finiteness of every weight, the linear path's and the front's too.
         let sae = Sae::new(layout.config, layout.weights(bytes))?;
         if let Some(skip) = layout.skip(bytes) {
             sae.with_skip(skip)?;
+        }
+        if let Some(front) = layout.front(bytes) {
+            sae.with_front(front)?;
         }
         Ok(layout)
     }
@@ -696,6 +730,13 @@ impl Layout {
         })
     }
 
+    fn front<'a>(&self, bytes: &'a [u8]) -> Option<Front<'a>> {
+        self.front.map(|shape| Front {
+            shape,
+            params: bytes.get(self.tensors[7].clone()).unwrap_or(&[]),
+        })
+    }
+
     /// The view of `bytes`, which must be the bytes this layout was parsed from.
     pub(crate) fn view<'a>(&self, bytes: &'a [u8]) -> ModelView<'a> {
         let s = |r: &Range<usize>| {
@@ -719,9 +760,15 @@ impl Layout {
                 int8: self.int8,
                 skip_gate: self.skip_gate,
                 ola: self.ola,
+                front: self.front,
             },
-            sae: Sae::from_validated(self.config, self.weights(bytes), self.skip(bytes))
-                .with_ola_shape(self.ola),
+            sae: Sae::from_validated(
+                self.config,
+                self.weights(bytes),
+                self.skip(bytes),
+                self.front(bytes),
+            )
+            .with_ola_shape(self.ola),
         }
     }
 }

@@ -60,6 +60,7 @@ pub fn model_tensors(s: &SaeTensors, residual: bool, residual_gate: Option<f32>)
             taps: vec![1.0],
             gate: residual_gate.unwrap_or(ALWAYS_OPEN),
         }),
+        front: None,
     }
 }
 

@@ -40,6 +40,7 @@ pub(crate) fn random_tensors(seed: u64, d_in: usize, d_sae: usize) -> ModelTenso
         b_enc: v(d_sae, 0.1),
         b_dec: v(d_in, 0.1),
         skip: None,
+        front: None,
     }
 }
 
@@ -199,6 +200,7 @@ fn no_mean_normalisation_drops_a_dc_offset_that_window_zscore_keeps() {
         b_enc: vec![0.0; d],
         b_dec: vec![0.0; d],
         skip: None,
+        front: None,
     };
     let x: Vec<f32> = (0..d).map(|i| 100.0 + i as f32).collect();
     let mean = x.iter().sum::<f32>() / d as f32;
@@ -247,6 +249,7 @@ fn topk_ties_go_to_lower_index_through_the_model() {
         b_enc,
         b_dec: vec![0.0; d_in],
         skip: None,
+        front: None,
     };
     for act in [Activation::TopkRelu, Activation::TopkSigned] {
         let m = Model::from_tensors(&meta(d_in, d_sae, k, act, Normalisation::None), &t).unwrap();
@@ -277,6 +280,7 @@ fn topk_relu_zeroes_negative_kept_latents_signed_keeps_them() {
         b_enc: vec![-1.0, -2.0, -3.0],
         b_dec: vec![0.25, 0.5],
         skip: None,
+        front: None,
     };
     let run = |act| {
         let m = Model::from_tensors(&meta(d_in, d_sae, k, act, Normalisation::None), &t).unwrap();

@@ -8,6 +8,7 @@ mod core_stream;
 mod edf;
 mod eval;
 mod fidelity;
+mod front;
 mod model_file;
 mod multichannel;
 mod quality;

@@ -239,8 +239,8 @@ fn every_malformed_case_gives_its_error() {
         ),
         (
             "unknown version",
-            set(&["__metadata__", "format_version"], json!("5")),
-            CoreError::UnsupportedVersion { found: 5 },
+            set(&["__metadata__", "format_version"], json!("6")),
+            CoreError::UnsupportedVersion { found: 6 },
         ),
         (
             "unknown activation",
@@ -672,6 +672,7 @@ fn int8_pca_dictionary_within_two_percent_on_synthetic_test_split() {
         b_enc: vec![0.0; d_sae],
         b_dec: vec![0.0; d_in],
         skip: None,
+        front: None,
     };
     let mut m = meta(
         d_in,

@@ -35,6 +35,7 @@ fn tied_model(act: Activation) -> (ModelMeta, ModelTensors) {
         b_enc: vec![1.0, 3.0, 3.0, 2.0, 3.0, 0.0],
         b_dec: vec![0.0; d_in],
         skip: None,
+        front: None,
     };
     (meta, t)
 }
