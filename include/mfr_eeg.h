@@ -118,6 +118,18 @@ typedef struct mfr_model_info {
    * The model's overlap-add taper: `MFR_OLA_HANN` or `MFR_OLA_SINE`.
    */
   uint32_t ola;
+  /**
+   * Hidden channels of the model's convolutional front end (0: the model has none).
+   */
+  size_t front_width;
+  /**
+   * Hidden layers of the front end (0: none).
+   */
+  size_t front_depth;
+  /**
+   * Kernel length of the front end's hidden layers (0: none).
+   */
+  size_t front_kernel;
 } mfr_model_info;
 
 /**

@@ -112,6 +112,12 @@ pub struct mfr_model_info {
     pub int8: bool,
     /// The model's overlap-add taper: `MFR_OLA_HANN` or `MFR_OLA_SINE`.
     pub ola: u32,
+    /// Hidden channels of the model's convolutional front end (0: the model has none).
+    pub front_width: usize,
+    /// Hidden layers of the front end (0: none).
+    pub front_depth: usize,
+    /// Kernel length of the front end's hidden layers (0: none).
+    pub front_kernel: usize,
 }
 
 /// Options of [`mfr_denoise_in_place`], the same as the CLI's (`mfr_denoise_options_default`
@@ -320,6 +326,9 @@ pub unsafe extern "C" fn mfr_model_get_info(
             sample_rate_hz: meta.sample_rate_hz,
             int8: meta.int8,
             ola: ola_code(meta.ola),
+            front_width: meta.front.map_or(0, |f| f.width),
+            front_depth: meta.front.map_or(0, |f| f.depth),
+            front_kernel: meta.front.map_or(0, |f| f.kernel),
         };
         // SAFETY: checked non-null; the caller's contract.
         unsafe { *out = info };

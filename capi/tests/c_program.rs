@@ -113,7 +113,8 @@ fn c_program_streams_and_denoises_exactly_as_rust() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert!(
-        stdout.contains("model: window 256, hop 8, k 128 of 1024, 256 Hz, sine taper"),
+        stdout
+            .contains("model: window 256, hop 8, k 128 of 1024, 256 Hz, sine taper, no front end"),
         "{stdout}"
     );
     assert!(stdout.contains("latency: 255 samples"), "{stdout}");

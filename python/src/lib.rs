@@ -138,6 +138,8 @@ impl Model {
         d.set_item("int8", v.int8)?;
         d.set_item("skip_gate", v.skip_gate.map(f64::from))?;
         d.set_item("ola", v.ola.name())?;
+        // `{width}x{depth}k{kernel}` of the convolutional front end, or None.
+        d.set_item("front", v.front.map(|f| f.to_string()))?;
         Ok(d)
     }
 

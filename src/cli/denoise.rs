@@ -298,13 +298,18 @@ fn summary_text(s: &DenoiseSummary, model: &Model, a: &DenoiseArgs) -> String {
     } else {
         outln!(
             out,
-            "  model       {name} (window {} samples, hop {}{}, k {} of {}, {} Hz, {})",
+            "  model       {name} (window {} samples, hop {}{}, {}k {} of {}, {} Hz, {})",
             m.d_in,
             a.hop.unwrap_or(m.hop),
             match a.ola.map_or(m.ola, Into::into) {
                 OlaShape::Hann => "",
                 OlaShape::Sine => " with the sine taper",
             },
+            model
+                .view()
+                .meta()
+                .front
+                .map_or_else(String::new, |f| format!("conv front end {f}, ")),
             m.k,
             m.d_sae,
             m.sample_rate_hz,

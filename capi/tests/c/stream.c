@@ -63,9 +63,14 @@ int main(int argc, char **argv) {
   free(model_bytes); /* the handle holds its own copy */
   mfr_model_info info;
   CHECK(mfr_model_get_info(model, &info));
-  printf("model: window %zu, hop %zu, k %zu of %zu, %g Hz, %s taper\n", info.d_in, info.hop,
+  printf("model: window %zu, hop %zu, k %zu of %zu, %g Hz, %s taper", info.d_in, info.hop,
          info.k, info.d_sae, (double)info.sample_rate_hz,
          info.ola == MFR_OLA_SINE ? "sine" : "Hann");
+  if (info.front_width > 0) {
+    printf(", front end %zux%zuk%zu\n", info.front_width, info.front_depth, info.front_kernel);
+  } else {
+    printf(", no front end\n");
+  }
 
   /* Streaming in chunks of pseudo-random sizes (a fixed LCG, so the run is reproducible). */
   mfr_streamer *st = NULL;
