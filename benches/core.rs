@@ -1,5 +1,6 @@
 //! Criterion benches of the inference core: f32 forward (one window, and a batch of windows
-//! through the offline path), 8-channel streaming, and int8 vs f32 forward.
+//! through the offline path), 8-channel streaming, int8 vs f32 forward, and the forward behind
+//! a convolutional front end.
 //!
 //! `cargo bench --bench core` (add `--no-default-features --features std` to skip burn).
 
@@ -13,6 +14,12 @@ use mfr_eeg::rng::Rng;
 use std::hint::black_box;
 
 fn models(d_in: usize, d_sae: usize, k: usize) -> (Model, Model) {
+    let (f, q, _) = models_with_front(d_in, d_sae, k);
+    (f, q)
+}
+
+/// The f32 and int8 models, and the f32 one behind a 16x3k7 convolutional front end.
+fn models_with_front(d_in: usize, d_sae: usize, k: usize) -> (Model, Model, Model) {
     let meta = ModelMeta {
         d_in,
         d_sae,
@@ -42,7 +49,24 @@ fn models(d_in: usize, d_sae: usize, k: usize) -> (Model, Model) {
     };
     let f = Model::from_tensors(&meta, &t).expect("f32 model");
     let q = Model::from_int8(&meta, &quantize_tensors(&meta, &t)).expect("int8 model");
-    (f, q)
+    let shape = mfr_eeg::core::FrontShape {
+        width: 16,
+        depth: 3,
+        kernel: 7,
+    };
+    let front = mfr_eeg::model::FrontParams {
+        shape,
+        params: v(shape.n_params(), 0.1),
+    };
+    let fr = Model::from_tensors(
+        &meta,
+        &ModelTensors {
+            front: Some(front),
+            ..t
+        },
+    )
+    .expect("front model");
+    (f, q, fr)
 }
 
 fn signal(n: usize) -> Vec<f32> {
@@ -55,9 +79,9 @@ fn signal(n: usize) -> Vec<f32> {
 fn forward(c: &mut Criterion) {
     let mut g = c.benchmark_group("forward_window");
     for (d_in, d_sae, k) in [(128, 128, 8), (256, 512, 16)] {
-        let (f, q) = models(d_in, d_sae, k);
+        let (f, q, fr) = models_with_front(d_in, d_sae, k);
         let x = signal(d_in);
-        for (name, m) in [("f32", &f), ("int8", &q)] {
+        for (name, m) in [("f32", &f), ("int8", &q), ("f32+front16x3k7", &fr)] {
             let sae = m.view().sae();
             let (mut out, mut s, mut idx) =
                 (vec![0.0; d_in], vec![0.0; sae.scratch_len()], vec![0; k]);

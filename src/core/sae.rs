@@ -347,7 +347,10 @@ pub struct Front<'a> {
 }
 
 impl Front<'_> {
-    /// `g` (`[d_in]`) from `x` (`[d_in]`) with `h` (`[2 width d_in]`) as scratch.
+    /// `g` (`[d_in]`) from `x` (`[d_in]`) with `h` (`[2 width d_in]`) as scratch. Inlined
+    /// everywhere so a caller compiled for wider vectors gets them (the multiply-adds are
+    /// element-wise, so the result is the same bit for bit).
+    #[inline(always)]
     pub(crate) fn apply(&self, x: &[f32], g: &mut [f32], h: &mut [f32]) {
         let FrontShape {
             width,
@@ -382,6 +385,7 @@ impl Front<'_> {
 /// One same-padded conv layer: `y[o, n] = b[o] + sum_i sum_l w[o, i, l] x[i, n + l - k/2]`
 /// (zero outside the window), ReLU'd if `relu`, for `x [cin, d]`, `y [cout, d]`; weights
 /// then biases read from `p` at float offset `off`. Returns the offset after the layer.
+#[inline(always)]
 fn conv_layer(
     p: &[u8],
     off: usize,
@@ -393,23 +397,53 @@ fn conv_layer(
 ) -> usize {
     let bias = off + cout * cin * k;
     let c = k / 2;
+    // Samples every tap reaches lie in c..d-c; whole blocks of them accumulate in registers,
+    // the rest (edges, remainder) tap by tap. Both add the bias, then input channel by
+    // channel and tap by tap, so each output sees the same sums in the same order.
+    let n_blocks = d.saturating_sub(2 * c) / CONV_BLOCK;
+    let (blk_lo, blk_hi) = (c, c + n_blocks * CONV_BLOCK);
     for (o, yo) in y.chunks_exact_mut(d.max(1)).take(cout).enumerate() {
-        yo.fill(le(p, bias + o));
-        for (i, xi) in x.chunks_exact(d.max(1)).take(cin).enumerate() {
-            for l in 0..k {
-                let t = le(p, off + (o * cin + i) * k + l);
-                // One tap over the samples it reaches: a contiguous multiply-add (vectorised).
-                let lo = c.saturating_sub(l);
-                let hi = (d + c).saturating_sub(l).min(d);
-                if lo >= hi {
-                    continue;
-                }
-                let s = lo + l - c;
-                if let (Some(ys), Some(xs)) = (yo.get_mut(lo..hi), xi.get(s..s + (hi - lo))) {
-                    for (yv, &xv) in ys.iter_mut().zip(xs) {
-                        *yv += t * xv;
+        let b = le(p, bias + o);
+        let w = off + o * cin * k;
+        for (r0, r1) in [(0, blk_lo.min(d)), (blk_hi.min(d), d)] {
+            if let Some(ys) = yo.get_mut(r0..r1) {
+                ys.fill(b);
+            }
+            for (i, xi) in x.chunks_exact(d.max(1)).take(cin).enumerate() {
+                for l in 0..k {
+                    let t = le(p, w + i * k + l);
+                    let lo = c.saturating_sub(l).max(r0);
+                    let hi = (d + c).saturating_sub(l).min(r1);
+                    if lo >= hi {
+                        continue;
+                    }
+                    let s = lo + l - c;
+                    if let (Some(ys), Some(xs)) = (yo.get_mut(lo..hi), xi.get(s..s + (hi - lo))) {
+                        for (yv, &xv) in ys.iter_mut().zip(xs) {
+                            *yv += t * xv;
+                        }
                     }
                 }
+            }
+        }
+        for n0 in (blk_lo..blk_hi).step_by(CONV_BLOCK) {
+            let mut acc = [b; CONV_BLOCK];
+            for (i, xi) in x.chunks_exact(d.max(1)).take(cin).enumerate() {
+                for l in 0..k {
+                    let t = le(p, w + i * k + l);
+                    let s = n0 + l - c;
+                    if let Some(Ok(xs)) = xi
+                        .get(s..s + CONV_BLOCK)
+                        .map(<&[f32; CONV_BLOCK]>::try_from)
+                    {
+                        for (a, &xv) in acc.iter_mut().zip(xs) {
+                            *a += t * xv;
+                        }
+                    }
+                }
+            }
+            if let Some(ys) = yo.get_mut(n0..n0 + CONV_BLOCK) {
+                ys.copy_from_slice(&acc);
             }
         }
         if relu {
@@ -420,6 +454,9 @@ fn conv_layer(
     }
     bias + cout
 }
+
+/// Outputs of a front-end layer accumulated together in registers.
+const CONV_BLOCK: usize = 16;
 
 /// A validated TopK SAE borrowing its weights (zero-copy). Cheap to copy.
 ///
