@@ -295,7 +295,7 @@ impl FrontShape {
     /// `[1, width, 1]`. Meaningful for valid shapes only.
     pub const fn n_params(&self) -> usize {
         let (w, k) = (self.width, self.kernel);
-        (w * k + w) + (self.depth - 1) * (w * w * k + w) + (w + 1)
+        (w * k + w) + self.depth.saturating_sub(1) * (w * w * k + w) + (w + 1)
     }
 
     /// f32 scratch the front needs for a window of `d_in` samples: `(2 width + 1) d_in`.
@@ -306,7 +306,7 @@ impl FrontShape {
     /// Multiply-adds per window of `d_in` samples.
     pub const fn macs_per_window(&self, d_in: usize) -> usize {
         let (w, k) = (self.width, self.kernel);
-        d_in * (w * k + (self.depth - 1) * w * w * k + w)
+        d_in * (w * k + self.depth.saturating_sub(1) * w * w * k + w)
     }
 
     /// Parses `{width}x{depth}k{kernel}`; `None` if malformed or out of bounds.

@@ -96,6 +96,30 @@ fn general_model_keeps_its_card_quality_on_a_fixed_test_subset() {
     }
 }
 
+/// The model with the convolutional front end (format 5) on the same subset: its card's
+/// numbers within the same margin, and its lead over the default model on EMG and on
+/// artifact-free EEG, the reason it ships. Card (models/general-front-256hz.md, all 522 test
+/// segments): EOG 0.482 / 0.864, EMG 0.381 / 0.920. On this subset: EOG 0.499 / 0.856, EMG
+/// 0.393 / 0.920, artifact-free change 0.276; the default model there: EMG 0.412 / 0.916,
+/// artifact-free change 0.316 (the tests above).
+#[test]
+fn front_end_model_keeps_its_card_quality_and_its_lead() {
+    let front = "models/general-front-256hz.safetensors";
+    let rows = card_subset(front, 256.0, (4.0, 40.0));
+    assert_card(&rows, ArtifactKind::Eog, (0.482, 0.864), 0.08);
+    assert_card(&rows, ArtifactKind::Emg, (0.381, 0.920), 0.08);
+    let (t, _) = average(&rows, "sae", ArtifactKind::Emg);
+    assert!(
+        t < 0.412 - 0.01,
+        "EMG {t:.4}: no lead over the default's 0.412"
+    );
+    let (t, _) = artifact_free_change(front, 256.0, (4.0, 40.0));
+    assert!(
+        t <= 0.276 * 1.07 && t < 0.316 - 0.02,
+        "artifact-free change {t:.4} vs 0.276 measured, default 0.316"
+    );
+}
+
 /// Artifact-free EEG is most of a real recording: the default model must leave it nearly as
 /// it is. Card (all 522 test segments of its corpus): RRMSE_t 0.288 between output and input.
 /// On the first 160 test segments of the EEGMMIDB corpus: 0.316 (a model of the same shape
