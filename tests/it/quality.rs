@@ -114,8 +114,9 @@ fn front_end_model_keeps_its_card_quality_and_its_lead() {
         "EMG {t:.4}: no lead over the default's 0.412"
     );
     let (t, _) = artifact_free_change(front, 256.0, (4.0, 40.0));
+    // 7 % margin, which still keeps it 0.02 below the default's 0.316.
     assert!(
-        t <= 0.276 * 1.07 && t < 0.316 - 0.02,
+        t <= 0.276 * 1.07,
         "artifact-free change {t:.4} vs 0.276 measured, default 0.316"
     );
 }
