@@ -99,21 +99,22 @@ fn general_model_keeps_its_card_quality_on_a_fixed_test_subset() {
 /// The model with the convolutional front end (format 5) on the same subset: its card's
 /// numbers within the same margin, and its lead over the default model on EMG and on
 /// artifact-free EEG, the reason it ships. Card (models/general-front-256hz.md, all 522 test
-/// segments): EOG 0.482 / 0.864, EMG 0.381 / 0.920. On this subset: EOG 0.499 / 0.856, EMG
-/// 0.393 / 0.920, artifact-free change 0.276; the default model there: EMG 0.412 / 0.916,
+/// segments): EOG 0.478 / 0.867, EMG 0.348 / 0.931. On this subset: EOG 0.503 / 0.855, EMG
+/// 0.375 / 0.926, artifact-free change 0.276; the default model there: EMG 0.412 / 0.916,
 /// artifact-free change 0.316 (the tests above).
 #[test]
 fn front_end_model_keeps_its_card_quality_and_its_lead() {
     let front = "models/general-front-256hz.safetensors";
+    let (change, _) = artifact_free_change(front, 256.0, (4.0, 40.0));
     let rows = card_subset(front, 256.0, (4.0, 40.0));
-    assert_card(&rows, ArtifactKind::Eog, (0.482, 0.864), 0.08);
-    assert_card(&rows, ArtifactKind::Emg, (0.381, 0.920), 0.08);
+    assert_card(&rows, ArtifactKind::Eog, (0.478, 0.867), 0.08);
+    assert_card(&rows, ArtifactKind::Emg, (0.348, 0.931), 0.08);
     let (t, _) = average(&rows, "sae", ArtifactKind::Emg);
     assert!(
-        t < 0.412 - 0.01,
+        t < 0.412 - 0.02,
         "EMG {t:.4}: no lead over the default's 0.412"
     );
-    let (t, _) = artifact_free_change(front, 256.0, (4.0, 40.0));
+    let t = change;
     // 7 % margin, which still keeps it 0.02 below the default's 0.316.
     assert!(
         t <= 0.276 * 1.07,
