@@ -20,8 +20,9 @@
 //! **Difference to the core.** Only roundings differ: the encoder's sums start from zero
 //! instead of the bias and (with FMA) fuse each multiply-add, so pre-activations differ by f32
 //! rounding (~1e-7 relative); the decode adds the kept rows in index order instead of largest
-//! first, fused likewise. Window statistics, the linear path's gate and the TopK rule are the
-//! core's bit for bit. Where two pre-activations at the k-th place are closer than
+//! first, fused likewise; a convolutional front end runs as one matrix product per layer over
+//! an im2col copy of its input, its bias added after the product. Window statistics, the
+//! linear path's gate and the TopK rule are the core's bit for bit. Where two pre-activations at the k-th place are closer than
 //! that rounding, the kept set can differ by one latent; the integration tests measure the
 //! resulting error over many windows of real EEG and state the bound. int8 models keep the
 //! core's per-window activation quantisation; only the integer dot products are accumulated in
@@ -32,8 +33,8 @@ mod encode;
 use encode::PackedEncoder;
 
 use crate::core::{
-    Activation, CoreError, FaultCounts, Front, FrontShape, Normalisation, OlaShape, Sae, SaeConfig,
-    Skip, Weights, ola_window_shape_into, reflect_index, sane, sanitise, zscore_stats,
+    Activation, CoreError, FaultCounts, FrontShape, Normalisation, OlaShape, Sae, SaeConfig, Skip,
+    Weights, ola_window_shape_into, reflect_index, sane, sanitise, zscore_stats,
 };
 
 /// Windows encoded per matrix product unless [`BatchScratch::with_batch`] says otherwise.
@@ -85,9 +86,43 @@ pub struct BatchModel {
     taps: Vec<f32>,
     /// Overlap-add taper ([`Sae::ola_shape`]).
     ola: OlaShape,
-    /// Convolutional front end (shape, little-endian parameters), run per window by the
-    /// core's own code before the encoder product.
+    /// Convolutional front end (shape, little-endian parameters, as the core reads them).
     front: Option<(FrontShape, Vec<u8>)>,
+    /// The same front end decoded layer by layer for [`front_by_products`].
+    front_layers: Vec<FrontLayer>,
+}
+
+/// One front-end layer: weights `[cout, cin * k]` row-major (the file's `[out, in, k]`
+/// packing read as a matrix), biases, and the sizes.
+#[derive(Clone, Debug, PartialEq)]
+struct FrontLayer {
+    w: Vec<f32>,
+    b: Vec<f32>,
+    cin: usize,
+    cout: usize,
+    k: usize,
+}
+
+/// Splits the packed parameters of a front end of shape `f` into its layers.
+fn front_layers(f: FrontShape, params: &[f32]) -> Vec<FrontLayer> {
+    let mut dims = vec![(1, f.width, f.kernel)];
+    dims.extend((1..f.depth).map(|_| (f.width, f.width, f.kernel)));
+    dims.push((f.width, 1, 1));
+    let mut off = 0;
+    dims.into_iter()
+        .map(|(cin, cout, k)| {
+            let n = cout * cin * k;
+            let layer = FrontLayer {
+                w: params[off..off + n].to_vec(),
+                b: params[off + n..off + n + cout].to_vec(),
+                cin,
+                cout,
+                k,
+            };
+            off += n + cout;
+            layer
+        })
+        .collect()
 }
 
 impl BatchModel {
@@ -128,6 +163,9 @@ impl BatchModel {
             taps: sae.skip().map_or_else(Vec::new, |s| le_f32(s.taps)),
             ola: sae.ola_shape(),
             front: sae.front().map(|f| (f.shape, f.params.to_vec())),
+            front_layers: sae
+                .front()
+                .map_or_else(Vec::new, |f| front_layers(f.shape, &le_f32(f.params))),
         }
     }
 
@@ -258,9 +296,7 @@ impl BatchModel {
         let mut m0 = m_first;
         while m0 <= m_last {
             let rows = s.batch.min(m_last + 1 - m0);
-            #[cfg(not(target_arch = "x86_64"))]
-            let avx2 = false;
-            self.prepare_rows(hop, m0, rows, x, s, &mut faults, avx2);
+            self.prepare_rows(hop, m0, rows, x, s, &mut faults);
             self.enc.product(&s.a, rows, &mut s.c, &mut s.packed_a);
             for r in 0..rows {
                 #[cfg(target_arch = "x86_64")]
@@ -279,7 +315,6 @@ impl BatchModel {
     /// Fills rows `0..rows` of `s.win` (sanitised windows `m0..m0 + rows`), `s.xn` (their
     /// normalised form) and `s.a` (the encoder's input: `xn - b_dec`, or for int8 its integer
     /// codes), and the per-window statistics.
-    #[allow(clippy::too_many_arguments)]
     fn prepare_rows(
         &self,
         hop: usize,
@@ -288,7 +323,6 @@ impl BatchModel {
         x: &[f32],
         s: &mut BatchScratch,
         faults: &mut FaultCounts,
-        avx2: bool,
     ) {
         let d_in = self.config.d_in;
         let n = x.len();
@@ -329,26 +363,13 @@ impl BatchModel {
                     (mean, scale)
                 }
             };
-            // The encoder sees the front end's output, computed by the core's code.
-            let enc_in: &[f32] = match &self.front {
-                Some((shape, params)) => {
-                    let (g, h) = s.front.split_at_mut(d_in);
-                    let front = Front {
-                        shape: *shape,
-                        params,
-                    };
-                    #[cfg(target_arch = "x86_64")]
-                    if avx2 {
-                        // SAFETY: AVX2 support was detected at run time by the caller.
-                        unsafe { front_avx2(&front, xn, g, h) };
-                    } else {
-                        front.apply(xn, g, h);
-                    }
-                    #[cfg(not(target_arch = "x86_64"))]
-                    front.apply(xn, g, h);
-                    g
-                }
-                None => xn,
+            // The encoder sees the front end's output.
+            let enc_in: &[f32] = if self.front_layers.is_empty() {
+                xn
+            } else {
+                let (g, rest) = s.front.split_at_mut(d_in);
+                front_by_products(&self.front_layers, xn, g, rest);
+                g
             };
             let a = &mut s.a[r * d_in..(r + 1) * d_in];
             let mut sx = 0.0;
@@ -551,11 +572,91 @@ impl BatchModel {
     }
 }
 
-/// The core's front end compiled for AVX2 (8-wide multiply-adds, not fused: the same result).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn front_avx2(front: &Front<'_>, x: &[f32], g: &mut [f32], h: &mut [f32]) {
-    front.apply(x, g, h);
+/// The core's front end ([`crate::core::Front`]) as one matrix product per layer over a
+/// copy of its input with one row per (channel, tap) (im2col), so it runs at sgemm speed
+/// instead of tap by tap. The sums are the core's up to f32 rounding (the bias is added after
+/// the product, the product may fuse multiply-adds). `x`, `g`: `[d]`; `scratch`: two layer
+/// outputs and the im2col matrix, `(2 width + width kernel) d`.
+fn front_by_products(layers: &[FrontLayer], x: &[f32], g: &mut [f32], scratch: &mut [f32]) {
+    let d = x.len();
+    let width = layers.first().map_or(0, |l| l.cout);
+    let (h, col) = scratch.split_at_mut(2 * width * d);
+    let (mut src, mut dst) = h.split_at_mut(width * d);
+    let last = layers.len() - 1;
+    for (i, layer) in layers.iter().enumerate() {
+        let input: &[f32] = if i == 0 { x } else { src };
+        if i == last {
+            conv_by_product(layer, input, g, col, d, false);
+        } else {
+            conv_by_product(layer, input, dst, col, d, true);
+            ::core::mem::swap(&mut src, &mut dst);
+        }
+    }
+    for (gv, &xv) in g.iter_mut().zip(x) {
+        *gv += xv;
+    }
+}
+
+/// One same-padded conv layer `y [cout, d] = b + W [cout, cin k] x im2col(x) [cin k, d]`,
+/// ReLU'd if `relu`.
+fn conv_by_product(
+    layer: &FrontLayer,
+    x: &[f32],
+    y: &mut [f32],
+    col: &mut [f32],
+    d: usize,
+    relu: bool,
+) {
+    let FrontLayer { w, b, cin, cout, k } = layer;
+    let (cin, cout, k) = (*cin, *cout, *k);
+    let rows = cin * k;
+    let b_mat: &[f32] = if k == 1 {
+        &x[..cin * d]
+    } else {
+        let c = k / 2;
+        for i in 0..cin {
+            let xi = &x[i * d..(i + 1) * d];
+            for l in 0..k {
+                let row = &mut col[(i * k + l) * d..(i * k + l + 1) * d];
+                // row[n] = x[i, n + l - c], zero outside the window.
+                let lo = c.saturating_sub(l).min(d);
+                let hi = (d + c).saturating_sub(l).min(d).max(lo);
+                row[..lo].fill(0.0);
+                row[hi..].fill(0.0);
+                row[lo..hi].copy_from_slice(&xi[lo + l - c..hi + l - c]);
+            }
+        }
+        &col[..rows * d]
+    };
+    let y = &mut y[..cout * d];
+    // SAFETY: `w` is cout x rows, `b_mat` rows x d, `y` cout x d, all row-major (the slices
+    // above have exactly those lengths); the strides say exactly that.
+    unsafe {
+        matrixmultiply::sgemm(
+            cout,
+            rows,
+            d,
+            1.0,
+            w.as_ptr(),
+            rows as isize,
+            1,
+            b_mat.as_ptr(),
+            d as isize,
+            1,
+            0.0,
+            y.as_mut_ptr(),
+            d as isize,
+            1,
+        );
+    }
+    for (yo, &bo) in y.chunks_exact_mut(d).zip(b) {
+        for v in yo.iter_mut() {
+            *v += bo;
+            if relu {
+                *v = v.max(0.0);
+            }
+        }
+    }
 }
 
 /// [`zscore_stats`] of each `d_in`-long row of `win` into `out`, bit for bit: eight rows'
@@ -1057,10 +1158,11 @@ impl BatchScratch {
         self.keys.reserve(d_sae);
         self.ords.reserve(d_sae);
         self.coef.resize(k, (0, 0.0));
+        // g, two layer outputs and the im2col matrix of `front_by_products`.
         let front = m
             .front
             .as_ref()
-            .map_or(0, |(f, _)| d_in + f.scratch_len(d_in));
+            .map_or(0, |(f, _)| d_in * (1 + 2 * f.width + f.width * f.kernel));
         self.front.resize(front, 0.0);
         Ok(())
     }

@@ -347,10 +347,7 @@ pub struct Front<'a> {
 }
 
 impl Front<'_> {
-    /// `g` (`[d_in]`) from `x` (`[d_in]`) with `h` (`[2 width d_in]`) as scratch. Inlined
-    /// everywhere so a caller compiled for wider vectors gets them (the multiply-adds are
-    /// element-wise, so the result is the same bit for bit).
-    #[inline(always)]
+    /// `g` (`[d_in]`) from `x` (`[d_in]`) with `h` (`[2 width d_in]`) as scratch.
     pub(crate) fn apply(&self, x: &[f32], g: &mut [f32], h: &mut [f32]) {
         let FrontShape {
             width,
@@ -385,7 +382,6 @@ impl Front<'_> {
 /// One same-padded conv layer: `y[o, n] = b[o] + sum_i sum_l w[o, i, l] x[i, n + l - k/2]`
 /// (zero outside the window), ReLU'd if `relu`, for `x [cin, d]`, `y [cout, d]`; weights
 /// then biases read from `p` at float offset `off`. Returns the offset after the layer.
-#[inline(always)]
 fn conv_layer(
     p: &[u8],
     off: usize,

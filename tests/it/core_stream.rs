@@ -83,7 +83,7 @@ fn reflect_padded(x: &[f32], d_in: usize) -> Vec<f32> {
         .collect()
 }
 
-fn offline(sae: &Sae<'_>, hop: usize, x: &[f32]) -> Vec<f32> {
+pub(crate) fn offline(sae: &Sae<'_>, hop: usize, x: &[f32]) -> Vec<f32> {
     let mut out = vec![0.0; x.len()];
     let mut work = vec![0.0; offline_work_len(sae)];
     let mut topk = vec![0; sae.k()];
@@ -94,7 +94,12 @@ fn offline(sae: &Sae<'_>, hop: usize, x: &[f32]) -> Vec<f32> {
 /// Whether streaming the reflect-padded `x` in random chunks gives, after the padding and the
 /// latency, exactly the offline result (bit for bit: both run the same window code on the same
 /// samples in the same order).
-fn streamed_equals_offline(sae: Sae<'_>, hop: usize, x: &[f32], chunk_seed: u64) -> bool {
+pub(crate) fn streamed_equals_offline(
+    sae: Sae<'_>,
+    hop: usize,
+    x: &[f32],
+    chunk_seed: u64,
+) -> bool {
     let d_in = sae.d_in();
     let want = offline(&sae, hop, x);
     let padded = reflect_padded(x, d_in);

@@ -3,11 +3,9 @@
 //! streaming view, batched, int8) and, with training, the burn network it is exported from.
 
 use crate::core_forward::{meta, random_tensors};
+use crate::core_stream::{offline, streamed_equals_offline};
 use mfr_eeg::batch::{BatchScratch, denoise_batched_into};
-use mfr_eeg::core::{
-    Activation, CoreError, FrontShape, Normalisation, Sae, StreamView, Streamer,
-    denoise_offline_into, offline_pad, offline_work_len, reflect_index,
-};
+use mfr_eeg::core::{Activation, CoreError, FrontShape, Normalisation, Sae, Streamer};
 use mfr_eeg::model::quantize::quantize_tensors;
 use mfr_eeg::model::{FORMAT_VERSION_FRONT, FrontParams, Model, ModelTensors, SkipPath};
 use mfr_eeg::rng::Rng;
@@ -83,14 +81,6 @@ fn forward(sae: &Sae<'_>, x: &[f32]) -> Vec<f32> {
     let mut topk = vec![0; sae.k()];
     sae.forward_into(x, &mut out, &mut scratch, &mut topk)
         .unwrap();
-    out
-}
-
-fn offline(sae: &Sae<'_>, hop: usize, x: &[f32]) -> Vec<f32> {
-    let mut out = vec![0.0; x.len()];
-    let mut work = vec![0.0; offline_work_len(sae)];
-    let mut topk = vec![0; sae.k()];
-    denoise_offline_into(sae, hop, x, &mut out, &mut work, &mut topk).unwrap();
     out
 }
 
@@ -265,19 +255,9 @@ fn every_path_runs_the_front_alike() {
             .map(|(&a, &b)| f64::from((a - b).abs()))
             .fold(0.0, f64::max);
         assert!(worst < 1e-4 * rms, "batched vs core: {worst} (rms {rms})");
-        // Streaming view (buffers sized by the core) over the reflect-padded signal: the
-        // offline result bit for bit, as `denoise_offline_into` specifies.
-        let pad = offline_pad(d_in);
-        let padded: Vec<f32> = (0..x.len() + 2 * pad)
-            .map(|t| x[reflect_index(t as isize - pad as isize, x.len())])
-            .collect();
-        let mut buf = vec![0.0; StreamView::buffer_len(&sae, 1)];
-        let mut topk = vec![0; k];
-        let mut view = StreamView::new(sae, hop, 1, &mut buf, &mut topk).unwrap();
-        let mut out = vec![0.0; padded.len()];
-        view.push_interleaved(&padded, &mut out).unwrap();
-        let lat = view.latency();
-        assert_eq!(&out[pad + lat..], &want[..padded.len() - pad - lat]);
+        // Streaming view (buffers sized by the core) over the reflect-padded signal, in
+        // random chunks: the offline result bit for bit, as `denoise_offline_into` specifies.
+        assert!(streamed_equals_offline(sae, hop, &x, 7));
         // The const-generic streamer has no room for the front's scratch and says so.
         let e = Streamer::<'_, 32, 48, 6, 1>::new(sae, hop).err();
         assert_eq!(
@@ -291,22 +271,14 @@ fn every_path_runs_the_front_alike() {
 mod trained {
     use super::*;
     use mfr_eeg::eval::cnn::{CnnConfig, PeerArch, train_cnn};
-    use mfr_eeg::train::Dataset;
 
     /// A conv-front SAE trained in burn, exported, and run by the core gives the network's
     /// own outputs: the exported packing, padding and TopK rule are the ones it trained with.
     #[test]
     fn the_core_runs_the_trained_burn_network() {
         let dev = burn::tensor::Device::flex();
-        let (d, n) = (64, 256);
-        let mut rng = Rng::new(11);
-        let inputs: Vec<f32> = (0..n * d).map(|_| rng.normal() as f32).collect();
-        let targets: Vec<f32> = inputs.iter().map(|v| 0.5 * v).collect();
-        let data = Dataset {
-            inputs,
-            targets,
-            dim: d,
-        };
+        let d = 64;
+        let data = crate::quality::cnn::half_of_noise(11, d, 256);
         let arch = PeerArch::Sae {
             d_sae: 48,
             k: 8,

@@ -338,10 +338,22 @@ fn real_bench_section_scores_the_validation_split_last() {
 }
 
 #[cfg(feature = "train")]
-mod cnn {
+pub(crate) mod cnn {
     use mfr_eeg::eval::cnn::{CnnConfig, PeerArch, PeerNet, train_cnn, val_loss};
     use mfr_eeg::rng::Rng;
     use mfr_eeg::train::Dataset;
+
+    /// `n` windows of `d` seeded standard-normal samples, each with half itself as target.
+    pub(crate) fn half_of_noise(seed: u64, d: usize, n: usize) -> Dataset {
+        let mut rng = Rng::new(seed);
+        let inputs: Vec<f32> = (0..n * d).map(|_| rng.normal() as f32).collect();
+        let targets: Vec<f32> = inputs.iter().map(|v| 0.5 * v).collect();
+        Dataset {
+            inputs,
+            targets,
+            dim: d,
+        }
+    }
 
     #[test]
     fn unet_shapes_and_parameter_count() {
@@ -356,15 +368,8 @@ mod cnn {
     #[test]
     fn unet_training_lowers_the_loss_on_a_learnable_map() {
         // Target = half the input: a conv net learns this in a few dozen steps.
-        let mut rng = Rng::new(3);
-        let (d, n) = (64, 256);
-        let inputs: Vec<f32> = (0..n * d).map(|_| rng.normal() as f32).collect();
-        let targets: Vec<f32> = inputs.iter().map(|v| 0.5 * v).collect();
-        let data = Dataset {
-            inputs,
-            targets,
-            dim: d,
-        };
+        let d = 64;
+        let data = half_of_noise(3, d, 256);
         let dev = burn::tensor::Device::flex();
         let cfg = CnnConfig {
             steps: 60,
