@@ -268,7 +268,11 @@ mod tests {
     /// set, say) is missing from it.
     #[test]
     fn shipped_cards_regenerate_commands_round_trip() {
-        for card in ["models/general-256hz.md", "models/tiny-128hz-int8.md"] {
+        for card in [
+            "models/general-256hz.md",
+            "models/general-front-256hz.md",
+            "models/tiny-128hz-int8.md",
+        ] {
             let text = std::fs::read_to_string(card).unwrap();
             let (_, rest) = text.split_once("## Regenerate bit for bit").unwrap();
             let line = rest
@@ -283,6 +287,51 @@ mod tests {
             let o = TrainDenoiserOptions::from(cli.args);
             let back = regen_command(&o, o.mfr_alpha, o.seeds[0]).unwrap();
             assert_eq!(back, line, "{card}");
+        }
+    }
+
+    /// `--front` trains one SAE by the peer loop: settings it cannot honour are refused up
+    /// front, and malformed shapes never reach the trainer.
+    #[test]
+    fn front_needs_one_sae_and_a_valid_shape() {
+        let parse = |extra: &[&str]| {
+            Cli::try_parse_from(
+                ["train-denoiser", "--out", "/tmp/x.safetensors"]
+                    .into_iter()
+                    .chain(extra.iter().copied()),
+            )
+            .map(|c| TrainDenoiserOptions::from(c.args))
+        };
+        let ok = parse(&[
+            "--front",
+            "16x3k7",
+            "--n-saes",
+            "1",
+            "--mfr-alpha",
+            "0",
+            "--relative-loss",
+        ])
+        .unwrap();
+        assert_eq!(ok.front.map(|f| f.to_string()).as_deref(), Some("16x3k7"));
+        assert!(
+            regen_command(&ok, 0.0, 0)
+                .unwrap()
+                .contains(" --front 16x3k7")
+        );
+        let two = parse(&[
+            "--front",
+            "16x3k7",
+            "--n-saes",
+            "2",
+            "--mfr-alpha",
+            "0",
+            "--relative-loss",
+        ])
+        .unwrap();
+        let e = regen_command(&two, 0.0, 0).unwrap_err().to_string();
+        assert!(e.contains("--front 16x3k7 trains one SAE"), "{e}");
+        for bad in ["16x3k6", "16x3", "0x3k7"] {
+            assert!(parse(&["--front", bad]).is_err(), "{bad}");
         }
     }
 }
