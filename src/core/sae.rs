@@ -9,6 +9,7 @@
 use super::error::{CoreError, check_len};
 use super::stream::OlaShape;
 use super::topk::topk_into;
+use ::core::ops::Range;
 
 /// Which nonlinearity follows the TopK selection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -239,21 +240,27 @@ impl Skip<'_> {
         }
         let c = self.len() / 2;
         let n = x.len().min(out.len());
-        // One tap at a time over the samples it reaches: a contiguous multiply-add the
-        // compiler vectorises (a per-sample inner loop over taps did not).
         for (l, t) in self.taps.chunks_exact(4).enumerate() {
-            let t = le_chunk(t);
-            let lo = c.saturating_sub(l);
-            let hi = (n + c).saturating_sub(l).min(n);
-            if lo >= hi {
-                continue;
-            }
-            let src = lo + l - c;
-            if let (Some(o), Some(xs)) = (out.get_mut(lo..hi), x.get(src..src + (hi - lo))) {
-                for (o, &v) in o.iter_mut().zip(xs) {
-                    *o += t * v;
-                }
-            }
+            add_tap(le_chunk(t), l, c, x, out, 0..n);
+        }
+    }
+}
+
+/// `out[i] += t * x[i + l - c]` for the `i` in `range` whose source lies inside `x`: one tap
+/// of a centred FIR over the samples it reaches, a contiguous multiply-add the compiler
+/// vectorises (a per-sample inner loop over taps did not). Shared by the linear path and the
+/// front end's edges.
+#[inline]
+fn add_tap(t: f32, l: usize, c: usize, x: &[f32], out: &mut [f32], range: Range<usize>) {
+    let lo = c.saturating_sub(l).max(range.start);
+    let hi = (x.len() + c).saturating_sub(l).min(range.end);
+    if lo >= hi {
+        return;
+    }
+    let src = lo + l - c;
+    if let (Some(o), Some(xs)) = (out.get_mut(lo..hi), x.get(src..src + (hi - lo))) {
+        for (o, &v) in o.iter_mut().zip(xs) {
+            *o += t * v;
         }
     }
 }
@@ -407,18 +414,7 @@ fn conv_layer(
             }
             for (i, xi) in x.chunks_exact(d.max(1)).take(cin).enumerate() {
                 for l in 0..k {
-                    let t = le(p, w + i * k + l);
-                    let lo = c.saturating_sub(l).max(r0);
-                    let hi = (d + c).saturating_sub(l).min(r1);
-                    if lo >= hi {
-                        continue;
-                    }
-                    let s = lo + l - c;
-                    if let (Some(ys), Some(xs)) = (yo.get_mut(lo..hi), xi.get(s..s + (hi - lo))) {
-                        for (yv, &xv) in ys.iter_mut().zip(xs) {
-                            *yv += t * xv;
-                        }
-                    }
+                    add_tap(le(p, w + i * k + l), l, c, xi, yo, r0..r1);
                 }
             }
         }

@@ -540,27 +540,40 @@ impl Layout {
         }
         let mat = if int8 { Dtype::I8 } else { Dtype::F32 };
         let skip_taps = tensors[6].map_or(0, |t| t.shape[0]);
-        // The front end: tensor and shape together, from format 5 on.
-        let front = match (tensors[7].is_some(), raw(12)) {
-            (false, None) => None,
-            (true, Some(v)) if version >= FORMAT_VERSION_FRONT => Some(
-                ::core::str::from_utf8(v)
+        // Optional parts stored as a tensor plus a metadata key: both or neither, and only
+        // from the format version that introduced them (older versions never had the tensor).
+        let paired =
+            |tensor: usize, key: usize, since: u32| -> Result<Option<&str>, CoreError> {
+                match (tensors[tensor].is_some(), raw(key)) {
+                    (false, None) => Ok(None),
+                    (true, Some(v)) if version >= since => ::core::str::from_utf8(v)
+                        .map(Some)
+                        .map_err(|_| CoreError::BadMetadata {
+                            key: META_KEYS[key],
+                        }),
+                    (true, Some(_)) => Err(CoreError::UnknownTensor {
+                        offset: name_pos[tensor],
+                    }),
+                    (true, None) => Err(CoreError::MissingMetadata {
+                        key: META_KEYS[key],
+                    }),
+                    (false, Some(_)) => Err(CoreError::MissingTensor {
+                        tensor: TENSOR_NAMES[tensor],
+                    }),
+                }
+            };
+        // The front end (format 5) and the linear path's gate (format 3).
+        let front = paired(7, 12, FORMAT_VERSION_FRONT)?
+            .map(|v| FrontShape::parse(v).ok_or(CoreError::BadMetadata { key: META_KEYS[12] }))
+            .transpose()?;
+        let skip_gate = paired(6, 10, FORMAT_VERSION_SKIP)?
+            .map(|v| {
+                v.parse::<f32>()
                     .ok()
-                    .and_then(FrontShape::parse)
-                    .ok_or(CoreError::BadMetadata { key: META_KEYS[12] })?,
-            ),
-            (true, Some(_)) => {
-                return Err(CoreError::UnknownTensor {
-                    offset: name_pos[7],
-                });
-            }
-            (true, None) => return Err(CoreError::MissingMetadata { key: META_KEYS[12] }),
-            (false, Some(_)) => {
-                return Err(CoreError::MissingTensor {
-                    tensor: TENSOR_NAMES[7],
-                });
-            }
-        };
+                    .filter(|g| g.is_finite() && *g >= 0.0)
+                    .ok_or(CoreError::BadMetadata { key: META_KEYS[10] })
+            })
+            .transpose()?;
         let expect: [(Dtype, [usize; 2]); 8] = [
             (mat, [d_in, d_sae]),
             (mat, [d_sae, d_in]),
@@ -572,28 +585,6 @@ impl Layout {
             (Dtype::F32, [front.map_or(1, |f| f.n_params()), 0]),
         ];
         let required = if int8 { 6 } else { 4 };
-        // The linear path: tensor and gate together, from format 3 on.
-        let skip_gate = match (tensors[6].is_some(), &meta[10]) {
-            (false, None) => None,
-            (true, Some((v, _))) if version >= FORMAT_VERSION_SKIP => Some(
-                ::core::str::from_utf8(v)
-                    .ok()
-                    .and_then(|t| t.parse::<f32>().ok())
-                    .filter(|g| g.is_finite() && *g >= 0.0)
-                    .ok_or(CoreError::BadMetadata { key: META_KEYS[10] })?,
-            ),
-            (true, Some(_)) => {
-                return Err(CoreError::UnknownTensor {
-                    offset: name_pos[6],
-                });
-            }
-            (true, None) => return Err(CoreError::MissingMetadata { key: META_KEYS[10] }),
-            (false, Some(_)) => {
-                return Err(CoreError::MissingTensor {
-                    tensor: TENSOR_NAMES[6],
-                });
-            }
-        };
         let ola = match raw(11) {
             None => OlaShape::Hann,
             Some(v) if version >= FORMAT_VERSION_OLA => ::core::str::from_utf8(v)
