@@ -347,7 +347,7 @@ pub struct Report {
     pub mfr_seeds: Vec<SeedResult>,
     /// Their summary by alpha.
     pub mfr_arms: Vec<ArmSummary>,
-    /// Core speed.
+    /// Offline denoising speed (the batched path).
     pub speed: Vec<SpeedRow>,
     /// Batched offline path: GFLOP/s next to a plain sgemm of the encoder's shape.
     #[serde(default)]
@@ -696,7 +696,7 @@ impl Report {
         if !self.speed.is_empty() {
             let _ = writeln!(
                 s,
-                "\n## Core speed (single thread, offline path)\n\n| model | channels | signal (s) | windows/s | x real time |\n|---|---|---|---|---|"
+                "\n## Speed (single thread, batched offline path as in `denoise`)\n\n| model | channels | signal (s) | windows/s | x real time |\n|---|---|---|---|---|"
             );
             for r in &self.speed {
                 let _ = writeln!(
@@ -1028,32 +1028,29 @@ pub fn default_report_dir() -> PathBuf {
     PathBuf::from("bench-report")
 }
 
-/// A shipped or freshly trained SAE run through the core's offline path
-/// ([`crate::core::denoise_offline_into`]: reflection-padded edges, overlap-add at the
-/// model's hop, the model's own window normalisation), exactly what `mfr-eeg denoise` does.
+/// A shipped or freshly trained SAE run through the offline path `mfr-eeg denoise` uses
+/// ([`crate::batch`]: the result of [`crate::core::denoise_offline_into`], reflection-padded
+/// edges, overlap-add at the model's hop, the model's own window normalisation, with many
+/// windows per encoder product; equal to the streaming core up to f32 rounding).
 pub struct SaeMethod {
     name: String,
     model: crate::model::Model,
     hop: usize,
-    work: Vec<f32>,
-    topk: Vec<usize>,
+    batch: crate::batch::BatchModel,
+    scratch: crate::batch::BatchScratch,
 }
 
 impl SaeMethod {
     /// Wraps a loaded model under a display name.
     pub fn new(name: impl Into<String>, model: crate::model::Model) -> Self {
-        let sae = model.view().sae();
-        let (work, topk) = (
-            vec![0.0; crate::core::offline_work_len(&sae)],
-            vec![0; sae.k()],
-        );
+        let batch = crate::batch::BatchModel::new(&model.view().sae());
         let hop = model.meta().hop;
         Self {
             name: name.into(),
             model,
             hop,
-            work,
-            topk,
+            batch,
+            scratch: crate::batch::BatchScratch::default(),
         }
     }
 
@@ -1069,22 +1066,15 @@ impl Method for SaeMethod {
     }
     fn denoise(&mut self, x: &[f32]) -> Result<Vec<f32>, EvalError> {
         let mut out = vec![0.0; x.len()];
-        let view = self.model.view();
-        crate::core::denoise_offline_into(
-            &view.sae(),
-            self.hop,
-            x,
-            &mut out,
-            &mut self.work,
-            &mut self.topk,
-        )
-        .map_err(|e| EvalError::Invalid(format!("SAE {}: {e}", self.name)))?;
+        self.batch
+            .denoise_into(self.hop, x, &mut out, &mut self.scratch)
+            .map_err(|e| EvalError::Invalid(format!("SAE {}: {e}", self.name)))?;
         Ok(out)
     }
 }
 
-/// Core speed: denoises `channels` channels of `seconds` of a test-like signal at the model's
-/// rate with the offline path on this thread, and reports windows/s and x real time.
+/// Offline speed: denoises `channels` channels of `seconds` of a test-like signal at the model's
+/// rate with the batched offline path on this thread, and reports windows/s and x real time.
 pub fn measure_speed(
     name: &str,
     model: &crate::model::Model,
