@@ -21,8 +21,7 @@
 
 use crate::core::{
     ArtifactGate, BlinkMwf, ChannelState, CoreError, DcBlocker, GateConfig, MwfChannel, MwfConfig,
-    MwfEstimator, RefRegression, RegressionConfig, Sae, SpatialError, denoise_offline_into,
-    offline_work_len,
+    MwfEstimator, RefRegression, RegressionConfig, Sae, SpatialError,
 };
 use crate::denoise::microvolt_factor;
 use crate::io::edf::{EdfError, Header, normalise_label};
@@ -289,8 +288,8 @@ impl Isolator<'_> {
         Ok(r.iter().zip(den.iter()).map(|(a, b)| a - b).collect())
     }
 
-    /// `SAE(r)`: one channel at `fs_hz` denoised offline by the single-channel model
-    /// (resampled to the model's rate and back when they differ).
+    /// `SAE(r)`: one channel at `fs_hz` denoised offline by the single-channel model, by the
+    /// batched path `denoise` uses (resampled to the model's rate and back when they differ).
     pub fn denoise(&self, r: &[f32], fs_hz: f64) -> Result<Vec<f32>, OcularError> {
         let same = (fs_hz - self.rate_hz).abs() <= 1e-9 * self.rate_hz;
         let x = if same {
@@ -299,9 +298,9 @@ impl Isolator<'_> {
             Resampler::from_rates(fs_hz, self.rate_hz)?.process(r)
         };
         let mut den = vec![0.0f32; x.len()];
-        let mut work = vec![0.0f32; offline_work_len(&self.sae)];
-        let mut topk = vec![0usize; self.sae.k()];
-        denoise_offline_into(&self.sae, self.hop, &x, &mut den, &mut work, &mut topk)?;
+        // The batched path, as `denoise` runs the model (the core's result up to rounding).
+        let mut scratch = crate::batch::BatchScratch::default();
+        crate::batch::denoise_batched_into(&self.sae, self.hop, &x, &mut den, &mut scratch)?;
         let den = if same {
             den
         } else {
