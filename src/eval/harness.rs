@@ -1033,25 +1033,15 @@ pub fn default_report_dir() -> PathBuf {
 /// edges, overlap-add at the model's hop, the model's own window normalisation, with many
 /// windows per encoder product; equal to the streaming core up to f32 rounding).
 pub struct SaeMethod {
-    name: String,
     model: crate::model::Model,
-    hop: usize,
-    batch: crate::batch::BatchModel,
-    scratch: crate::batch::BatchScratch,
+    run: super::frontier::BatchedSae,
 }
 
 impl SaeMethod {
     /// Wraps a loaded model under a display name.
     pub fn new(name: impl Into<String>, model: crate::model::Model) -> Self {
-        let batch = crate::batch::BatchModel::new(&model.view().sae());
-        let hop = model.meta().hop;
-        Self {
-            name: name.into(),
-            model,
-            hop,
-            batch,
-            scratch: crate::batch::BatchScratch::default(),
-        }
+        let run = super::frontier::BatchedSae::new(name, &model, model.meta().hop);
+        Self { model, run }
     }
 
     /// The model.
@@ -1062,14 +1052,10 @@ impl SaeMethod {
 
 impl Method for SaeMethod {
     fn name(&self) -> String {
-        self.name.clone()
+        self.run.name()
     }
     fn denoise(&mut self, x: &[f32]) -> Result<Vec<f32>, EvalError> {
-        let mut out = vec![0.0; x.len()];
-        self.batch
-            .denoise_into(self.hop, x, &mut out, &mut self.scratch)
-            .map_err(|e| EvalError::Invalid(format!("SAE {}: {e}", self.name)))?;
-        Ok(out)
+        self.run.denoise(x)
     }
 }
 
