@@ -144,6 +144,10 @@ pub struct TrainDenoiserArgs {
     /// SAE (one SAE: needs `--n-saes 1 --mfr-alpha 0 --relative-loss`).
     #[arg(long, value_parser = parse_front, value_name = "WxDkK")]
     pub front: Option<FrontShape>,
+    /// With `--front`: weight each sample's error in the loss by the `--ola` taper, so a
+    /// window's edges, which the overlap-add barely uses, count little.
+    #[arg(long)]
+    pub loss_taper: bool,
 }
 
 fn parse_front(s: &str) -> Result<FrontShape, String> {
@@ -196,6 +200,7 @@ impl From<TrainDenoiserArgs> for TrainDenoiserOptions {
             grad_path: a.grad_path.map(Into::into),
             int8: a.int8,
             front: a.front,
+            loss_taper: a.loss_taper,
         }
     }
 }
@@ -333,5 +338,32 @@ mod tests {
         for bad in ["16x3k6", "16x3", "0x3k7"] {
             assert!(parse(&["--front", bad]).is_err(), "{bad}");
         }
+        // The taper-weighted loss is the front trainer's; the card's command keeps it.
+        let tapered = parse(&[
+            "--front",
+            "16x3k7",
+            "--n-saes",
+            "1",
+            "--mfr-alpha",
+            "0",
+            "--relative-loss",
+            "--loss-taper",
+        ])
+        .unwrap();
+        assert!(tapered.loss_taper);
+        assert!(
+            regen_command(&tapered, 0.0, 0)
+                .unwrap()
+                .contains(" --front 16x3k7 --loss-taper ")
+        );
+        assert!(!regen_command(&ok, 0.0, 0).unwrap().contains("--loss-taper"));
+        let lone = parse(&["--loss-taper"]).unwrap();
+        let e = regen_command(&lone, lone.mfr_alpha, 0)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--loss-taper weights the front-end trainer's loss"),
+            "{e}"
+        );
     }
 }

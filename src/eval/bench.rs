@@ -612,6 +612,7 @@ fn mfr_section(
                     relative_eps: None,
                     ola: crate::core::OlaShape::Hann,
                     front: None,
+                    loss_taper: false,
                 },
                 256.0,
                 &[128],

@@ -27,7 +27,7 @@ use burn::tensor::{Device, Tensor, TensorData, activation::relu};
 
 use super::EvalError;
 use super::harness::Method;
-use crate::core::{FrontShape, Skip};
+use crate::core::{FrontShape, OlaShape, Skip};
 use crate::model::{FrontParams, ModelTensors, SkipPath};
 use crate::rng::Rng;
 use crate::train::Dataset;
@@ -95,6 +95,34 @@ pub struct CnnConfig {
     /// FIR taps of a gated linear path fitted after training (as the core's models have;
     /// gates 0.1, 0.2, 0.4, 0.8 or none, chosen on validation); 0 = none.
     pub path_taps: usize,
+    /// Weight each sample's squared error (and the target energy it is divided by) by this
+    /// overlap-add taper, scaled to mean 1: a window's edges, which the overlap-add barely
+    /// uses, count little. `None`: every sample counts the same.
+    #[serde(serialize_with = "ser_taper")]
+    pub loss_taper: Option<OlaShape>,
+}
+
+fn ser_taper<S: serde::Serializer>(t: &Option<OlaShape>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(shape) => s.serialize_some(shape.name()),
+        None => s.serialize_none(),
+    }
+}
+
+/// The taper `shape` over `d` samples (the core's, [`crate::core::OlaShape`]), scaled to
+/// mean 1.
+pub fn loss_weights(shape: OlaShape, d: usize) -> Vec<f32> {
+    let raw: Vec<f64> = (0..d)
+        .map(|n| {
+            let s = (std::f64::consts::PI * (n as f64 + 0.5) / d as f64).sin();
+            match shape {
+                OlaShape::Hann => s * s,
+                OlaShape::Sine => s,
+            }
+        })
+        .collect();
+    let mean = raw.iter().sum::<f64>() / d.max(1) as f64;
+    raw.iter().map(|v| (v / mean) as f32).collect()
 }
 
 impl CnnConfig {
@@ -112,6 +140,7 @@ impl CnnConfig {
             seed: 0,
             hop: 16,
             path_taps: 0,
+            loss_taper: None,
         }
     }
 }
@@ -383,15 +412,18 @@ fn forward(p: &[Tensor<3>], arch: PeerArch, x: Tensor<2>) -> Tensor<2> {
     }
 }
 
-/// Mean over windows of `sum (y - t)^2 / (sum t^2 + eps * L)`: the SAE's relative loss.
-fn relative_loss(y: Tensor<2>, t: Tensor<2>, eps: f64) -> Tensor<1> {
-    let w = t
-        .clone()
-        .square()
+/// Mean over windows of `sum (y - t)^2 / (sum t^2 + eps * L)`: the SAE's relative loss;
+/// with per-sample `weights` `[1, L]` (mean 1) both sums are weighted.
+fn relative_loss(y: Tensor<2>, t: Tensor<2>, eps: f64, weights: Option<&Tensor<2>>) -> Tensor<1> {
+    let weigh = |v: Tensor<2>| match weights {
+        Some(w) => v.mul(w.clone()),
+        None => v,
+    };
+    let w = weigh(t.clone().square())
         .mean_dim(1)
         .add_scalar(eps as f32)
         .recip();
-    y.sub(t).square().mean_dim(1).mul(w).mean()
+    weigh(y.sub(t).square()).mean_dim(1).mul(w).mean()
 }
 
 /// What [`train_cnn`] reports.
@@ -484,6 +516,12 @@ pub fn train_cnn(
     let mut order: Vec<usize> = (0..n).collect();
     let mut rng = Rng::derive(cfg.seed, 0xBA7C);
     rng.shuffle(&mut order);
+    let weights = cfg.loss_taper.map(|shape| {
+        Tensor::<2>::from_data(
+            TensorData::new(loss_weights(shape, train.dim), [1, train.dim]),
+            device,
+        )
+    });
     let mut pos = 0;
     for step in 0..cfg.steps {
         if pos + cfg.batch > n {
@@ -498,7 +536,12 @@ pub fn train_cnn(
             .map(|p| p.clone().autodiff().require_grad())
             .collect();
         let y = forward(&tracked, cfg.arch, batch_tensor(train, idx, device, false));
-        let loss = relative_loss(y, batch_tensor(train, idx, device, true), cfg.relative_eps);
+        let loss = relative_loss(
+            y,
+            batch_tensor(train, idx, device, true),
+            cfg.relative_eps,
+            weights.as_ref(),
+        );
         let grads = loss.backward();
         let g: Vec<Tensor<3>> = tracked
             .iter()
@@ -634,5 +677,57 @@ impl Method for CnnMethod {
         Ok((0..n)
             .map(|i| (acc[i + pad] / wsum[i + pad].max(1e-12)) as f32)
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The weighted loss is `mean_w (w e^2) / (mean_w (w t^2) + eps)` per window (checked in
+    /// f64 on random rows), and unit weights give the unweighted loss.
+    #[test]
+    fn taper_weighted_relative_loss_is_the_weighted_ratio() {
+        let device = Device::flex();
+        let (b, d, eps) = (3, 16, 1e-3);
+        let mut rng = Rng::new(5);
+        let y: Vec<f32> = (0..b * d).map(|_| rng.normal() as f32).collect();
+        let t: Vec<f32> = (0..b * d).map(|_| rng.normal() as f32).collect();
+        let w = loss_weights(OlaShape::Sine, d);
+        assert!((w.iter().map(|&v| f64::from(v)).sum::<f64>() / d as f64 - 1.0).abs() < 1e-6);
+        assert!(w[0] < 0.2 && w[d / 2] > 1.5 && (w[1] - w[d - 2]).abs() < 1e-6);
+        let tensor = |v: &[f32], rows: usize| {
+            Tensor::<2>::from_data(TensorData::new(v.to_vec(), [rows, d]), &device)
+        };
+        let value = |weights: Option<&Tensor<2>>| {
+            relative_loss(tensor(&y, b), tensor(&t, b), eps, weights)
+                .try_into_vec_as::<f32>()
+                .unwrap()[0] as f64
+        };
+        let mut want = 0.0;
+        for r in 0..b {
+            let (mut num, mut den) = (0.0f64, 0.0f64);
+            for n in 0..d {
+                let (wn, yv, tv) = (
+                    f64::from(w[n]),
+                    f64::from(y[r * d + n]),
+                    f64::from(t[r * d + n]),
+                );
+                num += wn * (yv - tv).powi(2);
+                den += wn * tv * tv;
+            }
+            want += (num / d as f64) / (den / d as f64 + eps);
+        }
+        want /= b as f64;
+        let got = value(Some(&tensor(&w, 1)));
+        assert!((got - want).abs() < 1e-5 * want, "{got} vs {want}");
+        let ones = tensor(&[1.0; 16], 1);
+        let plain = relative_loss_host(&y, &t, d, eps);
+        assert!((value(Some(&ones)) - plain).abs() < 1e-5 * plain);
+        assert!((value(None) - plain).abs() < 1e-5 * plain);
+        assert!(
+            (got - plain).abs() > 1e-3 * plain,
+            "the weights must matter"
+        );
     }
 }

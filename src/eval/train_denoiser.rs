@@ -112,6 +112,9 @@ pub struct TrainDenoiserOptions {
     /// ([`crate::core::Front`]). Trained end to end with the SAE by autodiff
     /// ([`super::cnn::train_cnn`]): one SAE, no MFR or AuxK, relative loss.
     pub front: Option<FrontShape>,
+    /// Weight the front-end run's loss by the overlap-add taper (`ola`), so a window's edges,
+    /// which the overlap-add barely uses, count little ([`super::cnn::CnnConfig::loss_taper`]).
+    pub loss_taper: bool,
 }
 
 impl Default for TrainDenoiserOptions {
@@ -154,6 +157,7 @@ impl Default for TrainDenoiserOptions {
             grad_path: None,
             int8: false,
             front: None,
+            loss_taper: false,
         }
     }
 }
@@ -371,6 +375,8 @@ pub struct RunSettings {
     /// Train an SAE behind a convolutional front end of this shape instead (see
     /// [`TrainDenoiserOptions::front`]).
     pub front: Option<FrontShape>,
+    /// Weight the front-end run's loss by the taper `ola` ([`TrainDenoiserOptions::loss_taper`]).
+    pub loss_taper: bool,
 }
 
 /// Trains one configuration, selects the best SAE and hop on validation, measures test;
@@ -410,7 +416,13 @@ pub fn train_one(
                 out.best_step[best],
             )
         }
-        Some(front) => train_front(data, cfg, front, run.backend)?,
+        Some(front) => train_front(
+            data,
+            cfg,
+            front,
+            run.backend,
+            run.loss_taper.then_some(run.ola),
+        )?,
     };
     let secs = t0.elapsed().as_secs_f64();
     let meta_at = |hop| {
@@ -519,6 +531,7 @@ fn train_front(
     cfg: &TrainConfig,
     front: FrontShape,
     backend: BackendKind,
+    loss_taper: Option<OlaShape>,
 ) -> Result<(ModelTensors, f64, usize), EvalError> {
     let device = backend
         .device()
@@ -538,6 +551,7 @@ fn train_front(
         relative_eps: cfg.relative_eps,
         seed: cfg.seed,
         path_taps: 0,
+        loss_taper,
         ..super::cnn::CnnConfig::default_peer()
     };
     let (net, r) = super::cnn::train_cnn(&peer, &data.train, &data.val, &device, |_, _| {})?;
@@ -725,6 +739,17 @@ impl Plan {
                     "--front {f}: kernel longer than the window ({d_in})"
                 )));
             }
+        } else if a.loss_taper {
+            return Err(EvalError::Invalid(
+                "--loss-taper weights the front-end trainer's loss: it needs --front".into(),
+            ));
+        }
+        if let Some(f) = a.front {
+            if f.kernel > d_in {
+                return Err(EvalError::Invalid(format!(
+                    "--front {f}: kernel longer than the window ({d_in})"
+                )));
+            }
         }
         Ok(Self {
             fs,
@@ -836,6 +861,7 @@ fn train_all(
                     relative_eps: a.relative_loss.then_some(a.relative_eps),
                     ola: a.ola,
                     front: a.front,
+                    loss_taper: a.loss_taper,
                 },
                 fs,
                 &plan.hops,
@@ -961,6 +987,7 @@ fn single_run_command(a: &TrainDenoiserOptions, plan: &Plan, alpha: f64, seed: u
         },
         a.front
             .map_or_else(String::new, |f| format!(" --front {f}"))
+            + if a.loss_taper { " --loss-taper" } else { "" }
             + &a.edf
                 .iter()
                 .map(|p| format!(" --edf {}", p.display()))
@@ -1184,8 +1211,16 @@ impl Card<'_> {
             );
             let _ = writeln!(
                 s,
-                "- Trainer: one TopK SAE with its front end, trained end to end by autodiff (burn), Adam, relative (per-window) squared-error loss with floor {}; {} steps, batch {}, lr {}, backend {}. The final weights are exported; the hop is chosen on validation windows.",
+                "- Trainer: one TopK SAE with its front end, trained end to end by autodiff (burn), Adam, relative (per-window) squared-error loss with floor {}{}; {} steps, batch {}, lr {}, backend {}. The final weights are exported; the hop is chosen on validation windows.",
                 a.relative_eps,
+                if a.loss_taper {
+                    format!(
+                        ", each sample weighted by the {} overlap-add taper (mean 1)",
+                        a.ola.name()
+                    )
+                } else {
+                    String::new()
+                },
                 a.steps,
                 a.batch_size,
                 a.lr,
