@@ -744,13 +744,6 @@ impl Plan {
                 "--loss-taper weights the front-end trainer's loss: it needs --front".into(),
             ));
         }
-        if let Some(f) = a.front {
-            if f.kernel > d_in {
-                return Err(EvalError::Invalid(format!(
-                    "--front {f}: kernel longer than the window ({d_in})"
-                )));
-            }
-        }
         Ok(Self {
             fs,
             d_in,
