@@ -307,7 +307,7 @@ mod tests {
             )
             .map(|c| TrainDenoiserOptions::from(c.args))
         };
-        let ok = parse(&[
+        const FRONT: [&str; 7] = [
             "--front",
             "16x3k7",
             "--n-saes",
@@ -315,8 +315,8 @@ mod tests {
             "--mfr-alpha",
             "0",
             "--relative-loss",
-        ])
-        .unwrap();
+        ];
+        let ok = parse(&FRONT).unwrap();
         assert_eq!(ok.front.map(|f| f.to_string()).as_deref(), Some("16x3k7"));
         assert!(
             regen_command(&ok, 0.0, 0)
@@ -339,17 +339,7 @@ mod tests {
             assert!(parse(&["--front", bad]).is_err(), "{bad}");
         }
         // The taper-weighted loss is the front trainer's; the card's command keeps it.
-        let tapered = parse(&[
-            "--front",
-            "16x3k7",
-            "--n-saes",
-            "1",
-            "--mfr-alpha",
-            "0",
-            "--relative-loss",
-            "--loss-taper",
-        ])
-        .unwrap();
+        let tapered = parse(&[&FRONT[..], &["--loss-taper"]].concat()).unwrap();
         assert!(tapered.loss_taper);
         assert!(
             regen_command(&tapered, 0.0, 0)
