@@ -917,7 +917,7 @@ pub fn regen_command(a: &TrainDenoiserOptions, alpha: f64, seed: u64) -> Result<
 
 fn single_run_command(a: &TrainDenoiserOptions, plan: &Plan, alpha: f64, seed: u64) -> String {
     format!(
-        "cargo run --release -- train-denoiser --out {} --sample-rate {} --d-in {} --d-sae {} --k {} --n-saes {} --hops {}{} --mfr-alpha {} --seeds {} --steps {} --batch-size {} --lr {} --per-segment {}{}{} --model-segments {} --data-seed {} --backend {}{} --normalisation {}{}{}{}{}{}",
+        "cargo run --release --features train -- train-denoiser --out {} --sample-rate {} --d-in {} --d-sae {} --k {} --n-saes {} --hops {}{} --mfr-alpha {} --seeds {} --steps {} --batch-size {} --lr {} --per-segment {}{}{} --model-segments {} --data-seed {} --backend {}{} --normalisation {}{}{}{}{}{}",
         a.out.display(),
         plan.fs,
         plan.d_in,
@@ -1387,7 +1387,8 @@ impl Card<'_> {
         );
         let _ = writeln!(
             s,
-            "Same machine class and backend give identical bytes (the model writer sorts the metadata keys). The corpus, splits, artifacts, initialisation and batch order are all fixed by the data seed and the training seed. The full sweep that chose this run:\n"
+            "Trained on {}. The same machine class and backend give identical bytes (the model writer sorts the metadata keys); another vector width sums in another order, so the same command there trains a slightly different model. The corpus, splits, artifacts, initialisation and batch order are all fixed by the data seed and the training seed. The full sweep that chose this run:\n",
+            machine_class()
         );
         let _ = writeln!(s, "```sh\n{}\n```", self.sweep_cmd);
     }
@@ -1436,5 +1437,27 @@ fn write_test_split(s: &mut String, ev: &Evaluation, name: &str) {
     );
     if !fails.is_empty() {
         let _ = writeln!(s, "Not beaten at: {}.", fails.join(", "));
+    }
+}
+
+/// The CPU class a card's "bit for bit" promise holds on: the architecture and the widest
+/// vector unit the float kernels (gemm, burn's backends) dispatch to at run time.
+fn machine_class() -> String {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let simd = if std::arch::is_x86_feature_detected!("avx512f") {
+            "AVX-512"
+        } else if std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+        {
+            "AVX2 and FMA"
+        } else {
+            "SSE2 only"
+        };
+        format!("x86_64 with {simd}")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        std::env::consts::ARCH.to_string()
     }
 }

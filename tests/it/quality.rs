@@ -99,26 +99,26 @@ fn general_model_keeps_its_card_quality_on_a_fixed_test_subset() {
 /// The model with the convolutional front end (format 5) on the same subset: its card's
 /// numbers within the same margin, and its lead over the default model on EMG and on
 /// artifact-free EEG, the reason it ships. Card (models/general-front-256hz.md, all 522 test
-/// segments): EOG 0.478 / 0.867, EMG 0.348 / 0.931. On this subset: EOG 0.503 / 0.855, EMG
-/// 0.375 / 0.926, artifact-free change 0.276; the default model there: EMG 0.412 / 0.916,
+/// segments): EOG 0.464 / 0.876, EMG 0.356 / 0.929. On this subset: EOG 0.480 / 0.868, EMG
+/// 0.366 / 0.931, artifact-free change 0.264; the default model there: EMG 0.412 / 0.916,
 /// artifact-free change 0.316 (the tests above).
 #[test]
 fn front_end_model_keeps_its_card_quality_and_its_lead() {
     let front = "models/general-front-256hz.safetensors";
     let (change, _) = artifact_free_change(front, 256.0, (4.0, 40.0));
     let rows = card_subset(front, 256.0, (4.0, 40.0));
-    assert_card(&rows, ArtifactKind::Eog, (0.478, 0.867), 0.08);
-    assert_card(&rows, ArtifactKind::Emg, (0.348, 0.931), 0.08);
+    assert_card(&rows, ArtifactKind::Eog, (0.464, 0.876), 0.08);
+    assert_card(&rows, ArtifactKind::Emg, (0.356, 0.929), 0.08);
     let (t, _) = average(&rows, "sae", ArtifactKind::Emg);
     assert!(
         t < 0.412 - 0.02,
         "EMG {t:.4}: no lead over the default's 0.412"
     );
     let t = change;
-    // 7 % margin, which still keeps it 0.02 below the default's 0.316.
+    // 7 % margin, which still keeps it 0.03 below the default's 0.316.
     assert!(
-        t <= 0.276 * 1.07,
-        "artifact-free change {t:.4} vs 0.276 measured, default 0.316"
+        t <= 0.264 * 1.07,
+        "artifact-free change {t:.4} vs 0.264 measured, default 0.316"
     );
 }
 
