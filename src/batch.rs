@@ -20,8 +20,8 @@
 //! **Difference to the core.** Only roundings differ: the encoder's sums start from zero
 //! instead of the bias and (with FMA) fuse each multiply-add, so pre-activations differ by f32
 //! rounding (~1e-7 relative); the decode adds the kept rows in index order instead of largest
-//! first, fused likewise; a convolutional front end runs as one matrix product per layer over
-//! an im2col copy of its input, its bias added after the product. Window statistics, the
+//! first, fused likewise; a convolutional front end runs as a direct convolution tiled over
+//! output channels and samples (its sums in another order, fused likewise). Window statistics, the
 //! linear path's gate and the TopK rule are the core's bit for bit. Where two pre-activations at the k-th place are closer than
 //! that rounding, the kept set can differ by one latent; the integration tests measure the
 //! resulting error over many windows of real EEG and state the bound. int8 models keep the
@@ -572,23 +572,26 @@ impl BatchModel {
     }
 }
 
-/// The core's front end ([`crate::core::Front`]) as one matrix product per layer over a
-/// copy of its input with one row per (channel, tap) (im2col), so it runs at sgemm speed
-/// instead of tap by tap. The sums are the core's up to f32 rounding (the bias is added after
-/// the product, the product may fuse multiply-adds). `x`, `g`: `[d]`; `scratch`: two layer
-/// outputs and the im2col matrix, `(2 width + width kernel) d`.
+/// The core's front end ([`crate::core::Front`]) layer by layer, each layer a direct
+/// convolution over a zero-padded copy of its input, tiled so that 4 output channels x 16
+/// samples accumulate in registers (fused multiply-adds where the CPU has them). An im2col
+/// copy and a general sgemm cost about as much in copying and packing as in arithmetic at
+/// these sizes (16 channels, 256 samples). The sums are the core's up to f32 rounding (other
+/// order, fused multiply-adds). `x`, `g`: `[d]`; `scratch`: two layer outputs and the padded
+/// input, at most `(2 width + width kernel) d`.
 fn front_by_products(layers: &[FrontLayer], x: &[f32], g: &mut [f32], scratch: &mut [f32]) {
     let d = x.len();
     let width = layers.first().map_or(0, |l| l.cout);
-    let (h, col) = scratch.split_at_mut(2 * width * d);
+    let (h, pad) = scratch.split_at_mut(2 * width * d);
     let (mut src, mut dst) = h.split_at_mut(width * d);
     let last = layers.len() - 1;
+    let fma = has_fma();
     for (i, layer) in layers.iter().enumerate() {
         let input: &[f32] = if i == 0 { x } else { src };
         if i == last {
-            conv_by_product(layer, input, g, col, d, false);
+            conv_direct(layer, input, g, pad, d, false, fma);
         } else {
-            conv_by_product(layer, input, dst, col, d, true);
+            conv_direct(layer, input, dst, pad, d, true, fma);
             ::core::mem::swap(&mut src, &mut dst);
         }
     }
@@ -597,64 +600,145 @@ fn front_by_products(layers: &[FrontLayer], x: &[f32], g: &mut [f32], scratch: &
     }
 }
 
-/// One same-padded conv layer `y [cout, d] = b + W [cout, cin k] x im2col(x) [cin k, d]`,
-/// ReLU'd if `relu`.
-fn conv_by_product(
+fn has_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// One same-padded conv layer `y[co, n] = b[co] + sum_{ci, l} w[co, ci, l] x[ci, n + l - k/2]`
+/// (zero outside the window), ReLU'd if `relu`. `pad` holds the padded input,
+/// `cin (d + k - 1)` floats.
+fn conv_direct(
     layer: &FrontLayer,
     x: &[f32],
     y: &mut [f32],
-    col: &mut [f32],
+    pad: &mut [f32],
+    d: usize,
+    relu: bool,
+    fma: bool,
+) {
+    let (cin, k) = (layer.cin, layer.k);
+    let xp: &[f32] = if k == 1 {
+        &x[..cin * d]
+    } else {
+        let p = d + k - 1;
+        let c = k / 2;
+        for i in 0..cin {
+            let row = &mut pad[i * p..(i + 1) * p];
+            row[..c].fill(0.0);
+            row[c..c + d].copy_from_slice(&x[i * d..(i + 1) * d]);
+            row[c + d..].fill(0.0);
+        }
+        &pad[..cin * p]
+    };
+    let y = &mut y[..layer.cout * d];
+    #[cfg(target_arch = "x86_64")]
+    if fma {
+        // SAFETY: `fma` is true only where `has_fma` found AVX2 and FMA at run time.
+        unsafe { conv_fma(layer, xp, y, d, relu) };
+        return;
+    }
+    let _ = fma;
+    conv_tiles::<false>(layer, xp, y, d, relu);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn conv_fma(layer: &FrontLayer, xp: &[f32], y: &mut [f32], d: usize, relu: bool) {
+    conv_tiles::<true>(layer, xp, y, d, relu);
+}
+
+/// Output rows in blocks of [`ROWS`] and samples in blocks of [`COLS`], the rest one by one.
+const ROWS: usize = 4;
+const COLS: usize = 16;
+
+#[inline(always)]
+fn conv_tiles<const FMA: bool>(
+    layer: &FrontLayer,
+    xp: &[f32],
+    y: &mut [f32],
     d: usize,
     relu: bool,
 ) {
     let FrontLayer { w, b, cin, cout, k } = layer;
     let (cin, cout, k) = (*cin, *cout, *k);
-    let rows = cin * k;
-    let b_mat: &[f32] = if k == 1 {
-        &x[..cin * d]
-    } else {
-        let c = k / 2;
-        for i in 0..cin {
-            let xi = &x[i * d..(i + 1) * d];
+    let p = d + k - 1;
+    let mut co = 0;
+    while co < cout {
+        if co + ROWS <= cout {
+            tile_rows::<ROWS, FMA>(w, b, xp, y, co, cin, k, p, d);
+            co += ROWS;
+        } else {
+            tile_rows::<1, FMA>(w, b, xp, y, co, cin, k, p, d);
+            co += 1;
+        }
+    }
+    if relu {
+        for v in y.iter_mut() {
+            *v = v.max(0.0);
+        }
+    }
+}
+
+/// Output rows `co .. co + R` of one layer: `R x COLS` accumulators per sample block.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn tile_rows<const R: usize, const FMA: bool>(
+    w: &[f32],
+    b: &[f32],
+    xp: &[f32],
+    y: &mut [f32],
+    co: usize,
+    cin: usize,
+    k: usize,
+    p: usize,
+    d: usize,
+) {
+    let ck = cin * k;
+    let madd = |acc: f32, wv: f32, xv: f32| {
+        if FMA {
+            wv.mul_add(xv, acc)
+        } else {
+            acc + wv * xv
+        }
+    };
+    let mut n = 0;
+    while n + COLS <= d {
+        let mut acc = [[0.0f32; COLS]; R];
+        for (r, a) in acc.iter_mut().enumerate() {
+            *a = [b[co + r]; COLS];
+        }
+        for ci in 0..cin {
             for l in 0..k {
-                let row = &mut col[(i * k + l) * d..(i * k + l + 1) * d];
-                // row[n] = x[i, n + l - c], zero outside the window.
-                let lo = c.saturating_sub(l).min(d);
-                let hi = (d + c).saturating_sub(l).min(d).max(lo);
-                row[..lo].fill(0.0);
-                row[hi..].fill(0.0);
-                row[lo..hi].copy_from_slice(&xi[lo + l - c..hi + l - c]);
+                let xs: &[f32; COLS] = xp[ci * p + n + l..][..COLS].try_into().unwrap();
+                for (r, a) in acc.iter_mut().enumerate() {
+                    let wv = w[(co + r) * ck + ci * k + l];
+                    for (av, &xv) in a.iter_mut().zip(xs) {
+                        *av = madd(*av, wv, xv);
+                    }
+                }
             }
         }
-        &col[..rows * d]
-    };
-    let y = &mut y[..cout * d];
-    // SAFETY: `w` is cout x rows, `b_mat` rows x d, `y` cout x d, all row-major (the slices
-    // above have exactly those lengths); the strides say exactly that.
-    unsafe {
-        matrixmultiply::sgemm(
-            cout,
-            rows,
-            d,
-            1.0,
-            w.as_ptr(),
-            rows as isize,
-            1,
-            b_mat.as_ptr(),
-            d as isize,
-            1,
-            0.0,
-            y.as_mut_ptr(),
-            d as isize,
-            1,
-        );
+        for (r, a) in acc.iter().enumerate() {
+            y[(co + r) * d + n..][..COLS].copy_from_slice(a);
+        }
+        n += COLS;
     }
-    for (yo, &bo) in y.chunks_exact_mut(d).zip(b) {
-        for v in yo.iter_mut() {
-            *v += bo;
-            if relu {
-                *v = v.max(0.0);
+    for n in n..d {
+        for r in 0..R {
+            let mut s = b[co + r];
+            for ci in 0..cin {
+                for l in 0..k {
+                    s = madd(s, w[(co + r) * ck + ci * k + l], xp[ci * p + n + l]);
+                }
             }
+            y[(co + r) * d + n] = s;
         }
     }
 }
@@ -1158,7 +1242,7 @@ impl BatchScratch {
         self.keys.reserve(d_sae);
         self.ords.reserve(d_sae);
         self.coef.resize(k, (0, 0.0));
-        // g, two layer outputs and the im2col matrix of `front_by_products`.
+        // g, two layer outputs and the padded input of `front_by_products`.
         let front = m
             .front
             .as_ref()

@@ -267,6 +267,51 @@ fn every_path_runs_the_front_alike() {
     }
 }
 
+/// The batched path's tiled convolution at shapes its tiles do not divide: widths not a
+/// multiple of the 4-channel block and window lengths not a multiple of the 16-sample block
+/// (the tails run one channel and one sample at a time), f32 and int8, against the core.
+#[test]
+fn batched_front_matches_the_core_at_odd_widths_and_lengths() {
+    for (d_in, width, depth, kernel) in [(40, 6, 2, 5), (37, 5, 3, 3), (24, 1, 1, 9)] {
+        let (d_sae, k, hop) = (48, 6, 4);
+        let m = meta(
+            d_in,
+            d_sae,
+            k,
+            Activation::TopkRelu,
+            Normalisation::WindowZscoreNoMean,
+        );
+        let shape = FrontShape {
+            width,
+            depth,
+            kernel,
+        };
+        let t = with_front(&random_tensors(3, d_in, d_sae), &front_params(4, shape));
+        let x = signal(5, 700);
+        for model in [
+            Model::from_tensors(&m, &t).unwrap(),
+            Model::from_int8(&m, &quantize_tensors(&m, &t)).unwrap(),
+        ] {
+            let sae = model.view().sae();
+            let want = offline(&sae, hop, &x);
+            let rms = (want.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / 700.0).sqrt();
+            assert!(rms > 1.0, "{shape}: {rms}");
+            let mut got = vec![0.0; x.len()];
+            denoise_batched_into(&sae, hop, &x, &mut got, &mut BatchScratch::with_batch(3))
+                .unwrap();
+            let worst = got
+                .iter()
+                .zip(&want)
+                .map(|(&a, &b)| f64::from((a - b).abs()))
+                .fold(0.0, f64::max);
+            assert!(
+                worst < 1e-4 * rms,
+                "{shape} d_in {d_in}: {worst} (rms {rms})"
+            );
+        }
+    }
+}
+
 #[cfg(feature = "train")]
 mod trained {
     use super::*;
