@@ -276,6 +276,7 @@ mod tests {
         for card in [
             "models/general-256hz.md",
             "models/general-front-256hz.md",
+            "models/fast-256hz.md",
             "models/tiny-128hz-int8.md",
         ] {
             let text = std::fs::read_to_string(card).unwrap();

@@ -122,6 +122,23 @@ fn front_end_model_keeps_its_card_quality_and_its_lead() {
     );
 }
 
+/// The fast model (a small 8x2k5 front end, hop 32) on the same subset: its card's numbers
+/// within the same margin. Card (models/fast-256hz.md, all 522 test segments): EOG 0.485 /
+/// 0.863, EMG 0.387 / 0.918. On this subset: EOG 0.507 / 0.854, EMG 0.417 / 0.909,
+/// artifact-free change 0.302 (margin 7 %; the default model: 0.316).
+#[test]
+fn fast_model_keeps_its_card_quality_on_a_fixed_test_subset() {
+    let fast = "models/fast-256hz.safetensors";
+    let (change, _) = artifact_free_change(fast, 256.0, (4.0, 40.0));
+    let rows = card_subset(fast, 256.0, (4.0, 40.0));
+    assert_card(&rows, ArtifactKind::Eog, (0.485, 0.863), 0.08);
+    assert_card(&rows, ArtifactKind::Emg, (0.387, 0.918), 0.08);
+    assert!(
+        change <= 0.302 * 1.07,
+        "artifact-free change {change:.4} vs 0.302 measured"
+    );
+}
+
 /// Artifact-free EEG is most of a real recording: the default model must leave it nearly as
 /// it is. Card (all 522 test segments of its corpus): RRMSE_t 0.288 between output and input.
 /// On the first 160 test segments of the EEGMMIDB corpus: 0.316 (a model of the same shape
