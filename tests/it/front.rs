@@ -216,9 +216,9 @@ fn the_front_travels_in_the_file_and_bad_fronts_are_refused() {
     assert_eq!(qm.front().as_ref(), Some(&f));
 }
 
-#[test]
-fn every_path_runs_the_front_alike() {
-    let (d_in, d_sae, k, hop) = (32, 48, 6, 4);
+/// A random model with front end `shape` (d_sae 48, k 6), as f32 and as int8.
+fn front_models(d_in: usize, shape: FrontShape) -> [Model; 2] {
+    let (d_sae, k) = (48, 6);
     let m = meta(
         d_in,
         d_sae,
@@ -226,35 +226,44 @@ fn every_path_runs_the_front_alike() {
         Activation::TopkRelu,
         Normalisation::WindowZscoreNoMean,
     );
-    let t = with_front(
-        &random_tensors(3, d_in, d_sae),
-        &front_params(
-            4,
-            FrontShape {
-                width: 4,
-                depth: 3,
-                kernel: 7,
-            },
-        ),
-    );
-    let x = signal(5, 700);
-    for model in [
+    let t = with_front(&random_tensors(3, d_in, d_sae), &front_params(4, shape));
+    [
         Model::from_tensors(&m, &t).unwrap(),
         Model::from_int8(&m, &quantize_tensors(&m, &t)).unwrap(),
-    ] {
+    ]
+}
+
+/// The batched path (same windows, encoder and front by products in another order) against
+/// the core's offline result: within 1e-4 of the output's RMS.
+fn assert_batched_matches_core(sae: &Sae<'_>, hop: usize, x: &[f32], batch: usize, what: &str) {
+    let want = offline(sae, hop, x);
+    let rms = (want.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / x.len() as f64).sqrt();
+    assert!(rms > 1.0, "{what}: {rms}");
+    let mut got = vec![0.0; x.len()];
+    denoise_batched_into(sae, hop, x, &mut got, &mut BatchScratch::with_batch(batch)).unwrap();
+    let worst = got
+        .iter()
+        .zip(&want)
+        .map(|(&a, &b)| f64::from((a - b).abs()))
+        .fold(0.0, f64::max);
+    assert!(
+        worst < 1e-4 * rms,
+        "{what}: batched vs core {worst} (rms {rms})"
+    );
+}
+
+#[test]
+fn every_path_runs_the_front_alike() {
+    let (d_in, hop) = (32, 4);
+    let shape = FrontShape {
+        width: 4,
+        depth: 3,
+        kernel: 7,
+    };
+    let x = signal(5, 700);
+    for model in front_models(d_in, shape) {
         let sae = model.view().sae();
-        let want = offline(&sae, hop, &x);
-        let rms = (want.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / 700.0).sqrt();
-        assert!(rms > 1.0, "{rms}");
-        // Batched: same windows, front by the core's code, encoder product rounding only.
-        let mut got = vec![0.0; x.len()];
-        denoise_batched_into(&sae, hop, &x, &mut got, &mut BatchScratch::with_batch(5)).unwrap();
-        let worst = got
-            .iter()
-            .zip(&want)
-            .map(|(&a, &b)| f64::from((a - b).abs()))
-            .fold(0.0, f64::max);
-        assert!(worst < 1e-4 * rms, "batched vs core: {worst} (rms {rms})");
+        assert_batched_matches_core(&sae, hop, &x, 5, "4x3k7");
         // Streaming view (buffers sized by the core) over the reflect-padded signal, in
         // random chunks: the offline result bit for bit, as `denoise_offline_into` specifies.
         assert!(streamed_equals_offline(sae, hop, &x, 7));
@@ -273,41 +282,14 @@ fn every_path_runs_the_front_alike() {
 #[test]
 fn batched_front_matches_the_core_at_odd_widths_and_lengths() {
     for (d_in, width, depth, kernel) in [(40, 6, 2, 5), (37, 5, 3, 3), (24, 1, 1, 9)] {
-        let (d_sae, k, hop) = (48, 6, 4);
-        let m = meta(
-            d_in,
-            d_sae,
-            k,
-            Activation::TopkRelu,
-            Normalisation::WindowZscoreNoMean,
-        );
         let shape = FrontShape {
             width,
             depth,
             kernel,
         };
-        let t = with_front(&random_tensors(3, d_in, d_sae), &front_params(4, shape));
-        let x = signal(5, 700);
-        for model in [
-            Model::from_tensors(&m, &t).unwrap(),
-            Model::from_int8(&m, &quantize_tensors(&m, &t)).unwrap(),
-        ] {
-            let sae = model.view().sae();
-            let want = offline(&sae, hop, &x);
-            let rms = (want.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / 700.0).sqrt();
-            assert!(rms > 1.0, "{shape}: {rms}");
-            let mut got = vec![0.0; x.len()];
-            denoise_batched_into(&sae, hop, &x, &mut got, &mut BatchScratch::with_batch(3))
-                .unwrap();
-            let worst = got
-                .iter()
-                .zip(&want)
-                .map(|(&a, &b)| f64::from((a - b).abs()))
-                .fold(0.0, f64::max);
-            assert!(
-                worst < 1e-4 * rms,
-                "{shape} d_in {d_in}: {worst} (rms {rms})"
-            );
+        for model in front_models(d_in, shape) {
+            let what = format!("{shape} d_in {d_in}");
+            assert_batched_matches_core(&model.view().sae(), 4, &signal(5, 700), 3, &what);
         }
     }
 }
