@@ -585,7 +585,7 @@ fn front_by_products(layers: &[FrontLayer], x: &[f32], g: &mut [f32], scratch: &
     let (h, pad) = scratch.split_at_mut(2 * width * d);
     let (mut src, mut dst) = h.split_at_mut(width * d);
     let last = layers.len() - 1;
-    let fma = has_fma();
+    let fma = encode::avx2_fma();
     for (i, layer) in layers.iter().enumerate() {
         let input: &[f32] = if i == 0 { x } else { src };
         if i == last {
@@ -597,17 +597,6 @@ fn front_by_products(layers: &[FrontLayer], x: &[f32], g: &mut [f32], scratch: &
     }
     for (gv, &xv) in g.iter_mut().zip(x) {
         *gv += xv;
-    }
-}
-
-fn has_fma() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
     }
 }
 
@@ -640,7 +629,7 @@ fn conv_direct(
     let y = &mut y[..layer.cout * d];
     #[cfg(target_arch = "x86_64")]
     if fma {
-        // SAFETY: `fma` is true only where `has_fma` found AVX2 and FMA at run time.
+        // SAFETY: `fma` is true only where `encode::avx2_fma` found AVX2 and FMA at run time.
         unsafe { conv_fma(layer, xp, y, d, relu) };
         return;
     }

@@ -29,6 +29,19 @@ pub(super) struct PackedEncoder {
     w: Vec<f32>,
 }
 
+/// True where the CPU has AVX2 and FMA, which the register-blocked kernels here and in the
+/// batched front end need (checked at run time: the binary targets baseline x86_64).
+pub(super) fn avx2_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 impl PackedEncoder {
     /// Packs `w_enc` (`d_in * d_sae` values, row-major) for this CPU.
     pub(super) fn new(w_enc: Vec<f32>, d_in: usize, d_sae: usize) -> Self {
@@ -55,15 +68,7 @@ impl PackedEncoder {
     }
 
     fn kernel_available() -> bool {
-        #[cfg(target_arch = "x86_64")]
-        {
-            std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            false
-        }
+        avx2_fma()
     }
 
     /// True if `f(values, start)` holds for every run of the weights, where `values` are the
