@@ -30,7 +30,7 @@
 
 mod encode;
 
-use encode::PackedEncoder;
+use encode::{PackedEncoder, VectorIsa};
 
 use crate::core::{
     Activation, CoreError, FaultCounts, FrontShape, Normalisation, OlaShape, Sae, SaeConfig, Skip,
@@ -585,7 +585,7 @@ fn front_by_products(layers: &[FrontLayer], x: &[f32], g: &mut [f32], scratch: &
     let (h, pad) = scratch.split_at_mut(2 * width * d);
     let (mut src, mut dst) = h.split_at_mut(width * d);
     let last = layers.len() - 1;
-    let fma = encode::avx2_fma();
+    let fma = encode::vector_isa();
     for (i, layer) in layers.iter().enumerate() {
         let input: &[f32] = if i == 0 { x } else { src };
         if i == last {
@@ -610,7 +610,7 @@ fn conv_direct(
     pad: &mut [f32],
     d: usize,
     relu: bool,
-    fma: bool,
+    fma: VectorIsa,
 ) {
     let (cin, k) = (layer.cin, layer.k);
     let xp: &[f32] = if k == 1 {
@@ -628,19 +628,31 @@ fn conv_direct(
     };
     let y = &mut y[..layer.cout * d];
     #[cfg(target_arch = "x86_64")]
-    if fma {
-        // SAFETY: `fma` is true only where `encode::avx2_fma` found AVX2 and FMA at run time.
-        unsafe { conv_fma(layer, xp, y, d, relu) };
-        return;
+    match fma {
+        // SAFETY: each kernel runs only where `encode::vector_isa` found its features at run
+        // time.
+        VectorIsa::Avx512 => return unsafe { conv_avx512(layer, xp, y, d, relu) },
+        VectorIsa::Avx2Fma => return unsafe { conv_fma(layer, xp, y, d, relu) },
+        VectorIsa::Baseline => {}
     }
     let _ = fma;
-    conv_tiles::<false>(layer, xp, y, d, relu);
+    conv_tiles::<false, COLS>(layer, xp, y, d, relu);
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn conv_fma(layer: &FrontLayer, xp: &[f32], y: &mut [f32], d: usize, relu: bool) {
-    conv_tiles::<true>(layer, xp, y, d, relu);
+    conv_tiles::<true, COLS>(layer, xp, y, d, relu);
+}
+
+/// The same tiles twice as wide: with 32 vector registers of 16 lanes, 4 rows x 32 samples are
+/// eight accumulators (the AVX2 tiles' count, so the same latency cover) and each loaded input
+/// vector feeds twice the lanes. Same terms in the same order per sample: the same bits as
+/// [`conv_fma`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn conv_avx512(layer: &FrontLayer, xp: &[f32], y: &mut [f32], d: usize, relu: bool) {
+    conv_tiles::<true, { 2 * COLS }>(layer, xp, y, d, relu);
 }
 
 /// Output rows in blocks of [`ROWS`] and samples in blocks of [`COLS`], the rest one by one.
@@ -648,7 +660,7 @@ const ROWS: usize = 4;
 const COLS: usize = 16;
 
 #[inline(always)]
-fn conv_tiles<const FMA: bool>(
+fn conv_tiles<const FMA: bool, const C: usize>(
     layer: &FrontLayer,
     xp: &[f32],
     y: &mut [f32],
@@ -661,10 +673,10 @@ fn conv_tiles<const FMA: bool>(
     let mut co = 0;
     while co < cout {
         if co + ROWS <= cout {
-            tile_rows::<ROWS, FMA>(w, b, xp, y, co, cin, k, p, d);
+            tile_rows::<ROWS, C, FMA>(w, b, xp, y, co, cin, k, p, d);
             co += ROWS;
         } else {
-            tile_rows::<1, FMA>(w, b, xp, y, co, cin, k, p, d);
+            tile_rows::<1, C, FMA>(w, b, xp, y, co, cin, k, p, d);
             co += 1;
         }
     }
@@ -675,10 +687,10 @@ fn conv_tiles<const FMA: bool>(
     }
 }
 
-/// Output rows `co .. co + R` of one layer: `R x COLS` accumulators per sample block.
+/// Output rows `co .. co + R` of one layer: `R x C` accumulators per sample block.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn tile_rows<const R: usize, const FMA: bool>(
+fn tile_rows<const R: usize, const C: usize, const FMA: bool>(
     w: &[f32],
     b: &[f32],
     xp: &[f32],
@@ -698,14 +710,14 @@ fn tile_rows<const R: usize, const FMA: bool>(
         }
     };
     let mut n = 0;
-    while n + COLS <= d {
-        let mut acc = [[0.0f32; COLS]; R];
+    while n + C <= d {
+        let mut acc = [[0.0f32; C]; R];
         for (r, a) in acc.iter_mut().enumerate() {
-            *a = [b[co + r]; COLS];
+            *a = [b[co + r]; C];
         }
         for ci in 0..cin {
             for l in 0..k {
-                let xs: &[f32; COLS] = xp[ci * p + n + l..][..COLS].try_into().unwrap();
+                let xs: &[f32; C] = xp[ci * p + n + l..][..C].try_into().unwrap();
                 for (r, a) in acc.iter_mut().enumerate() {
                     let wv = w[(co + r) * ck + ci * k + l];
                     for (av, &xv) in a.iter_mut().zip(xs) {
@@ -715,9 +727,9 @@ fn tile_rows<const R: usize, const FMA: bool>(
             }
         }
         for (r, a) in acc.iter().enumerate() {
-            y[(co + r) * d + n..][..COLS].copy_from_slice(a);
+            y[(co + r) * d + n..][..C].copy_from_slice(a);
         }
-        n += COLS;
+        n += C;
     }
     for n in n..d {
         for r in 0..R {
@@ -1266,6 +1278,42 @@ pub fn denoise_batched_into(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The AVX-512 tiles (32 samples) and the AVX2 tiles (16) sum the same terms in the same
+    /// order per sample, fused: the same bits, at lengths with both kernels' tails. Runs
+    /// where the CPU has AVX-512F (elsewhere the AVX2 kernel is the only fused one).
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn wide_conv_tiles_give_the_fused_tiles_bits() {
+        if encode::vector_isa() != VectorIsa::Avx512 {
+            eprintln!("no AVX-512F here: the wide tiles are not run");
+            return;
+        }
+        let mut r = crate::rng::Rng::new(3);
+        for (cin, cout, k, d) in [
+            (1, 8, 3, 256),
+            (8, 8, 3, 256),
+            (8, 1, 1, 256),
+            (5, 6, 5, 77),
+        ] {
+            let layer = FrontLayer {
+                w: (0..cout * cin * k).map(|_| r.normal() as f32).collect(),
+                b: (0..cout).map(|_| r.normal() as f32).collect(),
+                cin,
+                cout,
+                k,
+            };
+            let xp: Vec<f32> = (0..cin * (d + k - 1)).map(|_| r.normal() as f32).collect();
+            let (mut a, mut b) = (vec![0.0f32; cout * d], vec![1.0f32; cout * d]);
+            // SAFETY: AVX-512F (and with it AVX2 and FMA) checked above.
+            unsafe {
+                conv_fma(&layer, &xp, &mut a, d, true);
+                conv_avx512(&layer, &xp, &mut b, d, true);
+            }
+            let same = a.iter().zip(&b).all(|(u, v)| u.to_bits() == v.to_bits());
+            assert!(same, "cin {cin} cout {cout} k {k} d {d}");
+        }
+    }
 
     #[test]
     fn order_key_follows_the_core_rule() {

@@ -42,6 +42,30 @@ pub(super) fn avx2_fma() -> bool {
     }
 }
 
+/// The widest vector kernels this CPU runs, checked at run time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum VectorIsa {
+    /// Neither AVX2 nor FMA: the portable loops.
+    Baseline,
+    /// AVX2 and FMA (8 lanes).
+    Avx2Fma,
+    /// AVX-512F besides AVX2 and FMA (16 lanes).
+    Avx512,
+}
+
+/// [`VectorIsa`] of this CPU.
+pub(super) fn vector_isa() -> VectorIsa {
+    #[cfg(target_arch = "x86_64")]
+    if avx2_fma() {
+        return if std::arch::is_x86_feature_detected!("avx512f") {
+            VectorIsa::Avx512
+        } else {
+            VectorIsa::Avx2Fma
+        };
+    }
+    VectorIsa::Baseline
+}
+
 impl PackedEncoder {
     /// Packs `w_enc` (`d_in * d_sae` values, row-major) for this CPU.
     pub(super) fn new(w_enc: Vec<f32>, d_in: usize, d_sae: usize) -> Self {
