@@ -24,6 +24,8 @@ pub(super) struct PackedEncoder {
     d_in: usize,
     d_sae: usize,
     packed: bool,
+    /// Packed, and the CPU has AVX-512F: [`PackedEncoder::product_avx512`] runs the product.
+    wide: bool,
     /// Packed: panel `p` at `p * d_in * NR` holds, for each input `i`, columns
     /// `p*NR..p*NR + NR`. Otherwise `W_enc [d_in, d_sae]` row-major (the fallback's operand).
     w: Vec<f32>,
@@ -74,6 +76,7 @@ impl PackedEncoder {
                 d_in,
                 d_sae,
                 packed: false,
+                wide: false,
                 w: w_enc,
             };
         }
@@ -87,6 +90,7 @@ impl PackedEncoder {
             d_in,
             d_sae,
             packed: true,
+            wide: vector_isa() == VectorIsa::Avx512,
             w,
         }
     }
@@ -152,7 +156,13 @@ impl PackedEncoder {
             }
             // SAFETY: the kernel was detected at construction (`is_packed`); the sizes were
             // asserted above and the panels hold d_in * d_sae values.
-            unsafe { self.product_avx2(rows, c, packed_a) };
+            unsafe {
+                if self.wide {
+                    self.product_avx512(rows, c, packed_a);
+                } else {
+                    self.product_avx2(rows, c, packed_a, 0);
+                }
+            }
             return;
         }
         let _ = packed_a;
@@ -178,14 +188,15 @@ impl PackedEncoder {
         }
     }
 
-    /// Panel by panel (16 KB of weights for `d_in` 256, kept in L1), every row block.
+    /// Panel by panel from panel `first` on (16 KB of weights for `d_in` 256, kept in L1),
+    /// every row block.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn product_avx2(&self, rows: usize, c: &mut [f32], packed_a: &[f32]) {
+    unsafe fn product_avx2(&self, rows: usize, c: &mut [f32], packed_a: &[f32], first: usize) {
         use std::arch::x86_64::*;
         let (d_in, d_sae) = (self.d_in, self.d_sae);
         let blocks = rows.div_ceil(MR);
-        for (p, panel) in self.w.chunks_exact(d_in * NR).enumerate() {
+        for (p, panel) in self.w.chunks_exact(d_in * NR).enumerate().skip(first) {
             for b in 0..blocks {
                 let ap = packed_a[b * MR * d_in..(b + 1) * MR * d_in].as_ptr();
                 let bp = panel.as_ptr();
@@ -218,11 +229,102 @@ impl PackedEncoder {
             }
         }
     }
+
+    /// Two panels by two row blocks per tile: 12 windows x 32 columns, 24 of the 32 vector
+    /// registers as accumulators, so each loaded weight vector feeds 12 multiply-adds of 16
+    /// lanes (the AVX2 kernel: 6 of 8 lanes). Each output is the same chain of fused
+    /// multiply-adds over `i` as in [`Self::product_avx2`]: the same bits. A last odd panel
+    /// goes to the AVX2 kernel.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn product_avx512(&self, rows: usize, c: &mut [f32], packed_a: &[f32]) {
+        use std::arch::x86_64::*;
+        let (d_in, d_sae) = (self.d_in, self.d_sae);
+        let blocks = rows.div_ceil(MR);
+        let panels = d_sae / NR;
+        for pp in 0..panels / 2 {
+            let w0 = self.w[2 * pp * d_in * NR..(2 * pp + 1) * d_in * NR].as_ptr();
+            let w1 = self.w[(2 * pp + 1) * d_in * NR..(2 * pp + 2) * d_in * NR].as_ptr();
+            let mut b = 0;
+            while b < blocks {
+                // Two row blocks where there are two, else the last one alone (its
+                // accumulators for the missing block are computed from zeros and not stored).
+                let two = b + 1 < blocks;
+                let a0 = packed_a[b * MR * d_in..(b + 1) * MR * d_in].as_ptr();
+                let a1 = if two {
+                    packed_a[(b + 1) * MR * d_in..(b + 2) * MR * d_in].as_ptr()
+                } else {
+                    a0
+                };
+                let mut acc = [[_mm512_setzero_ps(); 2]; 2 * MR];
+                for i in 0..d_in {
+                    // SAFETY: i < d_in; each panel holds d_in * NR values, each row block
+                    // d_in * MR.
+                    let (v0, v1) = unsafe {
+                        (
+                            _mm512_loadu_ps(w0.add(i * NR)),
+                            _mm512_loadu_ps(w1.add(i * NR)),
+                        )
+                    };
+                    for (r, acc_r) in acc.iter_mut().enumerate() {
+                        let ap = if r < MR { a0 } else { a1 };
+                        // SAFETY: as above.
+                        let av = _mm512_set1_ps(unsafe { *ap.add(i * MR + r % MR) });
+                        acc_r[0] = _mm512_fmadd_ps(av, v0, acc_r[0]);
+                        acc_r[1] = _mm512_fmadd_ps(av, v1, acc_r[1]);
+                    }
+                }
+                let stored = if two { 2 * MR } else { MR };
+                for (r, acc_r) in acc.iter().enumerate().take(stored.min(rows - b * MR)) {
+                    let o = (b * MR + r) * d_sae + 2 * pp * NR;
+                    // SAFETY: window b*MR + r < rows and column 2*pp*NR + 32 <= d_sae, inside
+                    // the c.len() >= rows * d_sae asserted by the caller.
+                    unsafe {
+                        _mm512_storeu_ps(c.as_mut_ptr().add(o), acc_r[0]);
+                        _mm512_storeu_ps(c.as_mut_ptr().add(o + NR), acc_r[1]);
+                    }
+                }
+                b += if two { 2 } else { 1 };
+            }
+        }
+        if panels % 2 == 1 {
+            // SAFETY: AVX2 and FMA come with this function's features.
+            unsafe { self.product_avx2(rows, c, packed_a, panels - 1) };
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The AVX-512 tiles give the AVX2 kernel's bits: odd and even panel counts, one and two
+    /// row blocks and partial blocks. Runs where the CPU has AVX-512F.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn wide_product_gives_the_avx2_bits() {
+        if vector_isa() != VectorIsa::Avx512 {
+            eprintln!("no AVX-512F here: the wide product is not run");
+            return;
+        }
+        let mut r = crate::rng::Rng::new(4);
+        for &(d_in, d_sae) in &[(256usize, 1024usize), (33, 48), (5, 32)] {
+            let w: Vec<f32> = (0..d_in * d_sae).map(|_| r.normal() as f32).collect();
+            let enc = PackedEncoder::new(w, d_in, d_sae);
+            assert!(enc.wide);
+            for rows in [1usize, 6, 7, 12, 13, 18, 128] {
+                let a: Vec<f32> = (0..rows * d_in).map(|_| r.normal() as f32).collect();
+                let mut pa = vec![0.0; enc.packed_a_len(rows)];
+                let (mut c1, mut c2) = (vec![0.0f32; rows * d_sae], vec![1.0f32; rows * d_sae]);
+                enc.product(&a, rows, &mut c1, &mut pa);
+                // SAFETY: AVX-512F (with AVX2 and FMA) checked above; `pa` is packed by the
+                // call before.
+                unsafe { enc.product_avx2(rows, &mut c2, &pa, 0) };
+                let same = c1.iter().zip(&c2).all(|(u, v)| u.to_bits() == v.to_bits());
+                assert!(same, "d_in {d_in} d_sae {d_sae} rows {rows}");
+            }
+        }
+    }
 
     /// Every shape class (row remainders 0..5, d_sae with and without the kernel) against a
     /// plain f64 product, to f32 rounding.

@@ -117,7 +117,8 @@ pub struct GflopsRow {
     pub hop: usize,
     /// Windows per encoder product.
     pub batch: usize,
-    /// Plain sgemm (`[batch, d_in] x [d_in, d_sae]`, matrixmultiply, one thread).
+    /// Plain sgemm (`[batch, d_in] x [d_in, d_sae]`, matrixmultiply, called from one thread;
+    /// per second of the whole process's CPU time, which counts its pool's threads if any).
     pub sgemm_gflops: f64,
     /// The batched path, counting [`BatchModel::flops_per_window`] per window.
     pub batched_gflops: f64,
@@ -160,14 +161,14 @@ pub fn process_cpu_s() -> Option<f64> {
     Some(ticks / 100.0)
 }
 
-/// Best of `reps` timings of `f`, in seconds: this thread's CPU time where the system reports
-/// it (so other processes on a shared machine do not count), else wall time.
-fn best_of(reps: usize, mut f: impl FnMut()) -> f64 {
+/// Best of `reps` timings of `f`, in seconds: CPU time by `clock` where the system reports it
+/// (so other processes on a shared machine do not count), else wall time.
+fn best_of(reps: usize, clock: fn() -> Option<f64>, mut f: impl FnMut()) -> f64 {
     (0..reps.max(1))
         .map(|_| {
-            let (t, c) = (Instant::now(), thread_cpu_s());
+            let (t, c) = (Instant::now(), clock());
             f();
-            match (c, thread_cpu_s()) {
+            match (c, clock()) {
                 (Some(a), Some(b)) => b - a,
                 _ => t.elapsed().as_secs_f64(),
             }
@@ -176,12 +177,12 @@ fn best_of(reps: usize, mut f: impl FnMut()) -> f64 {
         .max(1e-9)
 }
 
-/// CPU seconds per call of `f`: `f` is repeated (x4 each time) until one measurement takes
-/// at least 0.3 s, since the CPU clock advances in scheduler ticks; best of 2.
-fn per_call(mut f: impl FnMut()) -> f64 {
+/// CPU seconds per call of `f` by `clock`: `f` is repeated (x4 each time) until one
+/// measurement takes at least 0.3 s, since the CPU clock advances in scheduler ticks; best of 2.
+fn per_call(clock: fn() -> Option<f64>, mut f: impl FnMut()) -> f64 {
     let mut runs = 1usize;
     loop {
-        let t = best_of(2, || {
+        let t = best_of(2, clock, || {
             for _ in 0..runs {
                 f();
             }
@@ -195,8 +196,9 @@ fn per_call(mut f: impl FnMut()) -> f64 {
 
 /// Measures, on this thread and interleaved so they see the same machine load: the plain
 /// sgemm of the encoder's shape, the batched path and the core's offline path on `seconds` of
-/// a test-like signal at the model's rate. Each is the best of `reps` runs of this thread's
-/// CPU time; give a few minutes of signal so each run lasts well over a scheduler tick.
+/// a test-like signal at the model's rate. Each is the best of `reps` runs of CPU time (this
+/// thread's; the whole process's for the sgemm, which may use a thread pool); give a few
+/// minutes of signal so each run lasts well over a scheduler tick.
 pub fn measure_gflops(
     name: &str,
     model: &Model,
@@ -226,7 +228,10 @@ pub fn measure_gflops(
     let err = |e: crate::core::CoreError| EvalError::Invalid(format!("{name}: {e}"));
     let (mut t_gemm, mut t_batch, mut t_core) = (f64::INFINITY, f64::INFINITY, f64::INFINITY);
     for _ in 0..reps.max(1) {
-        t_gemm = t_gemm.min(per_call(|| {
+        // The whole process's CPU time: with its `threading` feature (which burn-ndarray turns
+        // on in `--features train` builds) matrixmultiply runs large products on a thread
+        // pool, whose time this thread's clock would miss.
+        t_gemm = t_gemm.min(per_call(process_cpu_s, || {
             for _ in 0..calls {
                 // SAFETY: row-major batch x d_in, d_in x d_sae, batch x d_sae buffers.
                 unsafe {
@@ -251,12 +256,12 @@ pub fn measure_gflops(
             }
         }));
         let mut res = Ok(());
-        t_batch = t_batch.min(per_call(|| {
+        t_batch = t_batch.min(per_call(thread_cpu_s, || {
             res = bm.denoise_into(hop, &x, &mut out, &mut s).map(drop);
         }));
         res.map_err(err)?;
         let mut res = Ok(());
-        t_core = t_core.min(per_call(|| {
+        t_core = t_core.min(per_call(thread_cpu_s, || {
             res = crate::core::denoise_offline_into(&sae, hop, &x, &mut out, &mut work, &mut topk)
                 .map(drop);
         }));
@@ -315,7 +320,7 @@ pub fn frontier(
         for &hop in hops.iter().filter(|&&h| h >= 1 && h <= meta.d_in) {
             let (r, c) = batched_quality(m, hop, shape, val, threads)?;
             let mut res = Ok(());
-            let t = per_call(|| {
+            let t = per_call(thread_cpu_s, || {
                 res = bm.denoise_into(hop, &x, &mut out, &mut s).map(drop);
             });
             res.map_err(|e| EvalError::Invalid(format!("{name}: {e}")))?;
@@ -544,7 +549,7 @@ pub fn to_markdown(
         );
         let _ = writeln!(
             s,
-            "FLOPs counted: dense encode 2·d_in·d_sae + sparse decode 2·k·d_in + linear path 2·taps·d_in per window. sgemm: matrixmultiply, [batch, d_in] x [d_in, d_sae]. Thread CPU time, best of the repetitions, the three measured interleaved.\n"
+            "FLOPs counted: dense encode 2·d_in·d_sae + sparse decode 2·k·d_in + linear path 2·taps·d_in per window. sgemm: matrixmultiply, [batch, d_in] x [d_in, d_sae], timed by the process's CPU time (it may run a thread pool); the batched path and the core by this thread's CPU time. Best of the repetitions, the three measured interleaved.\n"
         );
         let _ = writeln!(
             s,
