@@ -188,7 +188,7 @@ def test_non_contiguous_and_list_input():
 
 
 def test_the_gil_is_released_during_work():
-    x = _signal(16, 256 * 60, seed=5)
+    x = _signal(64, 256 * 60, seed=5)
     span = {}
 
     def work():
