@@ -574,7 +574,8 @@ impl BatchModel {
 
 /// The core's front end ([`crate::core::Front`]) layer by layer, each layer a direct
 /// convolution over a zero-padded copy of its input, tiled so that 4 output channels x 16
-/// samples accumulate in registers (fused multiply-adds where the CPU has them). An im2col
+/// samples (32 with AVX-512F) accumulate in registers (fused multiply-adds where the CPU has
+/// them). An im2col
 /// copy and a general sgemm cost about as much in copying and packing as in arithmetic at
 /// these sizes (16 channels, 256 samples). The sums are the core's up to f32 rounding (other
 /// order, fused multiply-adds). `x`, `g`: `[d]`; `scratch`: two layer outputs and the padded
@@ -585,13 +586,13 @@ fn front_by_products(layers: &[FrontLayer], x: &[f32], g: &mut [f32], scratch: &
     let (h, pad) = scratch.split_at_mut(2 * width * d);
     let (mut src, mut dst) = h.split_at_mut(width * d);
     let last = layers.len() - 1;
-    let fma = encode::vector_isa();
+    let isa = encode::vector_isa();
     for (i, layer) in layers.iter().enumerate() {
         let input: &[f32] = if i == 0 { x } else { src };
         if i == last {
-            conv_direct(layer, input, g, pad, d, false, fma);
+            conv_direct(layer, input, g, pad, d, false, isa);
         } else {
-            conv_direct(layer, input, dst, pad, d, true, fma);
+            conv_direct(layer, input, dst, pad, d, true, isa);
             ::core::mem::swap(&mut src, &mut dst);
         }
     }
@@ -610,7 +611,7 @@ fn conv_direct(
     pad: &mut [f32],
     d: usize,
     relu: bool,
-    fma: VectorIsa,
+    isa: VectorIsa,
 ) {
     let (cin, k) = (layer.cin, layer.k);
     let xp: &[f32] = if k == 1 {
@@ -628,14 +629,14 @@ fn conv_direct(
     };
     let y = &mut y[..layer.cout * d];
     #[cfg(target_arch = "x86_64")]
-    match fma {
+    match isa {
         // SAFETY: each kernel runs only where `encode::vector_isa` found its features at run
         // time.
         VectorIsa::Avx512 => return unsafe { conv_avx512(layer, xp, y, d, relu) },
         VectorIsa::Avx2Fma => return unsafe { conv_fma(layer, xp, y, d, relu) },
         VectorIsa::Baseline => {}
     }
-    let _ = fma;
+    let _ = isa;
     conv_tiles::<false, COLS>(layer, xp, y, d, relu);
 }
 
