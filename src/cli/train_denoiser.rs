@@ -226,17 +226,26 @@ fn show(e: DenoiserEvent<'_>) {
         } => eprintln!(
             "  linear path gate {gate}: validation windows RRMSE_t {rrmse_t:.4} (best before: {best_before:.4})"
         ),
-        DenoiserEvent::Trained(r) => eprintln!(
-            "  val loss {:.5}, validation windows (EOG+EMG levels) RRMSE_t {:.4}, clean {:.4}, test RRMSE_t {:.4}, CC {:.4}, clean {:.4}, hop {}, {:.1} s",
-            r.result.val_loss,
-            r.val_windows_rrmse_t,
-            r.result.val_clean_rrmse_t.unwrap_or(f64::NAN),
-            r.result.test_rrmse_t,
-            r.result.test_cc,
-            r.result.test_clean_rrmse_t.unwrap_or(f64::NAN),
-            r.meta.hop,
-            r.result.train_seconds
-        ),
+        DenoiserEvent::Trained(r) => {
+            for step in &r.result.dead_at {
+                eprintln!(
+                    "  the SAE went dead at step {step} (fewer than 1/{} of its TopK slots fired for {} steps): restarted from a fresh initialisation",
+                    mfr_eeg::eval::cnn::STARVED_FRACTION,
+                    mfr_eeg::eval::cnn::DEAD_SAE_STEPS
+                );
+            }
+            eprintln!(
+                "  val loss {:.5}, validation windows (EOG+EMG levels) RRMSE_t {:.4}, clean {:.4}, test RRMSE_t {:.4}, CC {:.4}, clean {:.4}, hop {}, {:.1} s",
+                r.result.val_loss,
+                r.val_windows_rrmse_t,
+                r.result.val_clean_rrmse_t.unwrap_or(f64::NAN),
+                r.result.test_rrmse_t,
+                r.result.test_cc,
+                r.result.test_clean_rrmse_t.unwrap_or(f64::NAN),
+                r.meta.hop,
+                r.result.train_seconds
+            )
+        }
         DenoiserEvent::ModelWritten {
             path,
             bytes,

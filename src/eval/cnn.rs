@@ -377,6 +377,12 @@ fn up(x: Tensor<3>) -> Tensor<3> {
 }
 
 fn forward(p: &[Tensor<3>], arch: PeerArch, x: Tensor<2>) -> Tensor<2> {
+    forward_fired(p, arch, x).0
+}
+
+/// [`forward`], and for the conv-front SAE how many of the batch's TopK slots carry a positive
+/// activation (0: the SAE contributed nothing, only `b_dec` reached the output).
+fn forward_fired(p: &[Tensor<3>], arch: PeerArch, x: Tensor<2>) -> (Tensor<2>, Option<usize>) {
     let [b, l] = x.dims();
     let x3 = x.clone().reshape([b, 1, l]);
     match arch {
@@ -386,7 +392,7 @@ fn forward(p: &[Tensor<3>], arch: PeerArch, x: Tensor<2>) -> Tensor<2> {
             let e3 = relu(conv(e2.clone(), &p[4], &p[5], 2));
             let d2 = relu(conv(Tensor::cat(vec![up(e3), e2], 1), &p[6], &p[7], 1));
             let d1 = relu(conv(Tensor::cat(vec![up(d2), e1], 1), &p[8], &p[9], 1));
-            conv(d1, &p[10], &p[11], 1).reshape([b, l])
+            (conv(d1, &p[10], &p[11], 1).reshape([b, l]), None)
         }
         PeerArch::Sae { k, depth, .. } => {
             let g = if depth > 0 {
@@ -407,7 +413,16 @@ fn forward(p: &[Tensor<3>], arch: PeerArch, x: Tensor<2>) -> Tensor<2> {
             };
             // Host selection: the same TopK rule as the core, and faster on CPU backends.
             let f = sae.forward(g, k, ActivationKind::TopkRelu, true);
-            f.x_hat.reshape([b, l])
+            let fired = match (&f.mask_host, &f.pre_host) {
+                (Some(m), Some(v)) => Some(
+                    m.iter()
+                        .zip(v)
+                        .filter(|&(&m, &v)| m > 0.0 && v > 0.0)
+                        .count(),
+                ),
+                _ => None,
+            };
+            (f.x_hat.reshape([b, l]), fired)
         }
     }
 }
@@ -439,8 +454,10 @@ pub struct CnnRun {
     pub val_loss_net: f64,
     /// The gate of the fitted path (`None`: none fitted or none kept).
     pub path_gate: Option<f32>,
-    /// Wall time of training (s).
+    /// Wall time of training (s), restarts included.
     pub train_seconds: f64,
+    /// The steps at which earlier initialisations went dead and were restarted (empty: none).
+    pub dead_at: Vec<usize>,
 }
 
 fn batch_tensor(data: &Dataset, idx: &[usize], device: &Device, targets: bool) -> Tensor<2> {
@@ -491,8 +508,32 @@ fn relative_loss_host(y: &[f32], targets: &[f32], d: usize, eps: f64) -> f64 {
     sum / n.max(1) as f64
 }
 
+/// Training steps in a row in which fewer than 1/[`STARVED_FRACTION`] of the conv-front SAE's
+/// TopK slots carried a positive activation, after which the SAE counts as dead. Seen at some
+/// seeds: from an initial loss far above the zero output's, Adam drives `b_enc` down until
+/// (almost) no latent fires; the encoder and the front then get (almost) no gradient and the
+/// run ends near the zero output, only the linear path acting. A live SAE fills over 90 %.
+pub const DEAD_SAE_STEPS: usize = 100;
+
+/// See [`DEAD_SAE_STEPS`].
+pub const STARVED_FRACTION: usize = 16;
+
+/// Fresh initialisations [`train_cnn`] tries after a dead SAE before it gives up.
+pub const MAX_RESTARTS: usize = 3;
+
+/// The initialisation and batch-order seed of attempt `attempt` (0: the configured seed, so a
+/// run that never dies is the same run as without the guard).
+fn attempt_seed(seed: u64, attempt: usize) -> u64 {
+    seed ^ ((attempt as u64) << 48)
+}
+
 /// Trains the peer on `train` (batches drawn by a seeded shuffle, epoch after epoch) and
 /// scores it on `val`. `progress` is called every 500 steps with (step, training loss).
+///
+/// A conv-front SAE that goes dead ([`DEAD_SAE_STEPS`] steps with no latent firing) is
+/// restarted from a fresh initialisation (seed derived from `cfg.seed`), at most
+/// [`MAX_RESTARTS`] times; the steps where earlier attempts died are in
+/// [`CnnRun::dead_at`]. If every attempt dies the error says so.
 pub fn train_cnn(
     cfg: &CnnConfig,
     train: &Dataset,
@@ -507,14 +548,72 @@ pub fn train_cnn(
         )));
     }
     let t0 = std::time::Instant::now();
-    let mut net = PeerNet::init(cfg.arch, cfg.width, cfg.kernel, train.dim, cfg.seed, device);
+    let mut dead_at = Vec::new();
+    let mut net = None;
+    for attempt in 0..=MAX_RESTARTS {
+        match fit(
+            cfg,
+            attempt_seed(cfg.seed, attempt),
+            train,
+            device,
+            &mut progress,
+        ) {
+            Ok(n) => {
+                net = Some(n);
+                break;
+            }
+            Err(step) => dead_at.push(step),
+        }
+    }
+    let Some(mut net) = net else {
+        return Err(EvalError::Train(format!(
+            "the front-end SAE (seed {}) went dead in each of {} initialisations (fewer than 1/{STARVED_FRACTION} of its TopK slots fired for {DEAD_SAE_STEPS} steps, at steps {dead_at:?}); try another seed or learning rate",
+            cfg.seed,
+            MAX_RESTARTS + 1
+        )));
+    };
+    let val_loss_net = val_loss(&net, val, cfg.relative_eps, device);
+    let (path_gate, val_loss) = if cfg.path_taps > 0 {
+        net.fit_path(
+            train,
+            val,
+            cfg.path_taps,
+            &[0.1, 0.2, 0.4, 0.8],
+            cfg.relative_eps,
+            device,
+        )
+    } else {
+        (None, val_loss_net)
+    };
+    let run = CnnRun {
+        config: cfg.clone(),
+        n_params: net.n_params(),
+        val_loss,
+        val_loss_net,
+        path_gate,
+        train_seconds: t0.elapsed().as_secs_f64(),
+        dead_at,
+    };
+    Ok((net, run))
+}
+
+/// One training attempt from the initialisation of `seed`; `Err(step)` when the SAE went dead
+/// at `step`.
+fn fit(
+    cfg: &CnnConfig,
+    seed: u64,
+    train: &Dataset,
+    device: &Device,
+    progress: &mut impl FnMut(usize, f64),
+) -> Result<PeerNet, usize> {
+    let mut net = PeerNet::init(cfg.arch, cfg.width, cfg.kernel, train.dim, seed, device);
     let mut adam = Adam::new(&net.params);
     let sched = crate::train::TrainConfig::new(train.dim, 1, 1)
         .with_steps(cfg.steps)
         .with_lr(cfg.lr);
     let n = train.inputs.len() / train.dim;
     let mut order: Vec<usize> = (0..n).collect();
-    let mut rng = Rng::derive(cfg.seed, 0xBA7C);
+    let mut rng = Rng::derive(seed, 0xBA7C);
     rng.shuffle(&mut order);
     let weights = cfg.loss_taper.map(|shape| {
         Tensor::<2>::from_data(
@@ -523,6 +622,7 @@ pub fn train_cnn(
         )
     });
     let mut pos = 0;
+    let mut silent = 0;
     for step in 0..cfg.steps {
         if pos + cfg.batch > n {
             rng.shuffle(&mut order);
@@ -535,7 +635,16 @@ pub fn train_cnn(
             .iter()
             .map(|p| p.clone().autodiff().require_grad())
             .collect();
-        let y = forward(&tracked, cfg.arch, batch_tensor(train, idx, device, false));
+        let (y, fired) = forward_fired(&tracked, cfg.arch, batch_tensor(train, idx, device, false));
+        let slots = match cfg.arch {
+            PeerArch::Sae { k, .. } => idx.len() * k,
+            PeerArch::UNet => 0,
+        };
+        let starved = fired.is_some_and(|f| f * STARVED_FRACTION < slots);
+        silent = if starved { silent + 1 } else { 0 };
+        if silent >= DEAD_SAE_STEPS {
+            return Err(step + 1);
+        }
         let loss = relative_loss(
             y,
             batch_tensor(train, idx, device, true),
@@ -566,28 +675,7 @@ pub fn train_cnn(
         );
         net.project();
     }
-    let val_loss_net = val_loss(&net, val, cfg.relative_eps, device);
-    let (path_gate, val_loss) = if cfg.path_taps > 0 {
-        net.fit_path(
-            train,
-            val,
-            cfg.path_taps,
-            &[0.1, 0.2, 0.4, 0.8],
-            cfg.relative_eps,
-            device,
-        )
-    } else {
-        (None, val_loss_net)
-    };
-    let run = CnnRun {
-        config: cfg.clone(),
-        n_params: net.n_params(),
-        val_loss,
-        val_loss_net,
-        path_gate,
-        train_seconds: t0.elapsed().as_secs_f64(),
-    };
-    Ok((net, run))
+    Ok(net)
 }
 
 /// A trained peer as a denoising [`Method`]: windows of `d_in` every `hop` samples over the
@@ -729,5 +817,54 @@ mod tests {
             (got - plain).abs() > 1e-3 * plain,
             "the weights must matter"
         );
+    }
+
+    fn small_sae(steps: usize) -> CnnConfig {
+        CnnConfig {
+            arch: PeerArch::Sae {
+                d_sae: 32,
+                k: 4,
+                width: 2,
+                depth: 1,
+            },
+            width: 2,
+            kernel: 3,
+            steps,
+            batch: 8,
+            ..CnnConfig::default_peer()
+        }
+    }
+
+    /// All-zero windows never make a latent fire (every pre-activation is exactly 0 at
+    /// initialisation and gets no gradient), so each initialisation dies after
+    /// `DEAD_SAE_STEPS` and training ends in an error instead of a model with a dead SAE.
+    /// (The seed-dependent collapse on real windows is `train-denoiser --front 8x3k3 --seeds 1
+    /// --steps 6000` with the fast model's card command: dead at step 188, then restarted, to
+    /// validation windows RRMSE_t 0.4418.)
+    #[test]
+    fn a_dead_sae_is_restarted_and_then_refused() {
+        let device = Device::flex();
+        let zeros = Dataset::reconstruction(vec![0.0; 64 * 16], 16);
+        let Err(err) = train_cnn(&small_sae(400), &zeros, &zeros, &device, |_, _| {}) else {
+            panic!("a dead SAE must not train");
+        };
+        let err = err.to_string();
+        assert!(
+            err.contains("went dead in each of 4") && err.contains("[100, 100, 100, 100]"),
+            "{err}"
+        );
+    }
+
+    /// Random windows keep latents firing: one attempt, no restart, a loss below the zero
+    /// output's 1.
+    #[test]
+    fn a_live_sae_trains_without_restart() {
+        let device = Device::flex();
+        let mut rng = Rng::new(3);
+        let rows: Vec<f32> = (0..64 * 16).map(|_| rng.normal() as f32).collect();
+        let data = Dataset::reconstruction(rows, 16);
+        let (_, run) = train_cnn(&small_sae(150), &data, &data, &device, |_, _| {}).unwrap();
+        assert!(run.dead_at.is_empty(), "{:?}", run.dead_at);
+        assert!(run.val_loss < 0.9, "{}", run.val_loss);
     }
 }

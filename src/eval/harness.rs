@@ -249,6 +249,10 @@ pub struct SeedResult {
     /// The same on artifact-free test windows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test_clean_rrmse_t: Option<f64>,
+    /// The steps at which the end-to-end front trainer found its SAE dead and restarted from
+    /// a fresh initialisation (empty: never).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dead_at: Vec<usize>,
 }
 
 /// A summary line of the alpha sweep: mean +- std over seeds.

@@ -395,7 +395,7 @@ pub fn train_one(
         d.validate(what)
             .map_err(|e| EvalError::Train(e.to_string()))?;
     }
-    let (tensors, val_loss, best_step) = match run.front {
+    let (tensors, val_loss, best_step, dead_at) = match run.front {
         None => {
             let opts = crate::train::trainer::TrainOptions {
                 grad_path: run.grad_path,
@@ -414,6 +414,7 @@ pub fn train_one(
                 ),
                 out.val_loss[best] as f64,
                 out.best_step[best],
+                Vec::new(),
             )
         }
         Some(front) => train_front(
@@ -514,6 +515,7 @@ pub fn train_one(
         skip_gate: tensors.skip.as_ref().map(|s| s.gate),
         val_clean_rrmse_t: pass(&data.val_clean)?,
         test_clean_rrmse_t: pass(&data.test_clean)?,
+        dead_at,
     };
     Ok(Run {
         meta,
@@ -525,14 +527,15 @@ pub fn train_one(
 
 /// Trains the SAE of `cfg` behind a front end of shape `front` by the peer loop (autodiff,
 /// Adam, the relative loss, `cfg`'s steps, batch, learning rate and seed). Returns its tensors,
-/// its validation loss and the final step.
+/// its validation loss, the final step and the steps at which dead initialisations were
+/// restarted.
 fn train_front(
     data: &TrainData,
     cfg: &TrainConfig,
     front: FrontShape,
     backend: BackendKind,
     loss_taper: Option<OlaShape>,
-) -> Result<(ModelTensors, f64, usize), EvalError> {
+) -> Result<(ModelTensors, f64, usize, Vec<usize>), EvalError> {
     let device = backend
         .device()
         .map_err(|e| EvalError::Train(e.to_string()))?;
@@ -558,7 +561,7 @@ fn train_front(
     let tensors = net
         .model_tensors()
         .ok_or_else(|| EvalError::Train("the front-end SAE exported no tensors".into()))?;
-    Ok((tensors, r.val_loss_net, cfg.steps))
+    Ok((tensors, r.val_loss_net, cfg.steps, r.dead_at))
 }
 
 /// Loads the recordings named on the command line.
@@ -1284,7 +1287,7 @@ impl Card<'_> {
         }
         let _ = writeln!(
             s,
-            "- Selected run: MFR alpha **{}**, seed **{}** (validation loss {:.5}; training took {:.0} s, {:.0} windows/s).{}\n",
+            "- Selected run: MFR alpha **{}**, seed **{}** (validation loss {:.5}; training took {:.0} s, {:.0} windows/s).{}{}\n",
             self.ship.alpha,
             self.ship.seed,
             self.ship.val_loss,
@@ -1292,7 +1295,17 @@ impl Card<'_> {
             self.ship.windows_per_s,
             self.ship.test_clean_rrmse_t.map_or_else(String::new, |t| format!(
                 " On artifact-free test windows (2 s, one per test segment) the output differs from its input by RRMSE_t {t:.3}."
-            ))
+            )),
+            if self.ship.dead_at.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " Its SAE went dead (fewer than 1/{} of its TopK slots fired for {} steps) at step(s) {:?} of earlier initialisations, each restarted from a fresh one.",
+                    super::cnn::STARVED_FRACTION,
+                    super::cnn::DEAD_SAE_STEPS,
+                    self.ship.dead_at
+                )
+            }
         );
     }
 

@@ -296,6 +296,7 @@ fn harness_writes_a_report_of_real_numbers_at_tiny_size() {
             skip_gate: None,
             val_clean_rrmse_t: None,
             test_clean_rrmse_t: None,
+            dead_at: Vec::new(),
         },
         SeedResult {
             alpha: 0.0,
@@ -310,6 +311,7 @@ fn harness_writes_a_report_of_real_numbers_at_tiny_size() {
             skip_gate: None,
             val_clean_rrmse_t: None,
             test_clean_rrmse_t: None,
+            dead_at: Vec::new(),
         },
     ];
     let arms = summarise_arms(&seeds);
