@@ -513,6 +513,8 @@ fn relative_loss_host(y: &[f32], targets: &[f32], d: usize, eps: f64) -> f64 {
 /// seeds: from an initial loss far above the zero output's, Adam drives `b_enc` down until
 /// (almost) no latent fires; the encoder and the front then get (almost) no gradient and the
 /// run ends near the zero output, only the linear path acting. A live SAE fills over 90 %.
+/// A starved one may come back on its own hundreds or thousands of steps later, or never;
+/// a fresh start costs less than the wait.
 pub const DEAD_SAE_STEPS: usize = 100;
 
 /// See [`DEAD_SAE_STEPS`].
