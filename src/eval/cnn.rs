@@ -532,8 +532,8 @@ fn attempt_seed(seed: u64, attempt: usize) -> u64 {
 /// Trains the peer on `train` (batches drawn by a seeded shuffle, epoch after epoch) and
 /// scores it on `val`. `progress` is called every 500 steps with (step, training loss).
 ///
-/// A conv-front SAE that goes dead ([`DEAD_SAE_STEPS`] steps with no latent firing) is
-/// restarted from a fresh initialisation (seed derived from `cfg.seed`), at most
+/// A conv-front SAE that goes dead ([`DEAD_SAE_STEPS`] steps with under 1/[`STARVED_FRACTION`]
+/// of its TopK slots firing) is restarted from a fresh initialisation (seed derived from `cfg.seed`), at most
 /// [`MAX_RESTARTS`] times; the steps where earlier attempts died are in
 /// [`CnnRun::dead_at`]. If every attempt dies the error says so.
 pub fn train_cnn(
