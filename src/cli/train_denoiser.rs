@@ -4,9 +4,10 @@ use std::path::PathBuf;
 
 use mfr_eeg::core::FrontShape;
 use mfr_eeg::eval::train_denoiser::{DenoiserEvent, TrainDenoiserOptions, run as train_denoiser};
+use mfr_eeg::train::TrainEvent;
 
 use super::OlaArg;
-use super::train::{BackendArg, GradPathArg, NormArg, SelectByArg};
+use super::train::{BackendArg, GradPathArg, NormArg, SelectByArg, TrainBar};
 
 fn opts() -> TrainDenoiserOptions {
     TrainDenoiserOptions::default()
@@ -205,8 +206,18 @@ impl From<TrainDenoiserArgs> for TrainDenoiserOptions {
     }
 }
 
-/// One progress line on stderr per event.
-fn show(e: DenoiserEvent<'_>) {
+/// One progress line on stderr per event, and a bar over each run's steps when stderr is a
+/// terminal.
+fn show(bar: &mut Option<TrainBar>, e: DenoiserEvent<'_>) {
+    if let DenoiserEvent::Train(t) = e {
+        if matches!(t, TrainEvent::Start { .. }) {
+            *bar = Some(TrainBar::default());
+        }
+        if let Some(b) = bar.as_mut() {
+            b.event(t);
+        }
+        return;
+    }
     match e {
         DenoiserEvent::BuildingCorpus { fs } => eprintln!("building corpus at {fs} Hz ..."),
         DenoiserEvent::CorpusReady {
@@ -260,7 +271,8 @@ fn show(e: DenoiserEvent<'_>) {
 
 /// Trains the sweep, ships the chosen run and writes its card.
 pub fn run(a: TrainDenoiserArgs) -> anyhow::Result<()> {
-    let report = train_denoiser(&a.into(), &mut show)?;
+    let mut bar = None;
+    let report = train_denoiser(&a.into(), &mut |e| show(&mut bar, e))?;
     eprintln!("wrote {}", report.card.display());
     Ok(())
 }

@@ -397,9 +397,11 @@ pub fn train_one(
     }
     let (tensors, val_loss, best_step, dead_at) = match run.front {
         None => {
+            let mut forward = |e: crate::train::TrainEvent<'_>| on_event(DenoiserEvent::Train(e));
             let opts = crate::train::trainer::TrainOptions {
                 grad_path: run.grad_path,
                 select_every: run.select_every,
+                progress: Some(&mut forward),
                 ..Default::default()
             };
             let out =
@@ -423,6 +425,7 @@ pub fn train_one(
             front,
             run.backend,
             run.loss_taper.then_some(run.ola),
+            on_event,
         )?,
     };
     let secs = t0.elapsed().as_secs_f64();
@@ -535,6 +538,7 @@ fn train_front(
     front: FrontShape,
     backend: BackendKind,
     loss_taper: Option<OlaShape>,
+    on_event: &mut dyn FnMut(DenoiserEvent<'_>),
 ) -> Result<(ModelTensors, f64, usize, Vec<usize>), EvalError> {
     let device = backend
         .device()
@@ -557,7 +561,16 @@ fn train_front(
         loss_taper,
         ..super::cnn::CnnConfig::default_peer()
     };
-    let (net, r) = super::cnn::train_cnn(&peer, &data.train, &data.val, &device, |_, _| {})?;
+    use crate::train::TrainEvent;
+    on_event(DenoiserEvent::Train(TrainEvent::Start {
+        step: 0,
+        steps: cfg.steps,
+    }));
+    let trained = super::cnn::train_cnn(&peer, &data.train, &data.val, &device, |step, _| {
+        on_event(DenoiserEvent::Train(TrainEvent::Step(step)));
+    });
+    on_event(DenoiserEvent::Train(TrainEvent::Done));
+    let (net, r) = trained?;
     let tensors = net
         .model_tensors()
         .ok_or_else(|| EvalError::Train("the front-end SAE exported no tensors".into()))?;
@@ -652,6 +665,9 @@ pub enum DenoiserEvent<'a> {
         /// The best before it (NaN when no hop was tried).
         best_before: f64,
     },
+    /// The trainer's progress within the current run (start, steps done, end); a front-end
+    /// run reports every 500 steps and starts again after a restart.
+    Train(crate::train::TrainEvent<'a>),
     /// One run is done.
     Trained(&'a Run),
     /// The shipped model file was written.
@@ -1472,5 +1488,63 @@ fn machine_class() -> String {
     #[cfg(not(target_arch = "x86_64"))]
     {
         std::env::consts::ARCH.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::TrainEvent;
+
+    /// Each run reports its steps through `DenoiserEvent::Train`, the plain trainer every
+    /// step and the front-end trainer every 500, each bracketed by `Start` and `Done`; the
+    /// steps a run reports are the steps it was asked for.
+    #[test]
+    fn runs_report_their_steps() {
+        let dir = tempfile::tempdir().unwrap();
+        for (front, steps, want) in [
+            (None, 40, (1..=40).collect::<Vec<_>>()),
+            (
+                Some(FrontShape {
+                    width: 2,
+                    depth: 1,
+                    kernel: 3,
+                }),
+                1000,
+                vec![500, 1000],
+            ),
+        ] {
+            let a = TrainDenoiserOptions {
+                out: dir.path().join("m.safetensors"),
+                d_sae: 64,
+                k: 8,
+                hops: vec![128],
+                n_saes: 1,
+                mfr_alpha: 0.0,
+                steps,
+                batch_size: 16,
+                model_segments: 20,
+                relative_loss: true,
+                front,
+                ..TrainDenoiserOptions::default()
+            };
+            let mut seen = Vec::new();
+            run(&a, &mut |e| {
+                if let DenoiserEvent::Train(t) = e {
+                    seen.push(match t {
+                        TrainEvent::Start { step, steps } => format!("start {step}/{steps}"),
+                        TrainEvent::Step(s) => format!("{s}"),
+                        TrainEvent::Done => "done".into(),
+                        _ => String::new(),
+                    });
+                }
+            })
+            .unwrap();
+            seen.retain(|s| !s.is_empty());
+            let mut expect = vec![format!("start 0/{steps}")];
+            expect.extend(want.iter().map(|s| s.to_string()));
+            expect.push("done".into());
+            assert_eq!(seen, expect, "front {front:?}");
+        }
     }
 }
