@@ -533,8 +533,8 @@ fn attempt_seed(seed: u64, attempt: usize) -> u64 {
 /// scores it on `val`. `progress` is called every 500 steps with (step, training loss).
 ///
 /// A conv-front SAE that goes dead ([`DEAD_SAE_STEPS`] steps with under 1/[`STARVED_FRACTION`]
-/// of its TopK slots firing) is restarted from a fresh initialisation (seed derived from `cfg.seed`), at most
-/// [`MAX_RESTARTS`] times; the steps where earlier attempts died are in
+/// of its TopK slots firing) is restarted from a fresh initialisation (seed derived from
+/// `cfg.seed`), at most [`MAX_RESTARTS`] times; the steps where earlier attempts died are in
 /// [`CnnRun::dead_at`]. If every attempt dies the error says so.
 pub fn train_cnn(
     cfg: &CnnConfig,
