@@ -42,7 +42,7 @@ pub fn normalise_label(label: &str) -> String {
 /// without, every channel [`is_eeg`] accepts, in file order.
 ///
 /// A name matches a label when they are equal after [`normalise_label`]; when no label
-/// matches that way, a label of the form "EEG <name>" (or "EEG <name>-REF" etc. with the
+/// matches that way, a label of the form `EEG <name>` (or `EEG <name>-REF` etc. with the
 /// name followed by '-') also matches. Unknown names and names matching several
 /// channels are errors listing the labels; a channel named twice is an error.
 pub fn select_channels(header: &Header, names: Option<&[String]>) -> Result<Vec<usize>, EdfError> {
