@@ -149,6 +149,11 @@ pub struct TrainDenoiserArgs {
     /// window's edges, which the overlap-add barely uses, count little.
     #[arg(long)]
     pub loss_taper: bool,
+    /// With `--front`: start the SAE from this model file's SAE (same window and d_sae; its
+    /// front, if any, is not used). The front starts at zero, so training starts from that
+    /// model: a front added to a trained SAE.
+    #[arg(long, value_name = "MODEL")]
+    pub init_sae: Option<PathBuf>,
 }
 
 fn parse_front(s: &str) -> Result<FrontShape, String> {
@@ -202,6 +207,7 @@ impl From<TrainDenoiserArgs> for TrainDenoiserOptions {
             int8: a.int8,
             front: a.front,
             loss_taper: a.loss_taper,
+            init_sae: a.init_sae,
         }
     }
 }
@@ -375,6 +381,21 @@ mod tests {
             .to_string();
         assert!(
             e.contains("--loss-taper weights the front-end trainer's loss"),
+            "{e}"
+        );
+        // So is the warm start; the card's command keeps the model it started from.
+        let warm = parse(&[&FRONT[..], &["--init-sae", "m.safetensors"]].concat()).unwrap();
+        assert!(
+            regen_command(&warm, 0.0, 0)
+                .unwrap()
+                .contains(" --front 16x3k7 --init-sae m.safetensors ")
+        );
+        let lone = parse(&["--init-sae", "m.safetensors"]).unwrap();
+        let e = regen_command(&lone, lone.mfr_alpha, 0)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--init-sae starts the front-end trainer's SAE"),
             "{e}"
         );
     }

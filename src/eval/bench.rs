@@ -613,6 +613,7 @@ fn mfr_section(
                     ola: crate::core::OlaShape::Hann,
                     front: None,
                     loss_taper: false,
+                    init_sae: None,
                 },
                 256.0,
                 &[128],

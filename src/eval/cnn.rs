@@ -100,6 +100,11 @@ pub struct CnnConfig {
     /// uses, count little. `None`: every sample counts the same.
     #[serde(serialize_with = "ser_taper")]
     pub loss_taper: Option<OlaShape>,
+    /// Start the conv-front SAE's SAE from these tensors (a trained model's, same `d_in` and
+    /// `d_sae`) instead of a random dictionary; the front still starts at zero, so training
+    /// starts from that model. `None`: the seeded initialisation.
+    #[serde(skip)]
+    pub init_sae: Option<ModelTensors>,
 }
 
 fn ser_taper<S: serde::Serializer>(t: &Option<OlaShape>, s: S) -> Result<S::Ok, S::Error> {
@@ -141,6 +146,7 @@ impl CnnConfig {
             hop: 16,
             path_taps: 0,
             loss_taper: None,
+            init_sae: None,
         }
     }
 }
@@ -230,6 +236,20 @@ impl PeerNet {
             arch,
             path: None,
         }
+    }
+
+    /// Replaces the SAE's tensors by `t`'s (SAELens shapes, as [`PeerNet::model_tensors`]
+    /// exports them; sizes checked by the caller).
+    fn start_sae_from(&mut self, t: &ModelTensors, device: &Device) {
+        let (di, ds) = (t.b_dec.len(), t.b_enc.len());
+        let n = self.params.len();
+        let tensor = |v: &[f32], shape: [usize; 3]| {
+            Tensor::<3>::from_data(TensorData::new(v.to_vec(), shape), device)
+        };
+        self.params[n - 4] = tensor(&t.w_enc, [1, di, ds]);
+        self.params[n - 3] = tensor(&t.b_enc, [1, 1, ds]);
+        self.params[n - 2] = tensor(&t.b_dec, [1, 1, di]);
+        self.params[n - 1] = tensor(&t.w_dec, [1, ds, di]);
     }
 
     /// Number of scalar parameters.
@@ -549,6 +569,20 @@ pub fn train_cnn(
             train.dim, cfg.kernel
         )));
     }
+    if let (Some(t), PeerArch::Sae { d_sae, .. }) = (&cfg.init_sae, cfg.arch) {
+        let d_in = train.dim;
+        if t.b_dec.len() != d_in
+            || t.b_enc.len() != d_sae
+            || t.w_enc.len() != d_in * d_sae
+            || t.w_dec.len() != d_in * d_sae
+        {
+            return Err(EvalError::Invalid(format!(
+                "the SAE to start from has d_in {} and d_sae {}, the run needs {d_in} and {d_sae}",
+                t.b_dec.len(),
+                t.b_enc.len()
+            )));
+        }
+    }
     let t0 = std::time::Instant::now();
     let mut dead_at = Vec::new();
     let mut net = None;
@@ -609,6 +643,9 @@ fn fit(
     progress: &mut impl FnMut(usize, f64),
 ) -> Result<PeerNet, usize> {
     let mut net = PeerNet::init(cfg.arch, cfg.width, cfg.kernel, train.dim, seed, device);
+    if let Some(t) = &cfg.init_sae {
+        net.start_sae_from(t, device);
+    }
     let mut adam = Adam::new(&net.params);
     let sched = crate::train::TrainConfig::new(train.dim, 1, 1)
         .with_steps(cfg.steps)
@@ -855,6 +892,49 @@ mod tests {
             err.contains("went dead in each of 4") && err.contains("[100, 100, 100, 100]"),
             "{err}"
         );
+    }
+
+    /// A warm start puts the given SAE in place (before any step it is exported unchanged,
+    /// the front at zero), and an SAE of another size is refused.
+    #[test]
+    fn a_warm_start_begins_from_the_given_sae() {
+        let device = Device::flex();
+        let mut rng = Rng::new(9);
+        let mut v = |n: usize| (0..n).map(|_| rng.normal() as f32).collect::<Vec<f32>>();
+        let given = ModelTensors {
+            w_enc: v(16 * 32),
+            w_dec: v(32 * 16),
+            b_enc: v(32),
+            b_dec: v(16),
+            skip: None,
+            front: None,
+        };
+        let data = Dataset::reconstruction(v(64 * 16), 16);
+        let cfg = CnnConfig {
+            init_sae: Some(given.clone()),
+            ..small_sae(0)
+        };
+        let (net, _) = train_cnn(&cfg, &data, &data, &device, |_, _| {}).unwrap();
+        let t = net.model_tensors().unwrap();
+        assert_eq!(
+            (&t.w_enc, &t.w_dec, &t.b_enc, &t.b_dec),
+            (&given.w_enc, &given.w_dec, &given.b_enc, &given.b_dec)
+        );
+        let front = t.front.unwrap().params;
+        assert!(front[front.len() - 3..].iter().all(|&p| p == 0.0), "{front:?}");
+        let cold = train_cnn(&small_sae(0), &data, &data, &device, |_, _| {}).unwrap();
+        assert_ne!(cold.0.model_tensors().unwrap().w_enc, given.w_enc);
+        let wrong = CnnConfig {
+            init_sae: Some(ModelTensors {
+                b_enc: v(31),
+                ..given
+            }),
+            ..small_sae(0)
+        };
+        let Err(e) = train_cnn(&wrong, &data, &data, &device, |_, _| {}) else {
+            panic!("a 31-latent SAE must be refused for d_sae 32");
+        };
+        assert!(e.to_string().contains("d_sae 31"), "{e}");
     }
 
     /// Random windows keep latents firing: one attempt, no restart, a loss below the zero

@@ -115,6 +115,10 @@ pub struct TrainDenoiserOptions {
     /// Weight the front-end run's loss by the overlap-add taper (`ola`), so a window's edges,
     /// which the overlap-add barely uses, count little ([`super::cnn::CnnConfig::loss_taper`]).
     pub loss_taper: bool,
+    /// With `front`: start the SAE from this model file's SAE (same `d_in` and `d_sae`; its
+    /// own front, if any, is not used). The front still starts at zero, so training starts
+    /// from that model.
+    pub init_sae: Option<PathBuf>,
 }
 
 impl Default for TrainDenoiserOptions {
@@ -158,6 +162,7 @@ impl Default for TrainDenoiserOptions {
             int8: false,
             front: None,
             loss_taper: false,
+            init_sae: None,
         }
     }
 }
@@ -377,6 +382,8 @@ pub struct RunSettings {
     pub front: Option<FrontShape>,
     /// Weight the front-end run's loss by the taper `ola` ([`TrainDenoiserOptions::loss_taper`]).
     pub loss_taper: bool,
+    /// The SAE a front-end run starts from ([`TrainDenoiserOptions::init_sae`]).
+    pub init_sae: Option<ModelTensors>,
 }
 
 /// Trains one configuration, selects the best SAE and hop on validation, measures test;
@@ -425,6 +432,7 @@ pub fn train_one(
             front,
             run.backend,
             run.loss_taper.then_some(run.ola),
+            run.init_sae.clone(),
             on_event,
         )?,
     };
@@ -538,6 +546,7 @@ fn train_front(
     front: FrontShape,
     backend: BackendKind,
     loss_taper: Option<OlaShape>,
+    init_sae: Option<ModelTensors>,
     on_event: &mut dyn FnMut(DenoiserEvent<'_>),
 ) -> Result<(ModelTensors, f64, usize, Vec<usize>), EvalError> {
     let device = backend
@@ -559,6 +568,7 @@ fn train_front(
         seed: cfg.seed,
         path_taps: 0,
         loss_taper,
+        init_sae,
         ..super::cnn::CnnConfig::default_peer()
     };
     use crate::train::TrainEvent;
@@ -762,6 +772,10 @@ impl Plan {
             return Err(EvalError::Invalid(
                 "--loss-taper weights the front-end trainer's loss: it needs --front".into(),
             ));
+        } else if a.init_sae.is_some() {
+            return Err(EvalError::Invalid(
+                "--init-sae starts the front-end trainer's SAE: it needs --front".into(),
+            ));
         }
         Ok(Self {
             fs,
@@ -847,6 +861,7 @@ fn train_all(
     plan: &Plan,
     data: &TrainData,
     data_desc: &str,
+    init_sae: Option<&ModelTensors>,
     on_event: &mut dyn FnMut(DenoiserEvent<'_>),
 ) -> Result<Vec<Run>, EvalError> {
     let (fs, d_in) = (plan.fs, plan.d_in);
@@ -860,7 +875,10 @@ fn train_all(
             ) + &a
                 .mix_len
                 .map_or_else(String::new, |m| format!(", mix_len {m}"))
-                + &a.front.map_or_else(String::new, |f| format!(", front {f}"));
+                + &a.front.map_or_else(String::new, |f| format!(", front {f}"))
+                + &a.init_sae.as_ref().map_or_else(String::new, |p| {
+                    format!(", SAE started from {}", p.display())
+                });
             on_event(DenoiserEvent::Training { alpha, seed });
             let r = train_one(
                 data,
@@ -874,6 +892,7 @@ fn train_all(
                     ola: a.ola,
                     front: a.front,
                     loss_taper: a.loss_taper,
+                    init_sae: init_sae.cloned(),
                 },
                 fs,
                 &plan.hops,
@@ -1000,6 +1019,9 @@ fn single_run_command(a: &TrainDenoiserOptions, plan: &Plan, alpha: f64, seed: u
         a.front
             .map_or_else(String::new, |f| format!(" --front {f}"))
             + if a.loss_taper { " --loss-taper" } else { "" }
+            + &a.init_sae
+                .as_ref()
+                .map_or_else(String::new, |p| format!(" --init-sae {}", p.display()))
             + &a.edf
                 .iter()
                 .map(|p| format!(" --edf {}", p.display()))
@@ -1021,9 +1043,19 @@ pub fn run(
     on_event: &mut dyn FnMut(DenoiserEvent<'_>),
 ) -> Result<DenoiserReport, EvalError> {
     let plan = Plan::new(a)?;
+    // Read before the corpus is built, so a bad file fails at once.
+    let init_sae = a
+        .init_sae
+        .as_deref()
+        .map(|p| {
+            Model::load(p)
+                .map(|m| m.tensors())
+                .map_err(|e| EvalError::Model(format!("--init-sae: {e}")))
+        })
+        .transpose()?;
     let (corpus, data) = corpus_and_data(a, &plan, on_event)?;
     let data_desc = data_description(a);
-    let runs = train_all(a, &plan, &data, &data_desc, on_event)?;
+    let runs = train_all(a, &plan, &data, &data_desc, init_sae.as_ref(), on_event)?;
     let ship = choose(&runs, &plan, a.select_by)?;
     let bytes = write_shipped(a, ship)?;
     on_event(DenoiserEvent::ModelWritten {
@@ -1214,12 +1246,16 @@ impl Card<'_> {
         if let Some(f) = a.front {
             let _ = writeln!(
                 s,
-                "- Front end: a residual convolutional stack before the encoder, `g = x + conv1x1(relu(conv(... relu(conv(x)) ...)))`, {} hidden layers of {} channels with kernel {} ({} parameters, {} multiply-adds per window), its last layer started at zero so training starts from the plain SAE. The SAE encodes `g`; the decoder is the usual unit-norm dictionary and the linear path still acts on the normalised window.",
+                "- Front end: a residual convolutional stack before the encoder, `g = x + conv1x1(relu(conv(... relu(conv(x)) ...)))`, {} hidden layers of {} channels with kernel {} ({} parameters, {} multiply-adds per window), its last layer started at zero so training starts from the plain SAE{}. The SAE encodes `g`; the decoder is the usual unit-norm dictionary and the linear path still acts on the normalised window.",
                 f.depth,
                 f.width,
                 f.kernel,
                 f.n_params(),
-                f.macs_per_window(self.shipped.view().meta().d_in)
+                f.macs_per_window(self.shipped.view().meta().d_in),
+                a.init_sae.as_ref().map_or_else(String::new, |p| format!(
+                    ", here the trained SAE of `{}` (its encoder, decoder and biases)",
+                    p.display()
+                ))
             );
             let _ = writeln!(
                 s,
