@@ -921,7 +921,10 @@ mod tests {
             (&given.w_enc, &given.w_dec, &given.b_enc, &given.b_dec)
         );
         let front = t.front.unwrap().params;
-        assert!(front[front.len() - 3..].iter().all(|&p| p == 0.0), "{front:?}");
+        assert!(
+            front[front.len() - 3..].iter().all(|&p| p == 0.0),
+            "{front:?}"
+        );
         let cold = train_cnn(&small_sae(0), &data, &data, &device, |_, _| {}).unwrap();
         assert_ne!(cold.0.model_tensors().unwrap().w_enc, given.w_enc);
         let wrong = CnnConfig {
