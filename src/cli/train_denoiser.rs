@@ -375,10 +375,12 @@ mod tests {
                 .contains(" --front 16x3k7 --loss-taper ")
         );
         assert!(!regen_command(&ok, 0.0, 0).unwrap().contains("--loss-taper"));
-        let lone = parse(&["--loss-taper"]).unwrap();
-        let e = regen_command(&lone, lone.mfr_alpha, 0)
-            .unwrap_err()
-            .to_string();
+        // Without --front, each front-only option is refused with a message naming it.
+        let refused = |args: &[&str]| {
+            let o = parse(args).unwrap();
+            regen_command(&o, o.mfr_alpha, 0).unwrap_err().to_string()
+        };
+        let e = refused(&["--loss-taper"]);
         assert!(
             e.contains("--loss-taper weights the front-end trainer's loss"),
             "{e}"
@@ -390,10 +392,7 @@ mod tests {
                 .unwrap()
                 .contains(" --front 16x3k7 --init-sae m.safetensors ")
         );
-        let lone = parse(&["--init-sae", "m.safetensors"]).unwrap();
-        let e = regen_command(&lone, lone.mfr_alpha, 0)
-            .unwrap_err()
-            .to_string();
+        let e = refused(&["--init-sae", "m.safetensors"]);
         assert!(
             e.contains("--init-sae starts the front-end trainer's SAE"),
             "{e}"
