@@ -154,6 +154,10 @@ pub struct TrainDenoiserArgs {
     /// model: a front added to a trained SAE.
     #[arg(long, value_name = "MODEL")]
     pub init_sae: Option<PathBuf>,
+    /// With `--front`: the SAE's own peak learning rate, on `--lr`'s schedule (`--lr` then
+    /// drives the front alone), e.g. so an `--init-sae` SAE moves slower than its new front.
+    #[arg(long, value_name = "LR")]
+    pub sae_lr: Option<f64>,
 }
 
 fn parse_front(s: &str) -> Result<FrontShape, String> {
@@ -208,6 +212,7 @@ impl From<TrainDenoiserArgs> for TrainDenoiserOptions {
             front: a.front,
             loss_taper: a.loss_taper,
             init_sae: a.init_sae,
+            sae_lr: a.sae_lr,
         }
     }
 }
@@ -397,5 +402,27 @@ mod tests {
             e.contains("--init-sae starts the front-end trainer's SAE"),
             "{e}"
         );
+        // And the SAE's own learning rate, which must be usable and which the command keeps.
+        let slow = parse(
+            &[
+                &FRONT[..],
+                &["--init-sae", "m.safetensors", "--sae-lr", "0.0005"],
+            ]
+            .concat(),
+        )
+        .unwrap();
+        assert!(
+            regen_command(&slow, 0.0, 0)
+                .unwrap()
+                .contains(" --init-sae m.safetensors --sae-lr 0.0005 ")
+        );
+        let e = refused(&["--sae-lr", "0.0005"]);
+        assert!(
+            e.contains("--sae-lr sets the front-end trainer's SAE"),
+            "{e}"
+        );
+        let negative = parse(&[&FRONT[..], &["--sae-lr=-1"]].concat()).unwrap();
+        let e = regen_command(&negative, 0.0, 0).unwrap_err().to_string();
+        assert!(e.contains("--sae-lr must be finite and >= 0"), "{e}");
     }
 }

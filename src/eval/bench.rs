@@ -614,6 +614,7 @@ fn mfr_section(
                     front: None,
                     loss_taper: false,
                     init_sae: None,
+                    sae_lr: None,
                 },
                 256.0,
                 &[128],

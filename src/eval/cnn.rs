@@ -105,6 +105,11 @@ pub struct CnnConfig {
     /// starts from that model. `None`: the seeded initialisation.
     #[serde(skip)]
     pub init_sae: Option<ModelTensors>,
+    /// Peak learning rate of the conv-front SAE's SAE (encoder, decoder, biases), on the same
+    /// schedule as `lr`, which then drives the front alone: a warm-started SAE can move
+    /// slower than the front learnt around it. `None`: `lr` for every parameter.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sae_lr: Option<f64>,
 }
 
 fn ser_taper<S: serde::Serializer>(t: &Option<OlaShape>, s: S) -> Result<S::Ok, S::Error> {
@@ -147,6 +152,7 @@ impl CnnConfig {
             path_taps: 0,
             loss_taper: None,
             init_sae: None,
+            sae_lr: None,
         }
     }
 }
@@ -647,6 +653,16 @@ fn fit(
         net.start_sae_from(t, device);
     }
     let mut adam = Adam::new(&net.params);
+    // The SAE's four tensors come last (`PeerNet`'s layout).
+    let lr_scale: Vec<f64> = match (cfg.arch, cfg.sae_lr) {
+        (PeerArch::Sae { .. }, Some(sae_lr)) if cfg.lr > 0.0 => {
+            let n = net.params.len();
+            (0..n)
+                .map(|i| if i + 4 >= n { sae_lr / cfg.lr } else { 1.0 })
+                .collect()
+        }
+        _ => Vec::new(),
+    };
     let sched = crate::train::TrainConfig::new(train.dim, 1, 1)
         .with_steps(cfg.steps)
         .with_lr(cfg.lr);
@@ -702,7 +718,7 @@ fn fit(
             let l = loss.without_autodiff().try_into_vec_as::<f32>();
             progress(step + 1, l.map_or(f64::NAN, |v| v[0] as f64));
         }
-        net.params = adam.step(
+        net.params = adam.step_scaled(
             std::mem::take(&mut net.params),
             g,
             AdamParams {
@@ -711,6 +727,7 @@ fn fit(
                 beta2: 0.999,
                 eps: 1e-8,
             },
+            &lr_scale,
         );
         net.project();
     }
@@ -938,6 +955,57 @@ mod tests {
             panic!("a 31-latent SAE must be refused for d_sae 32");
         };
         assert!(e.to_string().contains("d_sae 31"), "{e}");
+    }
+
+    /// `sae_lr` 0 holds a warm-started SAE still (up to the decoder's renormalisation) while
+    /// the front learns; with the shared learning rate the SAE moves.
+    #[test]
+    fn the_sae_learning_rate_is_its_own() {
+        let device = Device::flex();
+        let mut rng = Rng::new(5);
+        let mut v = |n: usize| (0..n).map(|_| rng.normal() as f32).collect::<Vec<f32>>();
+        let mut w_dec = v(32 * 16);
+        for row in w_dec.chunks_mut(16) {
+            let norm = row.iter().map(|x| x * x).sum::<f32>().sqrt();
+            row.iter_mut().for_each(|x| *x /= norm);
+        }
+        let given = ModelTensors {
+            w_enc: v(16 * 32),
+            w_dec,
+            b_enc: v(32).iter().map(|b| b.abs()).collect(),
+            b_dec: v(16),
+            skip: None,
+            front: None,
+        };
+        let data = Dataset::reconstruction(v(64 * 16), 16);
+        let trained = |sae_lr| {
+            let cfg = CnnConfig {
+                init_sae: Some(given.clone()),
+                sae_lr,
+                ..small_sae(40)
+            };
+            let (net, _) = train_cnn(&cfg, &data, &data, &device, |_, _| {}).unwrap();
+            net.model_tensors().unwrap()
+        };
+        let max_diff = |a: &[f32], b: &[f32]| {
+            a.iter()
+                .zip(b)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0_f32, f32::max)
+        };
+        let held = trained(Some(0.0));
+        for (a, b) in [
+            (&held.w_enc, &given.w_enc),
+            (&held.w_dec, &given.w_dec),
+            (&held.b_enc, &given.b_enc),
+            (&held.b_dec, &given.b_dec),
+        ] {
+            assert!(max_diff(a, b) < 1e-5, "{}", max_diff(a, b));
+        }
+        let front = held.front.unwrap().params;
+        assert!(front[front.len() - 3..].iter().any(|&p| p.abs() > 1e-4));
+        let moved = trained(None);
+        assert!(max_diff(&moved.w_enc, &given.w_enc) > 1e-3);
     }
 
     /// Random windows keep latents firing: one attempt, no restart, a loss below the zero

@@ -119,6 +119,9 @@ pub struct TrainDenoiserOptions {
     /// own front, if any, is not used). The front still starts at zero, so training starts
     /// from that model.
     pub init_sae: Option<PathBuf>,
+    /// With `front`: the SAE's own peak learning rate (`lr` then drives the front alone), so
+    /// a warm-started SAE can move slower than the front ([`super::cnn::CnnConfig::sae_lr`]).
+    pub sae_lr: Option<f64>,
 }
 
 impl Default for TrainDenoiserOptions {
@@ -163,6 +166,7 @@ impl Default for TrainDenoiserOptions {
             front: None,
             loss_taper: false,
             init_sae: None,
+            sae_lr: None,
         }
     }
 }
@@ -384,6 +388,8 @@ pub struct RunSettings {
     pub loss_taper: bool,
     /// The SAE a front-end run starts from ([`TrainDenoiserOptions::init_sae`]).
     pub init_sae: Option<ModelTensors>,
+    /// The front-end run's SAE learning rate ([`TrainDenoiserOptions::sae_lr`]).
+    pub sae_lr: Option<f64>,
 }
 
 /// Trains one configuration, selects the best SAE and hop on validation, measures test;
@@ -433,6 +439,7 @@ pub fn train_one(
             run.backend,
             run.loss_taper.then_some(run.ola),
             run.init_sae.clone(),
+            run.sae_lr,
             on_event,
         )?,
     };
@@ -547,6 +554,7 @@ fn train_front(
     backend: BackendKind,
     loss_taper: Option<OlaShape>,
     init_sae: Option<ModelTensors>,
+    sae_lr: Option<f64>,
     on_event: &mut dyn FnMut(DenoiserEvent<'_>),
 ) -> Result<(ModelTensors, f64, usize, Vec<usize>), EvalError> {
     let device = backend
@@ -569,6 +577,7 @@ fn train_front(
         path_taps: 0,
         loss_taper,
         init_sae,
+        sae_lr,
         ..super::cnn::CnnConfig::default_peer()
     };
     use crate::train::TrainEvent;
@@ -763,6 +772,12 @@ impl Plan {
                     "--front {f} trains one SAE with the relative loss: it needs --n-saes 1, --mfr-alpha 0 (no sweep), --relative-loss, and no --residual, --select-every or --grad-path"
                 )));
             }
+            if a.sae_lr.is_some_and(|l| !(l.is_finite() && l >= 0.0)) {
+                return Err(EvalError::Invalid(format!(
+                    "--sae-lr must be finite and >= 0: {:?}",
+                    a.sae_lr
+                )));
+            }
             if f.kernel > d_in {
                 return Err(EvalError::Invalid(format!(
                     "--front {f}: kernel longer than the window ({d_in})"
@@ -775,6 +790,10 @@ impl Plan {
         } else if a.init_sae.is_some() {
             return Err(EvalError::Invalid(
                 "--init-sae starts the front-end trainer's SAE: it needs --front".into(),
+            ));
+        } else if a.sae_lr.is_some() {
+            return Err(EvalError::Invalid(
+                "--sae-lr sets the front-end trainer's SAE learning rate: it needs --front".into(),
             ));
         }
         Ok(Self {
@@ -878,7 +897,9 @@ fn train_all(
                 + &a.front.map_or_else(String::new, |f| format!(", front {f}"))
                 + &a.init_sae.as_ref().map_or_else(String::new, |p| {
                     format!(", SAE started from {}", p.display())
-                });
+                })
+                + &a.sae_lr
+                    .map_or_else(String::new, |l| format!(", SAE lr {l}"));
             on_event(DenoiserEvent::Training { alpha, seed });
             let r = train_one(
                 data,
@@ -893,6 +914,7 @@ fn train_all(
                     front: a.front,
                     loss_taper: a.loss_taper,
                     init_sae: init_sae.cloned(),
+                    sae_lr: a.sae_lr,
                 },
                 fs,
                 &plan.hops,
@@ -1022,6 +1044,8 @@ fn single_run_command(a: &TrainDenoiserOptions, plan: &Plan, alpha: f64, seed: u
             + &a.init_sae
                 .as_ref()
                 .map_or_else(String::new, |p| format!(" --init-sae {}", p.display()))
+            + &a.sae_lr
+                .map_or_else(String::new, |l| format!(" --sae-lr {l}"))
             + &a.edf
                 .iter()
                 .map(|p| format!(" --edf {}", p.display()))
@@ -1259,7 +1283,7 @@ impl Card<'_> {
             );
             let _ = writeln!(
                 s,
-                "- Trainer: one TopK SAE with its front end, trained end to end by autodiff (burn), Adam, relative (per-window) squared-error loss with floor {}{}; {} steps, batch {}, lr {}, backend {}. The final weights are exported; the hop is chosen on validation windows.",
+                "- Trainer: one TopK SAE with its front end, trained end to end by autodiff (burn), Adam, relative (per-window) squared-error loss with floor {}{}; {} steps, batch {}, lr {}{}, backend {}. The final weights are exported; the hop is chosen on validation windows.",
                 a.relative_eps,
                 if a.loss_taper {
                     format!(
@@ -1272,6 +1296,9 @@ impl Card<'_> {
                 a.steps,
                 a.batch_size,
                 a.lr,
+                a.sae_lr.map_or_else(String::new, |l| format!(
+                    " for the front and {l} for the SAE (same schedule)"
+                )),
                 a.backend.name()
             );
         } else {

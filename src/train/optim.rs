@@ -48,6 +48,18 @@ impl Adam {
         grads: Vec<Tensor<3>>,
         h: AdamParams,
     ) -> Vec<Tensor<3>> {
+        self.step_scaled(params, grads, h, &[])
+    }
+
+    /// [`Adam::step`] with parameter `i`'s learning rate multiplied by `lr_scale[i]` (1 past
+    /// the slice's end): parameter groups that learn at different rates.
+    pub fn step_scaled(
+        &mut self,
+        params: Vec<Tensor<3>>,
+        grads: Vec<Tensor<3>>,
+        h: AdamParams,
+        lr_scale: &[f64],
+    ) -> Vec<Tensor<3>> {
         self.t += 1;
         let bc1 = 1.0 - h.beta1.powi(self.t as i32);
         let bc2 = 1.0 - h.beta2.powi(self.t as i32);
@@ -71,7 +83,8 @@ impl Adam {
                     .sqrt()
                     .mul_scalar(inv_sqrt_bc2)
                     .add_scalar(h.eps as f32);
-                let p = p.sub(m.clone().div(denom).mul_scalar(step));
+                let scale = lr_scale.get(i).map_or(1.0, |&f| f as f32);
+                let p = p.sub(m.clone().div(denom).mul_scalar(step * scale));
                 self.m[i] = m;
                 self.v[i] = v;
                 p
