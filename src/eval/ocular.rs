@@ -90,6 +90,11 @@ pub struct MethodRow {
     pub blink_free_change: f64,
     /// Energy of the blink-locked average after cleaning over before (NaN without blinks).
     pub blink_residual: f64,
+    /// Share of the raw blink-locked average's shape still in the cleaned one: the
+    /// least-squares coefficient of the cleaned average on the raw one (1 raw, 0 when the
+    /// blink is gone). EEG that does not average out adds no floor here, so a method that
+    /// also attenuates EEG does not look better than one that keeps it.
+    pub blink_kept: f64,
     /// Wall-clock seconds the method took.
     pub seconds: f64,
 }
@@ -165,14 +170,19 @@ impl FileReport {
         let _ = writeln!(
             o,
             "| method | mean abs corr(EEG, ref) 1-8 Hz | blink left (blink-locked average) | \
-             blink-free 1-40 Hz change (RRMSE) | time (s) |"
+             blink shape kept | blink-free 1-40 Hz change (RRMSE) | time (s) |"
         );
-        let _ = writeln!(o, "|---|---|---|---|---|");
+        let _ = writeln!(o, "|---|---|---|---|---|---|");
         for row in &self.rows {
             let _ = writeln!(
                 o,
-                "| {} | {:.3} | {:.3} | {:.3} | {:.2} |",
-                row.method, row.leakage, row.blink_residual, row.blink_free_change, row.seconds
+                "| {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.2} |",
+                row.method,
+                row.leakage,
+                row.blink_residual,
+                row.blink_kept,
+                row.blink_free_change,
+                row.seconds
             );
         }
         o
@@ -298,6 +308,18 @@ fn blink_residual(raw_avg: &[Vec<f64>], cleaned_avg: &[Vec<f64>]) -> f64 {
     } else {
         f64::NAN
     }
+}
+
+/// Least-squares coefficient of the cleaned blink-locked average on the raw one.
+fn blink_kept(raw_avg: &[Vec<f64>], cleaned_avg: &[Vec<f64>]) -> f64 {
+    let (mut dot, mut den) = (0.0f64, 0.0f64);
+    for (r, c) in raw_avg.iter().zip(cleaned_avg) {
+        for (a, b) in r.iter().zip(c) {
+            dot += a * b;
+            den += a * a;
+        }
+    }
+    if den > 0.0 { dot / den } else { f64::NAN }
 }
 
 /// Mean |corr| of `eeg` channels (1-8 Hz) with each reference (1-8 Hz).
@@ -492,10 +514,14 @@ pub fn check_file(
                 .map(|&i| zero_phase(&cleaned[i], b18, fs))
                 .collect::<Result<_, _>>()
                 .map_err(filt)?;
-            let residual = if epochs.is_empty() {
-                f64::NAN
+            let (residual, kept) = if epochs.is_empty() {
+                (f64::NAN, f64::NAN)
             } else {
-                blink_residual(&raw_blink, &blink_average(&c18, &epochs, half))
+                let avg = blink_average(&c18, &epochs, half);
+                (
+                    blink_residual(&raw_blink, &avg),
+                    blink_kept(&raw_blink, &avg),
+                )
             };
             let c140: Vec<Vec<f32>> = cleaned
                 .iter()
@@ -507,6 +533,7 @@ pub fn check_file(
                 leakage: leakage(&c18, &leak_refs),
                 blink_free_change: blink_free_change(&raw_140, &c140, &free),
                 blink_residual: residual,
+                blink_kept: kept,
                 seconds,
             })
         };
@@ -658,4 +685,29 @@ pub fn check_file(
         regression_latency_s: isolator.latency_s(),
         rows,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A third of the blink left under EEG that is orthogonal to it: the residual counts the
+    /// EEG, the kept share does not.
+    #[test]
+    fn the_kept_share_ignores_what_is_not_the_blink() {
+        let raw = vec![vec![0.0, 2.0, 4.0, 2.0, 0.0], vec![0.0, 1.0, 2.0, 1.0, 0.0]];
+        let eeg = [
+            vec![1.0, 0.0, 0.0, 0.0, -1.0],
+            vec![0.0, 2.0, 0.0, -2.0, 0.0],
+        ];
+        let cleaned: Vec<Vec<f64>> = raw
+            .iter()
+            .zip(&eeg)
+            .map(|(r, e)| r.iter().zip(e).map(|(a, b)| a / 3.0 + b).collect())
+            .collect();
+        assert!((blink_kept(&raw, &cleaned) - 1.0 / 3.0).abs() < 1e-12);
+        assert!(blink_residual(&raw, &cleaned) > 0.5);
+        assert_eq!(blink_kept(&raw, &raw), 1.0);
+        assert!(blink_kept(&[vec![0.0; 3]], &[vec![1.0; 3]]).is_nan());
+    }
 }

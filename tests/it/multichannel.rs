@@ -684,7 +684,10 @@ fn real_blinks_eeglab_recording_mwf_against_ica() {
         r.blink_free_leakage
     );
     assert_eq!(raw.blink_residual, 1.0);
+    assert_eq!(raw.blink_kept, 1.0);
     assert!(mwf.blink_residual < 0.32, "{mwf:?}");
+    // Of the blink's own shape the eye stage keeps less than a quarter.
+    assert!((0.0..0.25).contains(&mwf.blink_kept), "{mwf:?}");
     assert!(
         mwf.blink_residual < ica.blink_residual + 0.07,
         "{mwf:?} vs {ica:?}"
