@@ -208,7 +208,7 @@ enum mfr_status mfr_model_from_bytes(const uint8_t *bytes, size_t len, struct mf
 enum mfr_status mfr_model_load(const char *path, struct mfr_model **out);
 
 /**
- * The shipped default model (general-256hz, built into the library) into `*out`.
+ * The shipped default model (fast-256hz, built into the library) into `*out`.
  *
  * # Safety
  * `out` must be a valid pointer.

@@ -20,10 +20,10 @@ use crate::model::Model;
 /// The name errors give as the "file" of data that came from memory.
 pub const ARRAY_SOURCE: &str = "<array>";
 
-/// The shipped default model (`models/general-256hz.safetensors`), embedded.
+/// The shipped default model (`models/fast-256hz.safetensors`), embedded.
 pub static DEFAULT_MODEL_BYTES: &[u8] = include_bytes!(concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/models/general-256hz.safetensors"
+    "/models/fast-256hz.safetensors"
 ));
 
 /// The shipped default model, validated.

@@ -286,7 +286,7 @@ pub unsafe extern "C" fn mfr_model_load(
     })
 }
 
-/// The shipped default model (general-256hz, built into the library) into `*out`.
+/// The shipped default model (fast-256hz, built into the library) into `*out`.
 ///
 /// # Safety
 /// `out` must be a valid pointer.

@@ -105,7 +105,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("out_dir", type=Path)
     p.add_argument("--scheduler", help="address of a running Dask scheduler (default: a local cluster)")
     p.add_argument("--workers", type=int, default=2, help="local cluster worker processes (default 2)")
-    p.add_argument("--model", help="model file (default: the shipped general-256hz model)")
+    p.add_argument("--model", help="model file (default: the shipped fast-256hz model)")
     p.add_argument("--channels", type=lambda s: s.split(","), help="labels to denoise (default: every EEG channel)")
     p.add_argument("--notch", type=float, choices=(50.0, 60.0))
     p.add_argument("--notch-harmonics", action="store_true")

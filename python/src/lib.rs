@@ -68,7 +68,7 @@ impl Model {
         Ok(Self { inner: Arc::new(m) })
     }
 
-    /// The shipped default model (general-256hz), built into the package.
+    /// The shipped default model (fast-256hz), built into the package.
     #[staticmethod]
     fn default() -> Self {
         Self {

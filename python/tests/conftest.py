@@ -12,6 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 EDF = ROOT / "data" / "eegmmidb_S001R02_64ch_160Hz_61s.edf"
 MODEL = ROOT / "models" / "general-256hz.safetensors"
+DEFAULT = ROOT / "models" / "fast-256hz.safetensors"
 TINY = ROOT / "models" / "tiny-128hz-int8.safetensors"
 
 

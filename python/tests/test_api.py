@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import mfr_eeg
-from conftest import MODEL, TINY
+from conftest import DEFAULT, MODEL, TINY
 
 
 def test_model_metadata():
@@ -20,7 +20,8 @@ def test_model_metadata():
     assert meta["d_in"] == 256 and meta["int8"] is False
     assert m.path == str(MODEL)
     d = mfr_eeg.Model.default()
-    assert d.metadata == {**meta} and d.path == "<memory>"
+    assert d.metadata == mfr_eeg.Model.load(DEFAULT).metadata and d.path == "<memory>"
+    assert d.metadata != meta
     t = mfr_eeg.Model.load(TINY)
     assert t.int8 and t.sample_rate_hz == 128.0
     assert mfr_eeg.Model.from_bytes(MODEL.read_bytes()).metadata == meta

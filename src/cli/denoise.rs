@@ -18,14 +18,9 @@ use mfr_eeg::model::Model;
 
 use super::{Interrupted, OlaArg, UsageError, outln, parse_band, parse_notch, write_stdout};
 
-/// The default model, relative to the repository root.
-pub const DEFAULT_MODEL: &str = "models/general-256hz.safetensors";
-
-/// The default model's bytes, embedded so the binary works from any directory.
-static DEFAULT_MODEL_BYTES: &[u8] = include_bytes!(concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/models/general-256hz.safetensors"
-));
+/// The default model, relative to the repository root (its bytes are embedded in the binary,
+/// [`mfr_eeg::embed::DEFAULT_MODEL_BYTES`], so it works from any directory).
+pub const DEFAULT_MODEL: &str = "models/fast-256hz.safetensors";
 
 /// Arguments of `mfr-eeg denoise`.
 #[derive(Debug, clap::Args)]
@@ -46,7 +41,7 @@ pub struct DenoiseArgs {
     /// With --out-dir: replace outputs that exist (default: skip those files).
     #[arg(long, requires = "out_dir")]
     pub overwrite: bool,
-    /// Model file (default: the shipped models/general-256hz.safetensors, embedded in the
+    /// Model file (default: the shipped models/fast-256hz.safetensors, embedded in the
     /// binary).
     #[arg(long, value_name = "PATH")]
     pub model: Option<PathBuf>,
@@ -123,7 +118,7 @@ pub enum AboveBand {
 pub fn load_model(path: Option<&Path>) -> anyhow::Result<Model> {
     match path {
         Some(p) => Model::load(p).with_context(|| format!("cannot load model {}", p.display())),
-        None => Model::from_bytes(DEFAULT_MODEL_BYTES.to_vec())
+        None => Model::from_bytes(mfr_eeg::embed::DEFAULT_MODEL_BYTES.to_vec())
             .with_context(|| format!("the embedded default model {DEFAULT_MODEL} is invalid")),
     }
 }
