@@ -1011,7 +1011,7 @@ mod tests {
         assert_eq!(unsafe { mfr_model_get_info(m, info.as_mut_ptr()) }, MFR_OK);
         // SAFETY: written on success.
         let info = unsafe { info.assume_init() };
-        assert_eq!((info.d_in, info.hop, info.sample_rate_hz), (256, 8, 256.0));
+        assert_eq!((info.d_in, info.hop, info.sample_rate_hz), (256, 32, 256.0));
         assert_eq!(info.ola, MFR_OLA_SINE);
         let mut st: *mut mfr_streamer = std::ptr::null_mut();
         assert_eq!(

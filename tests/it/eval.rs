@@ -446,8 +446,12 @@ fn bench_report_carries_the_eye_tables() {
         .split('|')
         .filter_map(|c| c.trim().parse().ok())
         .collect();
-    assert_eq!(cells.len(), 4, "{row}");
-    assert!(cells[0] <= 0.05 && cells[1] < 0.15, "{row}");
+    assert_eq!(cells.len(), 5, "{row}");
+    // Leakage, blink left, blink kept (none of the blink's shape), blink-free change.
+    assert!(
+        cells[0] <= 0.05 && cells[1] < 0.15 && cells[2].abs() < 0.02,
+        "{row}"
+    );
 }
 
 /// `clean_fraction` gives that share of training pairs no artifact (input = target) and
