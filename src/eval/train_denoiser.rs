@@ -432,16 +432,7 @@ pub fn train_one(
                 Vec::new(),
             )
         }
-        Some(front) => train_front(
-            data,
-            cfg,
-            front,
-            run.backend,
-            run.loss_taper.then_some(run.ola),
-            run.init_sae.clone(),
-            run.sae_lr,
-            on_event,
-        )?,
+        Some(front) => train_front(data, cfg, front, &run, on_event)?,
     };
     let secs = t0.elapsed().as_secs_f64();
     let meta_at = |hop| {
@@ -544,20 +535,18 @@ pub fn train_one(
 }
 
 /// Trains the SAE of `cfg` behind a front end of shape `front` by the peer loop (autodiff,
-/// Adam, the relative loss, `cfg`'s steps, batch, learning rate and seed). Returns its tensors,
-/// its validation loss, the final step and the steps at which dead initialisations were
-/// restarted.
+/// Adam, the relative loss, `cfg`'s steps, batch, learning rate and seed; `run`'s backend,
+/// loss taper, starting SAE and SAE learning rate). Returns its tensors, its validation loss,
+/// the final step and the steps at which dead initialisations were restarted.
 fn train_front(
     data: &TrainData,
     cfg: &TrainConfig,
     front: FrontShape,
-    backend: BackendKind,
-    loss_taper: Option<OlaShape>,
-    init_sae: Option<ModelTensors>,
-    sae_lr: Option<f64>,
+    run: &RunSettings,
     on_event: &mut dyn FnMut(DenoiserEvent<'_>),
 ) -> Result<(ModelTensors, f64, usize, Vec<usize>), EvalError> {
-    let device = backend
+    let device = run
+        .backend
         .device()
         .map_err(|e| EvalError::Train(e.to_string()))?;
     let peer = super::cnn::CnnConfig {
@@ -575,9 +564,9 @@ fn train_front(
         relative_eps: cfg.relative_eps,
         seed: cfg.seed,
         path_taps: 0,
-        loss_taper,
-        init_sae,
-        sae_lr,
+        loss_taper: run.loss_taper.then_some(run.ola),
+        init_sae: run.init_sae.clone(),
+        sae_lr: run.sae_lr,
         ..super::cnn::CnnConfig::default_peer()
     };
     use crate::train::TrainEvent;
