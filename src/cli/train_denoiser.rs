@@ -381,45 +381,37 @@ mod tests {
         );
         assert!(!regen_command(&ok, 0.0, 0).unwrap().contains("--loss-taper"));
         // Without --front, each front-only option is refused with a message naming it.
-        let refused = |args: &[&str]| {
+        let refused = |args: &[&str], message: &str| {
             let o = parse(args).unwrap();
-            regen_command(&o, o.mfr_alpha, 0).unwrap_err().to_string()
+            let e = regen_command(&o, o.mfr_alpha, 0).unwrap_err().to_string();
+            assert!(e.contains(message), "{e}");
         };
-        let e = refused(&["--loss-taper"]);
-        assert!(
-            e.contains("--loss-taper weights the front-end trainer's loss"),
-            "{e}"
+        // With it, the card's command keeps each of them.
+        let kept = |args: &[&str], part: &str| {
+            let o = parse(&[&FRONT[..], args].concat()).unwrap();
+            let command = regen_command(&o, 0.0, 0).unwrap();
+            assert!(command.contains(part), "{command}");
+        };
+        refused(
+            &["--loss-taper"],
+            "--loss-taper weights the front-end trainer's loss",
         );
-        // So is the warm start; the card's command keeps the model it started from.
-        let warm = parse(&[&FRONT[..], &["--init-sae", "m.safetensors"]].concat()).unwrap();
-        assert!(
-            regen_command(&warm, 0.0, 0)
-                .unwrap()
-                .contains(" --front 16x3k7 --init-sae m.safetensors ")
+        // So is the warm start, and the SAE's own learning rate, which must be usable.
+        kept(
+            &["--init-sae", "m.safetensors"],
+            " --front 16x3k7 --init-sae m.safetensors ",
         );
-        let e = refused(&["--init-sae", "m.safetensors"]);
-        assert!(
-            e.contains("--init-sae starts the front-end trainer's SAE"),
-            "{e}"
+        refused(
+            &["--init-sae", "m.safetensors"],
+            "--init-sae starts the front-end trainer's SAE",
         );
-        // And the SAE's own learning rate, which must be usable and which the command keeps.
-        let slow = parse(
-            &[
-                &FRONT[..],
-                &["--init-sae", "m.safetensors", "--sae-lr", "0.0005"],
-            ]
-            .concat(),
-        )
-        .unwrap();
-        assert!(
-            regen_command(&slow, 0.0, 0)
-                .unwrap()
-                .contains(" --init-sae m.safetensors --sae-lr 0.0005 ")
+        kept(
+            &["--init-sae", "m.safetensors", "--sae-lr", "0.0005"],
+            " --init-sae m.safetensors --sae-lr 0.0005 ",
         );
-        let e = refused(&["--sae-lr", "0.0005"]);
-        assert!(
-            e.contains("--sae-lr sets the front-end trainer's SAE"),
-            "{e}"
+        refused(
+            &["--sae-lr", "0.0005"],
+            "--sae-lr sets the front-end trainer's SAE",
         );
         let negative = parse(&[&FRONT[..], &["--sae-lr=-1"]].concat()).unwrap();
         let e = regen_command(&negative, 0.0, 0).unwrap_err().to_string();
