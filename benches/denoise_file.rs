@@ -101,7 +101,7 @@ fn main() {
     }
     let dir = tempfile::tempdir().unwrap();
     println!(
-        "hours  path     block        wall s   x real time  peak RSS MB  (64 ch, 256 Hz, hop {hop})"
+        "hours  path     block        wall s  x real time   CPU s  peak RSS MB  (64 ch, 256 Hz, hop {hop})"
     );
     for h in hours {
         let input = dir.path().join(format!("{h}h.edf"));
