@@ -13,7 +13,7 @@
 //!   over hop and model size, and timing an hour of EEG against a zero-phase band-pass.
 //! - [`ica`] and [`ocular`]: FastICA and the eye-artifact measures on real multi-channel
 //!   recordings (`mfr-eeg eog-check`).
-//! - [`harness`] and [`bench`]: `mfr-eeg bench` (quality, MFR vs no MFR, speed, figures).
+//! - [`harness`] and [`bench`](mod@bench): `mfr-eeg bench` (quality, MFR vs no MFR, speed, figures).
 //! - [`quantize`]: the int8 model measured against its f32 original (`mfr-eeg quantize`).
 //! - `cnn` (feature `train`): a compact 1D U-Net peer trained in burn on the SAE's pairs.
 //! - `train_denoiser` (feature `train`): `mfr-eeg train-denoiser`, the shipped models.

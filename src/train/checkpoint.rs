@@ -106,7 +106,7 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
     crate::io::atomic::write_atomic(path, bytes).map_err(|e| TrainError::io(path, e.into()))
 }
 
-/// Reads a checkpoint written by [`write`].
+/// Reads a checkpoint written by [`write()`].
 pub fn read(path: &Path) -> Result<Checkpoint, TrainError> {
     let bytes = std::fs::read(path).map_err(|e| TrainError::io(path, e))?;
     let bad = |problem: String| TrainError::Checkpoint {
