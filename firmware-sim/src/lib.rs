@@ -212,8 +212,9 @@ pub const CYCLES_DDIV: u64 = 250;
 pub const CYCLES_DSQRT: u64 = 600;
 /// Cycles of one `f32` <-> `f64` conversion (`__aeabi_f2d`, `__aeabi_d2f`).
 pub const CYCLES_DCONV: u64 = 20;
-/// Cycles per detection reference and frame of single-precision (hardware FPU) work: the
-/// blink detector's gate step and opening (two VDIVs) and the frontal mean.
+/// Cycles per detection reference and frame of single-precision (hardware FPU) work: one
+/// gate's step and opening (two VDIVs) and the frontal mean. Each frame takes two gate steps
+/// per reference: the blink detector's and the background limit's on the band-passed sample.
 pub const CYCLES_F32_PER_REFERENCE: u64 = 60;
 /// Cycles per channel and frame of integer work: the frame into the delay line and out,
 /// finiteness checks.
@@ -303,7 +304,7 @@ pub struct EyeCost {
     /// Every frame entering the statistics, [`EyeCost::margin`] frames after it was pushed
     /// (the last `margin` frames of a run never do): each reference and channel to f64, minus
     /// its first sample, and its 1-8 Hz band-pass (two biquads of 4 multiply-adds and a
-    /// multiplication each).
+    /// multiplication each); each reference's band back to f32 for the background limit.
     pub per_statistics_frame: F64Ops,
     /// Every `decimate`-th frame entering the statistics, when it enters a covariance (a
     /// blink frame, or a background frame farther than the margin from any blink; frames
@@ -383,14 +384,15 @@ impl EyeCost {
                 conv: 2 * r,
             },
             // Reference and channel (read back from the delay line): conversion, minus the
-            // first sample, two biquads.
+            // first sample, two biquads; each reference's band back to f32 for the background
+            // limit's gate.
             per_statistics_frame: F64Ops {
                 mac: (r + c) * 2 * biquad.mac,
                 mul: (r + c) * 2 * biquad.mul,
                 add: r + c,
                 div: 0,
                 sqrt: 0,
-                conv: r + c,
+                conv: 2 * r + c,
             },
             // Weight and forgetting factor (computed twice: 2 divisions, 2 multiplications,
             // 2 subtractions, a multiply-add) and the lower triangle.
@@ -474,7 +476,7 @@ impl EyeCost {
             },
             margin: (cfg.blink_margin_s * cfg.fs_hz).round() as u64,
             fir_half: h,
-            hw_cycles_per_frame: r * CYCLES_F32_PER_REFERENCE + c * CYCLES_INT_PER_CHANNEL,
+            hw_cycles_per_frame: 2 * r * CYCLES_F32_PER_REFERENCE + c * CYCLES_INT_PER_CHANNEL,
         }
     }
 
