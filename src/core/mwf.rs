@@ -175,7 +175,7 @@ impl MwfConfig {
         if !(self.correction_hz > 0.0 && self.correction_hz < 0.5 * self.fs_hz) {
             return bad("correction_hz");
         }
-        if !(self.background_limit_sd > 0.0) {
+        if self.background_limit_sd.is_nan() || self.background_limit_sd <= 0.0 {
             return bad("background_limit_sd");
         }
         Ok(())
