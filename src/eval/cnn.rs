@@ -157,6 +157,9 @@ impl CnnConfig {
     }
 }
 
+/// Tensors of the conv-front SAE's SAE, the last of [`PeerNet`]'s parameters.
+const SAE_TENSORS: usize = 4;
+
 /// A peer's parameters, in layer order: conv weights `[out, in, k]` and biases `[1, out, 1]`;
 /// for the conv-front SAE then the SAE's `w_enc [1, d_in, d_sae]`, `b_enc [1, 1, d_sae]`,
 /// `b_dec [1, 1, d_in]`, `w_dec [1, d_sae, d_in]` (the trainer's layout).
@@ -252,7 +255,7 @@ impl PeerNet {
         let tensor = |v: &[f32], shape: [usize; 3]| {
             Tensor::<3>::from_data(TensorData::new(v.to_vec(), shape), device)
         };
-        self.params[n - 4] = tensor(&t.w_enc, [1, di, ds]);
+        self.params[n - SAE_TENSORS] = tensor(&t.w_enc, [1, di, ds]);
         self.params[n - 3] = tensor(&t.b_enc, [1, 1, ds]);
         self.params[n - 2] = tensor(&t.b_dec, [1, 1, di]);
         self.params[n - 1] = tensor(&t.w_dec, [1, ds, di]);
@@ -347,7 +350,7 @@ impl PeerNet {
         let n = self.params.len();
         let front = if depth > 0 {
             let mut params = Vec::new();
-            for t in &self.params[..n - 4] {
+            for t in &self.params[..n - SAE_TENSORS] {
                 params.extend(host(t)?);
             }
             let kernel = self.params[0].dims()[2];
@@ -362,7 +365,7 @@ impl PeerNet {
         } else {
             None
         };
-        let s = &self.params[n - 4..];
+        let s = &self.params[n - SAE_TENSORS..];
         Some(ModelTensors {
             w_enc: host(&s[0])?,
             b_enc: host(&s[1])?,
@@ -653,12 +656,17 @@ fn fit(
         net.start_sae_from(t, device);
     }
     let mut adam = Adam::new(&net.params);
-    // The SAE's four tensors come last (`PeerNet`'s layout).
     let lr_scale: Vec<f64> = match (cfg.arch, cfg.sae_lr) {
         (PeerArch::Sae { .. }, Some(sae_lr)) if cfg.lr > 0.0 => {
             let n = net.params.len();
             (0..n)
-                .map(|i| if i + 4 >= n { sae_lr / cfg.lr } else { 1.0 })
+                .map(|i| {
+                    if i + SAE_TENSORS >= n {
+                        sae_lr / cfg.lr
+                    } else {
+                        1.0
+                    }
+                })
                 .collect()
         }
         _ => Vec::new(),
