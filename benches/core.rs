@@ -31,6 +31,7 @@ fn models_with_front(d_in: usize, d_sae: usize, k: usize) -> (Model, Model, Mode
         channel_type: "EEG".into(),
         provenance: "bench: seeded random weights".into(),
         ola: mfr_eeg::core::OlaShape::Hann,
+        blend: None,
     };
     let mut r = Rng::new(1);
     let s = 1.0 / (d_in as f64).sqrt();

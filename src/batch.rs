@@ -33,8 +33,8 @@ mod encode;
 use encode::{PackedEncoder, VectorIsa};
 
 use crate::core::{
-    Activation, CoreError, FaultCounts, FrontShape, Normalisation, OlaShape, Sae, SaeConfig, Skip,
-    Weights, ola_window_shape_into, reflect_index, sane, sanitise, zscore_stats,
+    Activation, Blend, CoreError, FaultCounts, FrontShape, Normalisation, OlaShape, Sae, SaeConfig,
+    Skip, Weights, ola_window_shape_into, reflect_index, sane, sanitise, zscore_stats,
 };
 
 /// Windows encoded per matrix product unless [`BatchScratch::with_batch`] says otherwise.
@@ -86,6 +86,8 @@ pub struct BatchModel {
     taps: Vec<f32>,
     /// Overlap-add taper ([`Sae::ola_shape`]).
     ola: OlaShape,
+    /// The correction gate ([`Sae::blend`]).
+    blend: Option<Blend>,
     /// Convolutional front end (shape, little-endian parameters, as the core reads them).
     front: Option<(FrontShape, Vec<u8>)>,
     /// The same front end decoded layer by layer for [`front_by_products`].
@@ -162,6 +164,7 @@ impl BatchModel {
             skip: sae.skip().map(|s| (s.taps.to_vec(), s.gate)),
             taps: sae.skip().map_or_else(Vec::new, |s| le_f32(s.taps)),
             ola: sae.ola_shape(),
+            blend: sae.blend(),
             front: sae.front().map(|f| (f.shape, f.params.to_vec())),
             front_layers: sae
                 .front()
@@ -230,6 +233,7 @@ impl BatchModel {
         };
         self.config == sae.config()
             && self.ola == sae.ola_shape()
+            && self.blend == sae.blend()
             && skip_same
             && front_same
             && match (sae.weights(), &self.int8) {
@@ -542,6 +546,9 @@ impl BatchModel {
                     }
                 }
             }
+        }
+        if let Some(b) = &self.blend {
+            b.apply(xn, y);
         }
         if normalisation != Normalisation::None {
             let back = normalisation.output_offset(st.mean);

@@ -32,6 +32,9 @@ enum Command {
     Plot(cli::plot::PlotArgs),
     /// Quantise an f32 model to int8 (per-latent scales) after checking its quality loss.
     Quantize(cli::quantize::QuantizeArgs),
+    /// Fit a model's correction gate (how much of a small correction to apply) on validation
+    /// windows and write the model with it.
+    FitBlend(cli::fit_blend::FitBlendArgs),
     /// Benchmark quality vs band-pass and wavelet, MFR vs no MFR, speed and model sizes.
     Bench(cli::bench::BenchArgs),
     /// Train N TopK SAEs (optionally with Mutual Feature Regularization) and export a model.
@@ -55,6 +58,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Inspect(a) => cli::inspect::run(a),
         Command::Plot(a) => cli::plot::run(a),
         Command::Quantize(a) => cli::quantize::run(a),
+        Command::FitBlend(a) => cli::fit_blend::run(a),
         Command::Bench(a) => cli::bench::run(a),
         #[cfg(feature = "train")]
         Command::Train(a) => cli::train::run(a),

@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod denoise;
 pub mod eog_check;
+pub mod fit_blend;
 pub mod inspect;
 pub mod plot;
 pub mod quantize;

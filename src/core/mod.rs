@@ -17,8 +17,9 @@ pub use mwf::{
     BlinkMwf, DEFAULT_MWF_DELAY_S, MWF_MAX_REFERENCES, MwfChannel, MwfConfig, MwfEstimator,
 };
 pub use sae::{
-    Activation, F32Weights, Front, FrontShape, Int8Weights, MAX_FRONT_DEPTH, MAX_FRONT_KERNEL,
-    MAX_FRONT_WIDTH, Normalisation, Sae, SaeConfig, Skip, Weights, ZSCORE_EPS, zscore_stats,
+    Activation, Blend, F32Weights, Front, FrontShape, Int8Weights, MAX_FRONT_DEPTH,
+    MAX_FRONT_KERNEL, MAX_FRONT_WIDTH, Normalisation, Sae, SaeConfig, Skip, Weights, ZSCORE_EPS,
+    zscore_stats,
 };
 pub use spatial::{
     ArtifactGate, ChannelState, DEFAULT_DC_CORNER_HZ, DEFAULT_MEMORY_S, DEFAULT_RIDGE_RMS,

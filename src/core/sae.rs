@@ -447,6 +447,78 @@ fn conv_layer(
     bias + cout
 }
 
+/// The correction gate: a window's output is `x + g (x_hat - x)` in the normalised domain,
+/// where `g` rises linearly from 0 to 1 as the relative correction `r = |x_hat - x| / |x|`
+/// goes from `lo` to `hi`. Written `{lo},{hi}` in model metadata (`blend`).
+///
+/// Why: on EEG that needs no cleaning the SAE's output still differs from its input by its own
+/// reconstruction error (about a quarter of the window's RMS), while a window with an artifact
+/// needs a large correction. A small correction is more likely error than artifact, so it is
+/// applied only in part, and clean EEG passes through. Fitted on validation windows after
+/// training ([`crate::eval::blend`] in the std build).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Blend {
+    /// Relative correction below which the window passes through (`>= 0`).
+    pub lo: f32,
+    /// Relative correction from which the model's output is taken whole (`> lo`).
+    pub hi: f32,
+}
+
+impl Blend {
+    /// True if `0 <= lo < hi` and both are finite.
+    pub fn is_valid(&self) -> bool {
+        self.lo.is_finite() && self.hi.is_finite() && self.lo >= 0.0 && self.hi > self.lo
+    }
+
+    /// The gain `g` at relative correction `r` (NaN gives 1: the model's output).
+    pub fn gain(&self, r: f32) -> f32 {
+        let g = (r - self.lo) / (self.hi - self.lo);
+        if g.is_nan() { 1.0 } else { g.clamp(0.0, 1.0) }
+    }
+
+    /// Parses `{lo},{hi}`; `None` if malformed or invalid.
+    pub fn parse(s: &str) -> Option<Self> {
+        let (lo, hi) = s.split_once(',')?;
+        let b = Self {
+            lo: lo.trim().parse().ok()?,
+            hi: hi.trim().parse().ok()?,
+        };
+        b.is_valid().then_some(b)
+    }
+
+    /// `r = |y - x| / |x|`, sums in index order (infinite for an all-zero `x`: a window with no
+    /// scale gets its correction whole).
+    pub fn relative_correction(x: &[f32], y: &[f32]) -> f32 {
+        let (mut e, mut d) = (0.0f32, 0.0f32);
+        for (&yv, &xv) in y.iter().zip(x) {
+            e += (yv - xv) * (yv - xv);
+            d += xv * xv;
+        }
+        if d > 0.0 {
+            libm::sqrtf(e / d)
+        } else {
+            f32::INFINITY
+        }
+    }
+
+    /// Gates the correction of output `y` on input `x` (both normalised, same length) in
+    /// place.
+    pub fn apply(&self, x: &[f32], y: &mut [f32]) {
+        let g = self.gain(Self::relative_correction(x, y));
+        if g < 1.0 {
+            for (yv, &xv) in y.iter_mut().zip(x) {
+                *yv = xv + g * (*yv - xv);
+            }
+        }
+    }
+}
+
+impl ::core::fmt::Display for Blend {
+    fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+        write!(f, "{},{}", self.lo, self.hi)
+    }
+}
+
 /// Outputs of a front-end layer accumulated together in registers.
 const CONV_BLOCK: usize = 16;
 
@@ -461,6 +533,7 @@ pub struct Sae<'a> {
     weights: Weights<'a>,
     skip: Option<Skip<'a>>,
     front: Option<Front<'a>>,
+    blend: Option<Blend>,
     /// How overlapping windows' outputs are combined (the model's choice; not part of the
     /// forward itself, but carried here so every streamer follows the model).
     ola: OlaShape,
@@ -550,6 +623,7 @@ impl<'a> Sae<'a> {
             weights,
             skip: None,
             front: None,
+            blend: None,
             ola: OlaShape::Hann,
             qmax: int8_qmax(d_in),
         })
@@ -587,6 +661,7 @@ impl<'a> Sae<'a> {
             weights,
             skip,
             front,
+            blend: None,
             ola: OlaShape::Hann,
             qmax: int8_qmax(config.d_in),
         }
@@ -606,6 +681,26 @@ impl<'a> Sae<'a> {
     /// The convolutional front end, if the model has one.
     pub const fn front(&self) -> Option<Front<'a>> {
         self.front
+    }
+
+    /// The same SAE with the correction gate `blend` ([`Blend`]); refuses an invalid one.
+    pub fn with_blend(mut self, blend: Blend) -> Result<Self, CoreError> {
+        if !blend.is_valid() {
+            return Err(CoreError::BadMetadata { key: "blend" });
+        }
+        self.blend = Some(blend);
+        Ok(self)
+    }
+
+    /// The same SAE with a correction gate the model loader already validated.
+    pub(crate) const fn with_validated_blend(mut self, blend: Option<Blend>) -> Self {
+        self.blend = blend;
+        self
+    }
+
+    /// The correction gate, if the model has one.
+    pub const fn blend(&self) -> Option<Blend> {
+        self.blend
     }
 
     /// The gated linear path, if the model has one.
@@ -693,7 +788,7 @@ impl<'a> Sae<'a> {
     }
 
     /// The raw SAE: `out = decode(TopK(encode(x)))` (plus the [`Skip`] path if the model has
-    /// one) on an already-normalised window.
+    /// one, without the [`Blend`] gate) on an already-normalised window.
     ///
     /// # Shapes
     /// `x`, `out`: `[d_in]`; `scratch`: `[scratch_len()]`; `topk`: `[k]`, receives the kept
@@ -741,7 +836,8 @@ impl<'a> Sae<'a> {
 
     /// One window through the model including its normalisation: for `window_zscore` the
     /// window is z-scored with [`zscore_stats`], passed through the SAE, and mapped back with
-    /// the same mean and scale. Shapes as [`Sae::forward_into`].
+    /// the same mean and scale, with the model's [`Blend`] gate (if any) applied before that.
+    /// Shapes as [`Sae::forward_into`].
     pub fn denoise_window_into(
         &self,
         x: &[f32],
@@ -779,13 +875,21 @@ impl<'a> Sae<'a> {
         topk: &mut [usize],
     ) {
         match self.config.normalisation {
-            Normalisation::None => self.forward_parts(x, out, pre, topk),
+            Normalisation::None => {
+                self.forward_parts(x, out, pre, topk);
+                if let Some(b) = self.blend {
+                    b.apply(x, out);
+                }
+            }
             Normalisation::WindowZscore | Normalisation::WindowZscoreNoMean => {
                 let (mean, scale) = zscore_stats(x);
                 for (n, &v) in xn.iter_mut().zip(x) {
                     *n = (v - mean) / scale;
                 }
                 self.forward_parts(xn, out, pre, topk);
+                if let Some(b) = self.blend {
+                    b.apply(xn, out);
+                }
                 let back = self.config.normalisation.output_offset(mean);
                 for o in out.iter_mut() {
                     *o = *o * scale + back;
@@ -953,6 +1057,68 @@ impl<'a> Sae<'a> {
                     *o += c * (b as i8 as f32);
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Blend;
+
+    /// `y = x + d` with `|d| = r |x|`.
+    fn corrected(r: f32) -> ([f32; 4], [f32; 4]) {
+        let x = [3.0, -1.0, 2.0, 0.5];
+        let n = x.iter().map(|v| v * v).sum::<f32>().sqrt();
+        let d = [0.0, r * n, 0.0, 0.0];
+        let mut y = x;
+        for (a, b) in y.iter_mut().zip(d) {
+            *a += b;
+        }
+        (x, y)
+    }
+
+    #[test]
+    fn the_gate_passes_small_corrections_and_keeps_large_ones() {
+        let b = Blend { lo: 0.2, hi: 0.6 };
+        // Below lo: the input, bit for bit.
+        let (x, mut y) = corrected(0.1);
+        b.apply(&x, &mut y);
+        assert_eq!(y, x);
+        // Above hi: the model's output untouched.
+        let (x, y0) = corrected(0.8);
+        let mut y = y0;
+        b.apply(&x, &mut y);
+        assert_eq!(y, y0);
+        // Halfway up the ramp: half the correction.
+        let (x, y0) = corrected(0.4);
+        let mut y = y0;
+        b.apply(&x, &mut y);
+        let want = x[1] + 0.5 * (y0[1] - x[1]);
+        assert!((y[1] - want).abs() < 1e-5, "{} vs {want}", y[1]);
+        assert_eq!([y[0], y[2], y[3]], [x[0], x[2], x[3]]);
+        // No scale: the correction counts as large.
+        let mut y = [1.0; 4];
+        b.apply(&[0.0; 4], &mut y);
+        assert_eq!(y, [1.0; 4]);
+    }
+
+    #[test]
+    fn gates_parse_only_when_valid() {
+        assert_eq!(
+            Blend::parse("0.125,0.625"),
+            Some(Blend {
+                lo: 0.125,
+                hi: 0.625
+            })
+        );
+        assert_eq!(
+            Blend::parse("0.125,0.625").unwrap().to_string(),
+            "0.125,0.625"
+        );
+        for bad in [
+            "0.5,0.5", "0.6,0.2", "-0.1,0.3", "NaN,1", "0.1", "0.1,inf", "a,b",
+        ] {
+            assert_eq!(Blend::parse(bad), None, "{bad}");
         }
     }
 }

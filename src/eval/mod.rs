@@ -14,12 +14,14 @@
 //! - [`ica`] and [`ocular`]: FastICA and the eye-artifact measures on real multi-channel
 //!   recordings (`mfr-eeg eog-check`).
 //! - [`harness`] and [`bench`](mod@bench): `mfr-eeg bench` (quality, MFR vs no MFR, speed, figures).
+//! - [`blend`]: fitting a model's correction gate on validation windows (`mfr-eeg fit-blend`).
 //! - [`quantize`]: the int8 model measured against its f32 original (`mfr-eeg quantize`).
 //! - `cnn` (feature `train`): a compact 1D U-Net peer trained in burn on the SAE's pairs.
 //! - `train_denoiser` (feature `train`): `mfr-eeg train-denoiser`, the shipped models.
 
 pub mod baselines;
 pub mod bench;
+pub mod blend;
 #[cfg(feature = "train")]
 pub mod cnn;
 pub mod corpus;

@@ -348,6 +348,7 @@ pub fn meta_for(
         channel_type: "EEG".into(),
         provenance,
         ola,
+        blend: None,
     }
 }
 

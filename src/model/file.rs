@@ -1,10 +1,10 @@
 //! std side of the model format: owned metadata and tensors, atomic writing, loading.
 
 use super::view::{
-    FORMAT_VERSION_F32, FORMAT_VERSION_FRONT, FORMAT_VERSION_INT8, FORMAT_VERSION_OLA,
-    FORMAT_VERSION_SKIP, Layout, ModelView,
+    FORMAT_VERSION_BLEND, FORMAT_VERSION_F32, FORMAT_VERSION_FRONT, FORMAT_VERSION_INT8,
+    FORMAT_VERSION_OLA, FORMAT_VERSION_SKIP, Layout, ModelView,
 };
-use crate::core::{Activation, CoreError, FrontShape, Normalisation, OlaShape};
+use crate::core::{Activation, Blend, CoreError, FrontShape, Normalisation, OlaShape};
 use safetensors::tensor::{Dtype, TensorView};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -32,6 +32,8 @@ pub struct ModelMeta {
     pub provenance: String,
     /// Overlap-add taper the model was chosen with (written as metadata `ola` unless Hann).
     pub ola: OlaShape,
+    /// Correction gate ([`crate::core::Blend`], metadata `blend`), if any.
+    pub blend: Option<Blend>,
 }
 
 /// The gated linear path of a model ([`crate::core::Skip`]), owned.
@@ -228,6 +230,7 @@ impl Model {
             channel_type: unescape(m.channel_type),
             provenance: unescape(m.provenance),
             ola: m.ola,
+            blend: m.blend,
         }
     }
 
@@ -334,6 +337,9 @@ fn metadata(
     if meta.ola != OlaShape::Hann {
         m.insert("ola".into(), meta.ola.name().into());
     }
+    if let Some(b) = meta.blend {
+        m.insert("blend".into(), b.to_string());
+    }
     m
 }
 
@@ -431,6 +437,11 @@ fn serialize(
             FORMAT_VERSION_FRONT
         }
         None => version,
+    };
+    let version = if meta.blend.is_some() {
+        FORMAT_VERSION_BLEND
+    } else {
+        version
     };
     let mut views = Vec::with_capacity(tensors.len());
     for (name, dtype, shape, data) in &tensors {
@@ -572,6 +583,7 @@ pub fn identity_model(d_in: usize, hop: usize, sample_rate_hz: f32) -> (ModelMet
         channel_type: "any".into(),
         provenance: "identity_model (test fixture, not trained)".into(),
         ola: OlaShape::Hann,
+        blend: None,
     };
     let t = ModelTensors {
         w_enc,

@@ -2,8 +2,8 @@
 //! a small JSON scanner, validated completely, giving borrowed views of the tensors.
 
 use crate::core::{
-    Activation, CoreError, F32Weights, Front, FrontShape, Int8Weights, Normalisation, OlaShape,
-    Sae, SaeConfig, Skip, TENSOR_NAMES, Weights,
+    Activation, Blend, CoreError, F32Weights, Front, FrontShape, Int8Weights, Normalisation,
+    OlaShape, Sae, SaeConfig, Skip, TENSOR_NAMES, Weights,
 };
 use ::core::ops::Range;
 
@@ -13,7 +13,7 @@ const MAX_HEADER: u64 = 100_000_000;
 const MAX_DEPTH: usize = 16;
 
 /// Metadata keys, in the order of [`ViewMeta`]'s fields.
-pub const META_KEYS: [&str; 13] = [
+pub const META_KEYS: [&str; 14] = [
     "format_version",
     "d_in",
     "d_sae",
@@ -27,6 +27,7 @@ pub const META_KEYS: [&str; 13] = [
     "skip_gate",
     "ola",
     "front",
+    "blend",
 ];
 
 /// Format versions: 1 = f32 tensors; 2 = adds int8 matrices with per-latent f32 scales.
@@ -43,6 +44,9 @@ pub const FORMAT_VERSION_OLA: u32 = 4;
 /// `front`, metadata `front` = `{width}x{depth}k{kernel}`); older readers refuse them rather
 /// than encode the raw window.
 pub const FORMAT_VERSION_FRONT: u32 = 5;
+/// Format version of files with a correction gate ([`crate::core::Blend`]: metadata `blend` =
+/// `{lo},{hi}`); older readers refuse them rather than apply every correction whole.
+pub const FORMAT_VERSION_BLEND: u32 = 6;
 
 /// Metadata of a parsed model, borrowing its strings from the file.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -76,6 +80,8 @@ pub struct ViewMeta<'a> {
     pub ola: OlaShape,
     /// Shape of the convolutional front end, if the model has one.
     pub front: Option<FrontShape>,
+    /// The correction gate, if the model has one.
+    pub blend: Option<Blend>,
 }
 
 /// A validated model: metadata plus the SAE borrowing the tensors.
@@ -143,6 +149,7 @@ pub(crate) struct Layout {
     skip_gate: Option<f32>,
     ola: OlaShape,
     front: Option<FrontShape>,
+    blend: Option<Blend>,
     /// Absolute byte ranges, indexed like [`TENSOR_NAMES`].
     tensors: [Range<usize>; 8],
 }
@@ -416,7 +423,7 @@ impl Layout {
         let header = &bytes[8..data_start];
         let mut sc = Scanner { s: header, pos: 0 };
 
-        let mut meta: [Option<(&[u8], Range<usize>)>; 13] = Default::default();
+        let mut meta: [Option<(&[u8], Range<usize>)>; 14] = Default::default();
         let mut tensors: [Option<TensorInfo>; 8] = [None; 8];
         let mut name_pos = [0usize; 8];
 
@@ -480,7 +487,7 @@ impl Layout {
         let version = match u32::try_from(version) {
             Ok(
                 v @ (FORMAT_VERSION_F32 | FORMAT_VERSION_INT8 | FORMAT_VERSION_SKIP
-                | FORMAT_VERSION_OLA | FORMAT_VERSION_FRONT),
+                | FORMAT_VERSION_OLA | FORMAT_VERSION_FRONT | FORMAT_VERSION_BLEND),
             ) => v,
             Ok(v) => return Err(CoreError::UnsupportedVersion { found: v }),
             Err(_) => return Err(CoreError::UnsupportedVersion { found: u32::MAX }),
@@ -593,6 +600,16 @@ impl Layout {
                 .ok_or(CoreError::BadMetadata { key: META_KEYS[11] })?,
             Some(_) => return Err(CoreError::BadMetadata { key: META_KEYS[11] }),
         };
+        let blend = match raw(13) {
+            None => None,
+            Some(v) if version >= FORMAT_VERSION_BLEND => Some(
+                ::core::str::from_utf8(v)
+                    .ok()
+                    .and_then(Blend::parse)
+                    .ok_or(CoreError::BadMetadata { key: META_KEYS[13] })?,
+            ),
+            Some(_) => return Err(CoreError::BadMetadata { key: META_KEYS[13] }),
+        };
         let data_len = file_len - data_start as u64;
         let mut ranges: [Range<usize>; 8] = Default::default();
         let mut covered = 0u64;
@@ -680,6 +697,7 @@ impl Layout {
             skip_gate,
             ola,
             front,
+            blend,
             tensors: ranges,
         };
         // Lengths and finiteness of every weight, the linear path's and the front's too.
@@ -752,6 +770,7 @@ impl Layout {
                 skip_gate: self.skip_gate,
                 ola: self.ola,
                 front: self.front,
+                blend: self.blend,
             },
             sae: Sae::from_validated(
                 self.config,
@@ -759,7 +778,8 @@ impl Layout {
                 self.skip(bytes),
                 self.front(bytes),
             )
-            .with_ola_shape(self.ola),
+            .with_ola_shape(self.ola)
+            .with_validated_blend(self.blend),
         }
     }
 }

@@ -77,6 +77,7 @@ pub fn model_meta(cfg: &TrainConfig, info: &ExportInfo) -> ModelMeta {
         channel_type: info.channel_type.clone(),
         provenance: info.provenance.clone(),
         ola: crate::core::OlaShape::Hann,
+        blend: None,
     }
 }
 

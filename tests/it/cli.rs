@@ -885,3 +885,50 @@ fn eye_only_writes_the_filter_output_and_nothing_else() {
         assert_eq!(run(&args).status.code(), Some(2), "{extra}");
     }
 }
+
+/// `fit-blend` writes the model with a fitted gate and nothing else changed, and prints the
+/// scores it chose by; a missing model is an error naming it, with no output written.
+#[test]
+fn fit_blend_adds_a_gate_and_changes_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/models/general-256hz.safetensors"
+    );
+    let out = dir.path().join("gated.safetensors");
+    let before = std::fs::read(input).unwrap();
+    let o = run(&[&"fit-blend", &input, &out, &"--model-segments", &"20"]);
+    assert!(o.status.success(), "fit-blend failed: {}", stderr(&o));
+    assert_eq!(std::fs::read(input).unwrap(), before, "input modified");
+    let text = String::from_utf8_lossy(&o.stdout);
+    let score = |label: &str| -> f64 {
+        let line = text
+            .lines()
+            .find(|l| l.trim_start().starts_with(label))
+            .unwrap();
+        line.split_whitespace().last().unwrap().parse().unwrap()
+    };
+    let (without, best) = (score("without a gate"), score("blend"));
+    assert!(best <= without && best > 0.1, "{text}");
+    let (a, b) = (
+        Model::load(Path::new(input)).unwrap(),
+        Model::load(&out).unwrap(),
+    );
+    assert!(a.meta().blend.is_none());
+    let gate = b.meta().blend.expect("a gate");
+    assert!(
+        text.contains(&format!("wrote {} (blend {gate})", out.display())),
+        "{text}"
+    );
+    assert_eq!(b.tensors(), a.tensors());
+    let mut m = b.meta();
+    m.blend = None;
+    assert_eq!(m, a.meta());
+
+    let missing = dir.path().join("missing.safetensors");
+    let out2 = dir.path().join("never.safetensors");
+    let o = run(&[&"fit-blend", &missing, &out2]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("missing.safetensors"), "{}", stderr(&o));
+    assert!(!out2.exists());
+}

@@ -22,6 +22,7 @@ pub(crate) fn meta(
         channel_type: "EEG".into(),
         provenance: "random test weights".into(),
         ola: mfr_eeg::core::OlaShape::Hann,
+        blend: None,
     }
 }
 

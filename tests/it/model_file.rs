@@ -239,8 +239,8 @@ fn every_malformed_case_gives_its_error() {
         ),
         (
             "unknown version",
-            set(&["__metadata__", "format_version"], json!("6")),
-            CoreError::UnsupportedVersion { found: 6 },
+            set(&["__metadata__", "format_version"], json!("7")),
+            CoreError::UnsupportedVersion { found: 7 },
         ),
         (
             "unknown activation",
@@ -802,4 +802,59 @@ fn the_overlap_add_taper_travels_in_the_file() {
     assert_eq!(parse_err(&hd, &d), bad, "a taper before format 4");
     let (hd, d) = with("4", "cosine");
     assert_eq!(parse_err(&hd, &d), bad, "an unknown taper");
+}
+
+/// A model with a correction gate is written as format 6 with metadata `blend`, reads back
+/// with it and hands it to its SAE; a gate at an older version, or an invalid one, is refused.
+#[test]
+fn the_correction_gate_travels_in_the_file() {
+    use mfr_eeg::core::Blend;
+    let dir = tempfile::tempdir().unwrap();
+    let t = random_tensors(4, 7, 13);
+    let mut m = valid_meta();
+    let plain = dir.path().join("plain.safetensors");
+    write_model(&plain, &m, &t).unwrap();
+    let gated = dir.path().join("gated.safetensors");
+    m.blend = Some(Blend {
+        lo: 0.125,
+        hi: 0.625,
+    });
+    write_model(&gated, &m, &t).unwrap();
+    let (p, g) = (Model::load(&plain).unwrap(), Model::load(&gated).unwrap());
+    assert_eq!(p.view().meta().format_version, 1);
+    assert_eq!(p.view().sae().blend(), None);
+    assert_eq!(
+        g.view().meta().format_version,
+        mfr_eeg::model::FORMAT_VERSION_BLEND
+    );
+    assert_eq!(g.meta(), m);
+    assert_eq!(
+        g.view().sae().blend(),
+        Some(Blend {
+            lo: 0.125,
+            hi: 0.625
+        })
+    );
+
+    let with = |version: &str, blend: &str| {
+        let (mut h, d) = base();
+        h["__metadata__"]["format_version"] = json!(version);
+        h["__metadata__"]["blend"] = json!(blend);
+        (h, d)
+    };
+    let (hd, d) = with("6", "0.1,0.4");
+    assert_eq!(
+        ModelView::parse(&file(&hd, &d)).unwrap().meta().blend,
+        Some(Blend { lo: 0.1, hi: 0.4 })
+    );
+    let bad = CoreError::BadMetadata { key: "blend" };
+    for (version, blend, why) in [
+        ("5", "0.1,0.4", "a gate before format 6"),
+        ("6", "0.4,0.1", "lo above hi"),
+        ("6", "0.1", "one number"),
+        ("6", "-1,0.4", "a negative lo"),
+    ] {
+        let (hd, d) = with(version, blend);
+        assert_eq!(parse_err(&hd, &d), bad, "{why}");
+    }
 }

@@ -28,6 +28,7 @@ fn tied_model(act: Activation) -> (ModelMeta, ModelTensors) {
         channel_type: "EEG".into(),
         provenance: "tie test".into(),
         ola: mfr_eeg::core::OlaShape::Hann,
+        blend: None,
     };
     let t = ModelTensors {
         w_enc: vec![0.0; d_in * d_sae],
