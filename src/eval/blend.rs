@@ -16,10 +16,10 @@ use super::data::{ArtifactKind, Recording, Window};
 use crate::core::{Blend, Normalisation, Sae, ola_window_shape_into, reflect_index, zscore_stats};
 use crate::model::Model;
 
-/// Lower ends of the grid: 0 to 0.6 in steps of 0.025.
-pub const GRID_LO: (f32, f32, usize) = (0.0, 0.025, 25);
-/// Widths `hi - lo` of the grid: 0.05 to 1.0 in steps of 0.05.
-pub const GRID_WIDTH: (f32, f32, usize) = (0.05, 0.05, 20);
+/// Lower ends of the grid in thousandths: 0 to 0.6 in steps of 0.025 (start, step, count).
+pub const GRID_LO: (u32, u32, u32) = (0, 25, 25);
+/// Widths `hi - lo` of the grid in thousandths: 0.05 to 1.0 in steps of 0.05.
+pub const GRID_WIDTH: (u32, u32, u32) = (50, 50, 20);
 
 /// Where the validation windows come from: the corpus `train-denoiser` builds with the same
 /// options.
@@ -285,10 +285,12 @@ pub fn fit_blend(
     let mut best: Option<(Blend, f64)> = None;
     for i in 0..GRID_LO.2 {
         for j in 0..GRID_WIDTH.2 {
-            let lo = GRID_LO.0 + GRID_LO.1 * i as f32;
+            // From integers, so each bound is the f32 nearest its decimal (and prints as it).
+            let lo = GRID_LO.0 + GRID_LO.1 * i;
+            let hi = lo + GRID_WIDTH.0 + GRID_WIDTH.1 * j;
             let b = Blend {
-                lo,
-                hi: lo + GRID_WIDTH.0 + GRID_WIDTH.1 * j as f32,
+                lo: lo as f32 / 1000.0,
+                hi: hi as f32 / 1000.0,
             };
             let score = mean(&|r| b.gain(r));
             if best.is_none_or(|(_, s)| score < s) {
