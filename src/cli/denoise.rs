@@ -293,7 +293,7 @@ fn summary_text(s: &DenoiseSummary, model: &Model, a: &DenoiseArgs) -> String {
     } else {
         outln!(
             out,
-            "  model       {name} (window {} samples, hop {}{}, {}k {} of {}, {} Hz, {})",
+            "  model       {name} (window {} samples, hop {}{}, {}k {} of {}, {} Hz, {}{})",
             m.d_in,
             a.hop.unwrap_or(m.hop),
             match a.ola.map_or(m.ola, Into::into) {
@@ -308,7 +308,11 @@ fn summary_text(s: &DenoiseSummary, model: &Model, a: &DenoiseArgs) -> String {
             m.k,
             m.d_sae,
             m.sample_rate_hz,
-            m.normalisation.as_str()
+            m.normalisation.as_str(),
+            m.blend.map_or_else(String::new, |b| format!(
+                ", correction gate {}..{}",
+                b.lo, b.hi
+            )),
         );
         let resampled = s
             .channels

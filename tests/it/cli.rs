@@ -751,6 +751,7 @@ fn default_model_is_embedded_and_used_without_model_flag() {
     assert!(o.status.success(), "{}", stderr(&o));
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(text.contains("fast-256hz"), "{text}");
+    assert!(text.contains("correction gate 0.125..0.625)"), "{text}");
     assert!(text.contains("2 resampled to 256 Hz"), "{text}");
     // The shipped model changes the signal (it is not an identity), yet stays in range.
     let x = fp1(EEGMMIDB);
