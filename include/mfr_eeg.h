@@ -130,6 +130,15 @@ typedef struct mfr_model_info {
    * Kernel length of the front end's hidden layers (0: none).
    */
   size_t front_kernel;
+  /**
+   * Relative correction from which the model's correction gate applies a window's
+   * correction in part (`mfr_eeg::core::Blend`; 0 with `blend_hi` 0: the model has none).
+   */
+  float blend_lo;
+  /**
+   * Relative correction from which the gate applies it whole (0: no gate).
+   */
+  float blend_hi;
 } mfr_model_info;
 
 /**

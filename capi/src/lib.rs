@@ -118,6 +118,11 @@ pub struct mfr_model_info {
     pub front_depth: usize,
     /// Kernel length of the front end's hidden layers (0: none).
     pub front_kernel: usize,
+    /// Relative correction from which the model's correction gate applies a window's
+    /// correction in part (`mfr_eeg::core::Blend`; 0 with `blend_hi` 0: the model has none).
+    pub blend_lo: f32,
+    /// Relative correction from which the gate applies it whole (0: no gate).
+    pub blend_hi: f32,
 }
 
 /// Options of [`mfr_denoise_in_place`], the same as the CLI's (`mfr_denoise_options_default`
@@ -329,6 +334,8 @@ pub unsafe extern "C" fn mfr_model_get_info(
             front_width: meta.front.map_or(0, |f| f.width),
             front_depth: meta.front.map_or(0, |f| f.depth),
             front_kernel: meta.front.map_or(0, |f| f.kernel),
+            blend_lo: meta.blend.map_or(0.0, |b| b.lo),
+            blend_hi: meta.blend.map_or(0.0, |b| b.hi),
         };
         // SAFETY: checked non-null; the caller's contract.
         unsafe { *out = info };

@@ -114,7 +114,7 @@ fn c_program_streams_and_denoises_exactly_as_rust() {
     );
     assert!(
         stdout
-            .contains("model: window 256, hop 8, k 128 of 1024, 256 Hz, sine taper, no front end"),
+            .contains("model: window 256, hop 8, k 128 of 1024, 256 Hz, sine taper, no front end, no correction gate\n"),
         "{stdout}"
     );
     assert!(stdout.contains("latency: 255 samples"), "{stdout}");

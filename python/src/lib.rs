@@ -140,6 +140,8 @@ impl Model {
         d.set_item("ola", v.ola.name())?;
         // `{width}x{depth}k{kernel}` of the convolutional front end, or None.
         d.set_item("front", v.front.map(|f| f.to_string()))?;
+        // (lo, hi) of the correction gate, or None.
+        d.set_item("blend", v.blend.map(|b| (f64::from(b.lo), f64::from(b.hi))))?;
         Ok(d)
     }
 

@@ -22,6 +22,9 @@ def test_model_metadata():
     d = mfr_eeg.Model.default()
     assert d.metadata == mfr_eeg.Model.load(DEFAULT).metadata and d.path == "<memory>"
     assert d.metadata != meta
+    # The default's correction gate, and none in the plain model.
+    assert d.metadata["blend"] == (0.125, 0.625) and meta["blend"] is None
+    assert d.metadata["format_version"] == 6
     t = mfr_eeg.Model.load(TINY)
     assert t.int8 and t.sample_rate_hz == 128.0
     assert mfr_eeg.Model.from_bytes(MODEL.read_bytes()).metadata == meta

@@ -67,9 +67,14 @@ int main(int argc, char **argv) {
          info.k, info.d_sae, (double)info.sample_rate_hz,
          info.ola == MFR_OLA_SINE ? "sine" : "Hann");
   if (info.front_width > 0) {
-    printf(", front end %zux%zuk%zu\n", info.front_width, info.front_depth, info.front_kernel);
+    printf(", front end %zux%zuk%zu", info.front_width, info.front_depth, info.front_kernel);
   } else {
-    printf(", no front end\n");
+    printf(", no front end");
+  }
+  if (info.blend_hi > 0) {
+    printf(", correction gate %g..%g\n", (double)info.blend_lo, (double)info.blend_hi);
+  } else {
+    printf(", no correction gate\n");
   }
 
   /* Streaming in chunks of pseudo-random sizes (a fixed LCG, so the run is reproducible). */
