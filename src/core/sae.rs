@@ -455,7 +455,7 @@ fn conv_layer(
 /// reconstruction error (about a quarter of the window's RMS), while a window with an artifact
 /// needs a large correction. A small correction is more likely error than artifact, so it is
 /// applied only in part, and clean EEG passes through. Fitted on validation windows after
-/// training ([`crate::eval::blend`] in the std build).
+/// training (`mfr-eeg fit-blend`; `eval::blend` in the std build).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Blend {
     /// Relative correction below which the window passes through (`>= 0`).
