@@ -379,6 +379,14 @@ mod tests {
             .collect()
     }
 
+    fn general() -> Model {
+        let p = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/models/general-256hz.safetensors"
+        );
+        Model::load(Path::new(p)).unwrap()
+    }
+
     fn with_blend(m: &Model, blend: Option<Blend>) -> Model {
         let mut meta = m.meta();
         meta.blend = blend;
@@ -389,11 +397,7 @@ mod tests {
     /// and with the chosen gate, the batched path gives the mean RRMSE_t the fit reported.
     #[test]
     fn the_fit_scores_what_the_denoiser_does() {
-        let p = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/models/general-256hz.safetensors"
-        );
-        let m = Model::load(Path::new(p)).unwrap();
+        let m = general();
         let w = windows();
         let fit = fit_blend(&m, 32, &w, 2).unwrap();
         let score = |b: Option<Blend>| {
@@ -419,11 +423,7 @@ mod tests {
 
     #[test]
     fn nothing_to_fit_on_is_an_error() {
-        let p = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/models/general-256hz.safetensors"
-        );
-        let m = Model::load(Path::new(p)).unwrap();
+        let m = general();
         assert!(fit_blend(&m, 32, &[], 1).is_err());
         assert!(fit_blend(&m, 0, &windows(), 1).is_err());
         assert!(fit_blend(&m, 257, &windows(), 1).is_err());
