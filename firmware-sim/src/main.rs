@@ -100,6 +100,10 @@ fn cost(sae: &Sae<'_>) -> Cost {
         + skip_macs as f64 * CYCLES_F32_MAC
         // the gate's high-frequency ratio: a difference, two multiply-adds per sample
         + if skip_macs > 0 { d_in as f64 * 8.0 } else { 0.0 }
+        // the correction gate: |x_hat - x|² and |x|² (a difference, two multiply-adds per
+        // sample), a division and a square root, then x + g (x_hat - x) (a difference and a
+        // multiply-add per sample)
+        + if sae.blend().is_some() { d_in as f64 * 14.0 + 30.0 } else { 0.0 }
         + topk_compares as f64 * CYCLES_TOPK_COMPARE
         + (k * k) as f64 * 2.0 // insertions into the sorted top-k list (worst case)
         + per_sample_ops as f64 * CYCLES_PER_SAMPLE;
