@@ -486,8 +486,8 @@ impl Blend {
         b.is_valid().then_some(b)
     }
 
-    /// `r = |y - x| / |x|`, sums in index order (infinite for an all-zero `x`: a window with no
-    /// scale gets its correction whole).
+    /// `r = |y - x| / |x|`, summed in a fixed order (infinite for an all-zero `x`: a window
+    /// with no scale gets its correction whole).
     pub fn relative_correction(x: &[f32], y: &[f32]) -> f32 {
         // Eight running sums, so the loop vectorises (one sum is a chain of dependent adds);
         // the order is fixed, so every path gets the same r.
