@@ -85,7 +85,7 @@ fn main() -> ExitCode {
     match run(parsed) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("mfr-eeg: error: {e:#}");
+            eprintln!("mfr-eeg: error: {}", cli::error_text(&e));
             ExitCode::from(cli::exit_code(&e))
         }
     }

@@ -81,6 +81,24 @@ pub struct Interrupted;
 /// Exit code for a run stopped by a signal (128 + SIGINT).
 pub const EXIT_INTERRUPTED: u8 = 130;
 
+/// The error and its causes joined by ": ", each cause left out when the message before it
+/// already ends with it (the library's errors name the file and then say why, and keep the
+/// underlying error as their source too).
+pub fn error_text(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.ends_with(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
 /// 2 for usage errors (anywhere in the chain), 130 for interrupted runs, 1 for everything
 /// else.
 pub fn exit_code(e: &anyhow::Error) -> u8 {
@@ -133,5 +151,23 @@ pub fn parse_notch(s: &str) -> Result<f64, String> {
         _ => Err(format!(
             "the power-line frequency is 50 or 60 (Hz), got {s:?}"
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_text;
+
+    #[test]
+    fn a_cause_already_in_the_message_is_not_repeated() {
+        let io = || std::io::Error::new(std::io::ErrorKind::NotFound, "gone (os error 2)");
+        let e = anyhow::Error::new(mfr_eeg::eval::EvalError::Io {
+            path: "/data/x.edf".into(),
+            source: io(),
+        });
+        assert_eq!(error_text(&e), "/data/x.edf: gone (os error 2)");
+        // A context that does not hold its cause keeps it.
+        let e = anyhow::Error::new(io()).context("cannot write to stdout");
+        assert_eq!(error_text(&e), "cannot write to stdout: gone (os error 2)");
     }
 }
