@@ -88,6 +88,26 @@ impl Normalisation {
         }
     }
 
+    /// Normalises window `x` into `xn` as inference does; returns `(offset, scale)`, which map
+    /// the SAE's output back: `y = y_n * scale + offset`.
+    pub fn normalise_into(self, x: &[f32], xn: &mut [f32]) -> (f32, f32) {
+        match self {
+            Self::None => {
+                for (n, &v) in xn.iter_mut().zip(x) {
+                    *n = v;
+                }
+                (0.0, 1.0)
+            }
+            Self::WindowZscore | Self::WindowZscoreNoMean => {
+                let (mean, scale) = zscore_stats(x);
+                for (n, &v) in xn.iter_mut().zip(x) {
+                    *n = (v - mean) / scale;
+                }
+                (self.output_offset(mean), scale)
+            }
+        }
+    }
+
     /// Maps a raw (noisy input, clean target) window pair into the SAE's training domain, in
     /// place, exactly as inference will see the input and read the output.
     pub fn normalise_pair(self, input: &mut [f32], target: &mut [f32]) {
@@ -895,16 +915,12 @@ impl<'a> Sae<'a> {
                     b.apply(x, out);
                 }
             }
-            Normalisation::WindowZscore | Normalisation::WindowZscoreNoMean => {
-                let (mean, scale) = zscore_stats(x);
-                for (n, &v) in xn.iter_mut().zip(x) {
-                    *n = (v - mean) / scale;
-                }
+            norm @ (Normalisation::WindowZscore | Normalisation::WindowZscoreNoMean) => {
+                let (back, scale) = norm.normalise_into(x, xn);
                 self.forward_parts(xn, out, pre, topk);
                 if let Some(b) = self.blend {
                     b.apply(xn, out);
                 }
-                let back = self.config.normalisation.output_offset(mean);
                 for o in out.iter_mut() {
                     *o = *o * scale + back;
                 }

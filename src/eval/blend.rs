@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use super::EvalError;
 use super::corpus::{Corpus, CorpusConfig, Split};
 use super::data::{ArtifactKind, Recording, Window};
-use crate::core::{Blend, Normalisation, Sae, ola_window_shape_into, reflect_index, zscore_stats};
+use crate::core::{Blend, Sae, ola_window_shape_into, reflect_index};
 use crate::model::Model;
 
 /// Lower ends of the grid in thousandths: 0 to 0.6 in steps of 0.025 (start, step, count).
@@ -129,19 +129,7 @@ fn window_stats(sae: &Sae<'_>, hop: usize, w: &Window) -> Result<WindowStats, Ev
         for (i, v) in win.iter_mut().enumerate() {
             *v = x[reflect_index(start + i as isize, n)];
         }
-        let (back, scale) = match norm {
-            Normalisation::None => {
-                xn.copy_from_slice(&win);
-                (0.0, 1.0)
-            }
-            _ => {
-                let (mean, scale) = zscore_stats(&win);
-                for (o, &v) in xn.iter_mut().zip(&win) {
-                    *o = (v - mean) / scale;
-                }
-                (norm.output_offset(mean), scale)
-            }
-        };
+        let (back, scale) = norm.normalise_into(&win, &mut xn);
         sae.forward_into(&xn, &mut yn, &mut scratch, &mut topk)
             .map_err(err)?;
         r.push(Blend::relative_correction(&xn, &yn));
