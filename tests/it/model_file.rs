@@ -757,6 +757,32 @@ fn malformed_skip_paths() {
     );
 }
 
+/// The base case's header with `format_version` and metadata `key` set.
+fn base_with(version: &str, key: &str, value: &str) -> (Value, Vec<u8>) {
+    let (mut h, d) = base();
+    h["__metadata__"]["format_version"] = json!(version);
+    h["__metadata__"][key] = json!(value);
+    (h, d)
+}
+
+/// `m` written with `t` into `dir` and loaded back, first as `without` leaves it, then as it is.
+fn written_with_and_without(
+    dir: &tempfile::TempDir,
+    m: &mfr_eeg::model::ModelMeta,
+    t: &ModelTensors,
+    without: impl Fn(&mut mfr_eeg::model::ModelMeta),
+) -> (Model, Model) {
+    let mut plain = m.clone();
+    without(&mut plain);
+    let (a, b) = (
+        dir.path().join("without.safetensors"),
+        dir.path().join("with.safetensors"),
+    );
+    write_model(&a, &plain, t).unwrap();
+    write_model(&b, m, t).unwrap();
+    (Model::load(&a).unwrap(), Model::load(&b).unwrap())
+}
+
 /// A model naming the sine taper is written as format 4 with metadata `ola`, reads back with
 /// it, and hands it to every streamer through its SAE; a Hann model stays as it was. A file
 /// naming a taper at an older version, or an unknown taper, is refused.
@@ -766,17 +792,16 @@ fn the_overlap_add_taper_travels_in_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let t = random_tensors(4, 7, 13);
     let mut m = valid_meta();
-    let hann = dir.path().join("hann.safetensors");
-    write_model(&hann, &m, &t).unwrap();
-    let sine = dir.path().join("sine.safetensors");
     m.ola = OlaShape::Sine;
-    write_model(&sine, &m, &t).unwrap();
-    let (h, s) = (Model::load(&hann).unwrap(), Model::load(&sine).unwrap());
+    let (h, s) = written_with_and_without(&dir, &m, &t, |m| m.ola = OlaShape::Hann);
     assert_eq!(
         (h.view().meta().format_version, h.view().meta().ola),
         (1, OlaShape::Hann)
     );
-    assert!(!String::from_utf8_lossy(&std::fs::read(&hann).unwrap()).contains("\"ola\""));
+    assert!(
+        !String::from_utf8_lossy(&std::fs::read(dir.path().join("without.safetensors")).unwrap())
+            .contains("\"ola\"")
+    );
     assert_eq!(
         (s.view().meta().format_version, s.view().meta().ola),
         (mfr_eeg::model::FORMAT_VERSION_OLA, OlaShape::Sine)
@@ -786,12 +811,7 @@ fn the_overlap_add_taper_travels_in_the_file() {
     assert_eq!(s.view().sae().ola_shape(), OlaShape::Sine);
     assert_eq!(h.view().sae().ola_shape(), OlaShape::Hann);
 
-    let with = |version: &str, ola: &str| {
-        let (mut h, d) = base();
-        h["__metadata__"]["format_version"] = json!(version);
-        h["__metadata__"]["ola"] = json!(ola);
-        (h, d)
-    };
+    let with = |version: &str, ola: &str| base_with(version, "ola", ola);
     let (hd, d) = with("4", "sine");
     assert_eq!(
         ModelView::parse(&file(&hd, &d)).unwrap().meta().ola,
@@ -812,15 +832,11 @@ fn the_correction_gate_travels_in_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let t = random_tensors(4, 7, 13);
     let mut m = valid_meta();
-    let plain = dir.path().join("plain.safetensors");
-    write_model(&plain, &m, &t).unwrap();
-    let gated = dir.path().join("gated.safetensors");
     m.blend = Some(Blend {
         lo: 0.125,
         hi: 0.625,
     });
-    write_model(&gated, &m, &t).unwrap();
-    let (p, g) = (Model::load(&plain).unwrap(), Model::load(&gated).unwrap());
+    let (p, g) = written_with_and_without(&dir, &m, &t, |m| m.blend = None);
     assert_eq!(p.view().meta().format_version, 1);
     assert_eq!(p.view().sae().blend(), None);
     assert_eq!(
@@ -836,12 +852,7 @@ fn the_correction_gate_travels_in_the_file() {
         })
     );
 
-    let with = |version: &str, blend: &str| {
-        let (mut h, d) = base();
-        h["__metadata__"]["format_version"] = json!(version);
-        h["__metadata__"]["blend"] = json!(blend);
-        (h, d)
-    };
+    let with = |version: &str, blend: &str| base_with(version, "blend", blend);
     let (hd, d) = with("6", "0.1,0.4");
     assert_eq!(
         ModelView::parse(&file(&hd, &d)).unwrap().meta().blend,
