@@ -103,6 +103,32 @@ struct FrontLayer {
     cin: usize,
     cout: usize,
     k: usize,
+    /// `w` for the AVX-512 kernel's tiles: per block of [`WIDE_ROWS`] output rows, for each
+    /// `(ci, l)` the block's weights side by side (`[cout / WIDE_ROWS][cin k][WIDE_ROWS]`).
+    wide: Vec<f32>,
+}
+
+impl FrontLayer {
+    /// A layer from its weights `[cout, cin k]`, biases and `(cin, cout, k)`.
+    fn new(w: Vec<f32>, b: Vec<f32>, (cin, cout, k): (usize, usize, usize)) -> Self {
+        let ck = cin * k;
+        let wide = (0..cout / WIDE_ROWS)
+            .flat_map(|blk| {
+                let w = &w;
+                (0..ck).flat_map(move |j| {
+                    (0..WIDE_ROWS).map(move |r| w[(blk * WIDE_ROWS + r) * ck + j])
+                })
+            })
+            .collect();
+        Self {
+            w,
+            b,
+            cin,
+            cout,
+            k,
+            wide,
+        }
+    }
 }
 
 /// Splits the packed parameters of a front end of shape `f` into its layers.
@@ -114,13 +140,11 @@ fn front_layers(f: FrontShape, params: &[f32]) -> Vec<FrontLayer> {
     dims.into_iter()
         .map(|(cin, cout, k)| {
             let n = cout * cin * k;
-            let layer = FrontLayer {
-                w: params[off..off + n].to_vec(),
-                b: params[off + n..off + n + cout].to_vec(),
-                cin,
-                cout,
-                k,
-            };
+            let layer = FrontLayer::new(
+                params[off..off + n].to_vec(),
+                params[off + n..off + n + cout].to_vec(),
+                (cin, cout, k),
+            );
             off += n + cout;
             layer
         })
@@ -660,8 +684,86 @@ unsafe fn conv_fma(layer: &FrontLayer, xp: &[f32], y: &mut [f32], d: usize, relu
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn conv_avx512(layer: &FrontLayer, xp: &[f32], y: &mut [f32], d: usize, relu: bool) {
-    conv_tiles::<true, { 2 * COLS }>(layer, xp, y, d, relu);
+    use std::arch::x86_64::*;
+    const R: usize = WIDE_ROWS;
+    const C: usize = 2 * COLS;
+    let FrontLayer {
+        w, b, cin, cout, k, ..
+    } = layer;
+    let (cin, cout, k) = (*cin, *cout, *k);
+    let (p, ck) = (d + k - 1, cin * k);
+    assert!(xp.len() >= cin * p && y.len() >= cout * d && w.len() >= cout * ck);
+    let mut co = 0;
+    while co + R <= cout {
+        let mut n = 0;
+        while n + C <= d {
+            let mut acc = [[_mm512_setzero_ps(); 2]; R];
+            for (r, a) in acc.iter_mut().enumerate() {
+                let bv = _mm512_set1_ps(b[co + r]);
+                *a = [bv, bv];
+            }
+            let wb = layer.wide[(co / R) * ck * R..(co / R + 1) * ck * R].as_ptr();
+            for ci in 0..cin {
+                let xs = xp[ci * p + n..ci * p + n + C + k - 1].as_ptr();
+                let wc = ci * k * R;
+                for l in 0..k {
+                    // SAFETY: `xs` holds C + k - 1 floats, so l + 32 <= C + k - 1; `wide`
+                    // holds R weights per (ci, l) of the block. Unaligned loads.
+                    unsafe {
+                        let (x0, x1) = (_mm512_loadu_ps(xs.add(l)), _mm512_loadu_ps(xs.add(l + 16)));
+                        let wp = wb.add(wc + l * R);
+                        for (r, a) in acc.iter_mut().enumerate() {
+                            let wv = _mm512_set1_ps(*wp.add(r));
+                            a[0] = _mm512_fmadd_ps(wv, x0, a[0]);
+                            a[1] = _mm512_fmadd_ps(wv, x1, a[1]);
+                        }
+                    }
+                }
+            }
+            for (r, a) in acc.iter().enumerate() {
+                // SAFETY: (co + r) * d + n + 32 <= cout * d (asserted above).
+                unsafe {
+                    let o = y.as_mut_ptr().add((co + r) * d + n);
+                    _mm512_storeu_ps(o, a[0]);
+                    _mm512_storeu_ps(o.add(16), a[1]);
+                }
+            }
+            n += C;
+        }
+        for n in n..d {
+            for r in 0..R {
+                let mut s = b[co + r];
+                for ci in 0..cin {
+                    for l in 0..k {
+                        s = w[(co + r) * ck + ci * k + l].mul_add(xp[ci * p + n + l], s);
+                    }
+                }
+                y[(co + r) * d + n] = s;
+            }
+        }
+        co += R;
+    }
+    // The remaining rows as the AVX2 kernel's tiles do them, twice as wide.
+    while co < cout {
+        if co + ROWS <= cout {
+            tile_rows::<ROWS, C, true>(w, b, xp, y, co, cin, k, p, d);
+            co += ROWS;
+        } else {
+            tile_rows::<1, C, true>(w, b, xp, y, co, cin, k, p, d);
+            co += 1;
+        }
+    }
+    if relu {
+        for v in y[..cout * d].iter_mut() {
+            *v = v.max(0.0);
+        }
+    }
 }
+
+/// Output rows per tile of the AVX-512 kernel ([`conv_avx512`]): 12 rows x 2 vectors are 24
+/// accumulators of the 32 registers, so each loaded pair of input vectors feeds 24
+/// multiply-adds (with 4 rows it fed 8, and the loads were the limit).
+const WIDE_ROWS: usize = 12;
 
 /// Output rows in blocks of [`ROWS`] and samples in blocks of [`COLS`], the rest one by one.
 const ROWS: usize = 4;
@@ -675,7 +777,9 @@ fn conv_tiles<const FMA: bool, const C: usize>(
     d: usize,
     relu: bool,
 ) {
-    let FrontLayer { w, b, cin, cout, k } = layer;
+    let FrontLayer {
+        w, b, cin, cout, k, ..
+    } = layer;
     let (cin, cout, k) = (*cin, *cout, *k);
     let p = d + k - 1;
     let mut co = 0;
@@ -1303,14 +1407,16 @@ mod tests {
             (8, 8, 3, 256),
             (8, 1, 1, 256),
             (5, 6, 5, 77),
+            (1, 12, 3, 256),
+            (12, 12, 3, 256),
+            (12, 1, 1, 256),
+            (3, 29, 3, 70),
         ] {
-            let layer = FrontLayer {
-                w: (0..cout * cin * k).map(|_| r.normal() as f32).collect(),
-                b: (0..cout).map(|_| r.normal() as f32).collect(),
-                cin,
-                cout,
-                k,
-            };
+            let layer = FrontLayer::new(
+                (0..cout * cin * k).map(|_| r.normal() as f32).collect(),
+                (0..cout).map(|_| r.normal() as f32).collect(),
+                (cin, cout, k),
+            );
             let xp: Vec<f32> = (0..cin * (d + k - 1)).map(|_| r.normal() as f32).collect();
             let (mut a, mut b) = (vec![0.0f32; cout * d], vec![1.0f32; cout * d]);
             // SAFETY: AVX-512F (and with it AVX2 and FMA) checked above.
