@@ -314,8 +314,7 @@ impl BatchModel {
         s.size_for(self, hop)?;
         s.hint = None;
         #[cfg(target_arch = "x86_64")]
-        let avx2 = std::arch::is_x86_feature_detected!("avx2")
-            && std::arch::is_x86_feature_detected!("fma");
+        let isa = encode::vector_isa();
         out.fill(0.0);
         let pad = d_in - 1;
         // The same windows as the core: m*hop - 1 is the stream time of window m's last sample.
@@ -328,12 +327,32 @@ impl BatchModel {
             self.enc.product(&s.a, rows, &mut s.c, &mut s.packed_a);
             for r in 0..rows {
                 #[cfg(target_arch = "x86_64")]
-                if avx2 {
-                    // SAFETY: AVX2 and FMA support were detected at run time above.
-                    unsafe { self.finish_window_avx2(hop, m0 + r, r, n, s, out, &mut faults, k) };
-                    continue;
+                match isa {
+                    // SAFETY: `vector_isa` found each kernel's features at run time.
+                    VectorIsa::Avx512 => {
+                        unsafe {
+                            self.finish_window_avx512(hop, m0 + r, r, n, s, out, &mut faults, k)
+                        };
+                        continue;
+                    }
+                    VectorIsa::Avx2Fma => {
+                        unsafe {
+                            self.finish_window_avx2(hop, m0 + r, r, n, s, out, &mut faults, k)
+                        };
+                        continue;
+                    }
+                    VectorIsa::Baseline => {}
                 }
-                self.finish_window::<false>(hop, m0 + r, r, n, s, out, &mut faults, k);
+                self.finish_window::<false, DECODE_BLOCK>(
+                    hop,
+                    m0 + r,
+                    r,
+                    n,
+                    s,
+                    out,
+                    &mut faults,
+                    k,
+                );
             }
             m0 += rows;
         }
@@ -458,7 +477,28 @@ impl BatchModel {
         faults: &mut FaultCounts,
         k: usize,
     ) {
-        self.finish_window::<true>(hop, m, r, n, s, out, faults, k);
+        self.finish_window::<true, DECODE_BLOCK>(hop, m, r, n, s, out, faults, k);
+    }
+
+    /// [`BatchModel::finish_window`] compiled for AVX-512F, the decode's blocks twice
+    /// [`DECODE_BLOCK`] outputs (eight 16-lane registers of sums; with AVX2's sixteen 8-lane
+    /// registers that many would spill). The same fused multiply-adds in the same order per
+    /// output: the AVX2 build's bits.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    fn finish_window_avx512(
+        &self,
+        hop: usize,
+        m: usize,
+        r: usize,
+        n: usize,
+        s: &mut BatchScratch,
+        out: &mut [f32],
+        faults: &mut FaultCounts,
+        k: usize,
+    ) {
+        self.finish_window::<true, { 2 * DECODE_BLOCK }>(hop, m, r, n, s, out, faults, k);
     }
 
     /// Bias, TopK, sparse decode, linear path, de-normalisation, the fault rule and the
@@ -466,7 +506,7 @@ impl BatchModel {
     /// enables the instruction; elsewhere `mul_add` would be a library call).
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
-    fn finish_window<const FMA: bool>(
+    fn finish_window<const FMA: bool, const DB: usize>(
         &self,
         hop: usize,
         m: usize,
@@ -526,22 +566,23 @@ impl BatchModel {
         let coef = &s.coef[..nc];
         let y = &mut s.y;
         y.copy_from_slice(&self.b_dec);
-        // Decode by blocks of DECODE_BLOCK outputs, all kept rows per block, so the block's sums stay
-        // in registers instead of going through memory once per row. Each output still adds
-        // the rows in the same (index) order.
+        // Decode by blocks of DB outputs (DECODE_BLOCK, twice that with 16-lane registers),
+        // all kept rows per block, so the block's sums stay in registers instead of going
+        // through memory once per row. Each output still adds the rows in the same (index)
+        // order.
         let mut b0 = 0;
         while b0 < d_in {
-            let w = DECODE_BLOCK.min(d_in - b0);
-            if w == DECODE_BLOCK {
-                let mut acc = [0.0f32; DECODE_BLOCK];
-                acc.copy_from_slice(&y[b0..b0 + DECODE_BLOCK]);
+            let w = DB.min(d_in - b0);
+            if w == DB {
+                let mut acc = [0.0f32; DB];
+                acc.copy_from_slice(&y[b0..b0 + DB]);
                 for &(j, c) in coef {
-                    let row = &self.w_dec[j * d_in + b0..j * d_in + b0 + DECODE_BLOCK];
+                    let row = &self.w_dec[j * d_in + b0..j * d_in + b0 + DB];
                     for (a, &v) in acc.iter_mut().zip(row) {
                         *a = madd::<FMA>(c, v, *a);
                     }
                 }
-                y[b0..b0 + DECODE_BLOCK].copy_from_slice(&acc);
+                y[b0..b0 + DB].copy_from_slice(&acc);
             } else {
                 for &(j, c) in coef {
                     let row = &self.w_dec[j * d_in + b0..j * d_in + b0 + w];
@@ -710,7 +751,8 @@ unsafe fn conv_avx512(layer: &FrontLayer, xp: &[f32], y: &mut [f32], d: usize, r
                     // SAFETY: `xs` holds C + k - 1 floats, so l + 32 <= C + k - 1; `wide`
                     // holds R weights per (ci, l) of the block. Unaligned loads.
                     unsafe {
-                        let (x0, x1) = (_mm512_loadu_ps(xs.add(l)), _mm512_loadu_ps(xs.add(l + 16)));
+                        let (x0, x1) =
+                            (_mm512_loadu_ps(xs.add(l)), _mm512_loadu_ps(xs.add(l + 16)));
                         let wp = wb.add(wc + l * R);
                         for (r, a) in acc.iter_mut().enumerate() {
                             let wv = _mm512_set1_ps(*wp.add(r));
