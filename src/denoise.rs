@@ -368,7 +368,7 @@ pub fn microvolt_factor(dimension: &str) -> Option<f64> {
 pub struct Scratch {
     seg: Vec<f32>,
     base: Vec<f32>,
-    tmp: Vec<f32>,
+    tmp: Vec<u32>,
     uv: Vec<f32>,
     model_in: Vec<f32>,
     model_out: Vec<f32>,

@@ -53,7 +53,7 @@ impl Baseline {
         offset: usize,
         start: usize,
         out: &mut [f32],
-        tmp: &mut Vec<f32>,
+        tmp: &mut Vec<u32>,
     ) {
         let n = x.len();
         if n == 0 || out.is_empty() {
@@ -74,19 +74,19 @@ impl Baseline {
         let mut median_at = |local: usize| -> f64 {
             let a = local.saturating_sub(self.half);
             let b = (local + self.half + 1).min(n);
+            // Selected as integers in `f32::total_cmp`'s order: the same element, at about
+            // half the cost of selecting the floats with that comparison (this median was a
+            // tenth of `denoise`'s time).
             tmp.clear();
-            tmp.extend_from_slice(&x[a..b]);
+            tmp.extend(x[a..b].iter().map(|&v| total_order_key(v)));
             let m = tmp.len();
-            let (_, hi, _) = tmp.select_nth_unstable_by(m / 2, f32::total_cmp);
-            let hi = f64::from(*hi);
+            let (_, hi, _) = tmp.select_nth_unstable(m / 2);
+            let hi = f64::from(from_total_order_key(*hi));
             if m % 2 == 1 {
                 hi
             } else {
-                let lo = tmp[..m / 2]
-                    .iter()
-                    .copied()
-                    .fold(f32::NEG_INFINITY, f32::max);
-                0.5 * (f64::from(lo) + hi)
+                let lo = tmp[..m / 2].iter().copied().max().unwrap_or(0);
+                0.5 * (f64::from(from_total_order_key(lo)) + hi)
             }
         };
         let mut left = lo_grid(first_local);
@@ -121,9 +121,59 @@ impl Baseline {
     }
 }
 
+/// `v`'s bits mapped so that unsigned order is [`f32::total_cmp`]'s order.
+fn total_order_key(v: f32) -> u32 {
+    let b = v.to_bits();
+    b ^ ((((b as i32) >> 31) as u32) | 0x8000_0000)
+}
+
+/// The inverse of [`total_order_key`].
+fn from_total_order_key(k: u32) -> f32 {
+    let b = if k & 0x8000_0000 != 0 {
+        k ^ 0x8000_0000
+    } else {
+        !k
+    };
+    f32::from_bits(b)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The integer keys order every float as `total_cmp` does, and map back bit for bit.
+    #[test]
+    fn order_keys_follow_total_cmp() {
+        let mut v = vec![
+            0.0f32,
+            -0.0,
+            1.0,
+            -1.0,
+            f32::MIN_POSITIVE,
+            -f32::MIN_POSITIVE,
+            f32::from_bits(1),
+            f32::from_bits(0x8000_0001),
+            f32::MAX,
+            f32::MIN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            -f32::NAN,
+            3.5e-20,
+            -7.25e12,
+        ];
+        for &x in &v {
+            assert_eq!(
+                from_total_order_key(total_order_key(x)).to_bits(),
+                x.to_bits()
+            );
+        }
+        let mut by_key = v.clone();
+        by_key.sort_by_key(|&x| total_order_key(x));
+        v.sort_by(f32::total_cmp);
+        let bits = |s: &[f32]| s.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&by_key), bits(&v));
+    }
 
     fn whole(b: &Baseline, x: &[f32]) -> Vec<f32> {
         let mut out = vec![0.0; x.len()];
