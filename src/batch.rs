@@ -709,13 +709,13 @@ fn conv_direct(
         VectorIsa::Baseline => {}
     }
     let _ = isa;
-    conv_tiles::<false, COLS>(layer, xp, y, d, relu);
+    conv_tiles::<false, COLS>(layer, xp, y, d, relu, 0);
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn conv_fma(layer: &FrontLayer, xp: &[f32], y: &mut [f32], d: usize, relu: bool) {
-    conv_tiles::<true, COLS>(layer, xp, y, d, relu);
+    conv_tiles::<true, COLS>(layer, xp, y, d, relu, 0);
 }
 
 /// The same tiles twice as wide: with 32 vector registers of 16 lanes, 4 rows x 32 samples are
@@ -785,21 +785,8 @@ unsafe fn conv_avx512(layer: &FrontLayer, xp: &[f32], y: &mut [f32], d: usize, r
         }
         co += R;
     }
-    // The remaining rows as the AVX2 kernel's tiles do them, twice as wide.
-    while co < cout {
-        if co + ROWS <= cout {
-            tile_rows::<ROWS, C, true>(w, b, xp, y, co, cin, k, p, d);
-            co += ROWS;
-        } else {
-            tile_rows::<1, C, true>(w, b, xp, y, co, cin, k, p, d);
-            co += 1;
-        }
-    }
-    if relu {
-        for v in y[..cout * d].iter_mut() {
-            *v = v.max(0.0);
-        }
-    }
+    // The remaining rows as the AVX2 kernel's tiles do them, twice as wide; then the ReLU.
+    conv_tiles::<true, C>(layer, xp, y, d, relu, co);
 }
 
 /// Output rows per tile of the AVX-512 kernel ([`conv_avx512`]): 12 rows x 2 vectors are 24
@@ -811,6 +798,7 @@ const WIDE_ROWS: usize = 12;
 const ROWS: usize = 4;
 const COLS: usize = 16;
 
+/// Output rows `from..` of one layer in tiles, then the ReLU (if `relu`) over all of `y`.
 #[inline(always)]
 fn conv_tiles<const FMA: bool, const C: usize>(
     layer: &FrontLayer,
@@ -818,13 +806,14 @@ fn conv_tiles<const FMA: bool, const C: usize>(
     y: &mut [f32],
     d: usize,
     relu: bool,
+    from: usize,
 ) {
     let FrontLayer {
         w, b, cin, cout, k, ..
     } = layer;
     let (cin, cout, k) = (*cin, *cout, *k);
     let p = d + k - 1;
-    let mut co = 0;
+    let mut co = from;
     while co < cout {
         if co + ROWS <= cout {
             tile_rows::<ROWS, C, FMA>(w, b, xp, y, co, cin, k, p, d);
