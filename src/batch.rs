@@ -718,10 +718,10 @@ unsafe fn conv_fma(layer: &FrontLayer, xp: &[f32], y: &mut [f32], d: usize, relu
     conv_tiles::<true, COLS>(layer, xp, y, d, relu, 0);
 }
 
-/// The same tiles twice as wide: with 32 vector registers of 16 lanes, 4 rows x 32 samples are
-/// eight accumulators (the AVX2 tiles' count, so the same latency cover) and each loaded input
-/// vector feeds twice the lanes. Same terms in the same order per sample: the same bits as
-/// [`conv_fma`].
+/// The AVX-512 kernel: tiles of [`WIDE_ROWS`] output channels x 32 samples (two 16-lane
+/// vectors per channel, 24 accumulators), the weights read from [`FrontLayer::wide`]; the rows
+/// beyond the last full tile go to [`conv_tiles`] at 32 samples. Same terms in the same order
+/// per sample: the same bits as [`conv_fma`].
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn conv_avx512(layer: &FrontLayer, xp: &[f32], y: &mut [f32], d: usize, relu: bool) {
