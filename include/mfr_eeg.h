@@ -139,6 +139,20 @@ typedef struct mfr_model_info {
    * Relative correction from which the gate applies it whole (0: no gate).
    */
   float blend_hi;
+  /**
+   * With a separate ramp for the correction's slow part (`mfr_eeg::core::SlowGate`, its
+   * moving average over `2 blend_slow_half + 1` samples), where that ramp starts; the
+   * `blend_lo/hi` ramp then gates the fast rest.
+   */
+  float blend_slow_lo;
+  /**
+   * Where the slow part's ramp ends.
+   */
+  float blend_slow_hi;
+  /**
+   * Half-width of the slow part's moving average in samples (0: no separate ramp).
+   */
+  size_t blend_slow_half;
 } mfr_model_info;
 
 /**

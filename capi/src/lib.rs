@@ -123,6 +123,14 @@ pub struct mfr_model_info {
     pub blend_lo: f32,
     /// Relative correction from which the gate applies it whole (0: no gate).
     pub blend_hi: f32,
+    /// With a separate ramp for the correction's slow part (`mfr_eeg::core::SlowGate`, its
+    /// moving average over `2 blend_slow_half + 1` samples), where that ramp starts; the
+    /// `blend_lo/hi` ramp then gates the fast rest.
+    pub blend_slow_lo: f32,
+    /// Where the slow part's ramp ends.
+    pub blend_slow_hi: f32,
+    /// Half-width of the slow part's moving average in samples (0: no separate ramp).
+    pub blend_slow_half: usize,
 }
 
 /// Options of [`mfr_denoise_in_place`], the same as the CLI's (`mfr_denoise_options_default`
@@ -323,6 +331,7 @@ pub unsafe extern "C" fn mfr_model_get_info(
         }
         let v = m.model.view();
         let meta = v.meta();
+        let slow = meta.blend.and_then(|b| b.slow);
         let info = mfr_model_info {
             d_in: meta.d_in,
             d_sae: meta.d_sae,
@@ -336,6 +345,9 @@ pub unsafe extern "C" fn mfr_model_get_info(
             front_kernel: meta.front.map_or(0, |f| f.kernel),
             blend_lo: meta.blend.map_or(0.0, |b| b.lo),
             blend_hi: meta.blend.map_or(0.0, |b| b.hi),
+            blend_slow_lo: slow.map_or(0.0, |s| s.lo),
+            blend_slow_hi: slow.map_or(0.0, |s| s.hi),
+            blend_slow_half: slow.map_or(0, |s| usize::from(s.half)),
         };
         // SAFETY: checked non-null; the caller's contract.
         unsafe { *out = info };

@@ -104,6 +104,12 @@ fn cost(sae: &Sae<'_>) -> Cost {
         // sample), a division and a square root, then x + g (x_hat - x) (a difference and a
         // multiply-add per sample)
         + if sae.blend().is_some() { d_in as f64 * 14.0 + 30.0 } else { 0.0 }
+        // a slow ramp: per sample a running sum, a ring store and load, a difference and a
+        // multiply for the moving average, one more multiply-add; a division per edge sample
+        + sae
+            .blend()
+            .and_then(|b| b.slow)
+            .map_or(0.0, |s| d_in as f64 * 8.0 + f64::from(s.half) * 2.0 * 14.0)
         + topk_compares as f64 * CYCLES_TOPK_COMPARE
         + (k * k) as f64 * 2.0 // insertions into the sorted top-k list (worst case)
         + per_sample_ops as f64 * CYCLES_PER_SAMPLE;

@@ -142,6 +142,13 @@ impl Model {
         d.set_item("front", v.front.map(|f| f.to_string()))?;
         // (lo, hi) of the correction gate, or None.
         d.set_item("blend", v.blend.map(|b| (f64::from(b.lo), f64::from(b.hi))))?;
+        // (lo, hi, half) of the gate's slow ramp, or None.
+        d.set_item(
+            "blend_slow",
+            v.blend
+                .and_then(|b| b.slow)
+                .map(|s| (f64::from(s.lo), f64::from(s.hi), s.half)),
+        )?;
         Ok(d)
     }
 

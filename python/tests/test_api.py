@@ -24,6 +24,7 @@ def test_model_metadata():
     assert d.metadata != meta
     # The default's correction gate, and none in the plain model.
     assert d.metadata["blend"] == (0.125, 0.625) and meta["blend"] is None
+    assert d.metadata["blend_slow"] is None
     assert d.metadata["format_version"] == 6
     t = mfr_eeg.Model.load(TINY)
     assert t.int8 and t.sample_rate_hz == 128.0

@@ -309,10 +309,18 @@ fn summary_text(s: &DenoiseSummary, model: &Model, a: &DenoiseArgs) -> String {
             m.d_sae,
             m.sample_rate_hz,
             m.normalisation.as_str(),
-            m.blend.map_or_else(String::new, |b| format!(
-                ", correction gate {}..{}",
-                b.lo, b.hi
-            )),
+            m.blend.map_or_else(String::new, |b| match b.slow {
+                None => format!(", correction gate {}..{}", b.lo, b.hi),
+                Some(s) => format!(
+                    ", correction gate {}..{} on the fast part, {}..{} on the slow part \
+                     ({}-sample mean)",
+                    b.lo,
+                    b.hi,
+                    s.lo,
+                    s.hi,
+                    2 * s.half + 1
+                ),
+            }),
         );
         let resampled = s
             .channels

@@ -18,8 +18,8 @@ pub use mwf::{
 };
 pub use sae::{
     Activation, Blend, F32Weights, Front, FrontShape, Int8Weights, MAX_FRONT_DEPTH,
-    MAX_FRONT_KERNEL, MAX_FRONT_WIDTH, Normalisation, Sae, SaeConfig, Skip, Weights, ZSCORE_EPS,
-    zscore_stats,
+    MAX_FRONT_KERNEL, MAX_FRONT_WIDTH, Normalisation, Sae, SaeConfig, Skip, SlowGate, Weights,
+    ZSCORE_EPS, zscore_stats,
 };
 pub use spatial::{
     ArtifactGate, ChannelState, DEFAULT_DC_CORNER_HZ, DEFAULT_MEMORY_S, DEFAULT_RIDGE_RMS,

@@ -476,34 +476,106 @@ fn conv_layer(
 /// needs a large correction. A small correction is more likely error than artifact, so it is
 /// applied only in part, and clean EEG passes through. Fitted on validation windows after
 /// training (`mfr-eeg fit-blend`; `eval::blend` in the std build).
+///
+/// With a [`SlowGate`] the correction is split into its slow part (a centred moving average)
+/// and the rest, and the slow part gets its own ramp on the same `r`: `lo`, `hi` then gate the
+/// fast rest.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Blend {
     /// Relative correction below which the window passes through (`>= 0`).
     pub lo: f32,
     /// Relative correction from which the model's output is taken whole (`> lo`).
     pub hi: f32,
+    /// A separate ramp for the correction's slow part (metadata `blend_slow`), if any.
+    pub slow: Option<SlowGate>,
+}
+
+/// The slow half of a two-part correction gate ([`Blend::slow`]): the correction's centred
+/// moving average over `2 half + 1` samples (fewer at the window's edges) is applied with the
+/// gain that rises from 0 to 1 as `r` goes from `lo` to `hi`. Written `{lo},{hi},{half}` in
+/// model metadata (`blend_slow`).
+///
+/// Why: the SAE's error on clean EEG is mostly fast (it reconstructs rhythms imperfectly),
+/// while an eye artifact's correction is slow; one ramp for both must either pass part of a
+/// blink or apply part of the error. Two ramps on the same `r` keep no state between windows;
+/// the moving average needs a ring of `2 MAX_HALF + 2` floats (1 KiB) on the stack.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SlowGate {
+    /// Relative correction below which the slow part is not applied (`>= 0`).
+    pub lo: f32,
+    /// Relative correction from which the slow part is applied whole (`> lo`).
+    pub hi: f32,
+    /// Half-width of the moving average in samples (`1..=MAX_HALF`).
+    pub half: u16,
+}
+
+/// Ramp gain: 0 below `lo`, 1 from `hi`, linear between (NaN gives 1).
+fn ramp(lo: f32, hi: f32, r: f32) -> f32 {
+    let g = (r - lo) / (hi - lo);
+    if g.is_nan() { 1.0 } else { g.clamp(0.0, 1.0) }
+}
+
+fn valid_ramp(lo: f32, hi: f32) -> bool {
+    lo.is_finite() && hi.is_finite() && lo >= 0.0 && hi > lo
+}
+
+fn parse_ramp(lo: &str, hi: &str) -> Option<(f32, f32)> {
+    let (lo, hi) = (lo.trim().parse().ok()?, hi.trim().parse().ok()?);
+    valid_ramp(lo, hi).then_some((lo, hi))
+}
+
+impl SlowGate {
+    /// Largest half-width: the ring the gate keeps on the stack holds `MAX_HALF + 1` samples.
+    pub const MAX_HALF: u16 = 127;
+
+    /// True if `0 <= lo < hi`, both finite, and `1 <= half <= MAX_HALF`.
+    pub fn is_valid(&self) -> bool {
+        valid_ramp(self.lo, self.hi) && (1..=Self::MAX_HALF).contains(&self.half)
+    }
+
+    /// The slow part's gain at relative correction `r`.
+    pub fn gain(&self, r: f32) -> f32 {
+        ramp(self.lo, self.hi, r)
+    }
+
+    /// Parses `{lo},{hi},{half}`; `None` if malformed or invalid.
+    pub fn parse(s: &str) -> Option<Self> {
+        let mut it = s.split(',');
+        let (lo, hi) = parse_ramp(it.next()?, it.next()?)?;
+        let half = it.next()?.trim().parse().ok()?;
+        let g = Self { lo, hi, half };
+        (it.next().is_none() && g.is_valid()).then_some(g)
+    }
+}
+
+impl ::core::fmt::Display for SlowGate {
+    fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+        write!(f, "{},{},{}", self.lo, self.hi, self.half)
+    }
 }
 
 impl Blend {
-    /// True if `0 <= lo < hi` and both are finite.
+    /// A single ramp from `lo` to `hi` for the whole correction.
+    pub const fn new(lo: f32, hi: f32) -> Self {
+        Self { lo, hi, slow: None }
+    }
+
+    /// True if `0 <= lo < hi`, both finite, and the slow gate (if any) is valid.
     pub fn is_valid(&self) -> bool {
-        self.lo.is_finite() && self.hi.is_finite() && self.lo >= 0.0 && self.hi > self.lo
+        valid_ramp(self.lo, self.hi) && self.slow.is_none_or(|s| s.is_valid())
     }
 
-    /// The gain `g` at relative correction `r` (NaN gives 1: the model's output).
+    /// The gain `g` at relative correction `r` (NaN gives 1: the model's output); with a slow
+    /// gate, the gain of the fast part.
     pub fn gain(&self, r: f32) -> f32 {
-        let g = (r - self.lo) / (self.hi - self.lo);
-        if g.is_nan() { 1.0 } else { g.clamp(0.0, 1.0) }
+        ramp(self.lo, self.hi, r)
     }
 
-    /// Parses `{lo},{hi}`; `None` if malformed or invalid.
+    /// Parses `{lo},{hi}` (no slow gate); `None` if malformed or invalid.
     pub fn parse(s: &str) -> Option<Self> {
         let (lo, hi) = s.split_once(',')?;
-        let b = Self {
-            lo: lo.trim().parse().ok()?,
-            hi: hi.trim().parse().ok()?,
-        };
-        b.is_valid().then_some(b)
+        let (lo, hi) = parse_ramp(lo, hi)?;
+        Some(Self::new(lo, hi))
     }
 
     /// `r = |y - x| / |x|`, summed in a fixed order (infinite for an all-zero `x`: a window
@@ -538,12 +610,75 @@ impl Blend {
     /// Gates the correction of output `y` on input `x` (both normalised, same length) in
     /// place.
     pub fn apply(&self, x: &[f32], y: &mut [f32]) {
-        let g = self.gain(Self::relative_correction(x, y));
-        if g < 1.0 {
-            for (yv, &xv) in y.iter_mut().zip(x) {
-                *yv = xv + g * (*yv - xv);
+        let r = Self::relative_correction(x, y);
+        let g = self.gain(r);
+        match self.slow {
+            None if g < 1.0 => {
+                for (yv, &xv) in y.iter_mut().zip(x) {
+                    *yv = xv + g * (*yv - xv);
+                }
             }
+            Some(s) => {
+                let gs = s.gain(r);
+                if g < 1.0 || gs < 1.0 {
+                    split_apply(x, y, g, gs, usize::from(s.half));
+                }
+            }
+            None => {}
         }
+    }
+}
+
+/// `y = x + gf (c - a) + gs a` with `c = y - x` and `a` its centred moving average over
+/// `2 half + 1` samples (fewer at the edges), in one pass over prefix sums `P` of `c`:
+/// `a_i = (P[min(i + half + 1, n)] - P[max(i - half, 0)]) / count`. `y` is overwritten as the
+/// pass goes, so the prefix sums still needed live in a ring on the stack. The pass is split
+/// at the edges so the middle runs without branches on the index.
+fn split_apply(x: &[f32], y: &mut [f32], gf: f32, gs: f32, half: usize) {
+    const R: usize = 2 * SlowGate::MAX_HALF as usize + 2;
+    let n = x.len().min(y.len());
+    let h = half.min(usize::from(SlowGate::MAX_HALF));
+    let r = 2 * h + 2;
+    let mut ring = [0.0f32; R];
+    // The newest prefix sum P[min(i + h + 1, n)], and the ring slots of the next one to
+    // write and of P[i - h] once i > h (P[j] lives in slot j mod r).
+    let mut last = 0.0f32;
+    for j in 0..(h + 1).min(n) {
+        last += y[j] - x[j];
+        ring[j + 1] = last;
+    }
+    let mut wslot = ((h + 1).min(n) + 1) % r;
+    let mut rslot = 1;
+    let out = |i: usize, y: &mut [f32], a: f32| {
+        y[i] = x[i] + gf * (y[i] - x[i] - a) + gs * a;
+    };
+    // Left edge: P[i - h] is P[0] = 0.
+    let left = (h + 1).min(n);
+    for i in 0..left {
+        let a = last / ((i + h + 1).min(n) - i.saturating_sub(h)) as f32;
+        if i + h + 1 < n {
+            last += y[i + h + 1] - x[i + h + 1];
+            ring[wslot] = last;
+            wslot = if wslot + 1 == r { 0 } else { wslot + 1 };
+        }
+        out(i, y, a);
+    }
+    // Middle: every sum has 2h + 1 terms.
+    let inv = 1.0 / (2 * h + 1) as f32;
+    let right = n.saturating_sub(h + 1).max(left);
+    for i in left..right {
+        let a = (last - ring[rslot]) * inv;
+        rslot = if rslot + 1 == r { 0 } else { rslot + 1 };
+        last += y[i + h + 1] - x[i + h + 1];
+        ring[wslot] = last;
+        wslot = if wslot + 1 == r { 0 } else { wslot + 1 };
+        out(i, y, a);
+    }
+    // Right edge: P[n] is the newest.
+    for i in right..n {
+        let a = (last - ring[rslot]) / (n - (i - h)) as f32;
+        rslot = if rslot + 1 == r { 0 } else { rslot + 1 };
+        out(i, y, a);
     }
 }
 
@@ -1093,7 +1228,7 @@ impl<'a> Sae<'a> {
 
 #[cfg(test)]
 mod tests {
-    use super::Blend;
+    use super::{Blend, SlowGate};
 
     /// `y = x + d` with `|d| = r |x|`.
     fn corrected(r: f32) -> ([f32; 4], [f32; 4]) {
@@ -1109,7 +1244,7 @@ mod tests {
 
     #[test]
     fn the_gate_passes_small_corrections_and_keeps_large_ones() {
-        let b = Blend { lo: 0.2, hi: 0.6 };
+        let b = Blend::new(0.2, 0.6);
         // Below lo: the input, bit for bit.
         let (x, mut y) = corrected(0.1);
         b.apply(&x, &mut y);
@@ -1132,15 +1267,106 @@ mod tests {
         assert_eq!(y, [1.0; 4]);
     }
 
+    /// `y = x + gf (c - a) + gs a` computed plainly: `a` the centred mean of `c = y - x`
+    /// over `2 half + 1` samples, fewer at the edges.
+    fn split_reference(x: &[f32], y: &[f32], gf: f64, gs: f64, half: usize) -> Vec<f64> {
+        let n = x.len();
+        let c: Vec<f64> = x.iter().zip(y).map(|(&a, &b)| f64::from(b - a)).collect();
+        (0..n)
+            .map(|i| {
+                let (lo, hi) = (i.saturating_sub(half), (i + half + 1).min(n));
+                let a = c[lo..hi].iter().sum::<f64>() / (hi - lo) as f64;
+                f64::from(x[i]) + gf * (c[i] - a) + gs * a
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_slow_ramp_gates_the_moving_average_apart() {
+        // A slow correction (a ramp and a step) plus a fast one (alternating signs).
+        let n = 61;
+        let x: Vec<f32> = (0..n).map(|i| ((i * 7 % 11) as f32 - 5.0) * 0.3).collect();
+        let y: Vec<f32> = (0..n)
+            .map(|i| {
+                let slow = 0.05 * i as f32 + if i > 30 { 1.0 } else { 0.0 };
+                let fast = if i % 2 == 0 { 0.4 } else { -0.4 };
+                x[i] + slow + fast
+            })
+            .collect();
+        let r = Blend::relative_correction(&x, &y);
+        for half in [1u16, 3, 16, 29, 30, 60, 127] {
+            for (fast, slow) in [
+                ((0.0, 2.0 * r), (0.0, 0.5 * r)),
+                ((0.0, 0.5 * r), (0.0, 4.0 * r)),
+            ] {
+                let b = Blend {
+                    lo: fast.0,
+                    hi: fast.1,
+                    slow: Some(SlowGate {
+                        lo: slow.0,
+                        hi: slow.1,
+                        half,
+                    }),
+                };
+                assert!(b.is_valid());
+                let (gf, gs) = (b.gain(r), b.slow.unwrap().gain(r));
+                assert!(gf != gs && (gf < 1.0 || gs < 1.0));
+                let want = split_reference(&x, &y, gf.into(), gs.into(), half.into());
+                let mut got = y.clone();
+                b.apply(&x, &mut got);
+                for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
+                    assert!(
+                        (f64::from(g) - w).abs() < 1e-5,
+                        "half {half} at {i}: {g} vs {w}"
+                    );
+                }
+            }
+        }
+        // Both ramps past their ends: the model's output, bit for bit.
+        let b = Blend {
+            lo: 0.0,
+            hi: 0.5 * r,
+            slow: Some(SlowGate {
+                lo: 0.0,
+                hi: 0.25 * r,
+                half: 4,
+            }),
+        };
+        let mut got = y.clone();
+        b.apply(&x, &mut got);
+        assert_eq!(got, y);
+    }
+
+    #[test]
+    fn slow_gates_parse_only_when_valid() {
+        let g = SlowGate {
+            lo: 0.2,
+            hi: 0.5,
+            half: 16,
+        };
+        assert_eq!(SlowGate::parse("0.2,0.5,16"), Some(g));
+        assert_eq!(g.to_string(), "0.2,0.5,16");
+        for bad in [
+            "0.2,0.5",
+            "0.2,0.5,0",
+            "0.2,0.5,128",
+            "0.5,0.2,16",
+            "0.2,0.5,16,1",
+            "0.2,0.5,-1",
+            "0.2,0.5,x",
+        ] {
+            assert_eq!(SlowGate::parse(bad), None, "{bad}");
+        }
+        let b = Blend {
+            slow: Some(SlowGate { half: 0, ..g }),
+            ..Blend::new(0.1, 0.2)
+        };
+        assert!(!b.is_valid());
+    }
+
     #[test]
     fn gates_parse_only_when_valid() {
-        assert_eq!(
-            Blend::parse("0.125,0.625"),
-            Some(Blend {
-                lo: 0.125,
-                hi: 0.625
-            })
-        );
+        assert_eq!(Blend::parse("0.125,0.625"), Some(Blend::new(0.125, 0.625)));
         assert_eq!(
             Blend::parse("0.125,0.625").unwrap().to_string(),
             "0.125,0.625"

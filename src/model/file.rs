@@ -1,8 +1,8 @@
 //! std side of the model format: owned metadata and tensors, atomic writing, loading.
 
 use super::view::{
-    FORMAT_VERSION_BLEND, FORMAT_VERSION_F32, FORMAT_VERSION_FRONT, FORMAT_VERSION_INT8,
-    FORMAT_VERSION_OLA, FORMAT_VERSION_SKIP, Layout, ModelView,
+    FORMAT_VERSION_BLEND, FORMAT_VERSION_BLEND_SLOW, FORMAT_VERSION_F32, FORMAT_VERSION_FRONT,
+    FORMAT_VERSION_INT8, FORMAT_VERSION_OLA, FORMAT_VERSION_SKIP, Layout, ModelView,
 };
 use crate::core::{Activation, Blend, CoreError, FrontShape, Normalisation, OlaShape};
 use safetensors::tensor::{Dtype, TensorView};
@@ -339,6 +339,9 @@ fn metadata(
     }
     if let Some(b) = meta.blend {
         m.insert("blend".into(), b.to_string());
+        if let Some(s) = b.slow {
+            m.insert("blend_slow".into(), s.to_string());
+        }
     }
     m
 }
@@ -438,10 +441,10 @@ fn serialize(
         }
         None => version,
     };
-    let version = if meta.blend.is_some() {
-        FORMAT_VERSION_BLEND
-    } else {
-        version
+    let version = match meta.blend {
+        Some(Blend { slow: Some(_), .. }) => FORMAT_VERSION_BLEND_SLOW,
+        Some(_) => FORMAT_VERSION_BLEND,
+        None => version,
     };
     let mut views = Vec::with_capacity(tensors.len());
     for (name, dtype, shape, data) in &tensors {

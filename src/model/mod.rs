@@ -5,8 +5,9 @@
 //! sample_rate_hz, channel_type, provenance`; version 3 adds the gated linear path (`skip_taps`,
 //! `skip_gate`), version 4 the overlap-add taper `ola` (`sine`; absent means Hann), version 5
 //! a convolutional front end before the encoder (`front` tensor, `front` metadata such as
-//! `16x3k7`), version 6 a correction gate `blend` (`{lo},{hi}`, [`crate::core::Blend`]). Each
-//! file carries the lowest version that holds what it has.
+//! `16x3k7`), version 6 a correction gate `blend` (`{lo},{hi}`, [`crate::core::Blend`]),
+//! version 7 a separate ramp for the correction's slow part `blend_slow` (`{lo},{hi},{half}`,
+//! [`crate::core::SlowGate`]). Each file carries the lowest version that holds what it has.
 //!
 //! [`ModelView`] parses and validates a file's bytes without allocating (`no_std`, usable from
 //! firmware with `include_bytes!`); with `std`, [`Model`] owns loaded bytes, [`write_model`]
@@ -16,8 +17,8 @@
 mod view;
 
 pub use view::{
-    FORMAT_VERSION_BLEND, FORMAT_VERSION_F32, FORMAT_VERSION_FRONT, FORMAT_VERSION_INT8,
-    FORMAT_VERSION_OLA, FORMAT_VERSION_SKIP, META_KEYS, ModelView, ViewMeta,
+    FORMAT_VERSION_BLEND, FORMAT_VERSION_BLEND_SLOW, FORMAT_VERSION_F32, FORMAT_VERSION_FRONT,
+    FORMAT_VERSION_INT8, FORMAT_VERSION_OLA, FORMAT_VERSION_SKIP, META_KEYS, ModelView, ViewMeta,
 };
 
 #[cfg(feature = "std")]

@@ -3,7 +3,7 @@
 
 use crate::core::{
     Activation, Blend, CoreError, F32Weights, Front, FrontShape, Int8Weights, Normalisation,
-    OlaShape, Sae, SaeConfig, Skip, TENSOR_NAMES, Weights,
+    OlaShape, Sae, SaeConfig, Skip, SlowGate, TENSOR_NAMES, Weights,
 };
 use ::core::ops::Range;
 
@@ -13,7 +13,7 @@ const MAX_HEADER: u64 = 100_000_000;
 const MAX_DEPTH: usize = 16;
 
 /// Metadata keys, in the order of [`ViewMeta`]'s fields.
-pub const META_KEYS: [&str; 14] = [
+pub const META_KEYS: [&str; 15] = [
     "format_version",
     "d_in",
     "d_sae",
@@ -28,6 +28,7 @@ pub const META_KEYS: [&str; 14] = [
     "ola",
     "front",
     "blend",
+    "blend_slow",
 ];
 
 /// Format versions: 1 = f32 tensors; 2 = adds int8 matrices with per-latent f32 scales.
@@ -47,6 +48,10 @@ pub const FORMAT_VERSION_FRONT: u32 = 5;
 /// Format version of files with a correction gate ([`crate::core::Blend`]: metadata `blend` =
 /// `{lo},{hi}`); older readers refuse them rather than apply every correction whole.
 pub const FORMAT_VERSION_BLEND: u32 = 6;
+/// Format version of files whose correction gate has a separate ramp for the slow part
+/// ([`crate::core::SlowGate`]: metadata `blend_slow` = `{lo},{hi},{half}`); older readers
+/// refuse them rather than gate the whole correction with the fast part's ramp.
+pub const FORMAT_VERSION_BLEND_SLOW: u32 = 7;
 
 /// Metadata of a parsed model, borrowing its strings from the file.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -423,7 +428,7 @@ impl Layout {
         let header = &bytes[8..data_start];
         let mut sc = Scanner { s: header, pos: 0 };
 
-        let mut meta: [Option<(&[u8], Range<usize>)>; 14] = Default::default();
+        let mut meta: [Option<(&[u8], Range<usize>)>; META_KEYS.len()] = Default::default();
         let mut tensors: [Option<TensorInfo>; 8] = [None; 8];
         let mut name_pos = [0usize; 8];
 
@@ -486,8 +491,13 @@ impl Layout {
         let version = parse_usize(raw(0), META_KEYS[0])?;
         let version = match u32::try_from(version) {
             Ok(
-                v @ (FORMAT_VERSION_F32 | FORMAT_VERSION_INT8 | FORMAT_VERSION_SKIP
-                | FORMAT_VERSION_OLA | FORMAT_VERSION_FRONT | FORMAT_VERSION_BLEND),
+                v @ (FORMAT_VERSION_F32
+                | FORMAT_VERSION_INT8
+                | FORMAT_VERSION_SKIP
+                | FORMAT_VERSION_OLA
+                | FORMAT_VERSION_FRONT
+                | FORMAT_VERSION_BLEND
+                | FORMAT_VERSION_BLEND_SLOW),
             ) => v,
             Ok(v) => return Err(CoreError::UnsupportedVersion { found: v }),
             Err(_) => return Err(CoreError::UnsupportedVersion { found: u32::MAX }),
@@ -609,6 +619,20 @@ impl Layout {
                     .ok_or(CoreError::BadMetadata { key: META_KEYS[13] })?,
             ),
             Some(_) => return Err(CoreError::BadMetadata { key: META_KEYS[13] }),
+        };
+        let blend = match (raw(14), blend) {
+            (None, b) => b,
+            (Some(v), Some(b)) if version >= FORMAT_VERSION_BLEND_SLOW => Some(Blend {
+                slow: Some(
+                    ::core::str::from_utf8(v)
+                        .ok()
+                        .and_then(SlowGate::parse)
+                        .ok_or(CoreError::BadMetadata { key: META_KEYS[14] })?,
+                ),
+                ..b
+            }),
+            // A slow ramp without the fast one, or in a file too old to have it.
+            (Some(_), _) => return Err(CoreError::BadMetadata { key: META_KEYS[14] }),
         };
         let data_len = file_len - data_start as u64;
         let mut ranges: [Range<usize>; 8] = Default::default();

@@ -4,7 +4,7 @@
 use crate::core_forward::{meta, random_tensors};
 use mfr_eeg::batch::{BatchModel, BatchScratch, denoise_batched_into};
 use mfr_eeg::core::{
-    Activation, Blend, CoreError, FaultCounts, Normalisation, Sae, denoise_offline_into,
+    Activation, Blend, CoreError, FaultCounts, Normalisation, Sae, SlowGate, denoise_offline_into,
     offline_work_len,
 };
 use mfr_eeg::model::quantize::quantize_tensors;
@@ -144,9 +144,16 @@ fn batched_equals_core_for_every_mode_length_hop_and_batch() {
                 }
                 let mut md = meta(d_in, d_sae, k, act, norm);
                 // Random models correct by about their input's size: this gate puts most
-                // windows on its ramp.
+                // windows on its ramp; every other gated case splits off the slow part.
                 if case % 4 < 2 {
-                    md.blend = Some(Blend { lo: 0.5, hi: 3.0 });
+                    md.blend = Some(Blend {
+                        slow: case.is_multiple_of(2).then_some(SlowGate {
+                            lo: 0.2,
+                            hi: 1.5,
+                            half: 3,
+                        }),
+                        ..Blend::new(0.5, 3.0)
+                    });
                 }
                 let m = if int8 {
                     Model::from_int8(&md, &quantize_tensors(&md, &t)).unwrap()

@@ -926,6 +926,48 @@ fn fit_blend_adds_a_gate_and_changes_nothing_else() {
     m.blend = None;
     assert_eq!(m, a.meta());
 
+    // Two ramps, fitted on EOG and the artifact-free windows: a format-7 file whose slow ramp
+    // has the asked half-width, scoring no worse than the single ramp it started from.
+    let out3 = dir.path().join("two.safetensors");
+    let o = run(&[
+        &"fit-blend",
+        &input,
+        &out3,
+        &"--model-segments",
+        &"20",
+        &"--kinds",
+        &"eog",
+        &"--clean",
+        &"--slow-half",
+        &"8",
+    ]);
+    assert!(o.status.success(), "fit-blend failed: {}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    let c = Model::load(&out3).unwrap();
+    let gate = c.meta().blend.expect("a gate");
+    let slow = gate.slow.expect("a slow ramp");
+    assert_eq!(slow.half, 8);
+    assert_eq!(
+        c.view().meta().format_version,
+        mfr_eeg::model::FORMAT_VERSION_BLEND_SLOW
+    );
+    assert!(
+        text.contains(&format!(
+            "wrote {} (blend {gate}, blend_slow {slow})",
+            out3.display()
+        )),
+        "{text}"
+    );
+    let scores: Vec<f64> = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with("blend"))
+        .map(|l| l.split_whitespace().nth(2).unwrap().parse().unwrap())
+        .collect();
+    assert!(scores.len() == 2 && scores[1] <= scores[0], "{text}");
+    assert_eq!(c.tensors(), a.tensors());
+    let o = run(&[&"fit-blend", &input, &out3, &"--kinds", &"blinks"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+
     let missing = dir.path().join("missing.safetensors");
     let out2 = dir.path().join("never.safetensors");
     let o = run(&[&"fit-blend", &missing, &out2]);

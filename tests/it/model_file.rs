@@ -239,8 +239,8 @@ fn every_malformed_case_gives_its_error() {
         ),
         (
             "unknown version",
-            set(&["__metadata__", "format_version"], json!("7")),
-            CoreError::UnsupportedVersion { found: 7 },
+            set(&["__metadata__", "format_version"], json!("8")),
+            CoreError::UnsupportedVersion { found: 8 },
         ),
         (
             "unknown activation",
@@ -832,10 +832,7 @@ fn the_correction_gate_travels_in_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let t = random_tensors(4, 7, 13);
     let mut m = valid_meta();
-    m.blend = Some(Blend {
-        lo: 0.125,
-        hi: 0.625,
-    });
+    m.blend = Some(Blend::new(0.125, 0.625));
     let (p, g) = written_with_and_without(&dir, &m, &t, |m| m.blend = None);
     assert_eq!(p.view().meta().format_version, 1);
     assert_eq!(p.view().sae().blend(), None);
@@ -844,19 +841,13 @@ fn the_correction_gate_travels_in_the_file() {
         mfr_eeg::model::FORMAT_VERSION_BLEND
     );
     assert_eq!(g.meta(), m);
-    assert_eq!(
-        g.view().sae().blend(),
-        Some(Blend {
-            lo: 0.125,
-            hi: 0.625
-        })
-    );
+    assert_eq!(g.view().sae().blend(), Some(Blend::new(0.125, 0.625)));
 
     let with = |version: &str, blend: &str| base_with(version, "blend", blend);
     let (hd, d) = with("6", "0.1,0.4");
     assert_eq!(
         ModelView::parse(&file(&hd, &d)).unwrap().meta().blend,
-        Some(Blend { lo: 0.1, hi: 0.4 })
+        Some(Blend::new(0.1, 0.4))
     );
     let bad = CoreError::BadMetadata { key: "blend" };
     for (version, blend, why) in [
@@ -866,6 +857,66 @@ fn the_correction_gate_travels_in_the_file() {
         ("6", "-1,0.4", "a negative lo"),
     ] {
         let (hd, d) = with(version, blend);
+        assert_eq!(parse_err(&hd, &d), bad, "{why}");
+    }
+}
+
+/// A gate with a slow ramp is written as format 7 with metadata `blend_slow`, reads back with
+/// it and hands it to its SAE; a slow ramp at an older version, without the fast ramp, or
+/// invalid, is refused.
+#[test]
+fn the_slow_ramp_travels_in_the_file() {
+    use mfr_eeg::core::{Blend, SlowGate};
+    let dir = tempfile::tempdir().unwrap();
+    let t = random_tensors(4, 7, 13);
+    let mut m = valid_meta();
+    let slow = SlowGate {
+        lo: 0.2,
+        hi: 0.5,
+        half: 16,
+    };
+    m.blend = Some(Blend {
+        slow: Some(slow),
+        ..Blend::new(0.0, 0.9)
+    });
+    let (p, g) = written_with_and_without(&dir, &m, &t, |m| m.blend = Some(Blend::new(0.0, 0.9)));
+    assert_eq!(
+        p.view().meta().format_version,
+        mfr_eeg::model::FORMAT_VERSION_BLEND
+    );
+    assert_eq!(
+        g.view().meta().format_version,
+        mfr_eeg::model::FORMAT_VERSION_BLEND_SLOW
+    );
+    assert_eq!(g.meta(), m);
+    assert_eq!(g.view().sae().blend(), m.blend);
+
+    let with = |version: &str, blend: Option<&str>, slow: &str| {
+        let (mut h, d) = base_with(version, "blend_slow", slow);
+        if let Some(b) = blend {
+            h["__metadata__"]["blend"] = json!(b);
+        }
+        (h, d)
+    };
+    let (hd, d) = with("7", Some("0,0.9"), "0.2,0.5,16");
+    assert_eq!(
+        ModelView::parse(&file(&hd, &d)).unwrap().meta().blend,
+        m.blend
+    );
+    let bad = CoreError::BadMetadata { key: "blend_slow" };
+    for (version, blend, slow, why) in [
+        (
+            "6",
+            Some("0,0.9"),
+            "0.2,0.5,16",
+            "a slow ramp before format 7",
+        ),
+        ("7", None, "0.2,0.5,16", "a slow ramp without the fast one"),
+        ("7", Some("0,0.9"), "0.2,0.5", "no half-width"),
+        ("7", Some("0,0.9"), "0.2,0.5,0", "a zero half-width"),
+        ("7", Some("0,0.9"), "0.5,0.2,16", "lo above hi"),
+    ] {
+        let (hd, d) = with(version, blend, slow);
         assert_eq!(parse_err(&hd, &d), bad, "{why}");
     }
 }
