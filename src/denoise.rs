@@ -47,7 +47,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use crate::batch::{BatchScratch, denoise_batched_into};
-use crate::core::{CoreError, FaultCounts, OlaShape, Sae};
+use crate::core::{Blend, CoreError, FaultCounts, OlaShape, Sae, SlowGate};
 use crate::io::edf::{
     EdfError, EdfReader, Header, RewriteError, check_output_is_not_input, rewrite_checked,
     select_channels,
@@ -108,6 +108,8 @@ pub struct DenoiseOptions {
     pub high_band: HighBand,
     /// Taper of the overlap-add window instead of the model's own ([`OlaShape`]).
     pub ola: Option<OlaShape>,
+    /// The correction gate ([`Blend`]) to use instead of the model's own.
+    pub gate: GateChoice,
     /// Write the output even when more than [`MAX_CLIP_FRACTION`] of a channel would clip.
     pub allow_clipping: bool,
     /// Block length in seconds of recording (`None`: automatic, at most
@@ -138,6 +140,7 @@ impl Default for DenoiseOptions {
             hop: None,
             high_band: HighBand::Keep,
             ola: None,
+            gate: GateChoice::Model,
             allow_clipping: false,
             block_seconds: None,
             spatial: false,
@@ -145,6 +148,19 @@ impl Default for DenoiseOptions {
             eye_only: false,
         }
     }
+}
+
+/// Which correction gate ([`Blend`]) the per-channel model applies.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum GateChoice {
+    /// The model's own (none if it has none).
+    #[default]
+    Model,
+    /// None: every window's correction applied whole.
+    Off,
+    /// This one: a harder gate (larger bounds) leaves more EEG unchanged and removes less of
+    /// small artifacts.
+    Set(Blend),
 }
 
 /// Pipeline stages reported to the progress callback.
@@ -1182,8 +1198,22 @@ fn make_denoiser<'m>(
             problem: format!("sample rate {rate_hz} Hz is not usable"),
         });
     }
+    let sae = view.sae().with_ola_shape(opts.ola.unwrap_or(meta.ola));
+    let sae = match opts.gate {
+        GateChoice::Model => sae,
+        GateChoice::Off => sae.with_validated_blend(None),
+        GateChoice::Set(b) => sae.with_blend(b).map_err(|_| {
+            DenoiseError::Options(format!(
+                "correction gate {b}{} is invalid (0 <= lo < hi, finite; slow half-width \
+                 1..={})",
+                b.slow
+                    .map_or_else(String::new, |s| format!(" (slow part {s})")),
+                SlowGate::MAX_HALF
+            ))
+        })?,
+    };
     Ok(Denoiser {
-        sae: view.sae().with_ola_shape(opts.ola.unwrap_or(meta.ola)),
+        sae,
         hop,
         rate_hz,
         high_band: opts.high_band,

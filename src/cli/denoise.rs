@@ -9,10 +9,10 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use mfr_eeg::core::OlaShape;
+use mfr_eeg::core::{Blend, OlaShape, SlowGate};
 use mfr_eeg::denoise::many::{DEFAULT_GLOB, Outcome, denoise_many, plan_jobs};
 use mfr_eeg::denoise::{
-    DenoiseOptions, DenoiseSummary, HighBand, Progress, denoise_file_cancellable,
+    DenoiseOptions, DenoiseSummary, GateChoice, HighBand, Progress, denoise_file_cancellable,
 };
 use mfr_eeg::model::Model;
 
@@ -84,6 +84,16 @@ pub struct DenoiseArgs {
     /// and scored better at every hop on the validation windows.
     #[arg(long, value_enum, value_name = "hann|sine")]
     pub ola: Option<OlaArg>,
+    /// Correction gate instead of the model's: `LO,HI` applies a window's correction in
+    /// part while its relative correction |x_hat - x| / |x| lies between LO and HI (none below,
+    /// all above); `off` applies every correction whole. Larger bounds leave more EEG as it
+    /// was and remove less of small artifacts.
+    #[arg(long, value_parser = parse_gate, value_name = "LO,HI|off")]
+    pub gate: Option<GateArg>,
+    /// With `--gate LO,HI`: a separate ramp `LO,HI` for the correction's slow part, its moving
+    /// average over 2 HALF + 1 samples; `--gate` then gates the fast rest.
+    #[arg(long, value_parser = parse_slow_gate, value_name = "LO,HI,HALF", requires = "gate")]
+    pub gate_slow: Option<SlowGate>,
     /// Seconds of recording processed per block (default: up to 300 s, fewer for many fast
     /// channels; `inf`: the whole file at once). Memory grows with it; the output does not
     /// change.
@@ -101,8 +111,46 @@ pub struct DenoiseArgs {
     /// Remove eye artifacts across channels and nothing else: the eye stage alone, without
     /// prefilters or the per-channel model (it changes blink-free EEG least; the file needs
     /// EOG or frontal channels).
-    #[arg(long, conflicts_with_all = ["no_spatial", "notch", "bandpass", "hop", "ola"])]
+    #[arg(long, conflicts_with_all = ["no_spatial", "notch", "bandpass", "hop", "ola", "gate"])]
     pub eye_only: bool,
+}
+
+/// `--gate`: a ramp, or none.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum GateArg {
+    /// No gate.
+    Off,
+    /// This ramp.
+    Ramp(Blend),
+}
+
+fn parse_gate(s: &str) -> Result<GateArg, String> {
+    if s == "off" {
+        return Ok(GateArg::Off);
+    }
+    Blend::parse(s).map(GateArg::Ramp).ok_or_else(|| {
+        format!("expected LO,HI with 0 <= LO < HI (e.g. 0.125,0.625) or `off`, got {s:?}")
+    })
+}
+
+fn parse_slow_gate(s: &str) -> Result<SlowGate, String> {
+    SlowGate::parse(s).ok_or_else(|| {
+        format!(
+            "expected LO,HI,HALF with 0 <= LO < HI and 1 <= HALF <= {} (e.g. 0.125,0.625,32), \
+             got {s:?}",
+            SlowGate::MAX_HALF
+        )
+    })
+}
+
+/// The gate `--gate` and `--gate-slow` ask for.
+fn gate_choice(a: &DenoiseArgs) -> Result<GateChoice, String> {
+    match (a.gate, a.gate_slow) {
+        (None, _) => Ok(GateChoice::Model),
+        (Some(GateArg::Off), None) => Ok(GateChoice::Off),
+        (Some(GateArg::Off), Some(_)) => Err("--gate-slow needs --gate LO,HI, not off".into()),
+        (Some(GateArg::Ramp(b)), slow) => Ok(GateChoice::Set(Blend { slow, ..b })),
+    }
 }
 
 /// `--above-model-band`.
@@ -137,8 +185,9 @@ fn cancel_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
     Ok(flag)
 }
 
-fn options(a: &DenoiseArgs) -> DenoiseOptions {
-    DenoiseOptions {
+fn options(a: &DenoiseArgs) -> anyhow::Result<DenoiseOptions> {
+    let gate = gate_choice(a).map_err(UsageError)?;
+    Ok(DenoiseOptions {
         channels: a.channels.clone(),
         notch_hz: a.notch,
         notch_harmonics: a.notch_harmonics,
@@ -148,6 +197,7 @@ fn options(a: &DenoiseArgs) -> DenoiseOptions {
         wav: a.wav.clone(),
         hop: a.hop,
         ola: a.ola.map(Into::into),
+        gate,
         high_band: match a.above_model_band {
             AboveBand::Keep => HighBand::Keep,
             AboveBand::Drop => HighBand::Drop,
@@ -157,7 +207,7 @@ fn options(a: &DenoiseArgs) -> DenoiseOptions {
         spatial: !a.no_spatial,
         eog: a.eog.clone(),
         eye_only: a.eye_only,
-    }
+    })
 }
 
 /// Runs `mfr-eeg denoise`.
@@ -184,7 +234,7 @@ pub fn run(a: DenoiseArgs) -> anyhow::Result<()> {
 
 fn run_one(a: &DenoiseArgs, model: &Model, cancel: &AtomicBool) -> anyhow::Result<()> {
     let (input, output) = (&a.paths[0], &a.paths[1]);
-    let opts = options(a);
+    let opts = options(a)?;
     let bar = if std::io::stderr().is_terminal() {
         ProgressBar::new(0)
     } else {
@@ -223,7 +273,7 @@ fn run_many(
     std::fs::create_dir_all(out_dir)
         .with_context(|| format!("cannot create output directory {}", out_dir.display()))?;
     let jobs = plan_jobs(&a.paths, out_dir, &a.glob)?;
-    let opts = options(a);
+    let opts = options(a)?;
     let print = Mutex::new(());
     let outcomes = denoise_many(&jobs, model, &opts, a.overwrite, cancel, &|job, outcome| {
         let line = match outcome {
@@ -271,6 +321,22 @@ fn run_many(
     Ok(())
 }
 
+/// `, correction gate ...` for the summary line, or nothing without a gate.
+fn gate_text(b: Option<Blend>) -> String {
+    b.map_or_else(String::new, |b| match b.slow {
+        None => format!(", correction gate {}..{}", b.lo, b.hi),
+        Some(s) => format!(
+            ", correction gate {}..{} on the fast part, {}..{} on the slow part \
+             ({}-sample mean)",
+            b.lo,
+            b.hi,
+            s.lo,
+            s.hi,
+            2 * s.half + 1
+        ),
+    })
+}
+
 fn summary_text(s: &DenoiseSummary, model: &Model, a: &DenoiseArgs) -> String {
     let mut out = String::new();
     let m = model.meta();
@@ -309,17 +375,10 @@ fn summary_text(s: &DenoiseSummary, model: &Model, a: &DenoiseArgs) -> String {
             m.d_sae,
             m.sample_rate_hz,
             m.normalisation.as_str(),
-            m.blend.map_or_else(String::new, |b| match b.slow {
-                None => format!(", correction gate {}..{}", b.lo, b.hi),
-                Some(s) => format!(
-                    ", correction gate {}..{} on the fast part, {}..{} on the slow part \
-                     ({}-sample mean)",
-                    b.lo,
-                    b.hi,
-                    s.lo,
-                    s.hi,
-                    2 * s.half + 1
-                ),
+            gate_text(match gate_choice(a) {
+                Ok(GateChoice::Set(b)) => Some(b),
+                Ok(GateChoice::Off) => None,
+                _ => m.blend,
             }),
         );
         let resampled = s

@@ -567,8 +567,19 @@ fn bad_paths_and_labels_exit_1_and_the_input_is_never_touched() {
 fn usage_errors_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("o.edf");
-    let cases: [&[&str]; 7] = [
+    let cases: [&[&str]; 10] = [
         &["denoise"],
+        &["denoise", EEGMMIDB, "x.edf", "--gate", "0.6,0.2"],
+        &["denoise", EEGMMIDB, "x.edf", "--gate-slow", "0.1,0.2,3"],
+        &[
+            "denoise",
+            EEGMMIDB,
+            "x.edf",
+            "--gate",
+            "off",
+            "--gate-slow",
+            "0.1,0.2,3",
+        ],
         &["denoise", EEGMMIDB, "x.edf", "--no-spatial", "--eog", "Fp1"],
         &["denoise", EEGMMIDB, "x.edf", "--notch", "55"],
         &["denoise", EEGMMIDB, "x.edf", "--bandpass", "40,1"],
@@ -759,6 +770,89 @@ fn default_model_is_embedded_and_used_without_model_flag() {
     assert_eq!(x.len(), y.len());
     assert!(x.iter().zip(&y).any(|(a, b)| (a - b).abs() > 1.0));
     assert!(y.iter().all(|v| v.is_finite()));
+}
+
+/// `--gate` replaces the model's correction gate: `off` and `LO,HI` (with `--gate-slow`) give
+/// what a copy of the model with that gate gives, and a harder gate changes the signal less.
+#[test]
+fn gate_override_reaches_the_model() {
+    use mfr_eeg::core::{Blend, SlowGate};
+    use mfr_eeg::model::write_model;
+    // Central and parietal channels (signals 8-12 and 48-52): the eye channels' large
+    // corrections pass every gate whole.
+    const CHANNELS: &str = "C3..,C1..,Cz..,C2..,C4..,P3..,P1..,Pz..,P2..,P4..";
+    let some = |p: &Path| -> Vec<f32> {
+        EdfReader::open(p)
+            .unwrap()
+            .read_channels_physical(&[8, 9, 10, 11, 12, 48, 49, 50, 51, 52])
+            .unwrap()
+            .concat()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/models/fast-256hz.safetensors");
+    let m = Model::load(Path::new(shipped)).unwrap();
+    let copy = |name: &str, blend: Option<Blend>| {
+        let mut meta = m.meta();
+        meta.blend = blend;
+        let p = dir.path().join(name);
+        write_model(&p, &meta, &m.tensors()).unwrap();
+        p
+    };
+    let denoise = |name: &str, extra: &[&str]| {
+        let out = dir.path().join(name);
+        let o = bin()
+            .args(["denoise", EEGMMIDB])
+            .arg(&out)
+            .args(["--channels", CHANNELS, "--no-spatial"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{extra:?}: {}", stderr(&o));
+        (some(&out), String::from_utf8_lossy(&o.stdout).into_owned())
+    };
+    let x = some(Path::new(EEGMMIDB));
+    // The median change: large artifacts (corrected whole under any gate) do not move it,
+    // the many windows that need little correction do.
+    let change = |y: &[f32]| {
+        let mut d: Vec<f32> = x.iter().zip(y).map(|(a, b)| (a - b).abs()).collect();
+        let mid = d.len() / 2;
+        *d.select_nth_unstable_by(mid, f32::total_cmp).1
+    };
+
+    let (off, text) = denoise("off.edf", &["--gate", "off"]);
+    assert!(!text.contains("correction gate"), "{text}");
+    let plain = copy("plain.safetensors", None);
+    let (want, _) = denoise("plain.edf", &["--model", plain.to_str().unwrap()]);
+    assert_eq!(off, want);
+
+    let two = Blend {
+        slow: Some(SlowGate {
+            lo: 0.125,
+            hi: 0.625,
+            half: 32,
+        }),
+        ..Blend::new(0.25, 0.75)
+    };
+    let (got, text) = denoise(
+        "two.edf",
+        &["--gate", "0.25,0.75", "--gate-slow", "0.125,0.625,32"],
+    );
+    assert!(
+        text.contains("correction gate 0.25..0.75 on the fast part, 0.125..0.625 on the slow"),
+        "{text}"
+    );
+    let gated = copy("two.safetensors", Some(two));
+    let (want, _) = denoise("two-model.edf", &["--model", gated.to_str().unwrap()]);
+    assert_eq!(got, want);
+
+    let (default, _) = denoise("default.edf", &[]);
+    let (hard, text) = denoise("hard.edf", &["--gate", "0.425,0.625"]);
+    assert!(text.contains("correction gate 0.425..0.625)"), "{text}");
+    let (c_off, c_default, c_hard) = (change(&off), change(&default), change(&hard));
+    assert!(
+        c_hard < 0.9 * c_default && c_default < 0.9 * c_off,
+        "{c_hard} {c_default} {c_off}"
+    );
 }
 
 #[test]
