@@ -478,8 +478,8 @@ fn conv_layer(
 /// training (`mfr-eeg fit-blend`; `eval::blend` in the std build).
 ///
 /// With a [`SlowGate`] the correction is split into its slow part (a centred moving average)
-/// and the rest, and the slow part gets its own ramp on the same `r`: `lo`, `hi` then gate the
-/// fast rest.
+/// and the fast rest, and each part is gated on its own size: the rest by `lo`, `hi` on
+/// `r_f = |rest| / |x|`, the slow part by the [`SlowGate`]'s ramp on `r_s = |slow| / |x|`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Blend {
     /// Relative correction below which the window passes through (`>= 0`).
@@ -492,13 +492,14 @@ pub struct Blend {
 
 /// The slow half of a two-part correction gate ([`Blend::slow`]): the correction's centred
 /// moving average over `2 half + 1` samples (fewer at the window's edges) is applied with the
-/// gain that rises from 0 to 1 as `r` goes from `lo` to `hi`. Written `{lo},{hi},{half}` in
-/// model metadata (`blend_slow`).
+/// gain that rises from 0 to 1 as its own relative size `r_s = |slow| / |x|` goes from `lo` to
+/// `hi`. Written `{lo},{hi},{half}` in model metadata (`blend_slow`).
 ///
-/// Why: the SAE's error on clean EEG is mostly fast (it reconstructs rhythms imperfectly),
-/// while an eye artifact's correction is slow; one ramp for both must either pass part of a
-/// blink or apply part of the error. Two ramps on the same `r` keep no state between windows;
-/// the moving average needs a ring of `2 MAX_HALF + 2` floats (1 KiB) on the stack.
+/// Why: a window with a muscle burst or line noise needs a large fast correction, and the
+/// slow part the model outputs beside it is mostly its own error; a blink or drift needs a
+/// large slow correction. Gated on one shared size, the slow error rides along with every
+/// large fast correction. Two passes over the window and no state between windows; the moving
+/// average needs a ring of `2 MAX_HALF + 2` floats (1 KiB) on the stack.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SlowGate {
     /// Relative correction below which the slow part is not applied (`>= 0`).
@@ -531,6 +532,21 @@ impl SlowGate {
     /// True if `0 <= lo < hi`, both finite, and `1 <= half <= MAX_HALF`.
     pub fn is_valid(&self) -> bool {
         valid_ramp(self.lo, self.hi) && (1..=Self::MAX_HALF).contains(&self.half)
+    }
+
+    /// A slow ramp no finite relative correction reaches: the slow part of every correction
+    /// is left out, and the model corrects only the fast rest.
+    pub const fn never(half: u16) -> Self {
+        Self {
+            lo: f32::MAX / 2.0,
+            hi: f32::MAX,
+            half,
+        }
+    }
+
+    /// True for [`SlowGate::never`]'s ramp (nothing of the slow part applied).
+    pub fn is_never(&self) -> bool {
+        self.lo >= f32::MAX / 2.0
     }
 
     /// The slow part's gain at relative correction `r`.
@@ -610,31 +626,59 @@ impl Blend {
     /// Gates the correction of output `y` on input `x` (both normalised, same length) in
     /// place.
     pub fn apply(&self, x: &[f32], y: &mut [f32]) {
-        let r = Self::relative_correction(x, y);
-        let g = self.gain(r);
         match self.slow {
-            None if g < 1.0 => {
-                for (yv, &xv) in y.iter_mut().zip(x) {
-                    *yv = xv + g * (*yv - xv);
+            None => {
+                let g = self.gain(Self::relative_correction(x, y));
+                if g < 1.0 {
+                    for (yv, &xv) in y.iter_mut().zip(x) {
+                        *yv = xv + g * (*yv - xv);
+                    }
                 }
             }
             Some(s) => {
-                let gs = s.gain(r);
-                if g < 1.0 || gs < 1.0 {
-                    split_apply(x, y, g, gs, usize::from(s.half));
+                let (rf, rs) = Self::relative_parts(x, y, usize::from(s.half));
+                let (gf, gs) = (self.gain(rf), s.gain(rs));
+                if gf < 1.0 || gs < 1.0 {
+                    moving_average_pass(x, y, usize::from(s.half), |yi, xv, a| {
+                        *yi = xv + gf * (*yi - xv - a) + gs * a;
+                    });
                 }
             }
-            None => {}
+        }
+    }
+
+    /// `(r_f, r_s)`: the sizes of the fast rest and of the slow part (the centred moving
+    /// average over `2 half + 1` samples) of the correction `y - x`, each relative to `|x|`
+    /// (infinite for an all-zero `x`), summed in a fixed order. `y` is only read (the pass is
+    /// the one the gate writes with).
+    pub(crate) fn relative_parts(x: &[f32], y: &mut [f32], half: usize) -> (f32, f32) {
+        let (mut ef, mut es, mut d) = (0.0f32, 0.0f32, 0.0f32);
+        moving_average_pass(x, y, half, |yi, xv, a| {
+            let f = *yi - xv - a;
+            ef += f * f;
+            es += a * a;
+            d += xv * xv;
+        });
+        if d > 0.0 {
+            (libm::sqrtf(ef / d), libm::sqrtf(es / d))
+        } else {
+            (f32::INFINITY, f32::INFINITY)
         }
     }
 }
 
-/// `y = x + gf (c - a) + gs a` with `c = y - x` and `a` its centred moving average over
-/// `2 half + 1` samples (fewer at the edges), in one pass over prefix sums `P` of `c`:
-/// `a_i = (P[min(i + half + 1, n)] - P[max(i - half, 0)]) / count`. `y` is overwritten as the
-/// pass goes, so the prefix sums still needed live in a ring on the stack. The pass is split
-/// at the edges so the middle runs without branches on the index.
-fn split_apply(x: &[f32], y: &mut [f32], gf: f32, gs: f32, half: usize) {
+/// Calls `visit(&mut y[i], x[i], a_i)` for every sample in order, `a_i` the centred moving
+/// average over `2 half + 1` samples (fewer at the edges) of the correction `c = y - x`
+/// as it was before the pass: `visit` may overwrite `y[i]`. Running prefix sums `P` of `c`,
+/// `a_i = (P[min(i + half + 1, n)] - P[max(i - half, 0)]) / count`, with the prefix sums still
+/// needed in a ring on the stack and `c` read `half + 1` samples ahead of the visit. Split at
+/// the edges so the middle runs without branches on the index.
+fn moving_average_pass(
+    x: &[f32],
+    y: &mut [f32],
+    half: usize,
+    mut visit: impl FnMut(&mut f32, f32, f32),
+) {
     const R: usize = 2 * SlowGate::MAX_HALF as usize + 2;
     let n = x.len().min(y.len());
     let h = half.min(usize::from(SlowGate::MAX_HALF));
@@ -649,9 +693,6 @@ fn split_apply(x: &[f32], y: &mut [f32], gf: f32, gs: f32, half: usize) {
     }
     let mut wslot = ((h + 1).min(n) + 1) % r;
     let mut rslot = 1;
-    let out = |i: usize, y: &mut [f32], a: f32| {
-        y[i] = x[i] + gf * (y[i] - x[i] - a) + gs * a;
-    };
     // Left edge: P[i - h] is P[0] = 0.
     let left = (h + 1).min(n);
     for i in 0..left {
@@ -661,7 +702,7 @@ fn split_apply(x: &[f32], y: &mut [f32], gf: f32, gs: f32, half: usize) {
             ring[wslot] = last;
             wslot = if wslot + 1 == r { 0 } else { wslot + 1 };
         }
-        out(i, y, a);
+        visit(&mut y[i], x[i], a);
     }
     // Middle: every sum has 2h + 1 terms.
     let inv = 1.0 / (2 * h + 1) as f32;
@@ -672,13 +713,13 @@ fn split_apply(x: &[f32], y: &mut [f32], gf: f32, gs: f32, half: usize) {
         last += y[i + h + 1] - x[i + h + 1];
         ring[wslot] = last;
         wslot = if wslot + 1 == r { 0 } else { wslot + 1 };
-        out(i, y, a);
+        visit(&mut y[i], x[i], a);
     }
     // Right edge: P[n] is the newest.
     for i in right..n {
         let a = (last - ring[rslot]) / (n - (i - h)) as f32;
         rslot = if rslot + 1 == r { 0 } else { rslot + 1 };
-        out(i, y, a);
+        visit(&mut y[i], x[i], a);
     }
 }
 
@@ -1267,18 +1308,19 @@ mod tests {
         assert_eq!(y, [1.0; 4]);
     }
 
-    /// `y = x + gf (c - a) + gs a` computed plainly: `a` the centred mean of `c = y - x`
-    /// over `2 half + 1` samples, fewer at the edges.
-    fn split_reference(x: &[f32], y: &[f32], gf: f64, gs: f64, half: usize) -> Vec<f64> {
+    /// The two parts of `c = y - x` computed plainly: `a` the centred mean of `c` over
+    /// `2 half + 1` samples (fewer at the edges) and the rest `c - a`.
+    fn parts(x: &[f32], y: &[f32], half: usize) -> (Vec<f64>, Vec<f64>) {
         let n = x.len();
         let c: Vec<f64> = x.iter().zip(y).map(|(&a, &b)| f64::from(b - a)).collect();
-        (0..n)
+        let slow: Vec<f64> = (0..n)
             .map(|i| {
                 let (lo, hi) = (i.saturating_sub(half), (i + half + 1).min(n));
-                let a = c[lo..hi].iter().sum::<f64>() / (hi - lo) as f64;
-                f64::from(x[i]) + gf * (c[i] - a) + gs * a
+                c[lo..hi].iter().sum::<f64>() / (hi - lo) as f64
             })
-            .collect()
+            .collect();
+        let fast = c.iter().zip(&slow).map(|(c, a)| c - a).collect();
+        (fast, slow)
     }
 
     #[test]
@@ -1293,42 +1335,58 @@ mod tests {
                 x[i] + slow + fast
             })
             .collect();
-        let r = Blend::relative_correction(&x, &y);
+        let norm = |v: &[f64]| v.iter().map(|a| a * a).sum::<f64>().sqrt();
+        let xn = norm(&x.iter().map(|&v| f64::from(v)).collect::<Vec<_>>());
         for half in [1u16, 3, 16, 29, 30, 60, 127] {
-            for (fast, slow) in [
-                ((0.0, 2.0 * r), (0.0, 0.5 * r)),
-                ((0.0, 0.5 * r), (0.0, 4.0 * r)),
+            let h = usize::from(half);
+            let (fast, slow) = parts(&x, &y, h);
+            let (rf, rs) = (norm(&fast) / xn, norm(&slow) / xn);
+            let (gf_rf, gs_rs) = Blend::relative_parts(&x, &mut y.clone(), h);
+            assert!(
+                (f64::from(gf_rf) - rf).abs() < 1e-5 * rf,
+                "half {half}: r_f"
+            );
+            assert!(
+                (f64::from(gs_rs) - rs).abs() < 1e-5 * rs,
+                "half {half}: r_s"
+            );
+            let (rf, rs) = (rf as f32, rs as f32);
+            // Each part on its own ramp, at its own size: half of one part, all of the other.
+            for (fast_ramp, slow_ramp) in [
+                ((0.0, 2.0 * rf), (0.0, 0.5 * rs)),
+                ((0.0, 0.5 * rf), (0.0, 2.0 * rs)),
             ] {
                 let b = Blend {
-                    lo: fast.0,
-                    hi: fast.1,
+                    lo: fast_ramp.0,
+                    hi: fast_ramp.1,
                     slow: Some(SlowGate {
-                        lo: slow.0,
-                        hi: slow.1,
+                        lo: slow_ramp.0,
+                        hi: slow_ramp.1,
                         half,
                     }),
                 };
                 assert!(b.is_valid());
-                let (gf, gs) = (b.gain(r), b.slow.unwrap().gain(r));
-                assert!(gf != gs && (gf < 1.0 || gs < 1.0));
-                let want = split_reference(&x, &y, gf.into(), gs.into(), half.into());
+                let (gf, gs) = (
+                    if fast_ramp.1 > rf { 0.5 } else { 1.0 },
+                    if slow_ramp.1 > rs { 0.5 } else { 1.0 },
+                );
                 let mut got = y.clone();
                 b.apply(&x, &mut got);
-                for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
-                    assert!(
-                        (f64::from(g) - w).abs() < 1e-5,
-                        "half {half} at {i}: {g} vs {w}"
-                    );
+                for i in 0..n {
+                    let want = f64::from(x[i]) + gf * fast[i] + gs * slow[i];
+                    let g = f64::from(got[i]);
+                    assert!((g - want).abs() < 1e-4, "half {half} at {i}: {g} vs {want}");
                 }
             }
         }
         // Both ramps past their ends: the model's output, bit for bit.
+        let (rf, rs) = Blend::relative_parts(&x, &mut y.clone(), 4);
         let b = Blend {
             lo: 0.0,
-            hi: 0.5 * r,
+            hi: 0.5 * rf,
             slow: Some(SlowGate {
                 lo: 0.0,
-                hi: 0.25 * r,
+                hi: 0.5 * rs,
                 half: 4,
             }),
         };
@@ -1362,6 +1420,12 @@ mod tests {
             ..Blend::new(0.1, 0.2)
         };
         assert!(!b.is_valid());
+        // The ramp that leaves the slow part out: valid, and no finite r reaches it.
+        let never = SlowGate::never(16);
+        assert!(never.is_valid() && never.is_never() && !g.is_never());
+        for r in [0.0, 0.5, 10.0, 1e30, f32::MAX / 4.0] {
+            assert_eq!(never.gain(r), 0.0, "{r}");
+        }
     }
 
     #[test]

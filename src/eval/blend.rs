@@ -92,8 +92,9 @@ struct WindowStats {
     a0: f64,
     /// `|clean|²`.
     clean: f64,
-    /// Relative correction of each model window.
-    r: Vec<f32>,
+    /// Relative correction of each model window: whole, then of its fast rest and its slow
+    /// part ([`Blend::relative_parts`]; the whole one again without a split).
+    r: Vec<[f32; 3]>,
     /// `<base - clean, c_mp>`, row-major `[m][p]`.
     b: Vec<f64>,
     /// `<c_mp, c_{m+j}q>` for `j` in `0..band`, row-major `[m][j][p][q]`.
@@ -106,7 +107,7 @@ struct WindowStats {
 impl WindowStats {
     /// RRMSE_t with each model window's gains (fast rest, slow part) from `gain(r)`; `gs` is
     /// scratch.
-    fn rrmse(&self, gain: impl Fn(f32) -> [f64; 2], gs: &mut Vec<[f64; 2]>) -> f64 {
+    fn rrmse(&self, gain: impl Fn([f32; 3]) -> [f64; 2], gs: &mut Vec<[f64; 2]>) -> f64 {
         gs.clear();
         gs.extend(self.r.iter().map(|&r| gain(r)));
         let (p, band) = (self.parts, self.band);
@@ -180,10 +181,15 @@ fn window_stats(
         let (back, scale) = norm.normalise_into(&win, &mut xn);
         sae.forward_into(&xn, &mut yn, &mut scratch, &mut topk)
             .map_err(err)?;
-        r.push(Blend::relative_correction(&xn, &yn));
-        if let Some(h) = half {
-            slow_part(&xn, &yn, usize::from(h), &mut slow);
-        }
+        let whole = Blend::relative_correction(&xn, &yn);
+        r.push(match half {
+            Some(h) => {
+                slow_part(&xn, &yn, usize::from(h), &mut slow);
+                let (rf, rs) = Blend::relative_parts(&xn, &mut yn, usize::from(h));
+                [whole, rf, rs]
+            }
+            None => [whole; 3],
+        });
         let mut c = vec![0.0f64; parts * d_in];
         for i in 0..d_in {
             let t = start + i as isize;
@@ -343,9 +349,9 @@ fn mean_scores(
                     let mut gs = Vec::new();
                     let mut out = Vec::with_capacity(chunk.len() * gates.len());
                     for b in gates {
-                        let gain = |r: f32| {
-                            let f = f64::from(b.gain(r));
-                            [f, b.slow.map_or(f, |s| f64::from(s.gain(r)))]
+                        let gain = |r: [f32; 3]| match b.slow {
+                            None => [f64::from(b.gain(r[0])); 2],
+                            Some(s) => [f64::from(b.gain(r[1])), f64::from(s.gain(r[2]))],
                         };
                         out.extend(chunk.iter().map(|s| s.rrmse(gain, &mut gs)));
                     }

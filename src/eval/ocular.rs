@@ -667,6 +667,32 @@ pub fn check_file(
         &both,
         spatial_s + t.elapsed().as_secs_f64(),
     )?);
+    // `denoise --keep-slow`: the same, the model correcting only the fast part.
+    let opts = crate::denoise::DenoiseOptions {
+        keep_slow: true,
+        ..Default::default()
+    };
+    let fast = Isolator {
+        sae: isolator
+            .sae
+            .with_validated_blend(crate::denoise::effective_gate(
+                &opts,
+                isolator.sae.blend(),
+                isolator.rate_hz,
+            )),
+        ..isolator
+    };
+    let t = Instant::now();
+    let both_fast: Vec<Vec<f32>> = spatial
+        .iter()
+        .map(|x| fast.denoise(x, fs))
+        .collect::<Result<_, _>>()
+        .map_err(ocular)?;
+    rows.push(measure(
+        "mfr-eeg denoise --keep-slow: eye stage then the SAE's fast corrections",
+        &both_fast,
+        spatial_s + t.elapsed().as_secs_f64(),
+    )?);
 
     Ok(FileReport {
         path: path.to_path_buf(),

@@ -567,7 +567,7 @@ fn bad_paths_and_labels_exit_1_and_the_input_is_never_touched() {
 fn usage_errors_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("o.edf");
-    let cases: [&[&str]; 10] = [
+    let cases: [&[&str]; 12] = [
         &["denoise"],
         &["denoise", EEGMMIDB, "x.edf", "--gate", "0.6,0.2"],
         &["denoise", EEGMMIDB, "x.edf", "--gate-slow", "0.1,0.2,3"],
@@ -580,6 +580,17 @@ fn usage_errors_exit_2() {
             "--gate-slow",
             "0.1,0.2,3",
         ],
+        &[
+            "denoise",
+            EEGMMIDB,
+            "x.edf",
+            "--keep-slow",
+            "--gate",
+            "0.1,0.2",
+            "--gate-slow",
+            "0.1,0.2,3",
+        ],
+        &["denoise", EEGMMIDB, "x.edf", "--keep-slow", "--eye-only"],
         &["denoise", EEGMMIDB, "x.edf", "--no-spatial", "--eog", "Fp1"],
         &["denoise", EEGMMIDB, "x.edf", "--notch", "55"],
         &["denoise", EEGMMIDB, "x.edf", "--bandpass", "40,1"],
@@ -845,6 +856,23 @@ fn gate_override_reaches_the_model() {
     let (want, _) = denoise("two-model.edf", &["--model", gated.to_str().unwrap()]);
     assert_eq!(got, want);
 
+    // --keep-slow: the model's own ramp on the fast part, the slow part (33-sample mean at
+    // 256 Hz) left out.
+    let (got, text) = denoise("keep.edf", &["--keep-slow"]);
+    assert!(
+        text.contains(
+            "correction gate 0.125..0.625 on the fast part; the slow part (33-sample mean) kept"
+        ),
+        "{text}"
+    );
+    let keep = Blend {
+        slow: Some(SlowGate::never(16)),
+        ..Blend::new(0.125, 0.625)
+    };
+    let kept = copy("keep.safetensors", Some(keep));
+    let (want, _) = denoise("keep-model.edf", &["--model", kept.to_str().unwrap()]);
+    assert_eq!(got, want);
+
     let (default, _) = denoise("default.edf", &[]);
     let (hard, text) = denoise("hard.edf", &["--gate", "0.425,0.625"]);
     assert!(text.contains("correction gate 0.425..0.625)"), "{text}");
@@ -853,6 +881,8 @@ fn gate_override_reaches_the_model() {
         c_hard < 0.9 * c_default && c_default < 0.9 * c_off,
         "{c_hard} {c_default} {c_off}"
     );
+    let c_keep = change(&got);
+    assert!(c_keep < c_default, "{c_keep} {c_default}");
 }
 
 #[test]
