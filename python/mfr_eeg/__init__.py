@@ -147,7 +147,10 @@ def denoise_file(input: Union[str, os.PathLike], output: Union[str, os.PathLike]
     Options: ``channels`` (labels), ``notch``, ``notch_harmonics``, ``bandpass``, ``order``,
     ``hop``, ``ola``, ``threads``, ``above_model_band``, ``allow_clipping``, ``spatial`` (the CLI's
     multi-channel eye stage, on by default as there; ``False`` is ``--no-spatial``), ``eog``
-    (reference labels), ``eye_only`` (``--eye-only``: the eye stage alone). Returns a summary dict (channels, samples, clipped, seconds, notes, and
+    (reference labels), ``eye_only`` (``--eye-only``: the eye stage alone), ``gate``
+    ("LO,HI" or "off": the correction gate instead of the model's), ``gate_slow`` ("LO,HI,HALF":
+    a separate ramp for the correction's slow part), ``keep_slow`` (``--keep-slow``: the model
+    corrects only the fast part of each window). Returns a summary dict (channels, samples, clipped, seconds, notes, and
     ``eye``: the eye stage's summary line, or None when it did not run).
     """
     return _denoise_file(os.fspath(input), os.fspath(output), _model(model), **options)

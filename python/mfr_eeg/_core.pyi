@@ -140,4 +140,7 @@ def denoise_file(
     spatial: bool = True,
     eog: Optional[Sequence[str]] = None,
     eye_only: bool = False,
+    gate: Optional[str] = None,
+    gate_slow: Optional[str] = None,
+    keep_slow: bool = False,
 ) -> dict[str, Any]: ...

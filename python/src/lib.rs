@@ -6,9 +6,9 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use mfr_eeg::core::OlaShape;
+use mfr_eeg::core::{Blend, OlaShape, SlowGate};
 use mfr_eeg::denoise::{
-    DEFAULT_BANDPASS_ORDER, DenoiseOptions, HighBand, denoise_file as rust_denoise_file,
+    DEFAULT_BANDPASS_ORDER, DenoiseOptions, GateChoice, HighBand, denoise_file as rust_denoise_file,
 };
 use mfr_eeg::embed::{
     ArrayStream, OwnedStreamer, STREAM_BLOCK_SECONDS, default_model, denoise_channels,
@@ -349,6 +349,48 @@ fn denoise(
     rows_out(py, out, n_rows, scale, f64_out)
 }
 
+/// The CLI's `--gate` / `--gate-slow` rules: `gate` is `"LO,HI"` or `"off"`, `gate_slow`
+/// `"LO,HI,HALF"` beside a `gate` ramp, and neither with `keep_slow`'s slow part left out.
+fn gate_choice(
+    gate: Option<&str>,
+    gate_slow: Option<&str>,
+    keep_slow: bool,
+) -> PyResult<GateChoice> {
+    let slow = gate_slow
+        .map(|s| {
+            SlowGate::parse(s).ok_or_else(|| {
+                denoise_err(format!(
+                    "invalid option: --gate-slow {s}: expected LO,HI,HALF with 0 <= LO < HI and \
+                     1 <= HALF <= {}",
+                    SlowGate::MAX_HALF
+                ))
+            })
+        })
+        .transpose()?;
+    if keep_slow && slow.is_some() {
+        return Err(denoise_err(
+            "invalid option: --keep-slow leaves the slow part out; --gate-slow gates it",
+        ));
+    }
+    match (gate, slow) {
+        (None, None) => Ok(GateChoice::Model),
+        (None, Some(_)) => Err(denoise_err(
+            "invalid option: --gate-slow needs --gate LO,HI",
+        )),
+        (Some("off"), None) => Ok(GateChoice::Off),
+        (Some("off"), Some(_)) => Err(denoise_err(
+            "invalid option: --gate-slow needs --gate LO,HI, not off",
+        )),
+        (Some(g), slow) => Blend::parse(g)
+            .map(|b| GateChoice::Set(Blend { slow, ..b }))
+            .ok_or_else(|| {
+                denoise_err(format!(
+                    "invalid option: --gate {g}: expected LO,HI with 0 <= LO < HI, or off"
+                ))
+            }),
+    }
+}
+
 /// Denoises an EDF/EDF+/BDF file into `output` exactly as `mfr-eeg denoise` does (a copy with
 /// only the denoised channels' samples replaced, written atomically); returns a summary dict.
 #[pyfunction]
@@ -356,7 +398,7 @@ fn denoise(
                     notch_harmonics=false, bandpass=None, order=DEFAULT_BANDPASS_ORDER, hop=None,
                     ola=None, threads=0, above_model_band="keep", allow_clipping=false,
                     spatial=true,
-                    eog=None, eye_only=false))]
+                    eog=None, eye_only=false, gate=None, gate_slow=None, keep_slow=false))]
 #[allow(clippy::too_many_arguments)]
 fn denoise_file<'py>(
     py: Python<'py>,
@@ -376,7 +418,11 @@ fn denoise_file<'py>(
     spatial: bool,
     eog: Option<Vec<String>>,
     eye_only: bool,
+    gate: Option<&str>,
+    gate_slow: Option<&str>,
+    keep_slow: bool,
 ) -> PyResult<Bound<'py, PyDict>> {
+    let gate = gate_choice(gate, gate_slow, keep_slow)?;
     if !spatial && eog.is_some() {
         return Err(denoise_err(
             "eog names references of the eye stage; spatial=False skips it",
@@ -398,6 +444,8 @@ fn denoise_file<'py>(
         spatial,
         eog,
         eye_only,
+        gate,
+        keep_slow,
         ..opts
     };
     let model = model_or_default(model);

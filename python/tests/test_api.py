@@ -277,3 +277,31 @@ def test_denoise_file_runs_the_eye_stage_as_the_cli_does(cli, tmp_path):
     assert (tmp_path / "off.edf").read_bytes() != want.read_bytes()
     with pytest.raises(mfr_eeg.DenoiseError, match="spatial=False skips it"):
         mfr_eeg.denoise_file(edf, tmp_path / "x.edf", spatial=False, eog=["EOG1"])
+
+
+def test_denoise_file_gate_options_are_the_clis(cli, tmp_path):
+    import subprocess
+
+    from conftest import ROOT
+
+    edf = ROOT / "data" / "spkit_emotiv_14ch_128Hz_16s_blink.edf"
+    for args, kw in [
+        (["--keep-slow"], dict(keep_slow=True)),
+        (["--gate", "0.25,0.75", "--gate-slow", "0.125,0.625,32"], dict(gate="0.25,0.75", gate_slow="0.125,0.625,32")),
+        (["--gate", "off"], dict(gate="off")),
+    ]:
+        want = tmp_path / "cli.edf"
+        r = subprocess.run([str(cli), "denoise", str(edf), str(want), *args], capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr
+        mfr_eeg.denoise_file(edf, tmp_path / "py.edf", **kw)
+        assert (tmp_path / "py.edf").read_bytes() == want.read_bytes(), args
+    mfr_eeg.denoise_file(edf, tmp_path / "default.edf")
+    assert (tmp_path / "default.edf").read_bytes() != (tmp_path / "py.edf").read_bytes()
+    for kw, msg in [
+        (dict(gate="0.6,0.2"), "--gate 0.6,0.2"),
+        (dict(gate_slow="0.1,0.2,3"), "--gate-slow needs --gate"),
+        (dict(keep_slow=True, gate="0.1,0.2", gate_slow="0.1,0.2,3"), "--keep-slow"),
+    ]:
+        with pytest.raises(mfr_eeg.DenoiseError, match=msg):
+            mfr_eeg.denoise_file(edf, tmp_path / "x.edf", **kw)
+    assert not (tmp_path / "x.edf").exists()
