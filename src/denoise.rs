@@ -1211,8 +1211,8 @@ fn check_options(input: &Path, output: &Path, opts: &DenoiseOptions) -> Result<(
     Ok(())
 }
 
-/// The model's SAE with the hop and band rule of `opts`.
-fn make_denoiser<'m>(
+/// The model's SAE with the hop, band rule and gate of `opts`.
+pub(crate) fn make_denoiser<'m>(
     model: &'m Model,
     opts: &DenoiseOptions,
 ) -> Result<Denoiser<'m>, DenoiseError> {

@@ -112,28 +112,9 @@ fn array_setup<'m>(
             l.len(),
         )));
     }
-    let view = model.view();
-    let meta = view.meta();
-    let model_rate_hz = f64::from(meta.sample_rate_hz);
-    let hop = opts.hop.unwrap_or(meta.hop);
-    if hop == 0 || hop > meta.d_in {
-        return Err(DenoiseError::Options(format!(
-            "--hop {hop} must be between 1 and the model's window of {} samples",
-            meta.d_in
-        )));
-    }
-    if !(model_rate_hz.is_finite() && model_rate_hz > 0.0) {
-        return Err(DenoiseError::Model {
-            path: model.path().to_path_buf(),
-            problem: format!("sample rate {model_rate_hz} Hz is not usable"),
-        });
-    }
-    let denoiser = Denoiser {
-        sae: view.sae().with_ola_shape(opts.ola.unwrap_or(meta.ola)),
-        hop,
-        rate_hz: model_rate_hz,
-        high_band: opts.high_band,
-    };
+    // The file path's own constructor: hop, rate and gate rules alike.
+    let denoiser = crate::denoise::make_denoiser(model, opts)?;
+    let model_rate_hz = denoiser.rate_hz;
     let pre = Prefilter::design(opts, fs_hz).map_err(|e| {
         channel_error(
             labels,
@@ -295,6 +276,8 @@ pub struct ArrayStream {
     hop: usize,
     high_band: crate::denoise::HighBand,
     ola: crate::core::OlaShape,
+    /// The correction gate the options chose ([`crate::denoise::effective_gate`]).
+    blend: Option<crate::core::Blend>,
     plan: RatePlan,
     to_uv: f64,
     labels: Option<Vec<String>>,
@@ -343,10 +326,12 @@ impl ArrayStream {
             * plan.align;
         let ahead = plan.chain_margin + plan.baseline.margin() + plan.prefilter_margin;
         let (hop, high_band, ola) = (denoiser.hop, denoiser.high_band, denoiser.sae.ola_shape());
+        let blend = denoiser.sae.blend();
         Ok(Self {
             hop,
             high_band,
             ola,
+            blend,
             plan,
             to_uv,
             labels,
@@ -477,7 +462,10 @@ impl ArrayStream {
     ) -> Result<usize, DenoiseError> {
         let view = self.model.view();
         let d = Denoiser {
-            sae: view.sae().with_ola_shape(self.ola),
+            sae: view
+                .sae()
+                .with_ola_shape(self.ola)
+                .with_validated_blend(self.blend),
             hop: self.hop,
             rate_hz: f64::from(view.meta().sample_rate_hz),
             high_band: self.high_band,

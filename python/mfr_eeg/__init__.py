@@ -125,6 +125,9 @@ def denoise(
     ch_names: Optional[Sequence[str]] = None,
     above_model_band: str = "keep",
     ola: Optional[str] = None,
+    gate: Optional[str] = None,
+    gate_slow: Optional[str] = None,
+    keep_slow: bool = False,
 ) -> np.ndarray:
     """Denoise ``x`` [channels, samples] sampled at ``sfreq`` Hz; returns a new array.
 
@@ -134,11 +137,12 @@ def denoise(
     taper ``ola`` ("hann" or "sine"; default: the model's), ``threads`` (0: one per core),
     and ``above_model_band`` ("keep" or "drop": what happens
     above the model's Nyquist frequency when ``sfreq`` is higher). ``ch_names`` name channels
-    in error messages.
+    in error messages. ``gate`` ("LO,HI" or "off"), ``gate_slow`` ("LO,HI,HALF") and
+    ``keep_slow`` choose the correction gate as ``denoise --gate/--gate-slow/--keep-slow`` do.
     """
     a = _check_array(x)
     opts = _pipeline_options(unit, notch, notch_harmonics, bandpass, order, hop, ch_names, above_model_band, ola)
-    return _denoise(a, float(sfreq), _model(model), threads=threads, **opts)
+    return _denoise(a, float(sfreq), _model(model), threads=threads, gate=gate, gate_slow=gate_slow, keep_slow=keep_slow, **opts)
 
 
 def denoise_file(input: Union[str, os.PathLike], output: Union[str, os.PathLike], model: ModelLike = None, **options: Any) -> dict:

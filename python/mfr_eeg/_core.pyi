@@ -121,6 +121,9 @@ def denoise(
     threads: int = 0,
     names: Optional[Sequence[str]] = None,
     above_model_band: str = "keep",
+    gate: Optional[str] = None,
+    gate_slow: Optional[str] = None,
+    keep_slow: bool = False,
 ) -> _Float2D: ...
 def denoise_file(
     input: Union[str, PathLike[str]],

@@ -306,7 +306,8 @@ fn check_scale(scale: f64) -> PyResult<()> {
 #[pyfunction]
 #[pyo3(signature = (x, sfreq, model=None, *, scale=1.0, notch=None, notch_harmonics=false,
                     bandpass=None, order=DEFAULT_BANDPASS_ORDER, hop=None, ola=None, threads=0,
-                    names=None, above_model_band="keep"))]
+                    names=None, above_model_band="keep", gate=None, gate_slow=None,
+                    keep_slow=false))]
 #[allow(clippy::too_many_arguments)]
 fn denoise(
     py: Python<'_>,
@@ -323,8 +324,12 @@ fn denoise(
     threads: usize,
     names: Option<Vec<String>>,
     above_model_band: &str,
+    gate: Option<&str>,
+    gate_slow: Option<&str>,
+    keep_slow: bool,
 ) -> PyResult<Py<PyAny>> {
     check_scale(scale)?;
+    let gate = gate_choice(gate, gate_slow, keep_slow)?;
     let opts = options(
         notch,
         notch_harmonics,
@@ -336,6 +341,11 @@ fn denoise(
         None,
         above_model_band,
     )?;
+    let opts = DenoiseOptions {
+        gate,
+        keep_slow,
+        ..opts
+    };
     let (mut rows, f64_out) = rows_in(x, scale)?;
     let model = model_or_default(model);
     let n_rows = rows.len();

@@ -305,3 +305,18 @@ def test_denoise_file_gate_options_are_the_clis(cli, tmp_path):
         with pytest.raises(mfr_eeg.DenoiseError, match=msg):
             mfr_eeg.denoise_file(edf, tmp_path / "x.edf", **kw)
     assert not (tmp_path / "x.edf").exists()
+
+
+def test_denoise_arrays_take_the_gate_options():
+    rng = np.random.default_rng(4)
+    t = np.arange(2560) / 256.0
+    x = np.stack([20 * np.sin(2 * np.pi * 10 * t) + 5 * rng.standard_normal(t.size) for _ in range(2)]).astype(np.float32)
+    default = mfr_eeg.denoise(x, 256.0)
+    off = mfr_eeg.denoise(x, 256.0, gate="off")
+    keep = mfr_eeg.denoise(x, 256.0, keep_slow=True)
+    hard = mfr_eeg.denoise(x, 256.0, gate="0.425,0.625")
+    assert not np.array_equal(off, default) and not np.array_equal(keep, default)
+    # A harder gate leaves more of the input as it was.
+    assert np.abs(hard - x).mean() < np.abs(default - x).mean() < np.abs(off - x).mean()
+    with pytest.raises(mfr_eeg.DenoiseError, match="--gate 0.6,0.2"):
+        mfr_eeg.denoise(x, 256.0, gate="0.6,0.2")

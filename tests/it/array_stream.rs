@@ -177,3 +177,70 @@ fn latency_is_a_block_plus_the_baseline_and_window_ahead() {
     // window + baseline (2 s half window + 0.25 s grid step).
     assert_eq!(s.latency(), 256usize.div_ceil(hop) * hop + 256 + 512 + 64);
 }
+
+/// The array path and the stream take the gate options as the file path does: `gate: Off`
+/// and a set gate give what a copy of the model with that gate gives, `keep_slow` another
+/// output, and the stream equals the whole recording under each.
+#[test]
+fn gate_options_reach_arrays_and_streams() {
+    use mfr_eeg::core::{Blend, SlowGate};
+    use mfr_eeg::denoise::GateChoice;
+    use mfr_eeg::model::Model;
+    let fs = 256.0;
+    let x = signal(2, 3000, fs, 21);
+    let shipped = default_model();
+    let copy = |blend: Option<Blend>| {
+        let mut meta = shipped.meta();
+        meta.blend = blend;
+        Model::from_tensors(&meta, &shipped.tensors()).unwrap()
+    };
+    let with_model = |m: &Model, opts: &DenoiseOptions| {
+        let mut y = x.clone();
+        let mut refs: Vec<&mut [f32]> = y.iter_mut().map(|r| &mut r[..]).collect();
+        denoise_channels(&mut refs, None, fs, 1.0, m, opts).unwrap();
+        y
+    };
+    let plain = DenoiseOptions::default();
+    let two = Blend {
+        slow: Some(SlowGate {
+            lo: 0.125,
+            hi: 0.625,
+            half: 32,
+        }),
+        ..Blend::new(0.25, 0.75)
+    };
+    let never = Blend {
+        slow: Some(SlowGate::never(16)),
+        ..shipped.meta().blend.unwrap()
+    };
+    let mut outputs = Vec::new();
+    for (choice, keep_slow, model_gate) in [
+        (GateChoice::Off, false, None),
+        (GateChoice::Set(two), false, Some(two)),
+        (GateChoice::Model, true, Some(never)),
+    ] {
+        let opts = DenoiseOptions {
+            gate: choice,
+            keep_slow,
+            ..DenoiseOptions::default()
+        };
+        let got = whole(&x, fs, &opts);
+        assert_same(&got, &with_model(&copy(model_gate), &plain));
+        assert_same(&streamed(&x, fs, &opts, 3), &got);
+        outputs.push(got);
+    }
+    let default = whole(&x, fs, &plain);
+    for o in &outputs {
+        assert!(o != &default);
+    }
+    let bad = DenoiseOptions {
+        gate: GateChoice::Set(Blend::new(0.6, 0.2)),
+        ..DenoiseOptions::default()
+    };
+    let mut y = x.clone();
+    let mut refs: Vec<&mut [f32]> = y.iter_mut().map(|r| &mut r[..]).collect();
+    assert!(matches!(
+        denoise_channels(&mut refs, None, fs, 1.0, &shipped, &bad),
+        Err(DenoiseError::Options(_))
+    ));
+}
