@@ -197,6 +197,45 @@ pub enum GateChoice {
     Set(Blend),
 }
 
+impl GateChoice {
+    /// The CLI's `--gate LO,HI|off` and `--gate-slow LO,HI,HALF` (a slow ramp beside a `--gate`
+    /// ramp; none with `keep_slow`, which leaves the slow part out). The error names the
+    /// option.
+    pub fn from_args(
+        gate: Option<&str>,
+        gate_slow: Option<&str>,
+        keep_slow: bool,
+    ) -> Result<Self, String> {
+        let slow = gate_slow
+            .map(|s| {
+                SlowGate::parse(s).ok_or_else(|| {
+                    format!(
+                        "--gate-slow {s}: expected LO,HI,HALF with 0 <= LO < HI and 1 <= HALF \
+                         <= {} (e.g. 0.125,0.625,32)",
+                        SlowGate::MAX_HALF
+                    )
+                })
+            })
+            .transpose()?;
+        if keep_slow && slow.is_some() {
+            return Err("--keep-slow leaves the slow part out; --gate-slow gates it".into());
+        }
+        match (gate, slow) {
+            (None, None) => Ok(Self::Model),
+            (None, Some(_)) => Err("--gate-slow needs --gate LO,HI".into()),
+            (Some("off"), None) => Ok(Self::Off),
+            (Some("off"), Some(_)) => Err("--gate-slow needs --gate LO,HI, not off".into()),
+            (Some(g), slow) => Blend::parse(g)
+                .map(|b| Self::Set(Blend { slow, ..b }))
+                .ok_or_else(|| {
+                    format!(
+                        "--gate {g}: expected LO,HI with 0 <= LO < HI (e.g. 0.125,0.625) or off"
+                    )
+                }),
+        }
+    }
+}
+
 /// Pipeline stages reported to the progress callback.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]

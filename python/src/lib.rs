@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use mfr_eeg::core::{Blend, OlaShape, SlowGate};
+use mfr_eeg::core::OlaShape;
 use mfr_eeg::denoise::{
     DEFAULT_BANDPASS_ORDER, DenoiseOptions, GateChoice, HighBand, denoise_file as rust_denoise_file,
 };
@@ -359,46 +359,14 @@ fn denoise(
     rows_out(py, out, n_rows, scale, f64_out)
 }
 
-/// The CLI's `--gate` / `--gate-slow` rules: `gate` is `"LO,HI"` or `"off"`, `gate_slow`
-/// `"LO,HI,HALF"` beside a `gate` ramp, and neither with `keep_slow`'s slow part left out.
+/// The CLI's `--gate` / `--gate-slow` / `--keep-slow` rules ([`GateChoice::from_args`]).
 fn gate_choice(
     gate: Option<&str>,
     gate_slow: Option<&str>,
     keep_slow: bool,
 ) -> PyResult<GateChoice> {
-    let slow = gate_slow
-        .map(|s| {
-            SlowGate::parse(s).ok_or_else(|| {
-                denoise_err(format!(
-                    "invalid option: --gate-slow {s}: expected LO,HI,HALF with 0 <= LO < HI and \
-                     1 <= HALF <= {}",
-                    SlowGate::MAX_HALF
-                ))
-            })
-        })
-        .transpose()?;
-    if keep_slow && slow.is_some() {
-        return Err(denoise_err(
-            "invalid option: --keep-slow leaves the slow part out; --gate-slow gates it",
-        ));
-    }
-    match (gate, slow) {
-        (None, None) => Ok(GateChoice::Model),
-        (None, Some(_)) => Err(denoise_err(
-            "invalid option: --gate-slow needs --gate LO,HI",
-        )),
-        (Some("off"), None) => Ok(GateChoice::Off),
-        (Some("off"), Some(_)) => Err(denoise_err(
-            "invalid option: --gate-slow needs --gate LO,HI, not off",
-        )),
-        (Some(g), slow) => Blend::parse(g)
-            .map(|b| GateChoice::Set(Blend { slow, ..b }))
-            .ok_or_else(|| {
-                denoise_err(format!(
-                    "invalid option: --gate {g}: expected LO,HI with 0 <= LO < HI, or off"
-                ))
-            }),
-    }
+    GateChoice::from_args(gate, gate_slow, keep_slow)
+        .map_err(|e| denoise_err(format!("invalid option: {e}")))
 }
 
 /// Denoises an EDF/EDF+/BDF file into `output` exactly as `mfr-eeg denoise` does (a copy with

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use mfr_eeg::core::{Blend, OlaShape, SlowGate};
+use mfr_eeg::core::{Blend, OlaShape};
 use mfr_eeg::denoise::many::{DEFAULT_GLOB, Outcome, denoise_many, plan_jobs};
 use mfr_eeg::denoise::{
     DenoiseOptions, DenoiseSummary, GateChoice, HighBand, Progress, denoise_file_cancellable,
@@ -89,12 +89,12 @@ pub struct DenoiseArgs {
     /// part while its relative correction |x_hat - x| / |x| lies between LO and HI (none below,
     /// all above); `off` applies every correction whole. Larger bounds leave more EEG as it
     /// was and remove less of small artifacts.
-    #[arg(long, value_parser = parse_gate, value_name = "LO,HI|off")]
-    pub gate: Option<GateArg>,
+    #[arg(long, value_name = "LO,HI|off")]
+    pub gate: Option<String>,
     /// With `--gate LO,HI`: a separate ramp `LO,HI` for the correction's slow part, its moving
     /// average over 2 HALF + 1 samples; `--gate` then gates the fast rest.
-    #[arg(long, value_parser = parse_slow_gate, value_name = "LO,HI,HALF", requires = "gate")]
-    pub gate_slow: Option<SlowGate>,
+    #[arg(long, value_name = "LO,HI,HALF", requires = "gate")]
+    pub gate_slow: Option<String>,
     /// Let the model correct only the fast part of each window (above about 3.5 Hz: muscle,
     /// line noise, the edges of pops) and leave the slow part as it was. With the eye stage
     /// removing eye artifacts, this changes blink-free EEG least (`eog-check`).
@@ -121,42 +121,9 @@ pub struct DenoiseArgs {
     pub eye_only: bool,
 }
 
-/// `--gate`: a ramp, or none.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum GateArg {
-    /// No gate.
-    Off,
-    /// This ramp.
-    Ramp(Blend),
-}
-
-fn parse_gate(s: &str) -> Result<GateArg, String> {
-    if s == "off" {
-        return Ok(GateArg::Off);
-    }
-    Blend::parse(s).map(GateArg::Ramp).ok_or_else(|| {
-        format!("expected LO,HI with 0 <= LO < HI (e.g. 0.125,0.625) or `off`, got {s:?}")
-    })
-}
-
-fn parse_slow_gate(s: &str) -> Result<SlowGate, String> {
-    SlowGate::parse(s).ok_or_else(|| {
-        format!(
-            "expected LO,HI,HALF with 0 <= LO < HI and 1 <= HALF <= {} (e.g. 0.125,0.625,32), \
-             got {s:?}",
-            SlowGate::MAX_HALF
-        )
-    })
-}
-
-/// The gate `--gate` and `--gate-slow` ask for.
+/// The gate `--gate`, `--gate-slow` and `--keep-slow` ask for.
 fn gate_choice(a: &DenoiseArgs) -> Result<GateChoice, String> {
-    match (a.gate, a.gate_slow) {
-        (None, _) => Ok(GateChoice::Model),
-        (Some(GateArg::Off), None) => Ok(GateChoice::Off),
-        (Some(GateArg::Off), Some(_)) => Err("--gate-slow needs --gate LO,HI, not off".into()),
-        (Some(GateArg::Ramp(b)), slow) => Ok(GateChoice::Set(Blend { slow, ..b })),
-    }
+    GateChoice::from_args(a.gate.as_deref(), a.gate_slow.as_deref(), a.keep_slow)
 }
 
 /// `--above-model-band`.

@@ -654,20 +654,9 @@ pub fn check_file(
         rows.push(measure(&name, &cleaned, secs)?);
         spatial = Some((cleaned, secs));
     }
-    // What `mfr-eeg denoise` does: the eye stage, then each channel's own model.
+    // What `mfr-eeg denoise` does: the eye stage, then each channel's own model; and with
+    // `--keep-slow`, the model correcting only the fast part.
     let (spatial, spatial_s) = spatial.expect("run above");
-    let t = Instant::now();
-    let both: Vec<Vec<f32>> = spatial
-        .iter()
-        .map(|x| isolator.denoise(x, fs))
-        .collect::<Result<_, _>>()
-        .map_err(ocular)?;
-    rows.push(measure(
-        "mfr-eeg denoise: eye stage then single-channel SAE",
-        &both,
-        spatial_s + t.elapsed().as_secs_f64(),
-    )?);
-    // `denoise --keep-slow`: the same, the model correcting only the fast part.
     let opts = crate::denoise::DenoiseOptions {
         keep_slow: true,
         ..Default::default()
@@ -682,17 +671,28 @@ pub fn check_file(
             )),
         ..isolator
     };
-    let t = Instant::now();
-    let both_fast: Vec<Vec<f32>> = spatial
-        .iter()
-        .map(|x| fast.denoise(x, fs))
-        .collect::<Result<_, _>>()
-        .map_err(ocular)?;
-    rows.push(measure(
-        "mfr-eeg denoise --keep-slow: eye stage then the SAE's fast corrections",
-        &both_fast,
-        spatial_s + t.elapsed().as_secs_f64(),
-    )?);
+    for (name, model) in [
+        (
+            "mfr-eeg denoise: eye stage then single-channel SAE",
+            isolator,
+        ),
+        (
+            "mfr-eeg denoise --keep-slow: eye stage then the SAE's fast corrections",
+            fast,
+        ),
+    ] {
+        let t = Instant::now();
+        let cleaned: Vec<Vec<f32>> = spatial
+            .iter()
+            .map(|x| model.denoise(x, fs))
+            .collect::<Result<_, _>>()
+            .map_err(ocular)?;
+        rows.push(measure(
+            name,
+            &cleaned,
+            spatial_s + t.elapsed().as_secs_f64(),
+        )?);
+    }
 
     Ok(FileReport {
         path: path.to_path_buf(),
