@@ -289,9 +289,21 @@ class Streamer(_DenoiseStream):
         above_model_band: str = "keep",
         block_seconds: float = 1.0,
         ola: Optional[str] = None,
+        gate: Optional[str] = None,
+        gate_slow: Optional[str] = None,
+        keep_slow: bool = False,
     ):
         opts = _pipeline_options(unit, notch, notch_harmonics, bandpass, order, hop, ch_names, above_model_band, ola)
-        self._s = _Streamer(_model(model), int(n_channels), float(sfreq), block_seconds=float(block_seconds), **opts)
+        self._s = _Streamer(
+            _model(model),
+            int(n_channels),
+            float(sfreq),
+            block_seconds=float(block_seconds),
+            gate=gate,
+            gate_slow=gate_slow,
+            keep_slow=keep_slow,
+            **opts,
+        )
 
     def finish(self) -> np.ndarray:
         """End the recording; returns the remaining ``[n_channels, m]`` samples."""

@@ -52,6 +52,9 @@ class Streamer:
         names: Optional[list[str]] = None,
         above_model_band: str = "keep",
         block_seconds: float = 1.0,
+        gate: Optional[str] = None,
+        gate_slow: Optional[str] = None,
+        keep_slow: bool = False,
     ) -> None: ...
     def push(self, chunk: _Float2D) -> _Float2D: ...
     def finish(self) -> _Float2D: ...

@@ -580,7 +580,8 @@ impl Streamer {
     #[pyo3(signature = (model, n_channels, sfreq, *, scale=1.0, notch=None, notch_harmonics=false,
                         bandpass=None, order=DEFAULT_BANDPASS_ORDER, hop=None, ola=None,
                         names=None, above_model_band="keep",
-                        block_seconds=STREAM_BLOCK_SECONDS))]
+                        block_seconds=STREAM_BLOCK_SECONDS, gate=None, gate_slow=None,
+                        keep_slow=false))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         model: Option<&Bound<'_, Model>>,
@@ -596,10 +597,15 @@ impl Streamer {
         names: Option<Vec<String>>,
         above_model_band: &str,
         block_seconds: f64,
+        gate: Option<&str>,
+        gate_slow: Option<&str>,
+        keep_slow: bool,
     ) -> PyResult<Self> {
         check_scale(scale)?;
         let opts = DenoiseOptions {
             block_seconds: Some(block_seconds),
+            gate: gate_choice(gate, gate_slow, keep_slow)?,
+            keep_slow,
             ..options(
                 notch,
                 notch_harmonics,

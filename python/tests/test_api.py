@@ -320,3 +320,7 @@ def test_denoise_arrays_take_the_gate_options():
     assert np.abs(hard - x).mean() < np.abs(default - x).mean() < np.abs(off - x).mean()
     with pytest.raises(mfr_eeg.DenoiseError, match="--gate 0.6,0.2"):
         mfr_eeg.denoise(x, 256.0, gate="0.6,0.2")
+    # A Streamer with the same options gives the same samples.
+    s = mfr_eeg.Streamer(None, 2, 256.0, keep_slow=True)
+    streamed = np.concatenate([s.push(x[:, :1000]), s.push(x[:, 1000:]), s.finish()], axis=1)
+    assert np.array_equal(streamed, keep)
