@@ -12,6 +12,22 @@
 #include <stdint.h>
 
 /**
+ * `mfr_denoise_options.gate`: the model's own correction gate.
+ */
+#define MFR_GATE_MODEL 0
+
+/**
+ * No correction gate: every window's correction applied whole (the CLI's `--gate off`).
+ */
+#define MFR_GATE_OFF 1
+
+/**
+ * The gate `gate_lo`..`gate_hi` (with `gate_slow_*` when `gate_slow_half` > 0; the CLI's
+ * `--gate LO,HI [--gate-slow LO,HI,HALF]`).
+ */
+#define MFR_GATE_SET 2
+
+/**
  * `mfr_denoise_options.ola`: the model's own overlap-add taper.
  */
 #define MFR_OLA_MODEL 0
@@ -202,6 +218,35 @@ typedef struct mfr_denoise_options {
    * model's Nyquist frequency, false removes it (the CLI's `--above-model-band drop`).
    */
   bool keep_above_model_band;
+  /**
+   * The correction gate: `MFR_GATE_MODEL` (0), `MFR_GATE_OFF` or `MFR_GATE_SET`.
+   */
+  uint32_t gate;
+  /**
+   * With `MFR_GATE_SET`: relative correction from which a window's correction is applied
+   * in part.
+   */
+  float gate_lo;
+  /**
+   * With `MFR_GATE_SET`: relative correction from which it is applied whole.
+   */
+  float gate_hi;
+  /**
+   * With `MFR_GATE_SET` and `gate_slow_half` > 0: the slow part's ramp start.
+   */
+  float gate_slow_lo;
+  /**
+   * The slow part's ramp end.
+   */
+  float gate_slow_hi;
+  /**
+   * Half-width in samples of the slow part's moving average (0: one ramp).
+   */
+  size_t gate_slow_half;
+  /**
+   * Let the model correct only the fast part of each window (the CLI's `--keep-slow`).
+   */
+  bool keep_slow;
 } mfr_denoise_options;
 
 #ifdef __cplusplus

@@ -22,10 +22,20 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::sync::Arc;
 
-use mfr_eeg::core::OlaShape;
-use mfr_eeg::denoise::{DEFAULT_BANDPASS_ORDER, DenoiseError, DenoiseOptions, HighBand};
+use mfr_eeg::core::{Blend, OlaShape, SlowGate};
+use mfr_eeg::denoise::{
+    DEFAULT_BANDPASS_ORDER, DenoiseError, DenoiseOptions, GateChoice, HighBand,
+};
 use mfr_eeg::embed::{ArrayStream, EyeStream, OwnedStreamer, default_model, denoise_channels};
 use mfr_eeg::model::{Model, ModelFileError};
+
+/// `mfr_denoise_options.gate`: the model's own correction gate.
+pub const MFR_GATE_MODEL: u32 = 0;
+/// No correction gate: every window's correction applied whole (the CLI's `--gate off`).
+pub const MFR_GATE_OFF: u32 = 1;
+/// The gate `gate_lo`..`gate_hi` (with `gate_slow_*` when `gate_slow_half` > 0; the CLI's
+/// `--gate LO,HI [--gate-slow LO,HI,HALF]`).
+pub const MFR_GATE_SET: u32 = 2;
 
 /// `mfr_denoise_options.ola`: the model's own overlap-add taper.
 pub const MFR_OLA_MODEL: u32 = 0;
@@ -160,6 +170,21 @@ pub struct mfr_denoise_options {
     /// For channels faster than the model: true (default) keeps the content above the
     /// model's Nyquist frequency, false removes it (the CLI's `--above-model-band drop`).
     pub keep_above_model_band: bool,
+    /// The correction gate: `MFR_GATE_MODEL` (0), `MFR_GATE_OFF` or `MFR_GATE_SET`.
+    pub gate: u32,
+    /// With `MFR_GATE_SET`: relative correction from which a window's correction is applied
+    /// in part.
+    pub gate_lo: f32,
+    /// With `MFR_GATE_SET`: relative correction from which it is applied whole.
+    pub gate_hi: f32,
+    /// With `MFR_GATE_SET` and `gate_slow_half` > 0: the slow part's ramp start.
+    pub gate_slow_lo: f32,
+    /// The slow part's ramp end.
+    pub gate_slow_hi: f32,
+    /// Half-width in samples of the slow part's moving average (0: one ramp).
+    pub gate_slow_half: usize,
+    /// Let the model correct only the fast part of each window (the CLI's `--keep-slow`).
+    pub keep_slow: bool,
 }
 
 thread_local! {
@@ -725,6 +750,13 @@ pub extern "C" fn mfr_denoise_options_default() -> mfr_denoise_options {
         threads: 0,
         to_microvolts: 1.0,
         keep_above_model_band: true,
+        gate: MFR_GATE_MODEL,
+        gate_lo: 0.0,
+        gate_hi: 0.0,
+        gate_slow_lo: 0.0,
+        gate_slow_hi: 0.0,
+        gate_slow_half: 0,
+        keep_slow: false,
     }
 }
 
@@ -756,9 +788,53 @@ fn to_options(o: &mfr_denoise_options) -> Result<DenoiseOptions, Failure> {
             )));
         }
     };
+    let gate = match o.gate {
+        MFR_GATE_MODEL => GateChoice::Model,
+        MFR_GATE_OFF => GateChoice::Off,
+        MFR_GATE_SET => {
+            let slow = match o.gate_slow_half {
+                0 => None,
+                h => Some(SlowGate {
+                    lo: o.gate_slow_lo,
+                    hi: o.gate_slow_hi,
+                    half: u16::try_from(h).unwrap_or(u16::MAX),
+                }),
+            };
+            let b = Blend {
+                lo: o.gate_lo,
+                hi: o.gate_hi,
+                slow,
+            };
+            if !b.is_valid() {
+                return Err(bad(format!(
+                    "gate {}..{} (slow {}..{} over half-width {}): need 0 <= lo < hi, finite, \
+                     and a half-width in 0..={}",
+                    o.gate_lo,
+                    o.gate_hi,
+                    o.gate_slow_lo,
+                    o.gate_slow_hi,
+                    o.gate_slow_half,
+                    SlowGate::MAX_HALF
+                )));
+            }
+            GateChoice::Set(b)
+        }
+        v => {
+            return Err(bad(format!(
+                "gate {v}: must be MFR_GATE_MODEL (0), MFR_GATE_OFF (1) or MFR_GATE_SET (2)"
+            )));
+        }
+    };
+    if o.keep_slow && matches!(gate, GateChoice::Set(Blend { slow: Some(_), .. })) {
+        return Err(bad(
+            "keep_slow leaves the slow part out; gate_slow_half > 0 gates it".into(),
+        ));
+    }
     Ok(DenoiseOptions {
         notch_hz,
         ola,
+        gate,
+        keep_slow: o.keep_slow,
         notch_harmonics: o.notch_harmonics,
         bandpass_hz,
         bandpass_order: o.bandpass_order,
@@ -1110,6 +1186,76 @@ mod tests {
             )
         );
         assert_eq!(d, clean);
+        // The gate: off and a harder one change the output, a bad one is refused.
+        let gated = |o: mfr_denoise_options| {
+            let mut d = clean.clone();
+            let s = unsafe { mfr_denoise_in_place(m, d.as_mut_ptr(), 2, 300, 160.0, &o) };
+            (s, d)
+        };
+        let base = mfr_denoise_options_default();
+        let off = gated(mfr_denoise_options {
+            gate: MFR_GATE_OFF,
+            ..base
+        });
+        let keep = gated(mfr_denoise_options {
+            keep_slow: true,
+            ..base
+        });
+        let two = gated(mfr_denoise_options {
+            gate: MFR_GATE_SET,
+            gate_lo: 0.25,
+            gate_hi: 0.75,
+            gate_slow_lo: 0.125,
+            gate_slow_hi: 0.625,
+            gate_slow_half: 32,
+            ..base
+        });
+        // A ramp no correction reaches leaves the input nearly as it was.
+        let never = gated(mfr_denoise_options {
+            gate: MFR_GATE_SET,
+            gate_lo: 1e3,
+            gate_hi: 2e3,
+            ..base
+        });
+        assert_eq!(
+            (off.0, keep.0, two.0, never.0),
+            (MFR_OK, MFR_OK, MFR_OK, MFR_OK)
+        );
+        for other in [&keep.1, &two.1, &never.1] {
+            assert_ne!(other, &own.1);
+        }
+        let change = |d: &[f32]| {
+            d.iter()
+                .zip(&clean)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max)
+        };
+        assert!(
+            change(&never.1) < 0.2 * change(&own.1),
+            "{} {}",
+            change(&never.1),
+            change(&own.1)
+        );
+        let (s, d) = gated(mfr_denoise_options {
+            gate: MFR_GATE_SET,
+            gate_lo: 0.6,
+            gate_hi: 0.2,
+            ..base
+        });
+        assert_eq!(s, MFR_INVALID_ARGUMENT);
+        assert!(last().starts_with("gate 0.6..0.2"), "{}", last());
+        assert_eq!(d, clean);
+        let (s, _) = gated(mfr_denoise_options {
+            gate: MFR_GATE_SET,
+            gate_lo: 0.1,
+            gate_hi: 0.2,
+            gate_slow_lo: 0.1,
+            gate_slow_hi: 0.2,
+            gate_slow_half: 4,
+            keep_slow: true,
+            ..base
+        });
+        assert_eq!(s, MFR_INVALID_ARGUMENT);
 
         // The pipeline stream refuses a NaN with channel and global sample, takes nothing,
         // and goes on as if the call had not happened.
