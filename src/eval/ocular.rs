@@ -585,11 +585,15 @@ pub fn check_file(
     )?);
 
     let t = Instant::now();
-    let single: Vec<Vec<f32>> = raw
-        .iter()
-        .map(|x| isolator.denoise(x, fs))
-        .collect::<Result<_, _>>()
-        .map_err(ocular)?;
+    // Each channel through one isolator's model.
+    let denoise_all = |iso: &Isolator<'_>, chans: &[Vec<f32>]| -> Result<Vec<Vec<f32>>, _> {
+        chans
+            .iter()
+            .map(|x| iso.denoise(x, fs))
+            .collect::<Result<_, _>>()
+            .map_err(ocular)
+    };
+    let single = denoise_all(&isolator, &raw)?;
     let single_s = t.elapsed().as_secs_f64();
     rows.push(measure("mfr-eeg single-channel SAE", &single, single_s)?);
 
@@ -682,11 +686,7 @@ pub fn check_file(
         ),
     ] {
         let t = Instant::now();
-        let cleaned: Vec<Vec<f32>> = spatial
-            .iter()
-            .map(|x| model.denoise(x, fs))
-            .collect::<Result<_, _>>()
-            .map_err(ocular)?;
+        let cleaned = denoise_all(&model, &spatial)?;
         rows.push(measure(
             name,
             &cleaned,
