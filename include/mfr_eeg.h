@@ -28,6 +28,13 @@
 #define MFR_GATE_SET 2
 
 /**
+ * The model's gate with the slow part applied only when large (the CLI's `--gate
+ * after-eye`, `denoise`'s default on the channels its eye stage cleans): for channels that
+ * went through `mfr_eye` first.
+ */
+#define MFR_GATE_AFTER_EYE 3
+
+/**
  * `mfr_denoise_options.ola`: the model's own overlap-add taper.
  */
 #define MFR_OLA_MODEL 0
@@ -219,7 +226,8 @@ typedef struct mfr_denoise_options {
    */
   bool keep_above_model_band;
   /**
-   * The correction gate: `MFR_GATE_MODEL` (0), `MFR_GATE_OFF` or `MFR_GATE_SET`.
+   * The correction gate: `MFR_GATE_MODEL` (0), `MFR_GATE_OFF`, `MFR_GATE_SET` or
+   * `MFR_GATE_AFTER_EYE`.
    */
   uint32_t gate;
   /**

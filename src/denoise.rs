@@ -108,7 +108,8 @@ pub struct DenoiseOptions {
     pub high_band: HighBand,
     /// Taper of the overlap-add window instead of the model's own ([`OlaShape`]).
     pub ola: Option<OlaShape>,
-    /// The correction gate ([`Blend`]) to use instead of the model's own.
+    /// The correction gate ([`Blend`]): by default the model's own, with
+    /// [`after_eye_gate`]'s slow ramp on the channels the eye stage cleans.
     pub gate: GateChoice,
     /// Leave out the slow part of every correction ([`SlowGate::never`] over
     /// [`keep_slow_half`] samples): the model then removes fast artifacts (muscle, line
@@ -145,7 +146,7 @@ impl Default for DenoiseOptions {
             hop: None,
             high_band: HighBand::Keep,
             ola: None,
-            gate: GateChoice::Model,
+            gate: GateChoice::Auto,
             keep_slow: false,
             allow_clipping: false,
             block_seconds: None,
@@ -165,31 +166,82 @@ pub fn keep_slow_half(rate_hz: f64) -> u16 {
     ((rate_hz / 16.0).round() as u16).clamp(1, SlowGate::MAX_HALF)
 }
 
+/// Relative size of a correction's slow part (see [`SlowGate`]) from which, after the eye
+/// stage, it starts to be applied, and from which it is applied whole. With the eye stage
+/// removing eye artifacts across channels, the slow corrections the model still proposes are
+/// mostly brain activity below 4 Hz on channels far from the eyes (on EEGLAB's tutorial
+/// recording the model's own gate changes 1-4 Hz at occipital channels by 0.10 of their 1-40
+/// Hz power; the eye stage alone by 0.04); large ones, such as electrode pops and drifts
+/// comparable to the EEG, still go. Measured with `mfr-eeg eog-check` over 0.375 to 1.0
+/// (`docs/experiments/correction-gate.md`): 0.6 is the lowest start that changes blink-free EEG
+/// less than ICA on every recording with blinks, for the default and the firmware model.
+pub const AFTER_EYE_SLOW: (f32, f32) = (0.6, 0.8);
+
+/// A gate that applies every correction whole (a ramp from 0 to the smallest positive size).
+const ALWAYS: Blend = Blend {
+    lo: 0.0,
+    hi: f32::MIN_POSITIVE,
+    slow: None,
+};
+
 /// The gate the per-channel model runs with under `opts`, for a model with gate `model` at
-/// `rate_hz`: [`DenoiseOptions::gate`]'s choice, with the slow part left out under
-/// [`DenoiseOptions::keep_slow`] (then, without a gate, every fast correction whole).
+/// `rate_hz`, on channels the eye stage does not clean: [`DenoiseOptions::gate`]'s choice,
+/// with the slow part left out under [`DenoiseOptions::keep_slow`] (then, without a gate,
+/// every fast correction whole).
 pub fn effective_gate(opts: &DenoiseOptions, model: Option<Blend>, rate_hz: f64) -> Option<Blend> {
     let b = match opts.gate {
-        GateChoice::Model => model,
+        GateChoice::Auto | GateChoice::Model => model,
+        GateChoice::AfterEye => Some(after_eye_gate(model, rate_hz)),
         GateChoice::Off => None,
         GateChoice::Set(b) => Some(b),
     };
     if !opts.keep_slow {
         return b;
     }
-    let fast = b.unwrap_or(Blend::new(0.0, f32::MIN_POSITIVE));
+    let fast = b.unwrap_or(ALWAYS);
     Some(Blend {
         slow: Some(SlowGate::never(keep_slow_half(rate_hz))),
         ..fast
     })
 }
 
+/// [`effective_gate`] for the channels the eye stage cleans: the same, except that the
+/// default ([`GateChoice::Auto`]) becomes [`after_eye_gate`].
+pub fn eye_stage_gate(opts: &DenoiseOptions, model: Option<Blend>, rate_hz: f64) -> Option<Blend> {
+    if opts.gate == GateChoice::Auto && !opts.keep_slow {
+        Some(after_eye_gate(model, rate_hz))
+    } else {
+        effective_gate(opts, model, rate_hz)
+    }
+}
+
+/// The model's gate `model` (or none: every correction whole) for its fast part, with the
+/// slow part (a [`keep_slow_half`]-sample moving average at `rate_hz`) on the
+/// [`AFTER_EYE_SLOW`] ramp instead of any slow ramp the model has.
+pub fn after_eye_gate(model: Option<Blend>, rate_hz: f64) -> Blend {
+    let (lo, hi) = AFTER_EYE_SLOW;
+    Blend {
+        slow: Some(SlowGate {
+            lo,
+            hi,
+            half: keep_slow_half(rate_hz),
+        }),
+        ..model.unwrap_or(ALWAYS)
+    }
+}
+
 /// Which correction gate ([`Blend`]) the per-channel model applies.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub enum GateChoice {
-    /// The model's own (none if it has none).
+    /// The model's own (none if it has none), and [`after_eye_gate`] on the channels the eye
+    /// stage cleans.
     #[default]
+    Auto,
+    /// The model's own on every channel, the eye stage's too (`--gate model`).
     Model,
+    /// [`after_eye_gate`] on every channel (`--gate after-eye`): for streams that run the
+    /// eye stage themselves (e.g. `mfr_eye` in C, `EyeStage` in Python) before the model.
+    AfterEye,
     /// None: every window's correction applied whole.
     Off,
     /// This one: a harder gate (larger bounds) leaves more EEG unchanged and removes less of
@@ -198,7 +250,7 @@ pub enum GateChoice {
 }
 
 impl GateChoice {
-    /// The CLI's `--gate LO,HI|off` and `--gate-slow LO,HI,HALF` (a slow ramp beside a `--gate`
+    /// The CLI's `--gate LO,HI|off|model|after-eye` and `--gate-slow LO,HI,HALF` (a slow ramp beside a `--gate`
     /// ramp; none with `keep_slow`, which leaves the slow part out). The error names the
     /// option.
     pub fn from_args(
@@ -221,15 +273,20 @@ impl GateChoice {
             return Err("--keep-slow leaves the slow part out; --gate-slow gates it".into());
         }
         match (gate, slow) {
-            (None, None) => Ok(Self::Model),
+            (None, None) => Ok(Self::Auto),
             (None, Some(_)) => Err("--gate-slow needs --gate LO,HI".into()),
+            (Some(g @ ("off" | "model" | "after-eye")), Some(_)) => {
+                Err(format!("--gate-slow needs --gate LO,HI, not {g}"))
+            }
             (Some("off"), None) => Ok(Self::Off),
-            (Some("off"), Some(_)) => Err("--gate-slow needs --gate LO,HI, not off".into()),
+            (Some("model"), None) => Ok(Self::Model),
+            (Some("after-eye"), None) => Ok(Self::AfterEye),
             (Some(g), slow) => Blend::parse(g)
                 .map(|b| Self::Set(Blend { slow, ..b }))
                 .ok_or_else(|| {
                     format!(
-                        "--gate {g}: expected LO,HI with 0 <= LO < HI (e.g. 0.125,0.625) or off"
+                        "--gate {g}: expected LO,HI with 0 <= LO < HI (e.g. 0.125,0.625), off, \
+                         model or after-eye"
                     )
                 }),
         }
@@ -374,6 +431,9 @@ pub struct DenoiseSummary {
     pub notes: Vec<String>,
     /// What the multi-channel eye-artifact stage found and did, when it ran.
     pub spatial: Option<String>,
+    /// The correction gate on the channels the eye stage cleaned, when it differs from the
+    /// other channels' ([`eye_stage_gate`]).
+    pub eye_stage_gate: Option<Blend>,
 }
 
 impl DenoiseSummary {
@@ -762,6 +822,8 @@ struct Lane {
     faults: FaultCounts,
     /// Whether the model runs (false with `--eye-only`: the lane's samples pass through).
     model: bool,
+    /// Whether the eye stage cleans the lane and its gate differs ([`eye_stage_gate`]).
+    eye: bool,
 }
 
 impl Lane {
@@ -860,7 +922,7 @@ pub fn denoise_file_cancellable(
 ) -> Result<DenoiseSummary, DenoiseError> {
     let started = Instant::now();
     check_options(input, output, opts)?;
-    let denoiser = make_denoiser(model, opts)?;
+    let denoiser = make_denoiser(model, opts, false)?;
     let mut reader = EdfReader::open(input)?;
     let header: Header = reader.header().clone();
     let selected =
@@ -895,6 +957,18 @@ pub fn denoise_file_cancellable(
             (None, None)
         }
         None => (None, None),
+    };
+    // The channels the eye stage cleans get its gate (`eye_stage_gate`), when it differs.
+    let eye_denoiser = match &spatial {
+        Some(stage) => {
+            let d = make_denoiser(model, opts, true)?;
+            let differs = d.sae.blend() != denoiser.sae.blend();
+            for (k, lane) in lanes.iter_mut().enumerate() {
+                lane.eye = differs && stage.cleans(k);
+            }
+            differs.then_some(d)
+        }
+        None => None,
     };
     if opts.eye_only {
         lanes.iter_mut().for_each(|l| l.model = false);
@@ -968,7 +1042,8 @@ pub fn denoise_file_cancellable(
                         file: input.to_path_buf(),
                     });
                 }
-                if run_ready(&mut lanes, &mut scratches, &denoiser, &plans, input, cancel)? == 0
+                let models = (&denoiser, eye_denoiser.as_ref());
+                if run_ready(&mut lanes, &mut scratches, models, &plans, input, cancel)? == 0
                     && !read_more(&mut lanes)?
                 {
                     return Err(channel_error(
@@ -1016,6 +1091,7 @@ pub fn denoise_file_cancellable(
         model_rate_hz: denoiser.rate_hz,
         block_seconds,
         notes,
+        eye_stage_gate: eye_denoiser.and_then(|d| d.sae.blend()),
         spatial: spatial_line.map(|l| match &spatial {
             Some(stage) => format!("{l}; {}", stage.summary()),
             None => l,
@@ -1024,11 +1100,12 @@ pub fn denoise_file_cancellable(
 }
 
 /// Computes every lane whose next block has all its samples, channels in parallel on up to
-/// `scratches.len()` threads; returns how many lanes moved.
+/// `scratches.len()` threads; returns how many lanes moved. `models` holds the denoiser and
+/// the one for lanes the eye stage cleans ([`Lane::eye`]) when it differs.
 fn run_ready(
     lanes: &mut [Lane],
     scratches: &mut [(Scratch, Vec<f32>)],
-    denoiser: &Denoiser<'_>,
+    models: (&Denoiser<'_>, Option<&Denoiser<'_>>),
     plans: &[RatePlan],
     input: &Path,
     cancel: &AtomicBool,
@@ -1052,6 +1129,10 @@ fn run_ready(
         }
         let Some(lane) = queue.lock().unwrap_or_else(|p| p.into_inner()).pop() else {
             return;
+        };
+        let denoiser = match models {
+            (_, Some(eye)) if lane.eye => eye,
+            (d, _) => d,
         };
         if let Err(e) = lane.step(denoiser, plans, scratch, buf) {
             let e = DenoiseError::Channel {
@@ -1143,6 +1224,7 @@ fn make_lanes(
             out_start: 0,
             faults: FaultCounts::default(),
             model: true,
+            eye: false,
         });
     }
     lanes
@@ -1250,10 +1332,12 @@ fn check_options(input: &Path, output: &Path, opts: &DenoiseOptions) -> Result<(
     Ok(())
 }
 
-/// The model's SAE with the hop, band rule and gate of `opts`.
+/// The model's SAE with the hop, band rule and gate of `opts`: [`eye_stage_gate`] for
+/// channels the eye stage cleans (`eye_stage`), else [`effective_gate`].
 pub(crate) fn make_denoiser<'m>(
     model: &'m Model,
     opts: &DenoiseOptions,
+    eye_stage: bool,
 ) -> Result<Denoiser<'m>, DenoiseError> {
     let view = model.view();
     let meta = view.meta();
@@ -1272,7 +1356,12 @@ pub(crate) fn make_denoiser<'m>(
         });
     }
     let sae = view.sae().with_ola_shape(opts.ola.unwrap_or(meta.ola));
-    let sae = match effective_gate(opts, meta.blend, rate_hz) {
+    let gate = if eye_stage {
+        eye_stage_gate(opts, meta.blend, rate_hz)
+    } else {
+        effective_gate(opts, meta.blend, rate_hz)
+    };
+    let sae = match gate {
         None => sae.with_validated_blend(None),
         Some(b) => sae.with_blend(b).map_err(|_| {
             DenoiseError::Options(format!(
@@ -1380,6 +1469,65 @@ fn make_plans(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The gate options: the default follows the eye stage, `model` and `after-eye` name
+    /// one gate for every channel, and a user's gate or `--keep-slow` wins over the eye
+    /// stage's.
+    #[test]
+    fn gate_choice_and_the_eye_stage() {
+        let parse = |g: Option<&str>, s: Option<&str>, k| GateChoice::from_args(g, s, k);
+        assert_eq!(parse(None, None, false), Ok(GateChoice::Auto));
+        assert_eq!(parse(Some("model"), None, false), Ok(GateChoice::Model));
+        assert_eq!(
+            parse(Some("after-eye"), None, false),
+            Ok(GateChoice::AfterEye)
+        );
+        for g in ["off", "model", "after-eye"] {
+            let e = parse(Some(g), Some("0.1,0.2,3"), false).unwrap_err();
+            assert!(e.contains(&format!("not {g}")), "{e}");
+        }
+        assert!(
+            parse(Some("modle"), None, false)
+                .unwrap_err()
+                .contains("after-eye")
+        );
+
+        let model = Some(Blend::new(0.125, 0.625));
+        let eye = after_eye_gate(model, 256.0);
+        assert_eq!((eye.lo, eye.hi), (0.125, 0.625));
+        assert_eq!(
+            eye.slow,
+            Some(SlowGate {
+                lo: AFTER_EYE_SLOW.0,
+                hi: AFTER_EYE_SLOW.1,
+                half: 16
+            })
+        );
+        // Without a model gate every fast correction is applied whole.
+        assert_eq!(after_eye_gate(None, 128.0).lo, 0.0);
+        assert_eq!(after_eye_gate(None, 128.0).slow.unwrap().half, 8);
+        let with = |gate, keep_slow| DenoiseOptions {
+            gate,
+            keep_slow,
+            ..DenoiseOptions::default()
+        };
+        let both = |o: &DenoiseOptions| {
+            (
+                effective_gate(o, model, 256.0),
+                eye_stage_gate(o, model, 256.0),
+            )
+        };
+        assert_eq!(both(&with(GateChoice::Auto, false)), (model, Some(eye)));
+        assert_eq!(both(&with(GateChoice::Model, false)), (model, model));
+        assert_eq!(
+            both(&with(GateChoice::AfterEye, false)),
+            (Some(eye), Some(eye))
+        );
+        assert_eq!(both(&with(GateChoice::Off, false)), (None, None));
+        let keep = both(&with(GateChoice::Auto, true));
+        assert_eq!(keep.0, keep.1);
+        assert!(keep.0.unwrap().slow.unwrap().is_never());
+    }
     use crate::model::identity_model;
 
     #[test]

@@ -113,7 +113,7 @@ fn array_setup<'m>(
         )));
     }
     // The file path's own constructor: hop, rate and gate rules alike.
-    let denoiser = crate::denoise::make_denoiser(model, opts)?;
+    let denoiser = crate::denoise::make_denoiser(model, opts, false)?;
     let model_rate_hz = denoiser.rate_hz;
     let pre = Prefilter::design(opts, fs_hz).map_err(|e| {
         channel_error(

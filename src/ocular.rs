@@ -753,6 +753,11 @@ impl SpatialStage {
         Ok(())
     }
 
+    /// Whether the stage cleans selected channel `k` (EOG channels it only reads are left).
+    pub fn cleans(&self, k: usize) -> bool {
+        self.lanes.get(k).is_some_and(Option::is_some)
+    }
+
     /// Cleans the next samples of every lane in place (physical units): `lanes[k]` holds the
     /// new samples of selected channel `k`, the same count for every lane the stage cleans,
     /// following those of the previous call.

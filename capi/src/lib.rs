@@ -36,6 +36,10 @@ pub const MFR_GATE_OFF: u32 = 1;
 /// The gate `gate_lo`..`gate_hi` (with `gate_slow_*` when `gate_slow_half` > 0; the CLI's
 /// `--gate LO,HI [--gate-slow LO,HI,HALF]`).
 pub const MFR_GATE_SET: u32 = 2;
+/// The model's gate with the slow part applied only when large (the CLI's `--gate
+/// after-eye`, `denoise`'s default on the channels its eye stage cleans): for channels that
+/// went through `mfr_eye` first.
+pub const MFR_GATE_AFTER_EYE: u32 = 3;
 
 /// `mfr_denoise_options.ola`: the model's own overlap-add taper.
 pub const MFR_OLA_MODEL: u32 = 0;
@@ -170,7 +174,8 @@ pub struct mfr_denoise_options {
     /// For channels faster than the model: true (default) keeps the content above the
     /// model's Nyquist frequency, false removes it (the CLI's `--above-model-band drop`).
     pub keep_above_model_band: bool,
-    /// The correction gate: `MFR_GATE_MODEL` (0), `MFR_GATE_OFF` or `MFR_GATE_SET`.
+    /// The correction gate: `MFR_GATE_MODEL` (0), `MFR_GATE_OFF`, `MFR_GATE_SET` or
+    /// `MFR_GATE_AFTER_EYE`.
     pub gate: u32,
     /// With `MFR_GATE_SET`: relative correction from which a window's correction is applied
     /// in part.
@@ -791,6 +796,7 @@ fn to_options(o: &mfr_denoise_options) -> Result<DenoiseOptions, Failure> {
     let gate = match o.gate {
         MFR_GATE_MODEL => GateChoice::Model,
         MFR_GATE_OFF => GateChoice::Off,
+        MFR_GATE_AFTER_EYE => GateChoice::AfterEye,
         MFR_GATE_SET => {
             let slow = match o.gate_slow_half {
                 0 => None,
@@ -821,7 +827,8 @@ fn to_options(o: &mfr_denoise_options) -> Result<DenoiseOptions, Failure> {
         }
         v => {
             return Err(bad(format!(
-                "gate {v}: must be MFR_GATE_MODEL (0), MFR_GATE_OFF (1) or MFR_GATE_SET (2)"
+                "gate {v}: must be MFR_GATE_MODEL (0), MFR_GATE_OFF (1), MFR_GATE_SET (2) or \
+                 MFR_GATE_AFTER_EYE (3)"
             )));
         }
     };
@@ -1217,11 +1224,15 @@ mod tests {
             gate_hi: 2e3,
             ..base
         });
+        let after_eye = gated(mfr_denoise_options {
+            gate: MFR_GATE_AFTER_EYE,
+            ..base
+        });
         assert_eq!(
-            (off.0, keep.0, two.0, never.0),
-            (MFR_OK, MFR_OK, MFR_OK, MFR_OK)
+            (off.0, keep.0, two.0, never.0, after_eye.0),
+            (MFR_OK, MFR_OK, MFR_OK, MFR_OK, MFR_OK)
         );
-        for other in [&keep.1, &two.1, &never.1] {
+        for other in [&keep.1, &two.1, &never.1, &after_eye.1] {
             assert_ne!(other, &own.1);
         }
         let change = |d: &[f32]| {
@@ -1236,6 +1247,9 @@ mod tests {
             change(&never.1),
             change(&own.1)
         );
+        let (s, _) = gated(mfr_denoise_options { gate: 4, ..base });
+        assert_eq!(s, MFR_INVALID_ARGUMENT);
+        assert!(last().contains("MFR_GATE_AFTER_EYE (3)"), "{}", last());
         let (s, d) = gated(mfr_denoise_options {
             gate: MFR_GATE_SET,
             gate_lo: 0.6,

@@ -137,7 +137,7 @@ def denoise(
     taper ``ola`` ("hann" or "sine"; default: the model's), ``threads`` (0: one per core),
     and ``above_model_band`` ("keep" or "drop": what happens
     above the model's Nyquist frequency when ``sfreq`` is higher). ``ch_names`` name channels
-    in error messages. ``gate`` ("LO,HI" or "off"), ``gate_slow`` ("LO,HI,HALF") and
+    in error messages. ``gate`` ("LO,HI", "off", "model" or "after-eye"), ``gate_slow`` ("LO,HI,HALF") and
     ``keep_slow`` choose the correction gate as ``denoise --gate/--gate-slow/--keep-slow`` do.
     """
     a = _check_array(x)
@@ -152,7 +152,7 @@ def denoise_file(input: Union[str, os.PathLike], output: Union[str, os.PathLike]
     ``hop``, ``ola``, ``threads``, ``above_model_band``, ``allow_clipping``, ``spatial`` (the CLI's
     multi-channel eye stage, on by default as there; ``False`` is ``--no-spatial``), ``eog``
     (reference labels), ``eye_only`` (``--eye-only``: the eye stage alone), ``gate``
-    ("LO,HI" or "off": the correction gate instead of the model's), ``gate_slow`` ("LO,HI,HALF":
+    ("LO,HI", "off", "model" or "after-eye": the correction gate instead of the default), ``gate_slow`` ("LO,HI,HALF":
     a separate ramp for the correction's slow part), ``keep_slow`` (``--keep-slow``: the model
     corrects only the fast part of each window). Returns a summary dict (channels, samples, clipped, seconds, notes, and
     ``eye``: the eye stage's summary line, or None when it did not run).
@@ -203,15 +203,16 @@ def denoise_raw(
     m = _model(model)
 
     with mne.utils.use_log_level(verbose):
-        if spatial:
-            _eye_stage_raw(out, idx, eog)
+        if spatial and _eye_stage_raw(out, idx, eog) and options.get("gate") is None and not options.get("keep_slow"):
+            # As the CLI: after the eye stage the model's slow corrections pass only when large.
+            options = {**options, "gate": "after-eye"}
         out.apply_function(lambda data: denoise(data, sfreq, m, unit="V", ch_names=names, **options), picks=idx, channel_wise=False)
     return out
 
 
-def _eye_stage_raw(raw: Any, idx: Sequence[int], eog: Optional[Sequence[str]]) -> None:
+def _eye_stage_raw(raw: Any, idx: Sequence[int], eog: Optional[Sequence[str]]) -> bool:
     """Runs :class:`EyeStream` over the picks ``idx`` of ``raw`` (in place), the EOG
-    channels beside them as references."""
+    channels beside them as references; False if the recording has no references for it."""
     types = raw.get_channel_types()
     wanted = set(eog or [])
     extra = [i for i, (n, t) in enumerate(zip(raw.ch_names, types)) if i not in idx and (t == "eog" or n in wanted)]
@@ -221,9 +222,10 @@ def _eye_stage_raw(raw: Any, idx: Sequence[int], eog: Optional[Sequence[str]]) -
     except DenoiseError:
         if eog is not None:
             raise
-        return
+        return False
     cleaned = np.concatenate([stage.push(raw.get_data(picks=chans)), stage.finish()], axis=1)
     raw.apply_function(lambda _: cleaned[: len(idx)], picks=idx, channel_wise=False)
+    return True
 
 
 class _Stream:

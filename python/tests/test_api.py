@@ -288,6 +288,7 @@ def test_denoise_file_gate_options_are_the_clis(cli, tmp_path):
     for args, kw in [
         (["--keep-slow"], dict(keep_slow=True)),
         (["--gate", "0.25,0.75", "--gate-slow", "0.125,0.625,32"], dict(gate="0.25,0.75", gate_slow="0.125,0.625,32")),
+        (["--gate", "model"], dict(gate="model")),
         (["--gate", "off"], dict(gate="off")),
     ]:
         want = tmp_path / "cli.edf"
@@ -316,6 +317,10 @@ def test_denoise_arrays_take_the_gate_options():
     keep = mfr_eeg.denoise(x, 256.0, keep_slow=True)
     hard = mfr_eeg.denoise(x, 256.0, gate="0.425,0.625")
     assert not np.array_equal(off, default) and not np.array_equal(keep, default)
+    # Arrays have no eye stage: the default is the model's gate; "after-eye" is the gate
+    # `denoise` gives the channels its eye stage cleans.
+    assert np.array_equal(mfr_eeg.denoise(x, 256.0, gate="model"), default)
+    assert not np.array_equal(mfr_eeg.denoise(x, 256.0, gate="after-eye"), default)
     # A harder gate leaves more of the input as it was.
     assert np.abs(hard - x).mean() < np.abs(default - x).mean() < np.abs(off - x).mean()
     with pytest.raises(mfr_eeg.DenoiseError, match="--gate 0.6,0.2"):

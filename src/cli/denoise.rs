@@ -85,11 +85,13 @@ pub struct DenoiseArgs {
     /// and scored better at every hop on the validation windows.
     #[arg(long, value_enum, value_name = "hann|sine")]
     pub ola: Option<OlaArg>,
-    /// Correction gate instead of the model's: `LO,HI` applies a window's correction in
-    /// part while its relative correction |x_hat - x| / |x| lies between LO and HI (none below,
-    /// all above); `off` applies every correction whole. Larger bounds leave more EEG as it
-    /// was and remove less of small artifacts.
-    #[arg(long, value_name = "LO,HI|off")]
+    /// Correction gate (default: the model's own, and on channels the eye stage cleans its
+    /// slow part only when large, `after-eye`). `LO,HI` applies a window's correction in part
+    /// while its relative correction |x_hat - x| / |x| lies between LO and HI (none below, all
+    /// above); `off` applies every correction whole; `model` the model's gate on every
+    /// channel; `after-eye` the eye stage's on every channel. Larger bounds leave more EEG as
+    /// it was and remove less of small artifacts.
+    #[arg(long, value_name = "LO,HI|off|model|after-eye")]
     pub gate: Option<String>,
     /// With `--gate LO,HI`: a separate ramp `LO,HI` for the correction's slow part, its moving
     /// average over 2 HALF + 1 samples; `--gate` then gates the fast rest.
@@ -412,6 +414,14 @@ fn summary_text(s: &DenoiseSummary, model: &Model, a: &DenoiseArgs) -> String {
     }
     if let Some(line) = &s.spatial {
         outln!(out, "  eye         {line}");
+    }
+    if let Some(b) = s.eye_stage_gate {
+        outln!(
+            out,
+            "  after eye   the channels the eye stage cleans: {} (`--gate model` for the \
+             model's own)",
+            gate_text(Some(b)).trim_start_matches(", ")
+        );
     }
     outln!(
         out,

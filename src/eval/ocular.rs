@@ -97,6 +97,11 @@ pub struct MethodRow {
     pub blink_kept: f64,
     /// Wall-clock seconds the method took.
     pub seconds: f64,
+    /// Share of injected electrode pops left ([`inject_electrode_artifacts`]): RMS of the
+    /// method's output with them minus without, over their spans, relative to their RMS.
+    pub pops_left: f64,
+    /// The same for injected slow drifts.
+    pub drift_left: f64,
 }
 
 /// The measures on one recording.
@@ -170,22 +175,122 @@ impl FileReport {
         let _ = writeln!(
             o,
             "| method | mean abs corr(EEG, ref) 1-8 Hz | blink left (blink-locked average) | \
-             blink shape kept | blink-free 1-40 Hz change (RRMSE) | time (s) |"
+             blink shape kept | blink-free 1-40 Hz change (RRMSE) | injected pops left | \
+             injected drift left | time (s) |"
         );
-        let _ = writeln!(o, "|---|---|---|---|---|---|");
+        let _ = writeln!(o, "|---|---|---|---|---|---|---|---|");
         for row in &self.rows {
             let _ = writeln!(
                 o,
-                "| {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.2} |",
+                "| {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.2} |",
                 row.method,
                 row.leakage,
                 row.blink_residual,
                 row.blink_kept,
                 row.blink_free_change,
+                row.pops_left,
+                row.drift_left,
                 row.seconds
             );
         }
         o
+    }
+}
+
+/// Length in seconds of the spans electrode artifacts are injected into.
+pub const INJECT_SPAN_S: f64 = 4.0;
+
+/// Where [`inject_electrode_artifacts`] put its artifacts: `(channel, start, end)` sample
+/// spans of the block.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InjectedSpans {
+    /// Spans with an electrode pop.
+    pub pops: Vec<(usize, usize, usize)>,
+    /// Spans with a slow drift.
+    pub drift: Vec<(usize, usize, usize)>,
+}
+
+/// `raw` with artifacts of single electrodes added to the channels `chans` (those that build
+/// no reference, so the eye stage's references stay as recorded): the recording is cut into
+/// [`INJECT_SPAN_S`] spans, and on each channel every fourth span gets a pop (a step decaying
+/// over 0.05-0.5 s, faded out over the span's last 0.5 s) and the span two after it a drift
+/// (sines of 0.05-0.7 Hz and a slope, faded in and out over 0.5 s), staggered across channels,
+/// each at the RMS of the channel's typical span (the median over spans of their standard
+/// deviation): 0 dB, the middle of the benchmark's SNR range. Deterministic by `seed`.
+pub fn inject_electrode_artifacts(
+    raw: &[Vec<f32>],
+    chans: &[usize],
+    fs: f64,
+    seed: u64,
+) -> (Vec<Vec<f32>>, InjectedSpans) {
+    use super::data::{ArtifactKind, artifact};
+    let mut out = raw.to_vec();
+    let mut spans = InjectedSpans::default();
+    let len = (INJECT_SPAN_S * fs).round() as usize;
+    let fade = ((0.5 * fs).round() as usize).clamp(1, len / 2);
+    let mut rng = crate::rng::Rng::new(seed ^ 0x1e1e_c7d0);
+    for (p, &c) in chans.iter().enumerate() {
+        let x = &raw[c];
+        let count = x.len() / len;
+        let mut sds: Vec<f64> = (0..count)
+            .map(|j| {
+                let s = &x[j * len..(j + 1) * len];
+                let m = s.iter().map(|&v| f64::from(v)).sum::<f64>() / len as f64;
+                (s.iter().map(|&v| (f64::from(v) - m).powi(2)).sum::<f64>() / len as f64).sqrt()
+            })
+            .collect();
+        sds.sort_by(f64::total_cmp);
+        let Some(&level) = sds.get(sds.len() / 2) else {
+            continue;
+        };
+        for j in 0..count {
+            let (kind, list) = match (j + p) % 4 {
+                0 => (ArtifactKind::Pop, &mut spans.pops),
+                2 => (ArtifactKind::Drift, &mut spans.drift),
+                _ => continue,
+            };
+            let mut a = artifact(kind, &mut rng, len, fs);
+            for (i, v) in a.iter_mut().enumerate() {
+                let end = ((len - i) as f64 / fade as f64).min(1.0);
+                let start = if kind == ArtifactKind::Drift {
+                    ((i + 1) as f64 / fade as f64).min(1.0)
+                } else {
+                    1.0
+                };
+                *v *= (level * start * end) as f32;
+            }
+            let at = j * len;
+            for (o, v) in out[c][at..at + len].iter_mut().zip(&a) {
+                *o += v;
+            }
+            list.push((c, at, at + len));
+        }
+    }
+    (out, spans)
+}
+
+/// How much of the artifacts injected into `raw` (giving `injected`) over `spans` a method
+/// left: RMS of its output on `injected` minus its output on `raw`, relative to the RMS of
+/// the artifacts (0: removed whole and nothing else changed; 1: passed through). NaN
+/// without spans.
+pub fn artifact_left(
+    out_raw: &[Vec<f32>],
+    out_injected: &[Vec<f32>],
+    raw: &[Vec<f32>],
+    injected: &[Vec<f32>],
+    spans: &[(usize, usize, usize)],
+) -> f64 {
+    let (mut num, mut den) = (0.0f64, 0.0f64);
+    for &(c, a, b) in spans {
+        for i in a..b {
+            num += (f64::from(out_injected[c][i]) - f64::from(out_raw[c][i])).powi(2);
+            den += (f64::from(injected[c][i]) - f64::from(raw[c][i])).powi(2);
+        }
+    }
+    if den > 0.0 {
+        (num / den).sqrt()
+    } else {
+        f64::NAN
     }
 }
 
@@ -535,163 +640,193 @@ pub fn check_file(
                 blink_residual: residual,
                 blink_kept: kept,
                 seconds,
+                pops_left: f64::NAN,
+                drift_left: f64::NAN,
             })
         };
 
-    let mut rows = Vec::new();
-    rows.push(measure("raw", &raw, 0.0)?);
+    // Every method on `raw` (the recording, or it with artifacts injected): name, output,
+    // seconds; and the ICA components removed.
+    type Outputs = (Vec<(String, Vec<Vec<f32>>, f64)>, Vec<usize>);
+    let run_all = |raw: &[Vec<f32>]| -> Result<Outputs, CheckError> {
+        let mut rows = Vec::new();
+        rows.push(("raw".to_string(), raw.to_vec(), 0.0));
 
-    let t = Instant::now();
-    let bp: Vec<Vec<f32>> = raw
-        .iter()
-        .map(|x| zero_phase(x, b140, fs))
-        .collect::<Result<_, _>>()
-        .map_err(filt)?;
-    rows.push(measure(
-        "band-pass 1-40 Hz",
-        &bp,
-        t.elapsed().as_secs_f64(),
-    )?);
+        let t = Instant::now();
+        let bp: Vec<Vec<f32>> = raw
+            .iter()
+            .map(|x| zero_phase(x, b140, fs))
+            .collect::<Result<_, _>>()
+            .map_err(filt)?;
+        rows.push((
+            "band-pass 1-40 Hz".to_string(),
+            bp.clone(),
+            t.elapsed().as_secs_f64(),
+        ));
 
-    // ICA as MNE runs it: fitted on 1-40 Hz data, components whose 1-10 Hz time course
-    // correlates with a 1-10 Hz reference as an outlier (z > 3) removed from the raw data.
-    let t = Instant::now();
-    let k = ICA_COMPONENTS.min(raw.len());
-    let ica = Ica::fit(&bp, k, seed, 400);
-    let b110 = Band::BandPass { lo: 1.0, hi: 10.0 };
-    let src = ica.sources(&raw);
-    let src_110: Vec<Vec<f32>> = src
-        .iter()
-        .map(|s| zero_phase(s, b110, fs))
-        .collect::<Result<_, _>>()
-        .map_err(filt)?;
-    let mut excluded = Vec::new();
-    for r in &refs {
-        let r110 = zero_phase(r, b110, fs).map_err(filt)?;
-        let scores: Vec<f64> = src_110.iter().map(|s| corr(s, &r110)).collect();
-        for i in find_outliers(&scores, 3.0) {
-            if !excluded.contains(&i) {
-                excluded.push(i);
+        // ICA as MNE runs it: fitted on 1-40 Hz data, components whose 1-10 Hz time course
+        // correlates with a 1-10 Hz reference as an outlier (z > 3) removed from the raw data.
+        let t = Instant::now();
+        let k = ICA_COMPONENTS.min(raw.len());
+        let ica = Ica::fit(&bp, k, seed, 400);
+        let b110 = Band::BandPass { lo: 1.0, hi: 10.0 };
+        let src = ica.sources(&raw);
+        let src_110: Vec<Vec<f32>> = src
+            .iter()
+            .map(|s| zero_phase(s, b110, fs))
+            .collect::<Result<_, _>>()
+            .map_err(filt)?;
+        let mut excluded = Vec::new();
+        for r in &refs {
+            let r110 = zero_phase(r, b110, fs).map_err(filt)?;
+            let scores: Vec<f64> = src_110.iter().map(|s| corr(s, &r110)).collect();
+            for i in find_outliers(&scores, 3.0) {
+                if !excluded.contains(&i) {
+                    excluded.push(i);
+                }
             }
         }
-    }
-    excluded.sort_unstable();
-    let mut ica_clean = raw.clone();
-    ica.remove(&mut ica_clean, &excluded);
-    rows.push(measure(
-        &format!("ICA ({} of {k} removed)", excluded.len()),
-        &ica_clean,
-        t.elapsed().as_secs_f64(),
-    )?);
+        excluded.sort_unstable();
+        let mut ica_clean = raw.to_vec();
+        ica.remove(&mut ica_clean, &excluded);
+        rows.push((
+            format!("ICA ({} of {k} removed)", excluded.len()),
+            ica_clean,
+            t.elapsed().as_secs_f64(),
+        ));
 
-    let t = Instant::now();
-    // Each channel through one isolator's model.
-    let denoise_all = |iso: &Isolator<'_>, chans: &[Vec<f32>]| -> Result<Vec<Vec<f32>>, _> {
-        chans
+        let t = Instant::now();
+        // Each channel through one isolator's model.
+        let denoise_all = |iso: &Isolator<'_>, chans: &[Vec<f32>]| -> Result<Vec<Vec<f32>>, _> {
+            chans
+                .iter()
+                .map(|x| iso.denoise(x, fs))
+                .collect::<Result<_, _>>()
+                .map_err(ocular)
+        };
+        let single = denoise_all(&isolator, &raw)?;
+        let single_s = t.elapsed().as_secs_f64();
+        rows.push(("mfr-eeg single-channel SAE".to_string(), single, single_s));
+
+        for (name, iso, gated) in [
+            ("regression on raw reference", Isolation::Raw, false),
+            ("regression on gated raw reference", Isolation::Raw, true),
+            (
+                "regression on SAE-isolated reference",
+                Isolation::Sae(isolator),
+                false,
+            ),
+            (
+                "regression on gated SAE-isolated reference",
+                Isolation::Sae(isolator),
+                true,
+            ),
+        ] {
+            let t = Instant::now();
+            let mut cleaned = raw.to_vec();
+            clean_block(&mut cleaned, &refs, fs, iso, gated).map_err(ocular)?;
+            rows.push((name.to_string(), cleaned, t.elapsed().as_secs_f64()));
+        }
+        // The multi-channel Wiener filter: every EEG channel and the EOG channels enter it; blinks
+        // are detected on the raw references, or on their SAE-isolated artifact part.
+        let extra: Vec<Vec<f32>> = match plan.kind {
+            ReferenceKind::Eog => plan
+                .references
+                .iter()
+                .flat_map(|r| r.channels())
+                .filter(|c| !eeg.contains(c))
+                .map(|c| data[pos(c)].clone())
+                .collect(),
+            ReferenceKind::Frontal => Vec::new(),
+        };
+        let isolated: Vec<Vec<f32>> = refs
             .iter()
-            .map(|x| iso.denoise(x, fs))
+            .map(|r| isolator.residual(r, fs))
             .collect::<Result<_, _>>()
-            .map_err(ocular)
+            .map_err(ocular)?;
+        let mut spatial = None;
+        for (name, detect) in [
+            (
+                "MWF, blinks detected on the SAE-isolated reference",
+                &isolated,
+            ),
+            (
+                "mfr-eeg eye stage (MWF, blinks on the raw reference)",
+                &refs,
+            ),
+        ] {
+            let t = Instant::now();
+            let mut cleaned = raw.to_vec();
+            let rep =
+                mwf_block(&mut cleaned, &extra, detect, MwfConfig::for_rate(fs)).map_err(ocular)?;
+            let secs = t.elapsed().as_secs_f64();
+            let name = format!(
+                "{name} (final lambda {:.1}, reference corr {:.2}{})",
+                rep.lambda,
+                rep.reference_corr,
+                if rep.active { "" } else { ", off" }
+            );
+            spatial = Some((cleaned.clone(), secs));
+            rows.push((name, cleaned, secs));
+        }
+        // What `mfr-eeg denoise` does: the eye stage, then each channel's own model with the
+        // gate for channels the eye stage cleans; with `--gate model`, the model's own gate; with
+        // `--keep-slow`, the model correcting only the fast part.
+        let (spatial, spatial_s) = spatial.expect("run above");
+        let with_gate = |opts: crate::denoise::DenoiseOptions| Isolator {
+            sae: isolator
+                .sae
+                .with_validated_blend(crate::denoise::eye_stage_gate(
+                    &opts,
+                    isolator.sae.blend(),
+                    isolator.rate_hz,
+                )),
+            ..isolator
+        };
+        let default = crate::denoise::DenoiseOptions::default();
+        for (name, model) in [
+            (
+                "mfr-eeg denoise: eye stage then single-channel SAE",
+                with_gate(default.clone()),
+            ),
+            (
+                "mfr-eeg denoise --gate model: the model's gate after the eye stage",
+                with_gate(crate::denoise::DenoiseOptions {
+                    gate: crate::denoise::GateChoice::Model,
+                    ..default.clone()
+                }),
+            ),
+            (
+                "mfr-eeg denoise --keep-slow: eye stage then the SAE's fast corrections",
+                with_gate(crate::denoise::DenoiseOptions {
+                    keep_slow: true,
+                    ..default
+                }),
+            ),
+        ] {
+            let t = Instant::now();
+            let cleaned = denoise_all(&model, &spatial)?;
+            rows.push((
+                name.to_string(),
+                cleaned,
+                spatial_s + t.elapsed().as_secs_f64(),
+            ));
+        }
+        Ok((rows, excluded))
     };
-    let single = denoise_all(&isolator, &raw)?;
-    let single_s = t.elapsed().as_secs_f64();
-    rows.push(measure("mfr-eeg single-channel SAE", &single, single_s)?);
-
-    for (name, iso, gated) in [
-        ("regression on raw reference", Isolation::Raw, false),
-        ("regression on gated raw reference", Isolation::Raw, true),
-        (
-            "regression on SAE-isolated reference",
-            Isolation::Sae(isolator),
-            false,
-        ),
-        (
-            "regression on gated SAE-isolated reference",
-            Isolation::Sae(isolator),
-            true,
-        ),
-    ] {
-        let t = Instant::now();
-        let mut cleaned = raw.clone();
-        clean_block(&mut cleaned, &refs, fs, iso, gated).map_err(ocular)?;
-        rows.push(measure(name, &cleaned, t.elapsed().as_secs_f64())?);
-    }
-    // The multi-channel Wiener filter: every EEG channel and the EOG channels enter it; blinks
-    // are detected on the raw references, or on their SAE-isolated artifact part.
-    let extra: Vec<Vec<f32>> = match plan.kind {
-        ReferenceKind::Eog => plan
-            .references
-            .iter()
-            .flat_map(|r| r.channels())
-            .filter(|c| !eeg.contains(c))
-            .map(|c| data[pos(c)].clone())
-            .collect(),
-        ReferenceKind::Frontal => Vec::new(),
-    };
-    let isolated: Vec<Vec<f32>> = refs
+    let (outputs, excluded) = run_all(&raw)?;
+    let k = ICA_COMPONENTS.min(raw.len());
+    let mut rows = outputs
         .iter()
-        .map(|r| isolator.residual(r, fs))
-        .collect::<Result<_, _>>()
-        .map_err(ocular)?;
-    let mut spatial = None;
-    for (name, detect) in [
-        (
-            "MWF, blinks detected on the SAE-isolated reference",
-            &isolated,
-        ),
-        (
-            "mfr-eeg eye stage (MWF, blinks on the raw reference)",
-            &refs,
-        ),
-    ] {
-        let t = Instant::now();
-        let mut cleaned = raw.clone();
-        let rep =
-            mwf_block(&mut cleaned, &extra, detect, MwfConfig::for_rate(fs)).map_err(ocular)?;
-        let secs = t.elapsed().as_secs_f64();
-        let name = format!(
-            "{name} (final lambda {:.1}, reference corr {:.2}{})",
-            rep.lambda,
-            rep.reference_corr,
-            if rep.active { "" } else { ", off" }
-        );
-        rows.push(measure(&name, &cleaned, secs)?);
-        spatial = Some((cleaned, secs));
-    }
-    // What `mfr-eeg denoise` does: the eye stage, then each channel's own model; and with
-    // `--keep-slow`, the model correcting only the fast part.
-    let (spatial, spatial_s) = spatial.expect("run above");
-    let opts = crate::denoise::DenoiseOptions {
-        keep_slow: true,
-        ..Default::default()
-    };
-    let fast = Isolator {
-        sae: isolator
-            .sae
-            .with_validated_blend(crate::denoise::effective_gate(
-                &opts,
-                isolator.sae.blend(),
-                isolator.rate_hz,
-            )),
-        ..isolator
-    };
-    for (name, model) in [
-        (
-            "mfr-eeg denoise: eye stage then single-channel SAE",
-            isolator,
-        ),
-        (
-            "mfr-eeg denoise --keep-slow: eye stage then the SAE's fast corrections",
-            fast,
-        ),
-    ] {
-        let t = Instant::now();
-        let cleaned = denoise_all(&model, &spatial)?;
-        rows.push(measure(
-            name,
-            &cleaned,
-            spatial_s + t.elapsed().as_secs_f64(),
-        )?);
+        .map(|(name, cleaned, secs)| measure(name, cleaned, *secs))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (injected, spans) = inject_electrode_artifacts(&raw, &leak_idx, fs, seed);
+    let (outputs_inj, _) = run_all(&injected)?;
+    for ((row, (_, clean_out, _)), (_, inj_out, _)) in
+        rows.iter_mut().zip(&outputs).zip(&outputs_inj)
+    {
+        row.pops_left = artifact_left(clean_out, inj_out, &raw, &injected, &spans.pops);
+        row.drift_left = artifact_left(clean_out, inj_out, &raw, &injected, &spans.drift);
     }
 
     Ok(FileReport {
@@ -716,6 +851,58 @@ pub fn check_file(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Injected artifacts sit in their spans only, staggered across the channels asked for,
+    /// start and end near zero where faded, and reach the channel's typical level; a method
+    /// that passes them leaves 1, one that removes them exactly 0.
+    #[test]
+    fn injected_electrode_artifacts_are_where_they_are_said_to_be() {
+        let fs = 100.0;
+        let n = 4000; // ten 4 s spans
+        let mut rng = crate::rng::Rng::new(3);
+        let raw: Vec<Vec<f32>> = (0..3)
+            .map(|c| {
+                (0..n)
+                    .map(|_| ((c as f64 + 1.0) * rng.uniform(-1.0, 1.0)) as f32)
+                    .collect()
+            })
+            .collect();
+        let (inj, spans) = inject_electrode_artifacts(&raw, &[1, 2], fs, 7);
+        assert_eq!(inj[0], raw[0]);
+        // Channel 1 (position 0): pops in spans 0, 4, 8, drift in 2, 6; channel 2 shifted.
+        let starts = |v: &[(usize, usize, usize)], c: usize| -> Vec<usize> {
+            v.iter().filter(|s| s.0 == c).map(|s| s.1 / 400).collect()
+        };
+        assert_eq!(starts(&spans.pops, 1), [0, 4, 8]);
+        assert_eq!(starts(&spans.drift, 1), [2, 6]);
+        assert_eq!(starts(&spans.pops, 2), [3, 7]);
+        assert_eq!(starts(&spans.drift, 2), [1, 5, 9]);
+        for c in 1..3 {
+            let added: Vec<f64> = (0..n)
+                .map(|i| f64::from(inj[c][i]) - f64::from(raw[c][i]))
+                .collect();
+            let inside = |i: usize| {
+                spans
+                    .pops
+                    .iter()
+                    .chain(&spans.drift)
+                    .any(|&(cc, a, b)| cc == c && (a..b).contains(&i))
+            };
+            assert!((0..n).filter(|&i| !inside(i)).all(|i| added[i] == 0.0));
+            for &(_, a, b) in spans.drift.iter().filter(|s| s.0 == c) {
+                let rms = (added[a..b].iter().map(|v| v * v).sum::<f64>() / 400.0).sqrt();
+                // Uniform noise of half-width c + 1: sd (c + 1) / sqrt(3); the fades take
+                // a little off.
+                let level = (c as f64 + 1.0) / 3f64.sqrt();
+                assert!((0.7 * level..1.05 * level).contains(&rms), "{rms} {level}");
+                assert!(added[a].abs() < 0.1 * level && added[b - 1].abs() < 0.1 * level);
+            }
+        }
+        let left = |out_inj: &[Vec<f32>]| artifact_left(&raw, out_inj, &raw, &inj, &spans.pops);
+        assert!((left(&inj) - 1.0).abs() < 1e-9);
+        assert_eq!(left(&raw), 0.0);
+        assert!(artifact_left(&raw, &inj, &raw, &inj, &[]).is_nan());
+    }
 
     /// A third of the blink left under EEG that is orthogonal to it: the residual counts the
     /// EEG, the kept share does not.

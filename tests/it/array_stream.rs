@@ -218,6 +218,14 @@ fn gate_options_reach_arrays_and_streams() {
         (GateChoice::Off, false, None),
         (GateChoice::Set(two), false, Some(two)),
         (GateChoice::Model, true, Some(never)),
+        (
+            GateChoice::AfterEye,
+            false,
+            Some(mfr_eeg::denoise::after_eye_gate(
+                shipped.meta().blend,
+                256.0,
+            )),
+        ),
     ] {
         let opts = DenoiseOptions {
             gate: choice,

@@ -446,12 +446,14 @@ fn bench_report_carries_the_eye_tables() {
         .split('|')
         .filter_map(|c| c.trim().parse().ok())
         .collect();
-    assert_eq!(cells.len(), 5, "{row}");
-    // Leakage, blink left, blink kept (none of the blink's shape), blink-free change.
+    assert_eq!(cells.len(), 7, "{row}");
+    // Leakage, blink left, blink kept (none of the blink's shape), blink-free change, then
+    // injected pops and drifts left: the eye stage leaves electrode artifacts alone.
     assert!(
         cells[0] <= 0.05 && cells[1] < 0.15 && cells[2].abs() < 0.02,
         "{row}"
     );
+    assert!(cells[4] > 0.9 && cells[5] > 0.9, "{row}");
 }
 
 /// `clean_fraction` gives that share of training pairs no artifact (input = target) and
