@@ -670,7 +670,7 @@ pub fn check_file(
         let k = ICA_COMPONENTS.min(raw.len());
         let ica = Ica::fit(&bp, k, seed, 400);
         let b110 = Band::BandPass { lo: 1.0, hi: 10.0 };
-        let src = ica.sources(&raw);
+        let src = ica.sources(raw);
         let src_110: Vec<Vec<f32>> = src
             .iter()
             .map(|s| zero_phase(s, b110, fs))
@@ -704,7 +704,7 @@ pub fn check_file(
                 .collect::<Result<_, _>>()
                 .map_err(ocular)
         };
-        let single = denoise_all(&isolator, &raw)?;
+        let single = denoise_all(&isolator, raw)?;
         let single_s = t.elapsed().as_secs_f64();
         rows.push(("mfr-eeg single-channel SAE".to_string(), single, single_s));
 
