@@ -163,19 +163,10 @@ impl Default for DenoiseOptions {
 /// `eog-check`'s recordings against 8 to 64 samples: shorter leaves blink-free EEG less
 /// changed and longer removes more of the blink, and 16 keeps the change under ICA's.
 pub fn keep_slow_half(rate_hz: f64) -> u16 {
-    ((rate_hz / 16.0).round() as u16).clamp(1, SlowGate::MAX_HALF)
+    SlowGate::half_for_rate(rate_hz as f32)
 }
 
-/// Relative size of a correction's slow part (see [`SlowGate`]) from which, after the eye
-/// stage, it starts to be applied, and from which it is applied whole. With the eye stage
-/// removing eye artifacts across channels, the slow corrections the model still proposes are
-/// mostly brain activity below 4 Hz on channels far from the eyes (on EEGLAB's tutorial
-/// recording the model's own gate changes 1-4 Hz at occipital channels by 0.10 of their 1-40
-/// Hz power; the eye stage alone by 0.04); large ones, such as electrode pops and drifts
-/// comparable to the EEG, still go. Measured with `mfr-eeg eog-check` over 0.375 to 1.0
-/// (`docs/experiments/correction-gate.md`): 0.6 is the lowest start that changes blink-free EEG
-/// less than ICA on every recording with blinks, for the default and the firmware model.
-pub const AFTER_EYE_SLOW: (f32, f32) = (0.6, 0.8);
+pub use crate::core::AFTER_EYE_SLOW;
 
 /// A gate that applies every correction whole (a ramp from 0 to the smallest positive size).
 const ALWAYS: Blend = Blend {
@@ -215,19 +206,11 @@ pub fn eye_stage_gate(opts: &DenoiseOptions, model: Option<Blend>, rate_hz: f64)
     }
 }
 
-/// The model's gate `model` (or none: every correction whole) for its fast part, with the
-/// slow part (a [`keep_slow_half`]-sample moving average at `rate_hz`) on the
-/// [`AFTER_EYE_SLOW`] ramp instead of any slow ramp the model has.
+/// [`Blend::after_eye`] for a model at `rate_hz`: the model's gate `model` (or none: every
+/// correction whole) for the fast part, the slow part ([`keep_slow_half`] samples) on the
+/// [`AFTER_EYE_SLOW`] ramp.
 pub fn after_eye_gate(model: Option<Blend>, rate_hz: f64) -> Blend {
-    let (lo, hi) = AFTER_EYE_SLOW;
-    Blend {
-        slow: Some(SlowGate {
-            lo,
-            hi,
-            half: keep_slow_half(rate_hz),
-        }),
-        ..model.unwrap_or(ALWAYS)
-    }
+    Blend::after_eye(model, rate_hz as f32)
 }
 
 /// Which correction gate ([`Blend`]) the per-channel model applies.
@@ -1506,6 +1489,12 @@ mod tests {
         // Without a model gate every fast correction is applied whole.
         assert_eq!(after_eye_gate(None, 128.0).lo, 0.0);
         assert_eq!(after_eye_gate(None, 128.0).slow.unwrap().half, 8);
+        assert!(after_eye_gate(None, 128.0).is_always() && !eye.is_always());
+        // 1/16 s rounded, within 1..=MAX_HALF.
+        for (rate, half) in [(160.0, 10), (250.0, 16), (24.0, 2), (1.0, 1), (1e6, 127)] {
+            assert_eq!(keep_slow_half(rate), half, "{rate}");
+        }
+        assert_eq!(SlowGate::half_for_rate(f32::NAN), 1);
         let with = |gate, keep_slow| DenoiseOptions {
             gate,
             keep_slow,

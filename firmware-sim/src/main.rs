@@ -16,7 +16,7 @@ use firmware_sim::{
     CYCLES_DSQRT, EYE_WORK, EyeCost, EyeStage, FRONTAL, QUEUE_SLOTS, RunStats, eye_line_layout,
     eye_line_len, eye_stage, run_stream,
 };
-use mfr_eeg::core::{FaultCounts, MwfChannel, Sae, Streamer};
+use mfr_eeg::core::{Blend, FaultCounts, MwfChannel, Sae, Streamer};
 use mfr_eeg::model::ModelView;
 use mfr_eeg::rng::Rng;
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -127,14 +127,14 @@ fn cost(sae: &Sae<'_>) -> Cost {
 fn report(
     name: &str,
     view: &ModelView<'_>,
+    sae: &Sae<'_>,
     file_bytes: usize,
     state_bytes: usize,
     stats: RunStats,
     faults: FaultCounts,
 ) -> f64 {
     let m = view.meta();
-    let sae = view.sae();
-    let c = cost(&sae);
+    let c = cost(sae);
     let windows_per_s = f64::from(m.sample_rate_hz) / m.hop as f64;
     let t_window = c.cycles as f64 / 64e6;
     let io = BLOCK * CHANNELS * 4 * 2;
@@ -147,6 +147,23 @@ fn report(
         m.sample_rate_hz,
         if m.int8 { "int8" } else { "f32" }
     );
+    if let Some(b) = sae.blend() {
+        let ramp = if b.is_always() {
+            "none".to_string()
+        } else {
+            format!("{}..{}", b.lo, b.hi)
+        };
+        match b.slow {
+            None => println!("  correction gate: {ramp}"),
+            Some(s) => println!(
+                "  correction gate: {ramp} on the fast part, {}..{} on the slow part ({}-sample \
+                 mean; behind the eye stage, as `mfr-eeg denoise`)",
+                s.lo,
+                s.hi,
+                2 * s.half + 1
+            ),
+        }
+    }
     println!(
         "  samples processed: {} ({} frames x {CHANNELS} channels)",
         stats.frames * CHANNELS as u64,
@@ -359,8 +376,25 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Behind the eye stage the denoiser applies a correction's slow part only when it is
+    // large, as `mfr-eeg denoise` does on the channels its eye stage cleans.
+    let gated = |view: &ModelView<'static>| {
+        let sae = view.sae();
+        if with_eye {
+            sae.with_blend(Blend::after_eye(sae.blend(), view.meta().sample_rate_hz))
+        } else {
+            Ok(sae)
+        }
+    };
+    let (f32_sae, i8_sae) = match (gated(&f32_view), gated(&i8_view)) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("firmware-sim: correction gate after the eye stage: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let mut f32_stream: Box<Streamer<'_, F32_D, F32_S, F32_K, CHANNELS>> =
-        match Streamer::new(f32_view.sae(), f32_view.meta().hop) {
+        match Streamer::new(f32_sae, f32_view.meta().hop) {
             Ok(s) => Box::new(s),
             Err(e) => {
                 eprintln!("firmware-sim: f32 streamer: {e}");
@@ -368,7 +402,7 @@ fn main() -> ExitCode {
             }
         };
     let mut i8_stream: Box<Streamer<'_, I8_D, I8_S, I8_K, CHANNELS>> =
-        match Streamer::new(i8_view.sae(), i8_view.meta().hop) {
+        match Streamer::new(i8_sae, i8_view.meta().hop) {
             Ok(s) => Box::new(s),
             Err(e) => {
                 eprintln!("firmware-sim: int8 streamer: {e}");
@@ -393,8 +427,8 @@ fn main() -> ExitCode {
     let mut adc_f32 = Adc::new(f32_view.meta().sample_rate_hz);
     let mut adc_i8 = Adc::new(i8_view.meta().sample_rate_hz);
     let mut queue = BlockQueue::new();
-    let f32_cycles = cost(&f32_view.sae()).cycles;
-    let i8_cycles = cost(&i8_view.sae()).cycles;
+    let f32_cycles = cost(&f32_sae).cycles;
+    let i8_cycles = cost(&i8_sae).cycles;
     let kernel_int8 = which != "f32";
     let kernel_input: Vec<f32> = if kernel.is_some() {
         let mut r = Rng::new(5);
@@ -506,6 +540,7 @@ fn main() -> ExitCode {
         let sae = report(
             "f32",
             &f32_view,
+            &f32_sae,
             MODEL_F32.len(),
             Streamer::<F32_D, F32_S, F32_K, CHANNELS>::state_bytes(),
             results[0],
@@ -519,6 +554,7 @@ fn main() -> ExitCode {
         let sae = report(
             "int8",
             &i8_view,
+            &i8_sae,
             MODEL_I8.len(),
             Streamer::<I8_D, I8_S, I8_K, CHANNELS>::state_bytes(),
             results[1],

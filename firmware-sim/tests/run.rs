@@ -40,6 +40,19 @@ fn firmware_sim_runs_without_allocating() {
         "{stdout}"
     );
     assert!(stdout.contains("eye stage latency: 128 frames = 0.500 s"));
+    // Behind it the denoisers run `denoise`'s after-eye gate: the int8 model's own ramp for
+    // the fast part, the slow part (rate / 16 samples each side) from 0.6 to 0.8.
+    assert!(
+        stdout.contains(
+            "correction gate: 0.275..0.625 on the fast part, 0.6..0.8 on the slow part \
+             (17-sample mean"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("correction gate: none on the fast part, 0.6..0.8 on the slow part (33"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -57,4 +70,10 @@ fn firmware_sim_runs_without_the_eye_stage() {
     assert!(!stdout.contains("eye stage static memory"), "{stdout}");
     assert!(stdout.contains("samples processed: 10240 "), "{stdout}");
     assert_eq!(stdout.matches(", 0 overruns").count(), 2, "{stdout}");
+    // The denoisers with the models' own gates (the f32 model has none).
+    assert!(
+        stdout.contains("correction gate: 0.275..0.625\n"),
+        "{stdout}"
+    );
+    assert_eq!(stdout.matches("correction gate").count(), 1, "{stdout}");
 }

@@ -299,23 +299,25 @@ fn run_many(
 
 /// `, correction gate ...` for the summary line, or nothing without a gate.
 fn gate_text(b: Option<Blend>) -> String {
-    b.map_or_else(String::new, |b| match b.slow {
-        None => format!(", correction gate {}..{}", b.lo, b.hi),
-        Some(s) if s.is_never() => format!(
-            ", correction gate {}..{} on the fast part; the slow part ({}-sample mean) kept",
-            b.lo,
-            b.hi,
-            2 * s.half + 1
-        ),
-        Some(s) => format!(
-            ", correction gate {}..{} on the fast part, {}..{} on the slow part \
-             ({}-sample mean)",
-            b.lo,
-            b.hi,
-            s.lo,
-            s.hi,
-            2 * s.half + 1
-        ),
+    b.map_or_else(String::new, |b| {
+        let fast = if b.is_always() {
+            "every fast correction whole".to_string()
+        } else {
+            format!("correction gate {}..{} on the fast part", b.lo, b.hi)
+        };
+        match b.slow {
+            None => format!(", correction gate {}..{}", b.lo, b.hi),
+            Some(s) if s.is_never() => format!(
+                ", {fast}; the slow part ({}-sample mean) kept",
+                2 * s.half + 1
+            ),
+            Some(s) => format!(
+                ", {fast}, {}..{} on the slow part ({}-sample mean)",
+                s.lo,
+                s.hi,
+                2 * s.half + 1
+            ),
+        }
     })
 }
 

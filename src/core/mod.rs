@@ -17,7 +17,7 @@ pub use mwf::{
     BlinkMwf, DEFAULT_MWF_DELAY_S, MWF_MAX_REFERENCES, MwfChannel, MwfConfig, MwfEstimator,
 };
 pub use sae::{
-    Activation, Blend, F32Weights, Front, FrontShape, Int8Weights, MAX_FRONT_DEPTH,
+    AFTER_EYE_SLOW, Activation, Blend, F32Weights, Front, FrontShape, Int8Weights, MAX_FRONT_DEPTH,
     MAX_FRONT_KERNEL, MAX_FRONT_WIDTH, Normalisation, Sae, SaeConfig, Skip, SlowGate, Weights,
     ZSCORE_EPS, zscore_stats,
 };

@@ -534,6 +534,21 @@ impl SlowGate {
         valid_ramp(self.lo, self.hi) && (1..=Self::MAX_HALF).contains(&self.half)
     }
 
+    /// The half-width that splits slow from fast at `rate_hz`: 1/16 s, rounded (16 samples at
+    /// 256 Hz: the average's first null at 7.8 Hz, its half-power point near 3.5 Hz), within
+    /// `1..=MAX_HALF`.
+    pub const fn half_for_rate(rate_hz: f32) -> u16 {
+        // `as` saturates (NaN gives 0); x + 0.5 truncated rounds a positive x.
+        let h = (rate_hz / 16.0 + 0.5) as u32;
+        if h < 1 {
+            1
+        } else if h > Self::MAX_HALF as u32 {
+            Self::MAX_HALF
+        } else {
+            h as u16
+        }
+    }
+
     /// A slow ramp no finite relative correction reaches: the slow part of every correction
     /// is left out, and the model corrects only the fast rest.
     pub const fn never(half: u16) -> Self {
@@ -570,10 +585,48 @@ impl ::core::fmt::Display for SlowGate {
     }
 }
 
+/// Relative size of a correction's slow part from which, on channels the multi-channel eye
+/// stage cleaned, it starts to be applied, and from which it is applied whole
+/// ([`Blend::after_eye`]). With the eye stage removing eye artifacts across channels, the slow
+/// corrections the model still proposes are mostly brain activity below 4 Hz (on EEGLAB's
+/// tutorial recording the model's own gate changes 1-4 Hz at occipital channels by 0.10 of
+/// their 1-40 Hz power; the eye stage alone by 0.04); large ones, such as electrode pops and
+/// drifts comparable to the EEG, still go. Chosen with `mfr-eeg eog-check` over 0.375 to 1.0
+/// (`docs/experiments/correction-gate.md`): 0.6 is the lowest start that changes blink-free
+/// EEG less than ICA with a margin on every recording with blinks, for the default and the
+/// firmware model.
+pub const AFTER_EYE_SLOW: (f32, f32) = (0.6, 0.8);
+
 impl Blend {
     /// A single ramp from `lo` to `hi` for the whole correction.
     pub const fn new(lo: f32, hi: f32) -> Self {
         Self { lo, hi, slow: None }
+    }
+
+    /// The gate for channels the eye stage cleaned, for a model with gate `model` at
+    /// `rate_hz`: `model`'s ramp for the fast part (without one, every fast correction
+    /// whole), and the slow part ([`SlowGate::half_for_rate`]) on the [`AFTER_EYE_SLOW`] ramp
+    /// instead of any slow ramp the model has.
+    pub const fn after_eye(model: Option<Blend>, rate_hz: f32) -> Self {
+        let (lo, hi) = match model {
+            Some(b) => (b.lo, b.hi),
+            None => (0.0, f32::MIN_POSITIVE),
+        };
+        Self {
+            lo,
+            hi,
+            slow: Some(SlowGate {
+                lo: AFTER_EYE_SLOW.0,
+                hi: AFTER_EYE_SLOW.1,
+                half: SlowGate::half_for_rate(rate_hz),
+            }),
+        }
+    }
+
+    /// True if the ramp applies every correction (or with a slow ramp, every fast part)
+    /// whole: the one [`Blend::after_eye`] gives a model without a gate.
+    pub fn is_always(&self) -> bool {
+        self.lo <= 0.0 && self.hi <= f32::MIN_POSITIVE
     }
 
     /// True if `0 <= lo < hi`, both finite, and the slow gate (if any) is valid.
