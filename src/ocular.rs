@@ -275,7 +275,17 @@ pub struct Isolator<'m> {
     pub rate_hz: f64,
 }
 
-impl Isolator<'_> {
+impl<'m> Isolator<'m> {
+    /// The model's SAE at its own hop and rate.
+    pub fn of_model(view: &crate::model::ModelView<'m>) -> Self {
+        let meta = view.meta();
+        Self {
+            sae: view.sae(),
+            hop: meta.hop,
+            rate_hz: f64::from(meta.sample_rate_hz),
+        }
+    }
+
     /// Streaming latency of the isolation, in seconds: `(d_in - 1) / rate`.
     pub fn latency_s(&self) -> f64 {
         (self.sae.d_in() - 1) as f64 / self.rate_hz

@@ -30,13 +30,7 @@ pub struct EogCheckArgs {
 /// Runs `mfr-eeg eog-check`.
 pub fn run(a: EogCheckArgs) -> anyhow::Result<()> {
     let model = load_model(a.model.as_deref())?;
-    let view = model.view();
-    let meta = view.meta();
-    let iso = Isolator {
-        sae: view.sae(),
-        hop: meta.hop,
-        rate_hz: f64::from(meta.sample_rate_hz),
-    };
+    let iso = Isolator::of_model(&model.view());
     let mut o = String::new();
     for f in &a.files {
         let r = check_file(f, a.eog.as_deref(), iso, a.seed)?;

@@ -261,13 +261,7 @@ fn eye_section(args: &BenchOptions, report: &mut Report) -> Result<(), EvalError
         return Ok(());
     };
     let model = Model::load(first).map_err(|e| EvalError::Model(e.to_string()))?;
-    let view = model.view();
-    let meta = view.meta();
-    let iso = crate::ocular::Isolator {
-        sae: view.sae(),
-        hop: meta.hop,
-        rate_hz: f64::from(meta.sample_rate_hz),
-    };
+    let iso = crate::ocular::Isolator::of_model(&model.view());
     for p in &args.eye {
         if !p.exists() {
             report

@@ -419,12 +419,7 @@ fn bench_report_carries_the_eye_tables() {
     use mfr_eeg::eval::ocular::check_file;
     use mfr_eeg::model::Model;
     let model = Model::load(std::path::Path::new("models/general-256hz.safetensors")).unwrap();
-    let view = model.view();
-    let iso = mfr_eeg::ocular::Isolator {
-        sae: view.sae(),
-        hop: view.meta().hop,
-        rate_hz: f64::from(view.meta().sample_rate_hz),
-    };
+    let iso = mfr_eeg::ocular::Isolator::of_model(&model.view());
     let path = std::path::Path::new("data/spkit_emotiv_14ch_128Hz_16s_blink.edf");
     let r = check_file(path, None, iso, 1).unwrap();
     let md = Report {

@@ -2,7 +2,7 @@
 //! reference finding from labels, and the measures on the shipped real blink segment.
 
 use mfr_eeg::core::{ChannelState, MwfConfig, RefRegression, RegressionConfig, SpatialError};
-use mfr_eeg::eval::ocular::check_file;
+use mfr_eeg::eval::ocular::{FileReport, MethodRow, check_file};
 use mfr_eeg::model::Model;
 use mfr_eeg::ocular::{
     Isolation, Isolator, MwfReport, OcularError, ReferenceKind, clean_block, find_references,
@@ -158,6 +158,27 @@ fn raw_channels(m: &Montage) -> Vec<Vec<f32>> {
         .collect()
 }
 
+/// `eog-check`'s measures of `file` with the model at `model` (its own hop and rate).
+fn check_with(model: &str, file: &str) -> FileReport {
+    let model = Model::load(std::path::Path::new(model)).unwrap();
+    check_file(
+        std::path::Path::new(file),
+        None,
+        Isolator::of_model(&model.view()),
+        1,
+    )
+    .unwrap()
+}
+
+/// The row of the first method whose name starts with `prefix`.
+fn method_row(r: &FileReport, prefix: &str) -> MethodRow {
+    r.rows
+        .iter()
+        .find(|x| x.method.starts_with(prefix))
+        .unwrap()
+        .clone()
+}
+
 fn labels(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
 }
@@ -193,13 +214,7 @@ fn eog_channel_removes_known_blink_topography() {
 #[test]
 fn frontal_reference_with_sae_removes_blinks_without_eog() {
     let model = Model::load(std::path::Path::new(MODEL)).unwrap();
-    let view = model.view();
-    let meta = view.meta();
-    let iso = Isolator {
-        sae: view.sae(),
-        hop: meta.hop,
-        rate_hz: f64::from(meta.sample_rate_hz),
-    };
+    let iso = Isolator::of_model(&model.view());
     let m = montage(12, 60.0);
     let raw = raw_channels(&m);
     let plan = find_references(&labels(&LABELS), None).unwrap().unwrap();
@@ -347,13 +362,7 @@ fn real_blinks_spkit_segment_beats_ica() {
         rate_hz: f64::from(meta.sample_rate_hz),
     };
     let r = check_file(std::path::Path::new(SPKIT_BLINK), None, iso, 1).unwrap();
-    let row = |p: &str| {
-        r.rows
-            .iter()
-            .find(|x| x.method.starts_with(p))
-            .unwrap()
-            .clone()
-    };
+    let row = |p: &str| method_row(&r, p);
     let (raw, ica, spatial) = (
         row("raw"),
         row("ICA"),
@@ -656,22 +665,8 @@ fn spatial_stage_equals_the_streaming_filter() {
 /// (0.045 vs 0.081).
 #[test]
 fn real_blinks_eeglab_recording_mwf_against_ica() {
-    let model = Model::load(std::path::Path::new(MODEL)).unwrap();
-    let view = model.view();
-    let meta = view.meta();
-    let iso = Isolator {
-        sae: view.sae(),
-        hop: meta.hop,
-        rate_hz: f64::from(meta.sample_rate_hz),
-    };
-    let r = check_file(std::path::Path::new(EEGLAB), None, iso, 1).unwrap();
-    let row = |p: &str| {
-        r.rows
-            .iter()
-            .find(|x| x.method.starts_with(p))
-            .unwrap()
-            .clone()
-    };
+    let r = check_with(MODEL, EEGLAB);
+    let row = |p: &str| method_row(&r, p);
     let (raw, ica, mwf) = (row("raw"), row("ICA"), row("mfr-eeg eye stage"));
     assert_eq!(r.references, "EOG channels EOG1, EOG2");
     assert!(r.blink_epochs >= 15, "{}", r.blink_epochs);
@@ -720,22 +715,8 @@ fn real_blinks_eeglab_recording_mwf_against_ica() {
 /// drifts injected at 0 dB (the model's gate: 0.29 and 0.20; ICA all of them).
 #[test]
 fn real_blinks_eeglab_default_denoise_changes_blink_free_eeg_less_than_ica() {
-    let model = Model::load(std::path::Path::new("models/fast-256hz.safetensors")).unwrap();
-    let view = model.view();
-    let meta = view.meta();
-    let iso = Isolator {
-        sae: view.sae(),
-        hop: meta.hop,
-        rate_hz: f64::from(meta.sample_rate_hz),
-    };
-    let r = check_file(std::path::Path::new(EEGLAB), None, iso, 1).unwrap();
-    let row = |p: &str| {
-        r.rows
-            .iter()
-            .find(|x| x.method.starts_with(p))
-            .unwrap()
-            .clone()
-    };
+    let r = check_with("models/fast-256hz.safetensors", EEGLAB);
+    let row = |p: &str| method_row(&r, p);
     let (ica, den, own) = (
         row("ICA"),
         row("mfr-eeg denoise: eye stage"),
