@@ -168,13 +168,6 @@ pub fn keep_slow_half(rate_hz: f64) -> u16 {
 
 pub use crate::core::AFTER_EYE_SLOW;
 
-/// A gate that applies every correction whole (a ramp from 0 to the smallest positive size).
-const ALWAYS: Blend = Blend {
-    lo: 0.0,
-    hi: f32::MIN_POSITIVE,
-    slow: None,
-};
-
 /// The gate the per-channel model runs with under `opts`, for a model with gate `model` at
 /// `rate_hz`, on channels the eye stage does not clean: [`DenoiseOptions::gate`]'s choice,
 /// with the slow part left out under [`DenoiseOptions::keep_slow`] (then, without a gate,
@@ -189,7 +182,7 @@ pub fn effective_gate(opts: &DenoiseOptions, model: Option<Blend>, rate_hz: f64)
     if !opts.keep_slow {
         return b;
     }
-    let fast = b.unwrap_or(ALWAYS);
+    let fast = b.unwrap_or(Blend::ALWAYS);
     Some(Blend {
         slow: Some(SlowGate::never(keep_slow_half(rate_hz))),
         ..fast
@@ -223,7 +216,7 @@ pub enum GateChoice {
     /// The model's own on every channel, the eye stage's too (`--gate model`).
     Model,
     /// [`after_eye_gate`] on every channel (`--gate after-eye`): for streams that run the
-    /// eye stage themselves (e.g. `mfr_eye` in C, `EyeStage` in Python) before the model.
+    /// eye stage themselves (`mfr_eye` in C, `EyeStream` in Python) before the model.
     AfterEye,
     /// None: every window's correction applied whole.
     Off,
@@ -233,9 +226,9 @@ pub enum GateChoice {
 }
 
 impl GateChoice {
-    /// The CLI's `--gate LO,HI|off|model|after-eye` and `--gate-slow LO,HI,HALF` (a slow ramp beside a `--gate`
-    /// ramp; none with `keep_slow`, which leaves the slow part out). The error names the
-    /// option.
+    /// The CLI's `--gate LO,HI|off|model|after-eye` and `--gate-slow LO,HI,HALF` (a slow
+    /// ramp beside a `--gate` ramp; none with `keep_slow`, which leaves the slow part out).
+    /// The error names the option.
     pub fn from_args(
         gate: Option<&str>,
         gate_slow: Option<&str>,

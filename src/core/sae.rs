@@ -598,6 +598,13 @@ impl ::core::fmt::Display for SlowGate {
 pub const AFTER_EYE_SLOW: (f32, f32) = (0.6, 0.8);
 
 impl Blend {
+    /// A ramp that applies every correction whole (from 0 to the smallest positive size).
+    pub const ALWAYS: Self = Self {
+        lo: 0.0,
+        hi: f32::MIN_POSITIVE,
+        slow: None,
+    };
+
     /// A single ramp from `lo` to `hi` for the whole correction.
     pub const fn new(lo: f32, hi: f32) -> Self {
         Self { lo, hi, slow: None }
@@ -608,13 +615,13 @@ impl Blend {
     /// whole), and the slow part ([`SlowGate::half_for_rate`]) on the [`AFTER_EYE_SLOW`] ramp
     /// instead of any slow ramp the model has.
     pub const fn after_eye(model: Option<Blend>, rate_hz: f32) -> Self {
-        let (lo, hi) = match model {
-            Some(b) => (b.lo, b.hi),
-            None => (0.0, f32::MIN_POSITIVE),
+        let fast = match model {
+            Some(b) => b,
+            None => Self::ALWAYS,
         };
         Self {
-            lo,
-            hi,
+            lo: fast.lo,
+            hi: fast.hi,
             slow: Some(SlowGate {
                 lo: AFTER_EYE_SLOW.0,
                 hi: AFTER_EYE_SLOW.1,
@@ -624,7 +631,7 @@ impl Blend {
     }
 
     /// True if the ramp applies every correction (or with a slow ramp, every fast part)
-    /// whole: the one [`Blend::after_eye`] gives a model without a gate.
+    /// whole, as [`Blend::ALWAYS`]'s.
     pub fn is_always(&self) -> bool {
         self.lo <= 0.0 && self.hi <= f32::MIN_POSITIVE
     }

@@ -5,7 +5,7 @@
 //! on the SAE-isolated one, the multi-channel Wiener filter that `denoise` runs
 //! ([`crate::ocular::mwf_block`]), and that filter followed by the single-channel SAE.
 //!
-//! Two numbers per method ([`MethodRow`]):
+//! The measures per method ([`MethodRow`]):
 //! - **leakage**: mean over EEG channels (those not used to build a reference) and EOG
 //!   references of |corr(EEG, reference)|, both band-passed to 1-8 Hz (zero phase). The
 //!   references are the raw EOG channels, or, without any, the raw vertical frontal average
@@ -20,6 +20,9 @@
 //!   ratio of its energy after cleaning to before. Averaging over blinks cancels most EEG, so
 //!   this is the share of the blink's own waveform left (1 = untouched, 0 = removed), the
 //!   number leakage cannot give when blinks are a small part of the recording.
+//! - **injected pops and drifts left**: every method runs again on the recording with
+//!   single-electrode artifacts added ([`inject_electrode_artifacts`]); the share of them its
+//!   output keeps ([`artifact_left`]): what a method that leaves clean EEG alone gives up.
 //!
 //! Key entry point: [`check_file`] -> [`FileReport`].
 
