@@ -1,8 +1,9 @@
 //! The offline denoising pipeline used by `mfr-eeg denoise`.
 //!
-//! [`denoise_file`] streams an EDF/EDF+/BDF file: it reads data records, processes each
-//! selected channel in blocks (channels in parallel), and writes records as they complete, so
-//! memory depends on the block length, never on the recording's length. Per channel and block:
+//! [`denoise_file`] streams an EDF/EDF+/BDF file: it reads data records (with more than one
+//! thread, up to one block ahead while the others compute), processes each selected channel
+//! in blocks (channels in parallel), and writes records as they complete, so memory depends on
+//! the block length, never on the recording's length. Per channel and block:
 //!
 //! 1. optional zero-phase notch and band-pass ([`crate::io::filter`]);
 //! 2. the slow baseline (a running median, [`baseline`]) is set aside, so offsets of DC-coupled
@@ -49,7 +50,7 @@ use std::time::Instant;
 use crate::batch::{BatchScratch, denoise_batched_into};
 use crate::core::{Blend, CoreError, FaultCounts, OlaShape, Sae, SlowGate};
 use crate::io::edf::{
-    EdfError, EdfReader, Header, RewriteError, check_output_is_not_input, rewrite_checked,
+    EdfError, EdfReader, Header, Record, RewriteError, check_output_is_not_input, rewrite_checked,
     select_channels,
 };
 use crate::io::filter::{Band, DEFAULT_NOTCH_Q, Filter, FilterError};
@@ -899,7 +900,7 @@ pub fn denoise_file_cancellable(
     let started = Instant::now();
     check_options(input, output, opts)?;
     let denoiser = make_denoiser(model, opts, false)?;
-    let mut reader = EdfReader::open(input)?;
+    let reader = EdfReader::open(input)?;
     let header: Header = reader.header().clone();
     let selected =
         select_channels(&header, opts.channels.as_deref()).map_err(|e| e.in_file(input))?;
@@ -920,7 +921,7 @@ pub fn denoise_file_cancellable(
     );
     // Eye artifacts across channels (crate::ocular), applied to each record as it is read,
     // before each channel's own denoising.
-    let (mut spatial, spatial_line) = match prepare_spatial(input, &header, &selected, opts)? {
+    let (spatial, spatial_line) = match prepare_spatial(input, &header, &selected, opts)? {
         Some(crate::ocular::SpatialPlan::Run(stage, line)) => (Some(stage), Some(line)),
         Some(crate::ocular::SpatialPlan::Skip(note)) if opts.eye_only => {
             return Err(DenoiseError::Options(format!(
@@ -958,51 +959,24 @@ pub fn denoise_file_cancellable(
     let threads = worker_threads(opts.threads, selected.len());
     let mut scratches: Vec<(Scratch, Vec<f32>)> =
         (0..threads).map(|_| Default::default()).collect();
-    let mut rec = reader.new_record();
     let channel_error = |lane: &Lane, problem: String| DenoiseError::Channel {
         file: input.to_path_buf(),
         channel: lane.label.clone(),
         problem,
     };
-
-    // Reads one more record into the lanes; false at the end of the file.
-    let mut read_more = |lanes: &mut [Lane]| -> Result<bool, DenoiseError> {
-        if !reader.read_record_into(&mut rec)? {
-            return Ok(false);
-        }
-        for lane in lanes.iter_mut() {
-            let at = lane.raw.len();
-            lane.raw.resize(at + lane.spr, 0.0);
-            rec.physical_into(lane.ch, &mut lane.raw[at..]);
-            if let Some(i) = lane.raw[at..].iter().position(|v| !v.is_finite()) {
-                return Err(channel_error(
-                    lane,
-                    format!(
-                        "sample {} (record {}) is {} after scaling to physical units (bad \
-                         physical/digital range in the header?)",
-                        rec.index() * lane.spr as u64 + i as u64,
-                        rec.index(),
-                        lane.raw[at + i]
-                    ),
-                ));
-            }
-        }
-        if let Some(stage) = spatial.as_mut() {
-            let mut new: Vec<&mut [f32]> = lanes
-                .iter_mut()
-                .map(|l| {
-                    let at = l.raw.len() - l.spr;
-                    &mut l.raw[at..]
-                })
-                .collect();
-            stage
-                .apply(&mut new)
-                .map_err(|error| DenoiseError::Ocular {
-                    file: input.to_path_buf(),
-                    error: Box::new(error),
-                })?;
-        }
-        Ok(true)
+    let mut source = RecordSource {
+        input,
+        rec: reader.new_record(),
+        reader,
+        spatial,
+        lanes: lanes
+            .iter()
+            .map(|l| (l.ch, l.spr, l.label.clone()))
+            .collect(),
+        staged: VecDeque::new(),
+        failed: None,
+        // One block of records ahead: what the next block of every lane needs.
+        ahead: ((block_seconds / header.record_duration()).ceil() as usize).saturating_add(1),
     };
 
     let lane_channels: Vec<usize> = lanes.iter().map(|l| l.ch).collect();
@@ -1019,9 +993,16 @@ pub fn denoise_file_cancellable(
                     });
                 }
                 let models = (&denoiser, eye_denoiser.as_ref());
-                if run_ready(&mut lanes, &mut scratches, models, &plans, input, cancel)? == 0
-                    && !read_more(&mut lanes)?
-                {
+                let moved = run_ready(
+                    &mut lanes,
+                    &mut scratches,
+                    models,
+                    &plans,
+                    input,
+                    cancel,
+                    &mut source,
+                )?;
+                if moved == 0 && !source.next_into(&mut lanes)? {
                     return Err(channel_error(
                         &lanes[k],
                         format!("record {r} is past the samples read (internal error)"),
@@ -1068,16 +1049,121 @@ pub fn denoise_file_cancellable(
         block_seconds,
         notes,
         eye_stage_gate: eye_denoiser.and_then(|d| d.sae.blend()),
-        spatial: spatial_line.map(|l| match &spatial {
+        spatial: spatial_line.map(|l| match &source.spatial {
             Some(stage) => format!("{l}; {}", stage.summary()),
             None => l,
         }),
     })
 }
 
+/// The input's records in order, as each lane's physical samples after the eye stage: read
+/// on demand ([`RecordSource::next_into`]) or ahead while lanes compute
+/// ([`RecordSource::read_ahead`], up to `ahead` records held).
+struct RecordSource<'a> {
+    input: &'a Path,
+    reader: EdfReader,
+    rec: Record,
+    spatial: Option<Box<crate::ocular::SpatialStage>>,
+    /// (signal index, samples per record, label) of each lane, in lane order.
+    lanes: Vec<(usize, usize, String)>,
+    /// Records read ahead: each lane's samples one after another, in lane order.
+    staged: VecDeque<Vec<f32>>,
+    /// The error that stopped reading ahead, raised where its record would have been.
+    failed: Option<DenoiseError>,
+    ahead: usize,
+}
+
+impl RecordSource<'_> {
+    /// Appends the next record's samples to the lanes; false at the end of the file.
+    fn next_into(&mut self, lanes: &mut [Lane]) -> Result<bool, DenoiseError> {
+        let buf = match self.staged.pop_front() {
+            Some(buf) => buf,
+            None => {
+                if let Some(e) = self.failed.take() {
+                    return Err(e);
+                }
+                match self.read_one()? {
+                    Some(buf) => buf,
+                    None => return Ok(false),
+                }
+            }
+        };
+        let mut at = 0;
+        for lane in lanes.iter_mut() {
+            lane.raw.extend_from_slice(&buf[at..at + lane.spr]);
+            at += lane.spr;
+        }
+        Ok(true)
+    }
+
+    /// Reads records into `staged` until it holds `ahead`, the file ends, reading fails
+    /// (kept for [`RecordSource::next_into`]) or `cancel` is set.
+    fn read_ahead(&mut self, cancel: &AtomicBool) {
+        while self.failed.is_none()
+            && self.staged.len() < self.ahead
+            && !cancel.load(Ordering::Relaxed)
+        {
+            match self.read_one() {
+                Ok(Some(buf)) => self.staged.push_back(buf),
+                Ok(None) => break,
+                Err(e) => self.failed = Some(e),
+            }
+        }
+    }
+
+    /// The next record's samples, each lane's after the other, through the eye stage.
+    fn read_one(&mut self) -> Result<Option<Vec<f32>>, DenoiseError> {
+        if !self.reader.read_record_into(&mut self.rec)? {
+            return Ok(None);
+        }
+        let rec = &self.rec;
+        let mut buf = vec![0.0f32; self.lanes.iter().map(|l| l.1).sum()];
+        let mut at = 0;
+        for (ch, spr, label) in &self.lanes {
+            let new = &mut buf[at..at + spr];
+            rec.physical_into(*ch, new);
+            if let Some(i) = new.iter().position(|v| !v.is_finite()) {
+                return Err(DenoiseError::Channel {
+                    file: self.input.to_path_buf(),
+                    channel: label.clone(),
+                    problem: format!(
+                        "sample {} (record {}) is {} after scaling to physical units (bad \
+                         physical/digital range in the header?)",
+                        rec.index() * *spr as u64 + i as u64,
+                        rec.index(),
+                        new[i]
+                    ),
+                });
+            }
+            at += spr;
+        }
+        if let Some(stage) = self.spatial.as_mut() {
+            let mut new: Vec<&mut [f32]> = Vec::with_capacity(self.lanes.len());
+            let mut rest = buf.as_mut_slice();
+            for (_, spr, _) in &self.lanes {
+                let (head, tail) = rest.split_at_mut(*spr);
+                new.push(head);
+                rest = tail;
+            }
+            stage
+                .apply(&mut new)
+                .map_err(|error| DenoiseError::Ocular {
+                    file: self.input.to_path_buf(),
+                    error: Box::new(error),
+                })?;
+        }
+        Ok(Some(buf))
+    }
+}
+
 /// Computes every lane whose next block has all its samples, channels in parallel on up to
 /// `scratches.len()` threads; returns how many lanes moved. `models` holds the denoiser and
 /// the one for lanes the eye stage cleans ([`Lane::eye`]) when it differs.
+///
+/// With more than one thread the calling thread first reads records ahead from `source` (the
+/// EDF decoding and the eye stage, which must run in record order) while the others compute,
+/// then computes lanes too: the reading no longer waits for the computing, nor the other way.
+#[allow(clippy::too_many_arguments)]
 fn run_ready(
     lanes: &mut [Lane],
     scratches: &mut [(Scratch, Vec<f32>)],
@@ -1085,6 +1171,7 @@ fn run_ready(
     plans: &[RatePlan],
     input: &Path,
     cancel: &AtomicBool,
+    source: &mut RecordSource<'_>,
 ) -> Result<usize, DenoiseError> {
     let ready: Vec<&mut Lane> = lanes.iter_mut().filter(|l| l.ready(plans)).collect();
     let count = ready.len();
@@ -1128,9 +1215,12 @@ fn run_ready(
         work(&mut scratches[0]);
     } else {
         std::thread::scope(|s| {
-            for sc in scratches.iter_mut().take(used) {
+            let (own, others) = scratches[..used].split_at_mut(1);
+            for sc in others {
                 s.spawn(|| work(sc));
             }
+            source.read_ahead(cancel);
+            work(&mut own[0]);
         });
     }
     match first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {

@@ -215,6 +215,37 @@ fn blocks_equal_the_whole_signal_bit_for_bit() {
     }
 }
 
+/// With more than one thread, records are read (and pass the eye stage) ahead while lanes
+/// compute: the output is the one-thread and whole-file output, byte for byte.
+#[test]
+fn reading_ahead_with_the_eye_stage_changes_no_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = DenoiseOptions {
+        spatial: true,
+        ..DenoiseOptions::default()
+    };
+    let mut outputs = Vec::new();
+    for (threads, block) in [(1, f64::INFINITY), (1, 7.3), (2, 7.3), (3, 2.0)] {
+        let out = dir.path().join(format!("t{threads}-b{block}.edf"));
+        let s = denoise(
+            Path::new(EEGMMIDB),
+            &out,
+            &DenoiseOptions {
+                threads,
+                block_seconds: Some(block),
+                ..base.clone()
+            },
+        );
+        assert!(s.spatial.is_some(), "the eye stage ran");
+        outputs.push(std::fs::read(&out).unwrap());
+    }
+    let input = std::fs::read(EEGMMIDB).unwrap();
+    assert!(outputs[0] != input, "denoising changed the file");
+    for (i, o) in outputs.iter().enumerate().skip(1) {
+        assert!(*o == outputs[0], "run {i} differs");
+    }
+}
+
 /// A generated file with a 256 Hz, a 1000 Hz and a 200 Hz channel (0.5 s records): EEG-like
 /// noise plus tones and a blink-like bump, on offsets.
 fn generated_mixed(path: &Path, seconds: f64) -> Vec<Vec<f32>> {
