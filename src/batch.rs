@@ -660,26 +660,40 @@ impl BatchModel {
 }
 
 /// The core's front end ([`crate::core::Front`]) layer by layer, each layer a direct
-/// convolution over a zero-padded copy of its input, tiled so that 4 output channels x 16
-/// samples (32 with AVX-512F) accumulate in registers (fused multiply-adds where the CPU has
-/// them). An im2col
-/// copy and a general sgemm cost about as much in copying and packing as in arithmetic at
-/// these sizes (16 channels, 256 samples). The sums are the core's up to f32 rounding (other
-/// order, fused multiply-adds). `x`, `g`: `[d]`; `scratch`: two layer outputs and the padded
-/// input, at most `(2 width + width kernel) d`.
+/// convolution over a zero-padded input, tiled so that 4 output channels x 16 samples (12 x 32
+/// with AVX-512F) accumulate in registers (fused multiply-adds where the CPU has them). Each
+/// layer writes its output straight into the zero-padded rows the next layer reads (a copy
+/// into a padded buffer per layer was 3 % of `denoise`'s time). An im2col copy and a general
+/// sgemm cost about as much in copying and packing as in arithmetic at these sizes (16
+/// channels, 256 samples). The sums are the core's up to f32 rounding (other order, fused
+/// multiply-adds). `x`, `g`: `[d]`; `scratch`: [`front_scratch_len`] floats.
 fn front_by_products(layers: &[FrontLayer], x: &[f32], g: &mut [f32], scratch: &mut [f32]) {
     let d = x.len();
     let width = layers.first().map_or(0, |l| l.cout);
-    let (h, pad) = scratch.split_at_mut(2 * width * d);
-    let (mut src, mut dst) = h.split_at_mut(width * d);
-    let last = layers.len() - 1;
+    let kmax = layers.iter().map(|l| l.k).max().unwrap_or(1);
+    let (h, pad) = scratch.split_at_mut(2 * width * (d + kmax - 1));
+    let (mut src, mut dst) = h.split_at_mut(width * (d + kmax - 1));
     let isa = encode::vector_isa();
+    let padded = |k: usize| Rows {
+        stride: d + k - 1,
+        off: k / 2,
+    };
+    let first = padded(layers[0].k);
+    let pad = &mut pad[..first.stride];
+    pad.fill(0.0);
+    pad[first.off..first.off + d].copy_from_slice(x);
+    let last = layers.len() - 1;
     for (i, layer) in layers.iter().enumerate() {
-        let input: &[f32] = if i == 0 { x } else { src };
+        let input: &[f32] = if i == 0 { pad } else { src };
         if i == last {
-            conv_direct(layer, input, g, pad, d, false, isa);
+            conv_into(layer, input, g, Rows { stride: d, off: 0 }, d, false, isa);
         } else {
-            conv_direct(layer, input, dst, pad, d, true, isa);
+            let rows = padded(layers[i + 1].k);
+            for row in dst[..layer.cout * rows.stride].chunks_exact_mut(rows.stride) {
+                row[..rows.off].fill(0.0);
+                row[rows.off + d..].fill(0.0);
+            }
+            conv_into(layer, input, dst, rows, d, true, isa);
             ::core::mem::swap(&mut src, &mut dst);
         }
     }
@@ -688,49 +702,51 @@ fn front_by_products(layers: &[FrontLayer], x: &[f32], g: &mut [f32], scratch: &
     }
 }
 
+/// Floats of scratch [`front_by_products`] needs for a front of `width` channels and hidden
+/// kernel `kernel` over windows of `d`: two layer outputs and the padded input, rows of
+/// `d + kernel - 1`.
+fn front_scratch_len(width: usize, kernel: usize, d: usize) -> usize {
+    (2 * width + 1) * (d + kernel.max(1) - 1)
+}
+
+/// Where a layer's output rows go: row `co` at `co * stride + off`, `d` samples.
+#[derive(Clone, Copy)]
+struct Rows {
+    stride: usize,
+    off: usize,
+}
+
 /// One same-padded conv layer `y[co, n] = b[co] + sum_{ci, l} w[co, ci, l] x[ci, n + l - k/2]`
-/// (zero outside the window), ReLU'd if `relu`. `pad` holds the padded input,
-/// `cin (d + k - 1)` floats.
-fn conv_direct(
+/// (zero outside the window), ReLU'd if `relu`. `xp`: the input's `cin` rows of `d + k - 1`,
+/// zero-padded by `k / 2` on the left; `y`: the output rows as `out` places them (the floats
+/// between them are left as they were, or ReLU'd).
+fn conv_into(
     layer: &FrontLayer,
-    x: &[f32],
+    xp: &[f32],
     y: &mut [f32],
-    pad: &mut [f32],
+    out: Rows,
     d: usize,
     relu: bool,
     isa: VectorIsa,
 ) {
-    let (cin, k) = (layer.cin, layer.k);
-    let xp: &[f32] = if k == 1 {
-        &x[..cin * d]
-    } else {
-        let p = d + k - 1;
-        let c = k / 2;
-        for i in 0..cin {
-            let row = &mut pad[i * p..(i + 1) * p];
-            row[..c].fill(0.0);
-            row[c..c + d].copy_from_slice(&x[i * d..(i + 1) * d]);
-            row[c + d..].fill(0.0);
-        }
-        &pad[..cin * p]
-    };
-    let y = &mut y[..layer.cout * d];
+    let xp = &xp[..layer.cin * (d + layer.k - 1)];
+    let y = &mut y[..(layer.cout - 1) * out.stride + out.off + d];
     #[cfg(target_arch = "x86_64")]
     match isa {
         // SAFETY: each kernel runs only where `encode::vector_isa` found its features at run
         // time.
-        VectorIsa::Avx512 => return unsafe { conv_avx512(layer, xp, y, d, relu) },
-        VectorIsa::Avx2Fma => return unsafe { conv_fma(layer, xp, y, d, relu) },
+        VectorIsa::Avx512 => return unsafe { conv_avx512(layer, xp, y, out, d, relu) },
+        VectorIsa::Avx2Fma => return unsafe { conv_fma(layer, xp, y, out, d, relu) },
         VectorIsa::Baseline => {}
     }
     let _ = isa;
-    conv_tiles::<false, COLS>(layer, xp, y, d, relu, 0);
+    conv_tiles::<false, COLS>(layer, xp, y, out, d, relu, 0);
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn conv_fma(layer: &FrontLayer, xp: &[f32], y: &mut [f32], d: usize, relu: bool) {
-    conv_tiles::<true, COLS>(layer, xp, y, d, relu, 0);
+unsafe fn conv_fma(layer: &FrontLayer, xp: &[f32], y: &mut [f32], out: Rows, d: usize, relu: bool) {
+    conv_tiles::<true, COLS>(layer, xp, y, out, d, relu, 0);
 }
 
 /// The AVX-512 kernel: tiles of [`WIDE_ROWS`] output channels x 32 samples (two 16-lane
@@ -739,7 +755,14 @@ unsafe fn conv_fma(layer: &FrontLayer, xp: &[f32], y: &mut [f32], d: usize, relu
 /// per sample: the same bits as [`conv_fma`].
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn conv_avx512(layer: &FrontLayer, xp: &[f32], y: &mut [f32], d: usize, relu: bool) {
+unsafe fn conv_avx512(
+    layer: &FrontLayer,
+    xp: &[f32],
+    y: &mut [f32],
+    out: Rows,
+    d: usize,
+    relu: bool,
+) {
     use std::arch::x86_64::*;
     const R: usize = WIDE_ROWS;
     const C: usize = 2 * COLS;
@@ -748,7 +771,12 @@ unsafe fn conv_avx512(layer: &FrontLayer, xp: &[f32], y: &mut [f32], d: usize, r
     } = layer;
     let (cin, cout, k) = (*cin, *cout, *k);
     let (p, ck) = (d + k - 1, cin * k);
-    assert!(xp.len() >= cin * p && y.len() >= cout * d && w.len() >= cout * ck);
+    assert!(
+        xp.len() >= cin * p
+            && out.off + d <= out.stride
+            && y.len() >= (cout - 1) * out.stride + out.off + d
+            && w.len() >= cout * ck
+    );
     let mut co = 0;
     while co + R <= cout {
         let mut n = 0;
@@ -778,9 +806,10 @@ unsafe fn conv_avx512(layer: &FrontLayer, xp: &[f32], y: &mut [f32], d: usize, r
                 }
             }
             for (r, a) in acc.iter().enumerate() {
-                // SAFETY: (co + r) * d + n + 32 <= cout * d (asserted above).
+                // SAFETY: (co + r) * stride + off + n + 32 <= (cout - 1) * stride + off + d
+                // <= y.len() (asserted above).
                 unsafe {
-                    let o = y.as_mut_ptr().add((co + r) * d + n);
+                    let o = y.as_mut_ptr().add((co + r) * out.stride + out.off + n);
                     _mm512_storeu_ps(o, a[0]);
                     _mm512_storeu_ps(o.add(16), a[1]);
                 }
@@ -795,13 +824,13 @@ unsafe fn conv_avx512(layer: &FrontLayer, xp: &[f32], y: &mut [f32], d: usize, r
                         s = w[(co + r) * ck + ci * k + l].mul_add(xp[ci * p + n + l], s);
                     }
                 }
-                y[(co + r) * d + n] = s;
+                y[(co + r) * out.stride + out.off + n] = s;
             }
         }
         co += R;
     }
     // The remaining rows as the AVX2 kernel's tiles do them, twice as wide; then the ReLU.
-    conv_tiles::<true, C>(layer, xp, y, d, relu, co);
+    conv_tiles::<true, C>(layer, xp, y, out, d, relu, co);
 }
 
 /// Output rows per tile of the AVX-512 kernel ([`conv_avx512`]): 12 rows x 2 vectors are 24
@@ -819,6 +848,7 @@ fn conv_tiles<const FMA: bool, const C: usize>(
     layer: &FrontLayer,
     xp: &[f32],
     y: &mut [f32],
+    out: Rows,
     d: usize,
     relu: bool,
     from: usize,
@@ -831,10 +861,10 @@ fn conv_tiles<const FMA: bool, const C: usize>(
     let mut co = from;
     while co < cout {
         if co + ROWS <= cout {
-            tile_rows::<ROWS, C, FMA>(w, b, xp, y, co, cin, k, p, d);
+            tile_rows::<ROWS, C, FMA>(w, b, xp, y, out, co, cin, k, p, d);
             co += ROWS;
         } else {
-            tile_rows::<1, C, FMA>(w, b, xp, y, co, cin, k, p, d);
+            tile_rows::<1, C, FMA>(w, b, xp, y, out, co, cin, k, p, d);
             co += 1;
         }
     }
@@ -853,6 +883,7 @@ fn tile_rows<const R: usize, const C: usize, const FMA: bool>(
     b: &[f32],
     xp: &[f32],
     y: &mut [f32],
+    out: Rows,
     co: usize,
     cin: usize,
     k: usize,
@@ -885,7 +916,7 @@ fn tile_rows<const R: usize, const C: usize, const FMA: bool>(
             }
         }
         for (r, a) in acc.iter().enumerate() {
-            y[(co + r) * d + n..][..C].copy_from_slice(a);
+            y[(co + r) * out.stride + out.off + n..][..C].copy_from_slice(a);
         }
         n += C;
     }
@@ -897,7 +928,7 @@ fn tile_rows<const R: usize, const C: usize, const FMA: bool>(
                     s = madd(s, w[(co + r) * ck + ci * k + l], xp[ci * p + n + l]);
                 }
             }
-            y[(co + r) * d + n] = s;
+            y[(co + r) * out.stride + out.off + n] = s;
         }
     }
 }
@@ -1401,11 +1432,10 @@ impl BatchScratch {
         self.keys.reserve(d_sae);
         self.ords.reserve(d_sae);
         self.coef.resize(k, (0, 0.0));
-        // g, two layer outputs and the padded input of `front_by_products`.
-        let front = m
-            .front
-            .as_ref()
-            .map_or(0, |(f, _)| d_in * (1 + 2 * f.width + f.width * f.kernel));
+        // g, then two layer outputs and the padded input of `front_by_products`.
+        let front = m.front.as_ref().map_or(0, |(f, _)| {
+            d_in + front_scratch_len(f.width, f.kernel, d_in)
+        });
         self.front.resize(front, 0.0);
         Ok(())
     }
@@ -1465,13 +1495,29 @@ mod tests {
             );
             let xp: Vec<f32> = (0..cin * (d + k - 1)).map(|_| r.normal() as f32).collect();
             let (mut a, mut b) = (vec![0.0f32; cout * d], vec![1.0f32; cout * d]);
+            let plain = Rows { stride: d, off: 0 };
+            // The same rows written 2 floats apart and 1 in, as into the next layer's padding.
+            let padded = Rows {
+                stride: d + 2,
+                off: 1,
+            };
+            let mut c = vec![0.0f32; cout * (d + 2)];
             // SAFETY: AVX-512F (and with it AVX2 and FMA) checked above.
             unsafe {
-                conv_fma(&layer, &xp, &mut a, d, true);
-                conv_avx512(&layer, &xp, &mut b, d, true);
+                conv_fma(&layer, &xp, &mut a, plain, d, true);
+                conv_avx512(&layer, &xp, &mut b, plain, d, true);
+                conv_avx512(&layer, &xp, &mut c, padded, d, true);
             }
             let same = a.iter().zip(&b).all(|(u, v)| u.to_bits() == v.to_bits());
             assert!(same, "cin {cin} cout {cout} k {k} d {d}");
+            for (row_a, row_c) in a.chunks_exact(d).zip(c.chunks_exact(d + 2)) {
+                assert_eq!((row_c[0], row_c[d + 1]), (0.0, 0.0), "padding written");
+                let same = row_a
+                    .iter()
+                    .zip(&row_c[1..=d])
+                    .all(|(u, v)| u.to_bits() == v.to_bits());
+                assert!(same, "padded rows: cin {cin} cout {cout} k {k} d {d}");
+            }
         }
     }
 
