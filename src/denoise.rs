@@ -974,6 +974,7 @@ pub fn denoise_file_cancellable(
             .map(|l| (l.ch, l.spr, l.label.clone()))
             .collect(),
         staged: VecDeque::new(),
+        spare: Vec::new(),
         failed: None,
         // One block of records ahead: what the next block of every lane needs.
         ahead: ((block_seconds / header.record_duration()).ceil() as usize).saturating_add(1),
@@ -1068,6 +1069,9 @@ struct RecordSource<'a> {
     lanes: Vec<(usize, usize, String)>,
     /// Records read ahead: each lane's samples one after another, in lane order.
     staged: VecDeque<Vec<f32>>,
+    /// Record buffers already taken into the lanes, for the next reads (one allocation per
+    /// record held, not per record read).
+    spare: Vec<Vec<f32>>,
     /// The error that stopped reading ahead, raised where its record would have been.
     failed: Option<DenoiseError>,
     ahead: usize,
@@ -1093,6 +1097,7 @@ impl RecordSource<'_> {
             lane.raw.extend_from_slice(&buf[at..at + lane.spr]);
             at += lane.spr;
         }
+        self.spare.push(buf);
         Ok(true)
     }
 
@@ -1117,7 +1122,9 @@ impl RecordSource<'_> {
             return Ok(None);
         }
         let rec = &self.rec;
-        let mut buf = vec![0.0f32; self.lanes.iter().map(|l| l.1).sum()];
+        let mut buf = self.spare.pop().unwrap_or_default();
+        // Every sample is overwritten below.
+        buf.resize(self.lanes.iter().map(|l| l.1).sum(), 0.0);
         let mut at = 0;
         for (ch, spr, label) in &self.lanes {
             let new = &mut buf[at..at + spr];
